@@ -1,0 +1,68 @@
+"""The ``labkit`` command line: ``labkit <command> [options]``.
+
+Each command group lives in its own small module under ``labkit/commands/`` and exposes
+``register(subparsers)``; handlers import torch and friends lazily so ``labkit --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from labkit import __version__
+
+# Command modules in the order ``labkit --help`` lists them. A module that is missing
+# (a feature not yet built) is skipped rather than breaking the whole CLI.
+COMMAND_MODULES = (
+    "info",
+    "data",
+    "train",
+    "evaluate",
+    "build",
+    "course",
+    "grade",
+    "bench",
+)
+
+
+class CommandError(Exception):
+    """An error to show the user as one clear line, without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="labkit",
+        description="COVID-19 infection segmentation course kit (COVID-QU-Ex).",
+    )
+    parser.add_argument("--version", action="version", version=f"labkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"labkit.commands.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"labkit.commands.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.handler(args) or 0)
+    except (CommandError, ValueError, FileNotFoundError) as err:
+        print(f"labkit {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

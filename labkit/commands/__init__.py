@@ -1,0 +1,1 @@
+"""One module per ``labkit`` command group; each defines ``register(subparsers)``."""
