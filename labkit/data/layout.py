@@ -1,0 +1,280 @@
+"""The COVID-QU-Ex folder layout: constants, records, and finding the dataset root.
+
+On disk (after unzipping the Kaggle archive) each subset's folder name is repeated::
+
+    ROOT/Infection Segmentation Data/Infection Segmentation Data/Train/COVID-19/images/covid_1.png
+                                                                             /lung masks/covid_1.png
+                                                                             /infection masks/covid_1.png
+    ROOT/Lung Segmentation Data/Lung Segmentation Data/Val/Normal/images/Normal (1).png  (no infection masks)
+
+An image and its masks share the file name. ``index_dataset`` pairs them and raises a clear
+error for anything it cannot pair; nothing is silently skipped.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+SPLITS = ("Train", "Val", "Test")
+CLASSES = ("COVID-19", "Non-COVID", "Normal")
+SUBSETS = {"infection": "Infection Segmentation Data", "lung": "Lung Segmentation Data"}
+IMAGES, LUNG_MASKS, INFECTION_MASKS = "images", "lung masks", "infection masks"
+# Mask kinds each subset carries, besides ``images``.
+MASK_KINDS = {"infection": (LUNG_MASKS, INFECTION_MASKS), "lung": (LUNG_MASKS,)}
+IMAGE_SUFFIX = ".png"
+# OS litter that is never data (reported by ``labkit data check``, ignored by the loader).
+JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One image and its masks.
+
+    Args:
+        subset: ``"infection"`` or ``"lung"``.
+        split: one of ``SPLITS``.
+        cls: one of ``CLASSES``.
+        image: path of the image PNG.
+        lung_mask: path of the lung mask PNG.
+        infection_mask: path of the infection mask PNG, ``None`` in the lung subset.
+    """
+
+    subset: str
+    split: str
+    cls: str
+    image: Path
+    lung_mask: Path
+    infection_mask: Path | None
+
+    @property
+    def name(self) -> str:
+        """The shared file name, e.g. ``"Normal (1).png"``."""
+        return self.image.name
+
+    def paths(self) -> list[Path]:
+        """Every file this record reads: image, lung mask, infection mask (if any)."""
+        return [p for p in (self.image, self.lung_mask, self.infection_mask) if p is not None]
+
+
+def check_subset(subset: str) -> str:
+    """Return ``subset`` if valid, else raise ``ValueError`` listing the valid names."""
+    if subset not in SUBSETS:
+        raise ValueError(f"unknown subset {subset!r}; expected one of {', '.join(SUBSETS)}")
+    return subset
+
+
+def _check_names(values, valid: tuple[str, ...], arg: str) -> tuple[str, ...]:
+    if values is None:
+        return valid
+    if isinstance(values, str):
+        values = (values,)
+    values = tuple(values)
+    for v in values:
+        if v not in valid:
+            close = difflib.get_close_matches(str(v), valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(
+                f"{arg}: unknown value {v!r}{hint}; expected some of {', '.join(valid)}"
+            )
+    return values
+
+
+def _has_splits(folder: Path) -> bool:
+    return folder.is_dir() and any((folder / s).is_dir() for s in SPLITS)
+
+
+def find_subset_dir(root: str | Path, subset: str = "infection") -> Path:
+    """The folder that holds ``Train/Val/Test`` for ``subset``, given a root at any sensible level.
+
+    Accepts the folder containing both subsets, the (outer) subset folder, its repeated inner
+    folder, or any folder with ``Train``/``Val``/``Test`` inside.
+
+    Raises:
+        FileNotFoundError: nothing matching was found; the message says what was expected and
+            suggests the nearest folder that looks right.
+    """
+    check_subset(subset)
+    name = SUBSETS[subset]
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(
+            _not_found_message(root, subset, "does not exist or is not a folder")
+        )
+    other = [n for k, n in SUBSETS.items() if k != subset]
+    for candidate in (root / name / name, root / name, root):
+        if _has_splits(candidate):
+            if candidate == root and (root.name in other or root.parent.name in other):
+                raise FileNotFoundError(
+                    f"{root} is the {root.name!r} folder, but subset {subset!r} needs {name!r}"
+                    + _suggestion(root, subset)
+                )
+            return candidate
+    raise FileNotFoundError(_not_found_message(root, subset, "has no COVID-QU-Ex layout inside"))
+
+
+def _not_found_message(root: Path, subset: str, what: str) -> str:
+    name = SUBSETS[subset]
+    return (
+        f"dataset root {root} {what}. Expected the folder that contains {name!r} (e.g. "
+        f"'<root>/{name}/{name}/Train/COVID-19/images/*.png'), the {name!r} folder itself, or a "
+        f"folder with {'/'.join(SPLITS)} inside." + _suggestion(root, subset)
+    )
+
+
+def _suggestion(root: Path, subset: str) -> str:
+    near = nearest_match(root, subset)
+    return f" Did you mean {str(near)!r}?" if near is not None else ""
+
+
+def nearest_match(path: str | Path, subset: str = "infection") -> Path | None:
+    """A nearby folder that looks like a dataset root for ``subset``, or ``None``.
+
+    Looks two levels down from ``path`` (or its nearest existing ancestor) and up to two
+    levels up, preferring folders named like the subset; also catches typos in the last
+    path component (``Infection Segmentaton Data``).
+    """
+    name = SUBSETS[subset]
+    path = Path(path).expanduser().absolute()
+    start = path
+    while not start.is_dir() and start != start.parent:
+        start = start.parent
+    # A typo in the last component: compare with the siblings that exist.
+    if not path.exists() and path.parent.is_dir():
+        siblings = [p.name for p in _subdirs(path.parent)]
+        for close in difflib.get_close_matches(path.name, siblings, n=3, cutoff=0.6):
+            if _looks_like_root(path.parent / close, name):
+                return path.parent / close
+    levels = [start, *start.parents[:2]]
+    for base in levels:
+        frontier = [base]
+        for _depth in range(3):  # base, its children, its grandchildren
+            for folder in frontier:
+                if folder != path and _looks_like_root(folder, name):
+                    return folder
+            frontier = [c for f in frontier for c in _subdirs(f)][:200]
+    return None
+
+
+def _looks_like_root(folder: Path, name: str) -> bool:
+    return (folder / name).is_dir() or (folder.name == name and _has_splits(folder))
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
+
+
+def present_subsets(root: str | Path) -> dict[str, Path]:
+    """The subsets found at ``root``: ``{subset: folder holding Train/Val/Test}``.
+
+    A bare folder with ``Train``/``Val``/``Test`` (no subset name) counts once: as the
+    infection subset if it has any ``infection masks`` folder, else as the lung subset.
+    """
+    found: dict[str, Path] = {}
+    for subset in SUBSETS:
+        try:
+            found[subset] = find_subset_dir(root, subset)
+        except FileNotFoundError:
+            pass
+    if len(found) == 2 and found["infection"] == found["lung"]:
+        base = found["infection"]
+        has_infection = any(base.glob(f"*/*/{INFECTION_MASKS}"))
+        del found["lung" if has_infection else "infection"]
+    return found
+
+
+def normalize_root(path: str | Path) -> Path:
+    """The folder containing the subset folders, when ``path`` points inside one of them.
+
+    Raises:
+        FileNotFoundError: no subset of COVID-QU-Ex was found at ``path``.
+    """
+    path = Path(path).expanduser()
+    errors = []
+    for subset, name in SUBSETS.items():
+        try:
+            found = find_subset_dir(path, subset)
+        except FileNotFoundError as err:
+            errors.append(err)
+            continue
+        # Walk up from <...>/name/name (or <...>/name) to the folder that contains ``name``.
+        top = found
+        while top.name == name and top.parent != top:
+            top = top.parent
+        return top if top != found else path.resolve()
+    raise errors[0]
+
+
+def index_dataset(
+    root: str | Path,
+    subset: str = "infection",
+    splits: str | tuple[str, ...] | list[str] | None = None,
+    classes: str | tuple[str, ...] | list[str] | None = None,
+) -> list[Record]:
+    """List every image of ``subset`` with its masks, sorted by split, class, then file name.
+
+    File names sort "naturally" (``covid_2.png`` before ``covid_10.png``).
+
+    Args:
+        root: dataset root at any level ``find_subset_dir`` accepts.
+        subset: ``"infection"`` (lung + infection masks) or ``"lung"`` (lung masks only).
+        splits: splits to index (default all of ``SPLITS``).
+        classes: classes to index (default all of ``CLASSES``).
+
+    Returns:
+        Records in a deterministic order.
+
+    Raises:
+        FileNotFoundError: the root, a split or a class folder is missing.
+        ValueError: an image without a mask, a mask without an image, or an empty folder;
+            the message names every file concerned.
+    """
+    from labkit.data.check import scan_class_folder  # check imports this module
+
+    splits = _check_names(splits, SPLITS, "splits")
+    classes = _check_names(classes, CLASSES, "classes")
+    base = find_subset_dir(root, subset)
+    records: list[Record] = []
+    errors: list[str] = []
+    for split in splits:
+        for cls in classes:
+            folder = base / split / cls
+            if not folder.is_dir():
+                raise FileNotFoundError(
+                    f"missing folder {folder} (split {split!r}, class {cls!r}); pass "
+                    f"splits=/classes= to load only the folders you have"
+                )
+            found, problems = scan_class_folder(folder, subset, split, cls)
+            records.extend(found)
+            errors.extend(str(p) for p in problems if p.level == "error")
+    if errors:
+        shown = "\n  ".join(errors[:20])
+        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+        raise ValueError(
+            f"{len(errors)} problem(s) in {base} (run `labkit data check {root}` for a full "
+            f"report):\n  {shown}{more}"
+        )
+    return records
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders numbers by value: ``covid_2.png`` before ``covid_10.png``."""
+    return tuple(int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name))
+
+
+def relative_name(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` with forward slashes (stable across OSes for cache keys)."""
+    return os.path.relpath(path, base).replace(os.sep, "/")
+
+
+def describe_data_location(data: str | None = None) -> str:
+    """One line for ``labkit info``: where data would be loaded from. Never raises."""
+    from labkit.data.locate import describe_data_location as describe
+
+    return describe(data)
