@@ -129,7 +129,8 @@ def _empty_truth_policy(score: Tensor, tp, fp, fn, empty_score: float | None) ->
     if empty_score is None:
         return score.masked_fill(truth_empty, math.nan)
     pred_empty = (tp + fp) == 0
-    fill = torch.where(pred_empty, empty_score, 0.0).to(score.dtype)
+    # full_like keeps score's float64: torch.where on Python floats would round to float32
+    fill = torch.where(pred_empty, torch.full_like(score, empty_score), torch.zeros_like(score))
     return torch.where(truth_empty, fill, score)
 
 
