@@ -258,3 +258,15 @@ def test_bad_arguments(kwargs, match):
         L.build_loss(**kwargs)
     with pytest.raises(ValueError, match="final_weight"):
         L.DeepSupervisionLoss(L.BCELoss(), final_weight=1.5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", sorted(L.LOSSES))
+def test_cuda_autocast_matches_cpu(name):
+    torch.manual_seed(4)
+    z, y = torch.randn(2, 1, 64, 64), (torch.rand(2, 1, 64, 64) > 0.8).float()
+    with torch.autocast("cuda", dtype=torch.float16):
+        gpu = L.build_loss(name)(z.cuda().half(), y.cuda())
+    assert gpu.dtype == torch.float32
+    assert gpu.item() == pytest.approx(L.build_loss(name)(z, y).item(), rel=1e-2, abs=1e-3)

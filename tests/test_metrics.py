@@ -261,3 +261,15 @@ def test_nan_output_is_reported_not_counted_as_negative():
     acc.update(logits, torch.zeros(2, 1, 4, 4), names=["ok.png", "bad.png"])
     with pytest.raises(ValueError, match="bad.png"):
         acc.compute()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_tensors_give_the_cpu_results():
+    logits, target = random_batch(7, channels=2)
+    cpu, gpu = MetricAccumulator(), MetricAccumulator()
+    cpu.update(logits, target)
+    gpu.update(logits.cuda().half(), target.cuda().to(torch.uint8))
+    a, b = cpu.compute(), gpu.compute()
+    for name in (*metrics.SCORES, "mae", "rmse"):
+        assert b[name] == pytest.approx(a[name], abs=2e-3), name
