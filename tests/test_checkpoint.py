@@ -82,7 +82,8 @@ def test_pretrained_weight_sources_are_not_refetched(tmp_path):
 def test_atomic_write_leaves_no_temp_file_and_keeps_the_old_file_on_failure(saved):
     model, path = saved
     before = path.read_bytes()
-    with pytest.raises(pickle.PicklingError):  # a lambda cannot be pickled: fails mid-write
+    # A local function cannot be pickled: torch.save fails after the weights were written.
+    with pytest.raises((pickle.PicklingError, AttributeError), match="pickle"):
         atomic_save({"weights": model.state_dict(), "bad": lambda: 0}, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["best.pt"]
