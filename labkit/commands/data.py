@@ -1,0 +1,191 @@
+"""``labkit data ...``: make the phantom dataset, check a tree, download COVID-QU-Ex, count images."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import ssl
+import threading
+from pathlib import Path
+
+KAGGLE_HOST = ("www.kaggle.com", 443)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="phantom dataset, checks, download and counts")
+    data_sub = p.add_subparsers(dest="data_command", metavar="<action>")
+    p.set_defaults(handler=lambda args: p.print_help() or 0)
+
+    ph = data_sub.add_parser("phantom", help="write a synthetic dataset in the COVID-QU-Ex layout")
+    ph.add_argument("out", type=Path, help="output folder")
+    ph.add_argument("--n", type=int, default=240, help="images per subset (default 240)")
+    ph.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    ph.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
+    ph.add_argument("--overwrite", action="store_true", help="replace an existing dataset in OUT")
+    ph.add_argument("--quiet", action="store_true", help="no progress bar")
+    ph.set_defaults(handler=run_phantom)
+
+    ck = data_sub.add_parser(
+        "check", help="report every problem in a dataset tree (exit 0 if usable)"
+    )
+    ck.add_argument(
+        "root", help="dataset root (any level: both subsets, a subset, its inner folder)"
+    )
+    ck.add_argument(
+        "--subset", choices=("infection", "lung"), default=None, help="check one subset only"
+    )
+    ck.add_argument("--no-decode", action="store_true", help="check the layout only, not the PNGs")
+    ck.add_argument("--all", action="store_true", help="list every problem (default: 30 per level)")
+    ck.add_argument("--quiet", action="store_true", help="no progress bar")
+    ck.set_defaults(handler=run_check)
+
+    dl = data_sub.add_parser("download", help="download COVID-QU-Ex from Kaggle with kagglehub")
+    dl.add_argument(
+        "--dest", type=Path, default=None, help="folder to download into (default: kagglehub cache)"
+    )
+    dl.set_defaults(handler=run_download)
+
+    inf = data_sub.add_parser("info", help="print image counts per split and class")
+    inf.add_argument("root", help="dataset root, or 'phantom'")
+    inf.add_argument("--profile", default=None, help="run profile sizing the phantom data")
+    inf.set_defaults(handler=run_info)
+
+
+def run_phantom(args: argparse.Namespace) -> int:
+    from labkit.data.phantom import make_phantom
+
+    for name in ("n", "size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name}: expected a positive integer, got {getattr(args, name)}")
+    out = make_phantom(
+        args.out,
+        n=args.n,
+        seed=args.seed,
+        size=args.size,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
+    )
+    print(f"phantom dataset written to {out}")
+    _print_counts(out)
+    print(f"use it with: export LABKIT_DATA={out}")
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from labkit.data.check import check_dataset
+    from labkit.data.explore import counts_table
+
+    subsets = (args.subset,) if args.subset else None
+    report = check_dataset(
+        args.root, subsets=subsets, decode=not args.no_decode, progress=not args.quiet
+    )
+    limit = None if args.all else 30
+    for level, problems in (("error", report.errors), ("warning", report.warnings)):
+        for p in problems[:limit]:
+            print(p)
+        if limit is not None and len(problems) > limit:
+            print(f"... and {len(problems) - limit} more {level}s (use --all to list them)")
+    for subset, counts in report.counts.items():
+        print()
+        print(counts_table(counts, title=f"{subset} subset (images with all their masks):"))
+    print()
+    verdict = "usable" if report.ok else "NOT usable"
+    print(
+        f"{report.root}: {verdict}: {len(report.errors)} error(s), {len(report.warnings)} warning(s)"
+    )
+    return 0 if report.ok else 1
+
+
+def kaggle_reachable(
+    host: str = KAGGLE_HOST[0], port: int = KAGGLE_HOST[1], timeout: float = 3.0
+) -> bool:
+    """Whether a verified TLS connection to ``host:port`` opens within ``timeout`` seconds.
+
+    A TLS handshake with certificate check, not just a TCP connect: some sandboxes and proxies
+    accept any TCP connection. Runs in a thread so a slow DNS lookup cannot make it wait
+    longer than ``timeout``.
+    """
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            context = ssl.create_default_context()
+            with socket.create_connection((host, port), timeout=timeout) as raw:
+                with context.wrap_socket(raw, server_hostname=host):
+                    result.append(True)
+        except (OSError, ssl.SSLError):
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def manual_instructions(dest: Path | None = None) -> str:
+    from labkit.data.locate import KAGGLE_URL
+
+    where = dest or Path.home() / "data" / "covidqu"
+    return (
+        "Download it by hand instead:\n"
+        f"  1. open {KAGGLE_URL} (sign in) and click Download (about 1 GB zip)\n"
+        f"  2. unzip it into {where}, so that '{where}/Infection Segmentation Data/"
+        "Infection Segmentation Data/Train' exists\n"
+        f"  3. export LABKIT_DATA={where}   (or pass data='{where}' / --data {where})\n"
+        f"  4. labkit data check {where}\n"
+        "Until then labkit uses the synthetic phantom dataset (--data phantom)."
+    )
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from labkit.cli import CommandError
+    from labkit.data.locate import KAGGLE_HANDLE
+
+    if not kaggle_reachable():
+        raise CommandError(
+            f"cannot reach {KAGGLE_HOST[0]} (offline?).\n{manual_instructions(args.dest)}"
+        )
+    try:
+        import kagglehub
+    except ImportError as err:
+        raise CommandError(
+            f"kagglehub is not installed (pip install kagglehub).\n{manual_instructions(args.dest)}"
+        ) from err
+    try:
+        if args.dest is not None:
+            args.dest.mkdir(parents=True, exist_ok=True)
+            path = kagglehub.dataset_download(KAGGLE_HANDLE, output_dir=str(args.dest))
+        else:
+            path = kagglehub.dataset_download(KAGGLE_HANDLE)
+    except Exception as err:  # network, credentials, disk: all end in the same advice
+        raise CommandError(
+            f"kagglehub download failed ({type(err).__name__}: {err}).\n{manual_instructions(args.dest)}"
+        ) from err
+    from labkit.data.locate import resolve_data
+
+    root = resolve_data(path)
+    print(f"COVID-QU-Ex downloaded to {root}")
+    _print_counts(root)
+    print(f"use it with: export LABKIT_DATA={root}")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from labkit.data.locate import resolve_data
+
+    root = resolve_data(args.root, profile=args.profile)
+    print(f"dataset root: {root}")
+    _print_counts(root)
+    return 0
+
+
+def _print_counts(root: Path) -> None:
+    from labkit.data.explore import count_images, counts_table
+    from labkit.data.layout import SUBSETS, present_subsets
+
+    found = present_subsets(root)
+    for subset in SUBSETS:
+        if subset not in found:
+            print(f"{subset} subset: not present")
+            continue
+        print(counts_table(count_images(root, subset), title=f"{subset} subset (image files):"))
