@@ -79,7 +79,7 @@ def test_root_accepted_at_any_level(tree, level):
         level
     ]
     assert find_subset_dir(path, "infection") == subset_dir(tree)
-    assert normalize_root(path) == tree.resolve()
+    assert normalize_root(path) == tree
     assert len(index_dataset(path, splits="Train")) == 9
 
 
@@ -114,8 +114,8 @@ def test_wrong_path_says_what_was_expected_and_suggests(tree):
 def test_resolve_prefers_argument_then_env(tree, tmp_path, monkeypatch):
     other = make_tree(tmp_path / "other", per_class=1, size=8)
     monkeypatch.setenv("LABKIT_DATA", str(other))
-    assert resolve_data() == other.resolve()
-    assert resolve_data(tree) == tree.resolve()
+    assert resolve_data() == other
+    assert resolve_data(tree) == tree
     assert locate_data() == (other, "LABKIT_DATA")
     monkeypatch.setenv("LABKIT_DATA", str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match=r"\$LABKIT_DATA"):
@@ -128,7 +128,7 @@ def test_kagglehub_cache_is_found(tmp_path):
     )
     make_tree(version, per_class=1, size=8)
     assert locate_data() == (version, "kagglehub cache")
-    assert resolve_data() == version.resolve()
+    assert resolve_data() == version
     assert "kagglehub cache" in describe_data_location(None)
 
 

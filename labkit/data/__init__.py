@@ -28,6 +28,7 @@ _EXPORTS = {
     "resolve_data": "locate",
     "locate_data": "locate",
     "cache_dir": "locate",
+    "ensure_phantom": "locate",
     "SegData": "cache",
     "load_split": "cache",
     "Batch": "loader",

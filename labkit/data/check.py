@@ -156,7 +156,10 @@ def read_png(path: Path, kind: str = "image") -> tuple[np.ndarray, list[Problem]
             problems.append(Problem("warning", path, "16-bit image; rescaled to 8-bit"))
             arr = np.round(arr.astype(np.float32) * (255.0 / 65535.0)).astype(np.uint8)
         return np.ascontiguousarray(arr, dtype=np.uint8), problems
-    values = np.unique(arr)
+    # bincount is ~10x faster than np.unique on uint8 masks (no sort)
+    values = (
+        np.flatnonzero(np.bincount(arr.ravel(), minlength=256)) if full == 255 else np.unique(arr)
+    )
     if set(values.tolist()) <= {0, full}:
         return (arr > 0).astype(np.uint8), problems
     if values.max() <= 1:

@@ -207,7 +207,7 @@ def normalize_root(path: str | Path) -> Path:
         top = found
         while top.name == name and top.parent != top:
             top = top.parent
-        return top if top != found else path.resolve()
+        return top
     raise errors[0]
 
 
