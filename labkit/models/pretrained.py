@@ -1,0 +1,192 @@
+"""U-Nets with ImageNet-pretrained encoders, built with segmentation_models_pytorch (lab 04).
+
+Report 002 uses smp's U-Net with a ResNet34 encoder (3-channel 256x256 input, 2-class
+softmax head, 24.4M parameters); report 003 uses EfficientNet-B3 (lungs) and
+EfficientNet-B0 (infection). The encoder is a classification network with its classifier
+removed: five stages, each halving the image (stride 32), whose features feed smp's U-Net
+decoder through skip connections.
+
+smp is imported only when one of these models is built (it is slow to import).
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from torch import Tensor, nn
+
+from ._sizes import crop_back, fit_to_stride
+from .weights import check_download_possible, hub_settings, load_encoder_weights, offline_help
+
+# labkit name -> smp encoder name
+ENCODERS = {
+    "unet-resnet34": "resnet34",
+    "unet-efficientnet-b0": "efficientnet-b0",
+    "unet-efficientnet-b3": "efficientnet-b3",
+}
+
+
+class PretrainedUNet(nn.Module):
+    """smp's ``Unet``: a pretrained classification encoder + U-Net decoder (lab 04).
+
+    Keeps smp's parts and parameter names (``encoder``, ``decoder``, ``segmentation_head``)
+    and adds labkit's input checks, optional padding and dropout before the head.
+
+    Args:
+        encoder_name: an smp encoder name (``"resnet34"``, ``"efficientnet-b0"``, ...).
+        in_channels: 3 for grey replicated to RGB (ImageNet style), 1 for grey, 4 for
+            RGB + lung mask (report 003's infection stage). With pretrained weights smp
+            adapts the first convolution (sum over RGB for 1 channel, cyclic copy for 4).
+        classes: 1 (sigmoid head) or 2 (report 002's softmax head, channel 1 = infection).
+        encoder_weights: None (random init) or ``"imagenet"`` (smp downloads them; fails
+            within seconds with instructions when offline).
+        weights_path: a local ``.safetensors`` / ``.pt`` / ``.pth`` encoder state dict,
+            instead of downloading (see :func:`~labkit.models.weights.load_encoder_weights`).
+        dropout: channel dropout before the head (0 = none).
+        pad: pad inputs to a multiple of 32 and crop back instead of raising ``ValueError``.
+        name: the labkit model name, used in messages.
+
+    Returns:
+        Logits ``(B, classes, H, W)``.
+
+    Shape:
+        ``(B, in_channels, H, W)`` -> ``(B, classes, H, W)``; H, W multiples of 32.
+    """
+
+    def __init__(
+        self,
+        encoder_name: str = "resnet34",
+        in_channels: int = 3,
+        classes: int = 1,
+        encoder_weights: str | None = None,
+        weights_path: str | Path | None = None,
+        dropout: float = 0.0,
+        pad: bool = False,
+        name: str = "unet-resnet34",
+    ) -> None:
+        super().__init__()
+        import segmentation_models_pytorch as smp
+
+        for arg, value in (("in_channels", in_channels), ("classes", classes)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: {arg} must be an int >= 1, got {value!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout!r}")
+        if encoder_weights is not None and weights_path is not None:
+            raise ValueError(
+                f"{name}: pass either encoder_weights={encoder_weights!r} (download) or "
+                f"weights_path={str(weights_path)!r} (local file), not both"
+            )
+        settings = None
+        if encoder_weights is not None:
+            settings = hub_settings(encoder_name, encoder_weights)
+            check_download_possible(name, encoder_name, settings)
+        try:
+            net = smp.Unet(
+                encoder_name,
+                encoder_weights=encoder_weights,
+                in_channels=in_channels,
+                classes=classes,
+            )
+        except OSError as err:  # hub/HTTP errors are OSErrors; turn them into a clear one
+            if settings is None:  # without weights smp does no I/O: not a download problem
+                raise
+            raise RuntimeError(offline_help(name, encoder_name, settings, str(err))) from err
+        self.encoder = net.encoder
+        self.decoder = net.decoder
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.segmentation_head = net.segmentation_head
+        if weights_path is not None:
+            load_encoder_weights(self.encoder, weights_path, in_channels)
+        self.in_channels, self.classes, self.pad, self.name = in_channels, classes, pad, name
+        self.encoder_name = encoder_name
+        self.stride = int(self.encoder.output_stride)
+        # smp >= 0.5 decoders take a list of features, older ones take *features.
+        params = inspect.signature(self.decoder.forward).parameters.values()
+        self._decoder_star_args = any(p.kind is p.VAR_POSITIONAL for p in params)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x, size = fit_to_stride(
+            x, self.stride, pad=self.pad, name=self.name, in_channels=self.in_channels
+        )
+        features = self.encoder(x)  # 6 maps: the input, then strides 2, 4, 8, 16, 32
+        if self._decoder_star_args:
+            decoded = self.decoder(*features)
+        else:
+            decoded = self.decoder(features)  # (B, 16, H, W)
+        return crop_back(self.segmentation_head(self.dropout(decoded)), size)
+
+
+def _build(
+    name: str,
+    in_channels: int,
+    classes: int,
+    encoder_weights: str | None,
+    weights_path: str | Path | None,
+    dropout: float,
+    pad: bool,
+) -> PretrainedUNet:
+    return PretrainedUNet(
+        ENCODERS[name],
+        in_channels=in_channels,
+        classes=classes,
+        encoder_weights=encoder_weights,
+        weights_path=weights_path,
+        dropout=dropout,
+        pad=pad,
+        name=name,
+    )
+
+
+def unet_resnet34(
+    in_channels: int = 3,
+    classes: int = 1,
+    encoder_weights: str | None = None,
+    weights_path: str | Path | None = None,
+    dropout: float = 0.0,
+    pad: bool = False,
+) -> PretrainedUNet:
+    """U-Net with a ResNet34 encoder (lab 04, report 002; 24.4M parameters for 3 -> 2).
+
+    Report 002's setup: ``unet_resnet34(in_channels=3, classes=2, encoder_weights="imagenet")``.
+    Arguments as in :class:`PretrainedUNet`.
+    """
+    return _build(
+        "unet-resnet34", in_channels, classes, encoder_weights, weights_path, dropout, pad
+    )
+
+
+def unet_efficientnet_b0(
+    in_channels: int = 3,
+    classes: int = 1,
+    encoder_weights: str | None = None,
+    weights_path: str | Path | None = None,
+    dropout: float = 0.0,
+    pad: bool = False,
+) -> PretrainedUNet:
+    """U-Net with an EfficientNet-B0 encoder (labs 04-05, report 003's infection stage, 6.3M).
+
+    Report 003's infection stage: ``in_channels=4`` (RGB + lung mask), ``dropout=0.3``.
+    Arguments as in :class:`PretrainedUNet`.
+    """
+    return _build(
+        "unet-efficientnet-b0", in_channels, classes, encoder_weights, weights_path, dropout, pad
+    )
+
+
+def unet_efficientnet_b3(
+    in_channels: int = 3,
+    classes: int = 1,
+    encoder_weights: str | None = None,
+    weights_path: str | Path | None = None,
+    dropout: float = 0.0,
+    pad: bool = False,
+) -> PretrainedUNet:
+    """U-Net with an EfficientNet-B3 encoder (labs 04-05, report 003's lung stage, 13.2M).
+
+    Arguments as in :class:`PretrainedUNet`.
+    """
+    return _build(
+        "unet-efficientnet-b3", in_channels, classes, encoder_weights, weights_path, dropout, pad
+    )
