@@ -1,0 +1,202 @@
+"""The lung -> infection cascade of lab 05 (report 003).
+
+Stage 1 segments the lungs; stage 2 segments infection from the image *plus* the stage-1
+lung mask as an extra channel (4 channels for RGB input, 2 for grey), and its prediction
+is forced to zero outside the lungs: infection cannot lie outside the lung, so the model
+should not be able to produce false positives there.
+
+Masking convention: outside the lung mask the infection logits are set to the finite
+value ``OUTSIDE_LUNG_LOGIT = -1e4`` (for a 2-class head: background logit 0, infection
+logit -1e4). sigmoid / softmax then give exactly 0.0 infection probability there (in
+float32, bfloat16 and float16), while losses computed from the logits stay finite
+(``-inf`` would turn BCE into NaN). No gradient flows through masked pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+OUTSIDE_LUNG_LOGIT = -1e4
+
+
+class CascadeOutput(NamedTuple):
+    """What :meth:`CascadeModel.forward_stages` returns."""
+
+    infection: Tensor | list[Tensor]  # masked infection logits (B, classes, H, W) (list: DS)
+    lung: Tensor  # lung logits (B, lung classes, H, W)
+    lung_mask: Tensor  # (B, 1, H, W) float {0, 1}: lung probability > threshold
+
+
+def foreground_probability(logits: Tensor) -> Tensor:
+    """``(B, 1, H, W)`` foreground probability: sigmoid of 1 channel, softmax channel 1 of more."""
+    if logits.shape[1] == 1:
+        return torch.sigmoid(logits)
+    return torch.softmax(logits, dim=1)[:, 1:2]
+
+
+def mask_outside_lung(logits: Tensor, lung_mask: Tensor) -> Tensor:
+    """Set logits outside ``lung_mask`` so that the infection probability there is 0.
+
+    Args:
+        logits: ``(B, classes, H, W)`` infection logits.
+        lung_mask: ``(B, 1, H, W)``, nonzero inside the lung.
+
+    Returns:
+        Logits of the same shape: unchanged inside the lung; outside, -1e4 for a 1-class
+        head, and (0, -1e4, -1e4, ...) for a softmax head (background certain).
+    """
+    inside = lung_mask > 0  # (B, 1, H, W), broadcasts over classes
+    outside_value = torch.full_like(logits, OUTSIDE_LUNG_LOGIT)
+    if logits.shape[1] > 1:
+        outside_value[:, 0] = 0.0
+    return torch.where(inside, logits, outside_value)
+
+
+def _final(out: Tensor | list[Tensor]) -> Tensor:
+    return out[0] if isinstance(out, list) else out
+
+
+class CascadeModel(nn.Module):
+    """Two-stage cascade (lab 05, report 003): lung model, then infection model.
+
+    ``forward(image)`` runs both stages: lung logits -> lung mask (probability >
+    ``threshold``, computed without gradient) -> infection logits from
+    ``cat(image, lung_mask)`` -> set to -1e4 outside the lung (probability 0, see the module
+    docstring). Each stage is an ordinary model that can be trained on its own:
+
+    * lungs: ``model.lung(image)`` against the lung masks;
+    * infection: ``model.infection(model.infection_input(image, lung_mask))`` with the true
+      lung masks, or ``model(image)`` to train on stage-1 predictions (set
+      ``freeze_lung=True`` so that stage stays fixed, in eval mode).
+
+    Args:
+        lung: stage-1 model, ``(B, C, H, W)`` -> lung logits (1 or 2 classes).
+        infection: stage-2 model, ``(B, C + 1, H, W)`` -> infection logits.
+        threshold: lung probability above which a pixel counts as lung.
+        freeze_lung: keep the lung stage's parameters fixed and its batch norm in eval mode.
+
+    Returns:
+        Masked infection logits ``(B, classes, H, W)`` (a list if the infection model uses
+        deep supervision and is training).
+
+    Shape:
+        ``(B, C, H, W)`` -> ``(B, classes, H, W)``.
+    """
+
+    def __init__(
+        self,
+        lung: nn.Module,
+        infection: nn.Module,
+        threshold: float = 0.5,
+        freeze_lung: bool = False,
+    ) -> None:
+        super().__init__()
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+        self.lung = lung
+        self.infection = infection
+        self.threshold = threshold
+        self.freeze_lung = freeze_lung
+        self.stride = math.lcm(
+            int(getattr(lung, "stride", 1)), int(getattr(infection, "stride", 1))
+        )
+        if freeze_lung:
+            self.lung.requires_grad_(False)
+            self.lung.eval()
+
+    def train(self, mode: bool = True) -> CascadeModel:
+        super().train(mode)
+        if self.freeze_lung:
+            self.lung.eval()  # a frozen stage keeps its batch-norm statistics
+        return self
+
+    @staticmethod
+    def infection_input(image: Tensor, lung_mask: Tensor) -> Tensor:
+        """Stage-2 input: the image with the lung mask appended as a last channel.
+
+        Shape:
+            image ``(B, C, H, W)``, lung_mask ``(B, 1, H, W)`` -> ``(B, C + 1, H, W)``.
+        """
+        if lung_mask.dim() != 4 or lung_mask.shape[1] != 1:
+            raise ValueError(
+                f"lung_mask must have shape (B, 1, H, W), got {tuple(lung_mask.shape)}"
+            )
+        if image.shape[0] != lung_mask.shape[0] or image.shape[-2:] != lung_mask.shape[-2:]:
+            raise ValueError(
+                f"image {tuple(image.shape)} and lung_mask {tuple(lung_mask.shape)} must share "
+                "batch size, height and width"
+            )
+        return torch.cat([image, lung_mask.to(image.dtype)], dim=1)
+
+    def predict_lung(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """Stage 1 without gradient: ``(lung logits, lung mask (B, 1, H, W) float {0, 1})``."""
+        with torch.no_grad():
+            lung_logits = _final(self.lung(image))
+            lung_mask = (foreground_probability(lung_logits) > self.threshold).to(image.dtype)
+        return lung_logits, lung_mask
+
+    def forward_stages(self, image: Tensor) -> CascadeOutput:
+        """Both stages, returning the lung prediction as well (for plots and metrics)."""
+        lung_logits, lung_mask = self.predict_lung(image)
+        out = self.infection(self.infection_input(image, lung_mask))
+        if isinstance(out, list):
+            masked: Tensor | list[Tensor] = [mask_outside_lung(o, lung_mask) for o in out]
+        else:
+            masked = mask_outside_lung(out, lung_mask)
+        return CascadeOutput(masked, lung_logits, lung_mask)
+
+    def forward(self, image: Tensor) -> Tensor | list[Tensor]:
+        return self.forward_stages(image).infection
+
+
+def cascade(
+    in_channels: int = 3,
+    classes: int = 1,
+    lung_model: str = "unet",
+    infection_model: str = "unet",
+    lung_kwargs: dict[str, Any] | None = None,
+    infection_kwargs: dict[str, Any] | None = None,
+    threshold: float = 0.5,
+    freeze_lung: bool = False,
+) -> CascadeModel:
+    """Build a :class:`CascadeModel` from two model names (lab 05, report 003).
+
+    Report 003: ``cascade(in_channels=3, lung_model="unet-efficientnet-b3",
+    infection_model="unet-efficientnet-b0", infection_kwargs={"dropout": 0.3})``.
+
+    Args:
+        in_channels: image channels (3 RGB, 1 grey); the infection stage gets one more.
+        classes: infection head classes (1 sigmoid, 2 softmax). The lung head has 1
+            unless ``lung_kwargs`` says otherwise.
+        lung_model: any name in :data:`labkit.models.MODELS` except ``"cascade"``.
+        infection_model: likewise.
+        lung_kwargs: extra arguments for the lung model (not ``in_channels``).
+        infection_kwargs: extra arguments for the infection model (not ``in_channels``
+            or ``classes``).
+        threshold: lung probability threshold.
+        freeze_lung: see :class:`CascadeModel`.
+    """
+    from . import build_model  # here, not at the top: labkit.models imports this file
+
+    lung_kwargs, infection_kwargs = dict(lung_kwargs or {}), dict(infection_kwargs or {})
+    for stage, name, kwargs, reserved in (
+        ("lung_model", lung_model, lung_kwargs, ("in_channels",)),
+        ("infection_model", infection_model, infection_kwargs, ("in_channels", "classes")),
+    ):
+        if name == "cascade":
+            raise ValueError(f"{stage} cannot be 'cascade' itself")
+        clash = [k for k in reserved if k in kwargs]
+        if clash:
+            raise ValueError(
+                f"{stage}: set {', '.join(clash)} on the cascade, not in its kwargs "
+                f"(the infection stage always gets in_channels + 1 for the lung mask)"
+            )
+    lung = build_model(lung_model, in_channels=in_channels, **lung_kwargs)
+    infection = build_model(
+        infection_model, in_channels=in_channels + 1, classes=classes, **infection_kwargs
+    )
+    return CascadeModel(lung, infection, threshold=threshold, freeze_lung=freeze_lung)
