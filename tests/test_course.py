@@ -1,0 +1,171 @@
+"""`labkit course run` end to end on small labs, each executed by a real Jupyter kernel."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from labkit import course_setup
+from labkit.cli import main as cli_main
+from labkit.course import inject_parameters, read_results
+from labkit.reports import REPORT_FIGURES, describe_figure, report_table_md
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+# A lab whose own check fails: under `course run` (strict checks) the lab must fail.
+BROKEN_LAB = """\
+# %% [markdown]
+# # Lab 01: broken on purpose
+
+# %% tags=["parameters"]
+PROFILE = None
+DATA = None
+
+# %%
+import labkit as lk
+
+
+def scale(x):
+    return x  # not scaled: the check fails, and strict mode turns that into an error
+
+
+scale = lk.checks.check("00.scale", scale)
+print("not reached")
+"""
+
+# A lab after the broken one: the run must go on and still collect its result.
+PLAIN_LAB = """\
+# %% [markdown]
+# # Lab 02: plain
+
+# %% tags=["parameters"]
+PROFILE = None
+DATA = None
+
+# %%
+import os
+
+from labkit.course_setup import setup
+
+S = setup(lab="02", profile=PROFILE, data=DATA, needs_data=False)
+print("profile", S.profile.name, "DATA", DATA, "strict", os.environ["LABKIT_CHECKS_STRICT"])
+print("MPLBACKEND", os.environ.get("MPLBACKEND"))
+S.record_result(model="unet3", loss="bce", metrics={"dice": 0.25, "iou": 1 / 7}, report="001.unet")
+"""
+
+
+@pytest.mark.slow
+def test_course_run_end_to_end(tmp_path, monkeypatch, capsys):
+    src = tmp_path / "labs"
+    src.mkdir()
+    shutil.copy(FIXTURES / "labs" / "00_demo.py", src / "00_demo.py")
+    (src / "01_broken.py").write_text(BROKEN_LAB)
+    (src / "02_plain.py").write_text(PLAIN_LAB)
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(FIXTURES), os.environ.get("PYTHONPATH")]))
+    )
+    monkeypatch.setenv("LABKIT_EXERCISE_MODULES", "demo_exercises")
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # must not reach the kernel
+    out = tmp_path / "out"
+    rc = cli_main(
+        ["course", "run", "--source", str(src), "--out", str(out), "--profile", "smoke"]
+        + ["--data", "phantom", "--timeout", "120", "--no-progress"]
+    )
+    printed = capsys.readouterr().out
+    assert rc == 1, printed
+    assert "2 of 3 lab(s) ran" in printed
+    assert "FAILED lab 01 (01_broken): CheckError" in printed
+
+    for stem in ("00_demo", "01_broken", "02_plain"):
+        assert (out / f"{stem}.ipynb").is_file() and (out / f"{stem}.html").is_file()
+    demo = nbformat.read(out / "00_demo.ipynb", as_version=4)
+    texts = ["".join(o.get("text", "") for o in c.get("outputs", [])) for c in demo.cells]
+    assert sum(t.startswith("[PASS]") for t in texts) == 3  # the solution passes its checks
+    outputs = [o for c in demo.cells for o in c.get("outputs", [])]
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    injected = next(c for c in demo.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert injected.source.splitlines()[1:] == ["PROFILE = 'smoke'", "DATA = 'phantom'"]
+    assert "[PASS] Min-max scaling" in (out / "00_demo.html").read_text()
+    broken = nbformat.read(out / "01_broken.ipynb", as_version=4)
+    assert any(o.get("ename") == "CheckError" for c in broken.cells for o in c.get("outputs", []))
+    plain = nbformat.read(out / "02_plain.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for o in plain.cells[-1].outputs)
+    # Not the caller's Agg: ipykernel's inline backend, so figures reach the HTML.
+    assert "profile smoke DATA phantom strict 1\nMPLBACKEND module://matplotlib_inline" in printed
+
+    rows = read_results(out / "results.jsonl")
+    assert [(r["lab"], r["model"]) for r in rows] == [("00", "threshold"), ("02", "unet3")]
+    assert math.isclose(rows[0]["dice"], 0.9165, abs_tol=1e-3)
+    md = (out / "results.md").read_text()
+    assert "| 00 | [00_demo](00_demo.html) | ok |" in md
+    assert "| 01 | [01_broken](01_broken.html) | **FAILED**: CheckError" in md
+    assert "| 00 | threshold | none | 0.917 | - | - | - | 0.0 s | demo: dice 0.500 |" in md
+    assert "| 02 | unet3 | bce | 0.250 | 0.143 | - | - |" in md
+    assert describe_figure(REPORT_FIGURES["02"][0]) in md  # the report's figure beside it
+    assert "not comparable" in md
+    assert report_table_md("02") in md
+
+
+def test_record_result_is_a_noop_without_the_env_and_validates(tmp_path, monkeypatch):
+    monkeypatch.delenv(course_setup.RESULTS_ENV_VAR, raising=False)
+    row = course_setup.record_result(model="m", loss="bce", metrics={"dice": 0.5}, lab="02")
+    assert row["dice"] == 0.5 and row["iou"] is None
+    target = tmp_path / "r.jsonl"
+    monkeypatch.setenv(course_setup.RESULTS_ENV_VAR, str(target))
+    course_setup.record_result(model="m", loss="mse", metrics={"iou": float("nan")}, lab="03")
+    course_setup.record_result(model="n", loss="bce", metrics={"dice": 0.1}, lab="03")
+    rows = read_results(target)
+    assert [r["model"] for r in rows] == ["m", "n"] and math.isnan(rows[0]["iou"])
+    with pytest.raises(ValueError, match="outside \\[0, 1\\]; pass fractions"):
+        course_setup.record_result(model="m", loss="bce", metrics={"dice": 76.3}, lab="06")
+    with pytest.raises(ValueError, match="model must be a non-empty string"):
+        course_setup.record_result(model="", loss="bce", metrics={}, lab="06")
+
+
+def test_setup_prints_banner_and_labels_phantom_data(tmp_path, monkeypatch, capsys):
+    from labkit.data.locate import ensure_phantom
+
+    # A small real phantom dataset (the generator's minimum size), given as a path: setup
+    # must still see that it is phantom data.
+    monkeypatch.setenv("LABKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
+    monkeypatch.delenv("COLAB_GPU", raising=False)
+    root = ensure_phantom(12, size=64, progress=False)
+    s = course_setup.setup(lab="01", profile="smoke", data=str(root), device="cpu")
+    out = capsys.readouterr().out
+    assert s.phantom and s.data == root and s.data_source == "argument"
+    assert "PHANTOM DATA" in out and "NOT comparable" in out
+    assert "profile: smoke" in out and "device: cpu" in out and f"data: {root}" in out
+
+
+def test_setup_with_real_looking_data_has_no_phantom_banner(tmp_path, monkeypatch, capsys):
+    from labkit.data.locate import ensure_phantom
+
+    monkeypatch.setenv("LABKIT_CACHE", str(tmp_path / "cache"))
+    root = ensure_phantom(12, size=64, progress=False)
+    copy = tmp_path / "covidqu"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("phantom.json"))
+    monkeypatch.setenv("LABKIT_DATA", str(copy))
+    s = course_setup.setup(lab="01", profile="smoke", device="cpu")
+    out = capsys.readouterr().out
+    assert not s.phantom and s.data_source == "LABKIT_DATA"
+    assert "PHANTOM" not in out and "(LABKIT_DATA)" in out
+
+
+def test_setup_on_colab_without_gpu_says_so(monkeypatch, capsys):
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "test")
+    monkeypatch.delenv("LABKIT_DEVICE", raising=False)
+    s = course_setup.setup(lab="01", profile="smoke", device="cpu", needs_data=False)
+    assert s.colab
+    assert "NO GPU: this Colab runtime is CPU-only" in capsys.readouterr().out
+
+
+def test_inject_parameters_needs_a_parameters_cell():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    with pytest.raises(ValueError, match="no cell tagged 'parameters'"):
+        inject_parameters(nb, {"PROFILE": "smoke"})
