@@ -70,8 +70,11 @@ def test_truncated_png(tree):
     path.write_bytes(path.read_bytes()[:60])
     (err,) = check_dataset(tree, progress=False).errors
     assert err.path == path and "unreadable or truncated PNG" in err.message
-    with pytest.raises(ValueError, match=r"non_COVID \(2\)\.png: unreadable or truncated PNG"):
+    with pytest.raises(
+        ValueError, match=r"non_COVID \(2\)\.png: unreadable or truncated PNG"
+    ) as err:
         load_split(tree, "Test", size=16, progress=False)
+    assert "labkit data check" in str(err.value)
 
 
 def test_not_a_png_at_all(tree):
@@ -122,6 +125,8 @@ def test_rgb_image_is_converted_with_a_warning(tree):
     with pytest.warns(UserWarning, match="RGB"):
         data = load_split(tree, "Train", size=16, progress=False)
     assert np.array_equal(data.images[data.names.index("covid_2.png"), 0].numpy(), grey)
+    with pytest.warns(UserWarning, match=r"covid_2\.png: image stored as RGB"):
+        load_split(tree, "Train", size=16, progress=False)  # from the cache: still said
 
 
 def test_empty_class_and_split_folders(tree):
@@ -141,13 +146,22 @@ def test_empty_class_and_split_folders(tree):
 def test_unexpected_files_are_warnings(tree, capsys):
     (folder(tree) / "notes.txt").write_text("x")
     (folder(tree, "Train", "Normal").parent / "README.md").write_text("x")
+    (folder(tree, "Train", "Normal", "lung masks") / ".DS_Store").write_text("x")
     (subset_dir(tree) / "Train" / "Extra").mkdir()
     report = check_dataset(tree, progress=False)
     assert report.ok  # usable, but every odd entry is named
-    assert {p.path.name for p in report.warnings} == {"notes.txt", "README.md", "Extra"}
+    assert {p.path.name for p in report.warnings} == {
+        "notes.txt",
+        "README.md",
+        "Extra",
+        ".DS_Store",
+    }
     assert main(["data", "check", str(tree), "--quiet"]) == 0
     assert "notes.txt: unexpected file, not a PNG" in capsys.readouterr().out
-    assert len(load_split(tree, "Train", size=16, progress=False)) == 6
+    with pytest.warns(UserWarning, match="ignored 2 unexpected file") as caught:
+        assert len(load_split(tree, "Train", size=16, progress=False)) == 6
+    message = str(caught[0].message)
+    assert "notes.txt" in message and "README.md" in message and ".DS_Store" not in message
 
 
 def test_check_of_a_wrong_path_is_a_clean_cli_error(tmp_path, capsys):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from labkit.data.check import decode_record
+from labkit.data.check import DataFileError, decode_record
 from labkit.data.layout import CLASSES, Record, find_subset_dir, index_dataset, relative_name
 
 CACHE_VERSION = 1  # bump when the decoding or resizing changes
@@ -178,6 +178,13 @@ def _resize(arr: np.ndarray, size: int, mask: bool) -> np.ndarray:
     return (np.asarray(big) >= 128).astype(np.uint8)
 
 
+def _warn_fixed(fixed: list[str]) -> None:
+    if fixed:
+        shown = "\n  ".join(fixed[:10])
+        more = f"\n  ... and {len(fixed) - 10} more" if len(fixed) > 10 else ""
+        warnings.warn(f"{len(fixed)} file(s) fixed on load:\n  {shown}{more}", stacklevel=3)
+
+
 def load_split(
     root: str | Path,
     split: str,
@@ -224,7 +231,9 @@ def load_split(
     path = cache_dir() / "segdata" / f"{subset}-{split}-{size}px-{key}.pt"
     if cache and path.is_file():
         try:
-            return SegData(**torch.load(path, weights_only=True))
+            stored = torch.load(path, weights_only=True)
+            _warn_fixed(stored.pop("fixed_on_load", []))  # the same warnings as the first load
+            return SegData(**stored)
         except Exception as err:  # a damaged cache file is rebuilt, never trusted
             warnings.warn(
                 f"ignoring unreadable cache file {path} ({err}); decoding again", stacklevel=2
@@ -243,12 +252,14 @@ def load_split(
 
     with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 2) + 2)) as pool:
         desc = f"decoding {subset}/{split}"
-        for _ in tqdm(pool.map(work, range(n)), total=n, desc=desc, disable=not progress):
-            pass
-    if notes:
-        shown = "\n  ".join(str(p) for p in notes[:10])
-        more = f"\n  ... and {len(notes) - 10} more" if len(notes) > 10 else ""
-        warnings.warn(f"{len(notes)} file(s) fixed on load:\n  {shown}{more}", stacklevel=2)
+        try:
+            for _ in tqdm(pool.map(work, range(n)), total=n, desc=desc, disable=not progress):
+                pass
+        except DataFileError as err:
+            hint = f" (run `labkit data check {root}` to list every problem)"
+            raise DataFileError(err.path, err.message + hint) from None
+    fixed = sorted(str(p) for p in notes)
+    _warn_fixed(fixed)
     fields = {
         "images": torch.from_numpy(out[0]),
         "lung": torch.from_numpy(out[1]),
@@ -261,6 +272,6 @@ def load_split(
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save(fields, tmp)
+        torch.save({**fields, "fixed_on_load": fixed}, tmp)
         os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
     return SegData(**fields)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -242,6 +243,7 @@ def index_dataset(
     base = find_subset_dir(root, subset)
     records: list[Record] = []
     errors: list[str] = []
+    ignored: list[str] = []
     for split in splits:
         for cls in classes:
             folder = base / split / cls
@@ -253,6 +255,15 @@ def index_dataset(
             found, problems = scan_class_folder(folder, subset, split, cls)
             records.extend(found)
             errors.extend(str(p) for p in problems if p.level == "error")
+            ignored.extend(
+                str(p.path)
+                for p in problems
+                if p.level == "warning" and p.path.name not in JUNK_NAMES
+            )
+    if ignored:  # nothing is dropped silently: say which files were not read
+        shown = "\n  ".join(ignored[:10])
+        more = f"\n  ... and {len(ignored) - 10} more" if len(ignored) > 10 else ""
+        warnings.warn(f"ignored {len(ignored)} unexpected file(s):\n  {shown}{more}", stacklevel=2)
     if errors:
         shown = "\n  ".join(errors[:20])
         more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
