@@ -164,42 +164,57 @@ class Augment:
                 )
         x = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
         ms = [None if m is None else m.float() for m in masks]
+        h, w = x.shape[-2:]
 
-        def where(flag: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-            return torch.where(flag.to(dev).view(-1, 1, 1, 1), new, old)
-
-        # Flips: exact, by indexing (no resampling).
+        # Each step runs only on the samples whose coin came up (indices on the CPU: no sync).
         for flag, dim in ((params.hflip, -1), (params.vflip, -2)):
-            if bool(flag.any()):
-                x = where(flag, x.flip(dim), x)
-                ms = [None if m is None else where(flag, m.flip(dim), m) for m in ms]
-        if bool(params.affine.any()):
-            theta = _affine_theta(params, x.shape[-2], x.shape[-1]).to(dev)
-            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-            warped = F.grid_sample(
-                x, grid, mode="bilinear", padding_mode="reflection", align_corners=False
-            )
-            x = where(params.affine, warped, x)
-            for i, m in enumerate(ms):
-                if m is not None:
-                    # The image's grid: same geometry; nearest keeps masks {0, 1}.
-                    w = F.grid_sample(
-                        m, grid, mode="nearest", padding_mode="reflection", align_corners=False
-                    )
-                    ms[i] = where(params.affine, w, m)
-        if bool(params.color.any()):
-            mean = x.mean(dim=(1, 2, 3), keepdim=True)
-            c = params.contrast.to(dev).view(-1, 1, 1, 1)
-            br = params.brightness.to(dev).view(-1, 1, 1, 1)
-            x = where(params.color, ((x - mean) * c + mean + br).clamp(0, 1), x)
-        if bool(params.noise.any()):
+            idx = flag.nonzero().flatten()
+            x = _on(idx, x, lambda t, dim=dim: t.flip(dim))  # exact: no resampling
+            ms = [_on(idx, m, lambda t, dim=dim: t.flip(dim)) for m in ms]
+        idx = params.affine.nonzero().flatten()
+        if len(idx):
+            theta = _affine_theta(params, h, w)[idx].to(dev)
+            grid = F.affine_grid(theta, [len(idx), 1, h, w], align_corners=False)
+
+            def warp(t: torch.Tensor, mode: str) -> torch.Tensor:
+                # One grid for image and masks: same geometry. Nearest keeps masks {0, 1}.
+                return F.grid_sample(
+                    t, grid, mode=mode, padding_mode="reflection", align_corners=False
+                )
+
+            x = _on(idx, x, lambda t: warp(t, "bilinear"))
+            ms = [_on(idx, m, lambda t: warp(t, "nearest")) for m in ms]
+        idx = params.color.nonzero().flatten()
+        if len(idx):
+            c = params.contrast[idx].to(dev).view(-1, 1, 1, 1)
+            br = params.brightness[idx].to(dev).view(-1, 1, 1, 1)
+
+            def color(t: torch.Tensor) -> torch.Tensor:
+                mean = t.mean(dim=(1, 2, 3), keepdim=True)  # contrast around each image's mean
+                return ((t - mean) * c + mean + br).clamp(0, 1)
+
+            x = _on(idx, x, color)
+        idx = params.noise.nonzero().flatten()
+        if len(idx):
             g = torch.Generator(device=dev).manual_seed(params.noise_seed)
-            noise = torch.randn(x.shape, generator=g, device=dev) * params.sigma.to(dev).view(
-                -1, 1, 1, 1
-            )
-            x = where(params.noise, (x + noise).clamp(0, 1), x)
+            sigma = params.sigma[idx].to(dev).view(-1, 1, 1, 1)
+
+            def noise(t: torch.Tensor) -> torch.Tensor:
+                return (t + sigma * torch.randn(t.shape, generator=g, device=dev)).clamp(0, 1)
+
+            x = _on(idx, x, noise)
         out = [x] + [None if m is None else m.to(orig.dtype) for m, orig in zip(ms, masks)]
         return out[0] if not masks else tuple(out)
+
+
+def _on(idx: torch.Tensor, t: torch.Tensor | None, fn) -> torch.Tensor | None:
+    """``t`` with ``fn`` applied to the samples ``idx`` (a CPU index tensor) only."""
+    if t is None or len(idx) == 0:
+        return t
+    if len(idx) == t.shape[0]:
+        return fn(t)
+    on_dev = idx.to(t.device, non_blocking=True)
+    return t.index_copy(0, on_dev, fn(t.index_select(0, on_dev)))
 
 
 def _affine_theta(params: AugmentParams, h: int, w: int) -> torch.Tensor:
