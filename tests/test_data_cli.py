@@ -100,3 +100,18 @@ def test_download_offline_fails_fast_with_instructions(tmp_path, capsys):
     assert "https://www.kaggle.com/datasets/anasmohammedtahir/covidqu" in err
     assert f"export LABKIT_DATA={tmp_path / 'covidqu'}" in err
     assert "Infection Segmentation Data/Infection Segmentation Data/Train" in manual_instructions()
+
+
+def test_resolve_data_phantom_uses_the_profile_and_the_cache(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from labkit.data.locate import describe_data_location, resolve_data
+    from labkit.profiles import get_profile
+
+    tiny = replace(get_profile("smoke"), name="tiny", phantom_n=12)
+    assert "generated on first use" in describe_data_location("phantom")
+    root = resolve_data("phantom", profile=tiny, progress=False)
+    assert root == tmp_path / "cache" / "phantom-n12-s0-px256"
+    assert check_dataset(root, decode=False).ok
+    monkeypatch.setenv("LABKIT_DATA", "phantom")
+    assert resolve_data(profile=tiny) == root  # generated once, then reused
