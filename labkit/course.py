@@ -12,9 +12,10 @@ its own checks); ``MPLBACKEND`` is dropped so figures are captured inline.
 Written to ``--out DIR``: ``NN_name.ipynb`` (executed, also when a cell failed),
 ``NN_name.html``, ``results.jsonl`` (one line per ``record_result``), ``results.md`` (labs,
 trained models beside the reports' figures). Each lab runs in its own working folder
-``DIR/work/NN_name``. A failing lab is reported and the run goes on; ``run_course`` returns
-the per-lab outcomes and the command exits non-zero if any failed. ``--timeout`` is nbclient's
-limit per cell, in seconds.
+``DIR/work/NN_name``. A failing lab (a source that does not build, a cell that raises or
+times out, a dead kernel) is reported and the run goes on; ``run_course`` returns the per-lab
+outcomes and the command exits non-zero if any failed. ``--timeout`` is nbclient's limit per
+cell, in seconds (default: 900 in the smoke profile, none in full).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import default
 
-from labkit.build import PARAMETERS_TAG, build_lab, find_labs
+from labkit.build import PARAMETERS_TAG, BuildError, build_lab, find_labs
 from labkit.course_setup import METRIC_KEYS, RESULTS_ENV_VAR
 
 KERNEL_NAME = "python3"
@@ -131,7 +132,7 @@ def run_course(
     data: str | None = None,
     profile: str | None = None,
     labs: list[str] | None = None,
-    timeout: float = 1800,
+    timeout: float | None = None,
     progress: bool = True,
 ) -> list[LabRun]:
     """Execute the labs' solution notebooks in order; write notebooks, HTML and results.md.
@@ -142,7 +143,8 @@ def run_course(
         data: ``"phantom"``, a dataset root, or ``None`` (each notebook's own search).
         profile: ``"smoke"``, ``"full"`` or ``None`` (``LABKIT_PROFILE``, else smoke).
         labs: lab numbers to run (default: all).
-        timeout: seconds allowed per cell.
+        timeout: seconds allowed per cell; ``None``: 900 in the smoke profile, no limit in
+            full (a full training cell may take an hour on a GPU).
         progress: show a tqdm progress bar over labs.
 
     Returns:
@@ -154,6 +156,8 @@ def run_course(
     from labkit.profiles import get_profile
 
     prof = get_profile(profile)
+    if timeout is None:
+        timeout = 900 if prof.name == "smoke" else -1  # nbclient: -1 = no limit
     sources = find_labs(source, labs)
     if not sources:
         raise FileNotFoundError(f"no lab sources (NN_name.py) in {source}")
@@ -175,8 +179,13 @@ def run_course(
     runs: list[LabRun] = []
     bar = tqdm(sources, desc="labs", unit="lab", disable=not progress)
     for src in bar:
-        lab, _, nb = build_lab(src, notebooks_dir=out)
-        bar.set_postfix_str(lab.stem)
+        bar.set_postfix_str(src.stem)
+        try:
+            lab, _, nb = build_lab(src, notebooks_dir=out)
+        except BuildError as err:  # a broken source fails its lab, not the run
+            runs.append(LabRun(src.stem[:2], src.stem, False, 0.0, f"BuildError: {err}"))
+            tqdm.write(f"lab {src.stem}: FAILED to build ({err})")
+            continue
         inject_parameters(nb, {"PROFILE": prof.name, "DATA": data})
         work = out / "work" / lab.stem
         work.mkdir(parents=True, exist_ok=True)
@@ -268,9 +277,9 @@ def write_results_md(
     lines += ["## Labs", "", "| lab | notebook | status | time |", "| --- | --- | --- | --- |"]
     for run in runs:
         status = "ok" if run.ok else f"**FAILED**: {run.error}".replace("|", "\\|")
-        lines.append(
-            f"| {run.lab} | [{run.stem}]({run.stem}.html) | {status} | {run.seconds:.0f} s |"
-        )
+        html = path.parent / f"{run.stem}.html"
+        name = f"[{run.stem}]({html.name})" if html.is_file() else run.stem
+        lines.append(f"| {run.lab} | {name} | {status} | {run.seconds:.0f} s |")
     lines += [
         "",
         "## Trained models",

@@ -126,7 +126,15 @@ def _kaggle_download() -> Path:
         raise ImportError(
             "DATA='kaggle' needs the kagglehub package: pip install kagglehub"
         ) from err
-    return Path(kagglehub.dataset_download(KAGGLE_HANDLE))
+    try:
+        return Path(kagglehub.dataset_download(KAGGLE_HANDLE))
+    except Exception as err:
+        raise RuntimeError(
+            f"could not download COVID-QU-Ex ({KAGGLE_HANDLE}) with kagglehub: "
+            f"{type(err).__name__}: {str(err)[:200].rstrip('.')}. This needs a network and Kaggle "
+            "credentials (KAGGLE_USERNAME/KAGGLE_KEY or ~/.kaggle/kaggle.json); or set DATA "
+            "to a local copy of the dataset."
+        ) from err
 
 
 def _resolve(data: Any, profile: Any, colab: bool) -> tuple[Path, str, bool]:

@@ -66,6 +66,7 @@ def test_course_run_end_to_end(tmp_path, monkeypatch, capsys):
     shutil.copy(FIXTURES / "labs" / "00_demo.py", src / "00_demo.py")
     (src / "01_broken.py").write_text(BROKEN_LAB)
     (src / "02_plain.py").write_text(PLAIN_LAB)
+    (src / "03_unbuildable.py").write_text("# %%\nprint('no parameters cell')\n")
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join(filter(None, [str(FIXTURES), os.environ.get("PYTHONPATH")]))
     )
@@ -78,8 +79,9 @@ def test_course_run_end_to_end(tmp_path, monkeypatch, capsys):
     )
     printed = capsys.readouterr().out
     assert rc == 1, printed
-    assert "2 of 3 lab(s) ran" in printed
+    assert "2 of 4 lab(s) ran" in printed
     assert "FAILED lab 01 (01_broken): CheckError" in printed
+    assert "FAILED lab 03 (03_unbuildable): BuildError" in printed
 
     for stem in ("00_demo", "01_broken", "02_plain"):
         assert (out / f"{stem}.ipynb").is_file() and (out / f"{stem}.html").is_file()
@@ -104,6 +106,7 @@ def test_course_run_end_to_end(tmp_path, monkeypatch, capsys):
     md = (out / "results.md").read_text()
     assert "| 00 | [00_demo](00_demo.html) | ok |" in md
     assert "| 01 | [01_broken](01_broken.html) | **FAILED**: CheckError" in md
+    assert "| 03 | 03_unbuildable | **FAILED**: BuildError" in md
     assert "| 00 | threshold | none | 0.917 | - | - | - | 0.0 s | demo: dice 0.500 |" in md
     assert "| 02 | unet3 | bce | 0.250 | 0.143 | - | - |" in md
     assert describe_figure(REPORT_FIGURES["02"][0]) in md  # the report's figure beside it
@@ -163,6 +166,17 @@ def test_setup_on_colab_without_gpu_says_so(monkeypatch, capsys):
     s = course_setup.setup(lab="01", profile="smoke", device="cpu", needs_data=False)
     assert s.colab
     assert "NO GPU: this Colab runtime is CPU-only" in capsys.readouterr().out
+
+
+def test_kaggle_download_offline_fails_fast_and_clearly(tmp_path, monkeypatch):
+    # An unresolvable proxy makes the download fail at once, with or without a network.
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(var, "http://proxy.invalid:9")  # .invalid never resolves
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
+    with pytest.raises(RuntimeError, match="could not download COVID-QU-Ex .*local copy"):
+        course_setup.setup(lab="01", profile="smoke", data="kaggle", device="cpu")
 
 
 def test_inject_parameters_needs_a_parameters_cell():

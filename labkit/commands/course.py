@@ -24,7 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("--out", default="runs/course", help="output folder (default: runs/course)")
     r.add_argument("--labs", default=None, help="comma-separated lab numbers (default: all)")
-    r.add_argument("--timeout", type=float, default=1800, help="seconds allowed per cell")
+    r.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds allowed per cell (default: 900 in smoke, no limit in full)",
+    )
     r.add_argument("--source", default="solutions", help="folder of NN_name.py lab sources")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(handler=run)
