@@ -238,12 +238,15 @@ def describe(x: Any) -> str:
         a = _as_numpy(x)
         text = f"{_kind(x)} of shape {tuple(a.shape)}, dtype {x.dtype}"
         return text + (f", {_range(a.astype(np.float64))}" if a.size else ", empty")
+    if isinstance(x, np.generic):
+        return f"a single numpy {x.dtype} value ({x.item()!r})"
     return f"{_kind(x)} {x!r}"[:200]
 
 
 def _compare_arrays(got: Any, expected: Any, atol: float, rtol: float) -> str | None:
     if _kind(got) != _kind(expected):
-        return f"expected {_kind(expected)}, got {describe(got)}"
+        wanted = f"{_kind(expected)} of shape {tuple(expected.shape)}, dtype {expected.dtype}"
+        return f"expected {wanted}, got {describe(got)}"
     if tuple(got.shape) != tuple(expected.shape):
         return f"expected shape {tuple(expected.shape)}, got shape {tuple(got.shape)}"
     if got.dtype != expected.dtype:
@@ -430,9 +433,7 @@ def check(exercise_id: str, fn: Any) -> Any:
         "message": outcome.message,
     }
     name = f"{exercise.title} ({exercise_id})"
-    fallback = (
-        "labkit's reference implementation is used for now, so the rest of the notebook runs."
-    )
+    fallback = "Using labkit's reference implementation for now, so the rest of the notebook runs."
     if outcome.status == "pass":
         print(f"[PASS] {name}: {outcome.tests} test(s) passed")
     elif outcome.status == "stub":
@@ -441,7 +442,7 @@ def check(exercise_id: str, fn: Any) -> Any:
         print(f"[FAIL] {name}: {outcome.message}")
         if outcome.hint:
             print(f"  Hint: {outcome.hint}")
-        print(f"  {fallback[0].upper()}{fallback[1:]}")
+        print(f"  {fallback}")
     if outcome.status != "pass" and os.environ.get(STRICT_ENV_VAR, "") not in ("", "0"):
         raise CheckError(
             f"check {exercise_id} did not pass and {STRICT_ENV_VAR} is set: {outcome.message}"

@@ -57,7 +57,7 @@ def test_wrong_dtype_fails_with_expected_and_got_then_falls_back(capsys):
     assert "[FAIL] Min-max scaling (00.scale)" in out
     assert "expected dtype float32, got dtype float64" in out
     assert "Hint: subtract the minimum" in out
-    assert "reference implementation is used" in out
+    assert "Using labkit's reference implementation for now" in out
     assert checks.RESULTS["00.scale"]["status"] == "fail"
     assert checks.RESULTS["00.scale"]["own"] is False
     assert checks.SUBMITTED["00.scale"] is scale  # the student's own, not the fallback
@@ -176,7 +176,11 @@ def test_custom_test_for_a_class_exercise(capsys):
     "got, expected, message",
     [
         (np.zeros((2, 3)), np.zeros((3, 2)), "expected shape (3, 2), got shape (2, 3)"),
-        (torch.zeros(2), np.zeros(2), "expected a numpy array, got a torch tensor"),
+        (
+            torch.zeros(2),
+            np.zeros(2),
+            "expected a numpy array of shape (2,), dtype float64, got a torch tensor",
+        ),
         (torch.zeros(2, dtype=torch.int64), torch.zeros(2), "expected dtype torch.float32"),
         (torch.tensor(0.5), 0.75, "expected 0.75, got 0.5"),
         ({"dice": 0.5}, {"dice": 0.5, "iou": 0.3}, "missing keys ['iou']"),
@@ -249,10 +253,10 @@ def test_student_notebook_in_a_real_kernel_pass_fail_stub(tmp_path):
     assert outputs[0].startswith("[PASS] Min-max scaling")
     assert outputs[1].startswith("[FAIL] Counting positive pixels")
     assert (
-        "on 3 masks (4, 0 and 16 positive pixels): expected a numpy array, got an int64"
-        in outputs[1]
+        "on 3 masks (4, 0 and 16 positive pixels): expected a numpy array of shape (3,), "
+        "dtype int64, got a single numpy int64 value (20)" in outputs[1]
     )
-    assert "reference implementation is used" in outputs[1]
+    assert "Using labkit's reference implementation for now" in outputs[1]
     assert outputs[2].startswith("[TODO] Dice coefficient (00.dice): not implemented yet")
     # The rest of the notebook ran on the fallbacks.
     use = next(c for c in student.cells if "record_result" in c.source)
