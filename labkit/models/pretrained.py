@@ -26,6 +26,8 @@ ENCODERS = {
     "unet-efficientnet-b3": "efficientnet-b3",
 }
 
+_UNUSED_ENCODER_PARTS = ("_conv_head", "_bn1")
+
 
 class PretrainedUNet(nn.Module):
     """smp's ``Unet``: a pretrained classification encoder + U-Net decoder (lab 04).
@@ -94,6 +96,12 @@ class PretrainedUNet(nn.Module):
                 raise
             raise RuntimeError(offline_help(name, encoder_name, settings, str(err))) from err
         self.encoder = net.encoder
+        # smp's EfficientNet encoders keep the classifier's 1x1 "head" conv + BN, which
+        # their forward never runs (0.4M dead parameters in B0): drop them so parameter
+        # counts are honest and every parameter gets a gradient.
+        for unused in _UNUSED_ENCODER_PARTS:
+            if hasattr(self.encoder, unused):
+                delattr(self.encoder, unused)
         self.decoder = net.decoder
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.segmentation_head = net.segmentation_head
@@ -165,7 +173,7 @@ def unet_efficientnet_b0(
     dropout: float = 0.0,
     pad: bool = False,
 ) -> PretrainedUNet:
-    """U-Net with an EfficientNet-B0 encoder (labs 04-05, report 003's infection stage, 6.3M).
+    """U-Net with an EfficientNet-B0 encoder (labs 04-05, report 003's infection stage, 5.8M).
 
     Report 003's infection stage: ``in_channels=4`` (RGB + lung mask), ``dropout=0.3``.
     Arguments as in :class:`PretrainedUNet`.
@@ -183,7 +191,7 @@ def unet_efficientnet_b3(
     dropout: float = 0.0,
     pad: bool = False,
 ) -> PretrainedUNet:
-    """U-Net with an EfficientNet-B3 encoder (labs 04-05, report 003's lung stage, 13.2M).
+    """U-Net with an EfficientNet-B3 encoder (labs 04-05, report 003's lung stage, 12.6M).
 
     Arguments as in :class:`PretrainedUNet`.
     """

@@ -23,9 +23,9 @@ from torch import Tensor, nn
 
 PROBE_TIMEOUT_S = 3.0
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
-# Classifier layers that smp's encoders delete; ImageNet files (torchvision's, smp's) may
-# still carry them, and smp's own loader drops them too.
-_CLASSIFIER_PREFIXES = ("fc.", "_fc.")
+# Classifier layers that smp's encoders (or labkit) delete because the encoder never runs
+# them; ImageNet files (torchvision's, smp's hub files) still carry them.
+_CLASSIFIER_PREFIXES = ("fc.", "_fc.", "_conv_head.", "_bn1.")
 
 
 def hub_settings(encoder_name: str, encoder_weights: str) -> dict[str, Any]:
@@ -164,8 +164,9 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, in_channels: int)
 
     Accepts a file saved from ``model.encoder.state_dict()`` or smp's 3-channel hub file:
     a 3-channel first convolution is adapted to ``in_channels`` exactly as smp adapts the
-    downloaded weights. Classifier keys (``fc.*``, ``_fc.*``) that the encoder does not
-    have are ignored, as smp's own loader does.
+    downloaded weights. Classifier keys (``fc.*``, ``_fc.*``; EfficientNet's unused
+    ``_conv_head.*``, ``_bn1.*``) that the encoder does not have are ignored, as smp's own
+    loader ignores ``fc.*``.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
