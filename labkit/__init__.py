@@ -17,7 +17,10 @@ __version__ = "0.1.0"
 # Submodules reachable as attributes (lk.data, lk.models, ...), imported on first use.
 _SUBMODULES = (
     "checkpoint",
+    "build",
     "checks",
+    "course",
+    "course_setup",
     "data",
     "device",
     "evaluate",
@@ -26,6 +29,7 @@ _SUBMODULES = (
     "models",
     "plots",
     "profiles",
+    "reports",
     "train",
     "widgets",
 )
