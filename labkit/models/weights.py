@@ -13,6 +13,7 @@ state dict (for example smp's hub file copied from a machine with internet).
 from __future__ import annotations
 
 import socket
+import threading
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -73,11 +74,23 @@ def _probe(url: str, timeout: float) -> str | None:
     if proxy and not urllib.request.proxy_bypass(host):
         proxy_parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
         host, port = proxy_parts.hostname or "", proxy_parts.port or 80
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return None
-    except OSError as err:
-        return f"cannot connect to {host}:{port} ({err})"
+    # In a thread, because the socket timeout does not cover the DNS lookup, which can
+    # hang for many seconds on a machine without network.
+    result: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(None)
+        except OSError as err:
+            result.append(f"cannot connect to {host}:{port} ({err})")
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not result:
+        return f"no answer from {host}:{port} within {timeout:g} s"
+    return result[0]
 
 
 def offline_help(name: str, encoder_name: str, settings: dict[str, Any], reason: str) -> str:
