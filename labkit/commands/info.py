@@ -11,7 +11,9 @@ from typing import Any
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="print versions, device, AMP, data location and profile")
-    p.add_argument("--profile", default=None, help="run profile (default: $LABKIT_PROFILE or smoke)")
+    p.add_argument(
+        "--profile", default=None, help="run profile (default: $LABKIT_PROFILE or smoke)"
+    )
     p.add_argument("--device", default=None, help="device override (cuda, mps, cpu, auto)")
     p.add_argument("--data", default=None, help="dataset root, or 'phantom'")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -25,7 +27,9 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def collect(profile: str | None = None, device: str | None = None, data: str | None = None) -> dict[str, Any]:
+def collect(
+    profile: str | None = None, device: str | None = None, data: str | None = None
+) -> dict[str, Any]:
     """Everything ``labkit info`` reports, as a dict."""
     from labkit import __version__
     from labkit.device import device_facts, on_colab
