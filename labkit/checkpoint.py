@@ -12,7 +12,8 @@ arbitrary code runs when you open a file someone sent you)::
     state_dict      the model's weights
     config          TrainConfig.to_dict() (or {})
     epoch           epochs completed (1-based count)
-    history         History.to_dict() so far (or {})
+    history         History.to_dict() so far (or {}); `fit` rewrites best.pt's at the end
+                    so it tells how the whole run went
     data            {"inputs", "target", "size", "in_channels"} the model was trained on
     training_state  None for a weights-only file (best.pt), else a dict with
                     optimizer / scheduler / scaler state dicts, early-stopping counters and
@@ -195,6 +196,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"versions up to {FORMAT_VERSION}. Upgrade labkit to read it."
         )
     return ckpt
+
+
+def update_history(path: str | Path, history: dict[str, Any]) -> Path:
+    """Replace the history stored in a checkpoint (e.g. best.pt learns how training ended)."""
+    ckpt = load_checkpoint(path)
+    ckpt["history"] = dict(history)
+    return atomic_save(ckpt, path)
 
 
 def _looks_like_state_dict(obj: Any) -> bool:

@@ -264,16 +264,8 @@ def fit(
     loss_fn = build_loss(cfg.loss) if isinstance(cfg.loss, str) else cfg.loss
     if cfg.deep_supervision and not isinstance(loss_fn, DeepSupervisionLoss):
         loss_fn = DeepSupervisionLoss(loss_fn)  # 0.5 final + 0.5 over the auxiliary heads
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt_class = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    optimizer = opt_class(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler: Any = None
-    if cfg.scheduler == "plateau":
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode=cfg.mode, factor=cfg.lr_factor, patience=cfg.lr_patience
-        )
-    elif cfg.scheduler == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg)
     dtype = amp_dtype(device, cfg.amp)  # bfloat16, float16 or None (fp32)
     scaler = make_grad_scaler(device, dtype)  # only active for float16
     forward = _Forward(model, cfg.compile)
@@ -356,6 +348,8 @@ def fit(
         if history.stopped_reason != "completed":
             break
     bar.close()
+    if out_dir is not None and history.best_epoch is not None:
+        ckpt.update_history(out_dir / "best.pt", history.to_dict())  # the whole run, not part
     if history.best_epoch is None and len(history):
         warnings.warn(
             f"{cfg.monitor} was NaN in every epoch (no validation image with infection?); "
@@ -363,6 +357,26 @@ def fit(
             stacklevel=2,
         )
     return history
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam or AdamW over the parameters that require gradients (frozen ones are left out)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters (all requires_grad=False)")
+    opt_class = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return opt_class(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
+    """The learning-rate schedule of ``cfg.scheduler``, stepped once per epoch (or None)."""
+    if cfg.scheduler == "plateau":  # lr *= lr_factor when `monitor` stalls for lr_patience
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=cfg.mode, factor=cfg.lr_factor, patience=cfg.lr_patience
+        )
+    if cfg.scheduler == "cosine":  # lr follows half a cosine from lr to 0 over the epochs
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    return None
 
 
 def _summary(h: History) -> str:

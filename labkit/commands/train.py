@@ -1,0 +1,277 @@
+"""``labkit train --model NAME --data ROOT|phantom --profile smoke|full --out DIR``.
+
+Trains on Train, picks the best epoch on Val, and reports Test (never seen in training or
+model selection). Writes DIR/best.pt, DIR/last.pt (to resume), DIR/metrics.json and
+DIR/training_curves.png. Each model's defaults come from its report (``MODEL_DEFAULTS``);
+the run profile scales size, epochs, batch size and images; flags override both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+# One place for the reports' settings. size / epochs / batch_size are the report's values,
+# which the profile scales down (smoke) or keeps (full).
+_REPORT003 = dict(
+    inputs="rgb", loss="combined", optimizer="adamw", lr=1e-4, weight_decay=1e-3,
+    grad_clip=1.0, patience=12, epochs=50, batch_size=32, size=448, augment="report003",
+)  # fmt: skip
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    # lab 02, report 001: grey 256 px, BCE, Adam 1e-4, 10 epochs, batch 16
+    "unet": dict(inputs="grey", loss="bce", lr=1e-4, epochs=10, batch_size=16, size=256),
+    # lab 03, report 000: residual encoder, BCE (vs MSE), COVID images only, 100 epochs
+    "resunet": dict(
+        inputs="grey", loss="bce", lr=1e-4, epochs=100, batch_size=16, size=256, covid_only=True
+    ),
+    # lab 04, report 002: ImageNet ResNet34, grey->RGB, 2-class softmax, focal + Jaccard
+    "unet-resnet34": dict(
+        inputs="rgb",
+        loss="focal_jaccard",
+        lr=1e-3,
+        epochs=50,
+        batch_size=32,
+        size=256,
+        covid_only=True,
+        augment="flips",
+        kwargs={"classes": 2},
+        pretrained=True,
+    ),  # fmt: skip
+    # labs 04-05, report 003's infection stage (B0; B3 was its lung encoder)
+    "unet-efficientnet-b0": dict(_REPORT003, kwargs={"dropout": 0.3}, pretrained=True),
+    "unet-efficientnet-b3": dict(_REPORT003, pretrained=True),
+    # lab 05, report 003: lungs (B3, 0.7 Dice + 0.3 BCE) then infection (B0 on RGB + lung mask)
+    "cascade": dict(
+        _REPORT003,
+        pretrained=True,
+        lung_loss="dice_bce",
+        lung_epochs=15,
+        lung_patience=5,
+        kwargs={
+            "lung_model": "unet-efficientnet-b3",
+            "infection_model": "unet-efficientnet-b0",
+            "infection_kwargs": {"dropout": 0.3},
+        },
+    ),  # fmt: skip
+    # lab 06, report 004: FV + PASPP + deep supervision, 0.5 BCE + Dice, lung-masked input
+    "fvpaspp": dict(
+        inputs="grey",
+        loss="bce_dice",
+        deep_supervision=True,
+        lung_only=True,
+        lr=1e-4,
+        epochs=200,
+        batch_size=16,
+        size=256,
+    ),  # fmt: skip
+}
+AUGMENTS = ("none", "flips", "report003")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a lab's model, report the test split", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("--model", required=True, help=f"one of: {', '.join(MODEL_DEFAULTS)}")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="dataset root or 'phantom' (default: $LABKIT_DATA, kagglehub cache, phantom)",
+    )
+    p.add_argument(
+        "--profile", default=None, help="smoke or full (default: $LABKIT_PROFILE or smoke)"
+    )
+    p.add_argument("--out", default=None, help="output folder (default: runs/<model>)")
+    p.add_argument("--epochs", type=int, help="override the profile/report epochs")
+    p.add_argument("--size", type=int, help="image side in pixels")
+    p.add_argument("--loss", help="loss name (labkit.losses.LOSSES)")
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--encoder-weights", help="'imagenet' or 'none' (pretrained models)")
+    p.add_argument("--weights-path", help="local encoder weight file (offline pretrained)")
+    p.add_argument(
+        "--covid-only",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="train/validate on COVID-19 images only (test keeps all classes)",
+    )
+    p.add_argument(
+        "--lung-only",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mask the input to the lungs (report 004)",
+    )
+    p.add_argument("--augment", choices=AUGMENTS, help="training augmentation")
+    p.add_argument("--time-budget", type=float, help="minutes; stop after the epoch that passes it")
+    p.add_argument("--device", default=None, help="cuda, mps, cpu or auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--inputs", choices=("grey", "rgb", "grey+lung", "rgb+lung"))
+    p.add_argument(
+        "--target", choices=("infection",), default="infection", help="mask to learn (infection)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(handler=run)
+
+
+def plan(args: argparse.Namespace) -> dict[str, Any]:
+    """Report defaults, then the profile, then the flags: every setting of the run.
+
+    Raises:
+        ValueError: an unknown model or a flag that does not apply to it.
+    """
+    from labkit.profiles import get_profile
+
+    if args.model not in MODEL_DEFAULTS:
+        raise ValueError(f"unknown model {args.model!r}; valid names: {', '.join(MODEL_DEFAULTS)}")
+    d, prof = MODEL_DEFAULTS[args.model], get_profile(args.profile)
+    inputs = args.inputs or d["inputs"]
+    kwargs = dict(
+        d.get("kwargs", {}), in_channels=1 + 2 * inputs.startswith("rgb") + inputs.endswith("+lung")
+    )
+    weights = args.encoder_weights or (
+        "imagenet" if d.get("pretrained") and prof.name == "full" else None
+    )
+    weights = None if weights in (None, "none") else weights
+    if args.model == "cascade":  # weights go to both stages
+        for stage in ("lung_kwargs", "infection_kwargs"):
+            kwargs[stage] = dict(kwargs.get(stage, {}), encoder_weights=weights)
+            if args.weights_path:
+                raise ValueError("--weights-path is ambiguous for the cascade (two encoders)")
+    elif weights or args.weights_path:
+        if not d.get("pretrained"):
+            raise ValueError(
+                f"--encoder-weights/--weights-path: {args.model!r} has no pretrained encoder"
+            )
+        kwargs.update(encoder_weights=weights, weights_path=args.weights_path)
+    return dict(
+        model=args.model, kwargs=kwargs, profile=prof, inputs=inputs, target=args.target,
+        size=args.size or prof.size(d["size"]), epochs=args.epochs or prof.epochs(d["epochs"]),
+        batch_size=args.batch_size or prof.batch_size(d["batch_size"]),
+        loss=args.loss or d["loss"], lr=args.lr or d["lr"], optimizer=d.get("optimizer", "adam"),
+        weight_decay=d.get("weight_decay", 0.0), grad_clip=d.get("grad_clip"),
+        patience=d.get("patience"), deep_supervision=d.get("deep_supervision", False),
+        covid_only=d.get("covid_only", False) if args.covid_only is None else args.covid_only,
+        lung_only=d.get("lung_only", False) if args.lung_only is None else args.lung_only,
+        augment=args.augment or d.get("augment", "none"),
+        time_budget=args.time_budget if args.time_budget is not None else prof.time_budget_min,
+        seed=args.seed, device=args.device, progress=not args.no_progress,
+        out=Path(args.out or Path("runs") / args.model),
+    )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    from labkit.checkpoint import load_model
+    from labkit.cli import CommandError
+    from labkit.commands.evaluate import metrics_record, write_json
+    from labkit.data import BatchLoader, load_split, resolve_data
+    from labkit.device import pick_device, seed_everything
+    from labkit.evaluate import evaluate
+    from labkit.models import build_model
+    from labkit.plots import plot_history
+    from labkit.train import TrainConfig, fit
+
+    p = plan(args)
+    device = pick_device(p["device"])
+    seed_everything(p["seed"])  # the model's initial weights depend on it too
+    model = build_model(p["model"], **p["kwargs"])  # ValueError (exit 2) for bad arguments
+    root = resolve_data(args.data, profile=p["profile"], progress=p["progress"])
+    classes = ["COVID-19"] if p["covid_only"] else None
+    load = dict(size=p["size"], limit=p["profile"].images(), progress=p["progress"])
+    train = load_split(root, "Train", classes=classes, **load)
+    val = load_split(root, "Val", classes=classes, **load)
+    test = load_split(root, "Test", **load)  # all classes: false positives on healthy images
+    print(
+        f"{p['model']}: {p['profile'].name} profile, {p['size']} px, {len(train)}/{len(val)}/{len(test)} train/val/test images from {root}",
+        file=sys.stderr,
+    )
+
+    def loaders(target: str) -> tuple[BatchLoader, BatchLoader]:
+        from labkit.data import Augment
+
+        aug = {"none": None, "flips": Augment.flips(), "report003": Augment.report003()}[
+            p["augment"]
+        ]
+        common = dict(
+            target=target,
+            inputs=p["inputs"],
+            lung_only=p["lung_only"],
+            device=device,
+            seed=p["seed"],
+        )
+        return (
+            BatchLoader(train, p["batch_size"], shuffle=True, augment=aug, **common),
+            BatchLoader(val, p["batch_size"], shuffle=False, **common),
+        )
+
+    config = TrainConfig(
+        epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], optimizer=p["optimizer"],
+        weight_decay=p["weight_decay"], loss=p["loss"], deep_supervision=p["deep_supervision"],
+        grad_clip=p["grad_clip"], patience=p["patience"], time_budget_min=p["time_budget"],
+        seed=p["seed"], device=str(device), out_dir=p["out"], progress=p["progress"],
+    )  # fmt: skip
+    lung_history = None
+    t0 = time.perf_counter()
+    try:
+        if p["model"] == "cascade":
+            lung_history = _train_cascade_lungs(
+                model, loaders("lung"), config, MODEL_DEFAULTS["cascade"]
+            )
+            if config.time_budget_min:  # stage 2 gets what stage 1 left of the budget
+                left = config.time_budget_min - lung_history.train_seconds / 60
+                config = replace(config, time_budget_min=max(left, 1e-6))
+        history = fit(model, *loaders(p["target"]), config)
+    except FloatingPointError as err:  # NaN/inf loss: a message, not a traceback
+        raise CommandError(str(err)) from None
+    best = p["out"] / "best.pt"
+    if history.best_epoch is None:
+        raise CommandError(
+            f"no best checkpoint in {p['out']}: validation Dice was NaN in every epoch (no validation image with infection?)"
+        )
+    result = evaluate(
+        load_model(best, device=device), test, batch_size=p["batch_size"], device=device,
+        target=p["target"], keep_predictions=False, progress=p["progress"],
+    )  # fmt: skip
+    record = metrics_record(
+        p["model"], result, history.to_dict(), checkpoint="best.pt", profile=p["profile"].name,
+        size=p["size"], loss=p["loss"], inputs=p["inputs"], target=p["target"],
+        covid_only=p["covid_only"], lung_only=p["lung_only"], augment=p["augment"],
+        batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"], device=str(device),
+        data=str(root), model_kwargs=p["kwargs"], wall_seconds=time.perf_counter() - t0,
+        lung_history=lung_history.to_dict() if lung_history else None,
+    )  # fmt: skip
+    write_json(p["out"] / "metrics.json", record)
+    fig = plot_history(history, path=p["out"] / "training_curves.png")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    print(result.table())
+    print(
+        f"wrote {p['out'] / 'metrics.json'}, best.pt (epoch {history.best_epoch}), training_curves.png"
+    )
+    return 0
+
+
+def _train_cascade_lungs(model: Any, loaders: tuple, config: Any, d: dict[str, Any]) -> Any:
+    """Stage 1 of the cascade: train its lung model on lung masks, then freeze it."""
+    from labkit.checkpoint import load_checkpoint
+    from labkit.train import fit
+
+    budget = config.time_budget_min
+    lung_cfg = replace(
+        config, loss=d["lung_loss"], epochs=min(config.epochs, d["lung_epochs"]),
+        patience=d["lung_patience"], weight_decay=1e-4, out_dir=Path(config.out_dir) / "lung",
+        time_budget_min=budget / 2 if budget else None,
+    )  # fmt: skip
+    history = fit(model.lung, *loaders, lung_cfg)
+    best = Path(lung_cfg.out_dir) / "best.pt"
+    if history.best_epoch is not None:  # the best lung epoch, not the last
+        model.lung.load_state_dict(load_checkpoint(best)["state_dict"])
+    model.freeze_lung = True
+    model.lung.requires_grad_(False)
+    model.labkit_spec["kwargs"]["freeze_lung"] = True  # a rebuilt cascade stays frozen
+    return history

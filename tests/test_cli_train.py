@@ -1,0 +1,178 @@
+"""`labkit train` / `labkit evaluate` end to end on a phantom PNG tree, and their errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from labkit.checkpoint import load_checkpoint, load_model
+from labkit.cli import build_parser
+from labkit.cli import main as cli
+from labkit.commands.train import MODEL_DEFAULTS, _train_cascade_lungs, plan
+from labkit.data import BatchLoader, load_split
+from labkit.data.phantom import make_phantom
+from labkit.models import MODELS, build_model
+from labkit.train import TrainConfig, fit
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """A phantom COVID-QU-Ex tree (120 images per subset, 64 px) and a private cache."""
+    base = tmp_path_factory.mktemp("phantom")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LABKIT_CACHE", str(base / "cache"))
+        mp.setenv("LABKIT_PROFILE", "smoke")
+        mp.setenv("MPLBACKEND", "Agg")
+        yield make_phantom(base / "data", n=120, size=64, progress=False)
+
+
+def train_plan(*argv):
+    return plan(build_parser().parse_args(["train", *argv]))
+
+
+def test_every_model_has_report_defaults():
+    assert set(MODEL_DEFAULTS) == set(MODELS)
+
+
+@pytest.mark.parametrize(
+    "model, inputs, loss, extra",
+    [
+        ("unet", "grey", "bce", {"covid_only": False, "deep_supervision": False}),
+        ("resunet", "grey", "bce", {"covid_only": True}),
+        ("unet-resnet34", "rgb", "focal_jaccard", {"covid_only": True, "augment": "flips"}),
+        ("cascade", "rgb", "combined", {"grad_clip": 1.0, "optimizer": "adamw"}),
+        ("fvpaspp", "grey", "bce_dice", {"deep_supervision": True, "lung_only": True}),
+    ],
+)
+def test_plan_follows_the_reports(model, inputs, loss, extra):
+    p = train_plan("--model", model, "--profile", "smoke")
+    assert (p["inputs"], p["loss"]) == (inputs, loss)
+    assert p["kwargs"]["in_channels"] == (3 if inputs == "rgb" else 1)
+    assert {k: p[k] for k in extra} == extra
+    assert p["size"] == 64 and p["epochs"] <= 2 and p["time_budget"] == 5.0  # smoke profile
+
+
+def test_plan_pretrained_weights_and_overrides():
+    smoke = train_plan("--model", "unet-resnet34", "--profile", "smoke")
+    assert smoke["kwargs"] == {"classes": 2, "in_channels": 3}  # offline-safe: no download
+    full = train_plan("--model", "unet-resnet34", "--profile", "full")
+    assert full["kwargs"]["encoder_weights"] == "imagenet" and full["epochs"] == 50
+    cascade = train_plan("--model", "cascade", "--encoder-weights", "imagenet")
+    assert cascade["kwargs"]["lung_kwargs"]["encoder_weights"] == "imagenet"
+    p = train_plan(
+        "--model", "unet", "--epochs", "3", "--size", "48", "--loss", "dice", "--lr", "0.01",
+        "--batch-size", "4", "--covid-only", "--time-budget", "0.5", "--inputs", "rgb",
+    )  # fmt: skip
+    assert (p["epochs"], p["size"], p["loss"], p["lr"], p["batch_size"]) == (3, 48, "dice", 0.01, 4)
+    assert p["covid_only"] and p["time_budget"] == 0.5 and p["kwargs"]["in_channels"] == 3
+
+
+@pytest.mark.slow
+def test_train_then_evaluate_end_to_end(root, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["--model", "unet", "--data", str(root), "--profile", "smoke", "--out", str(out)]
+    assert cli(["train", *argv, "--epochs", "2", "--size", "32", "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == "unet" and metrics["split"] == "test"
+    for key in ("dice", "iou", "sensitivity"):  # defined: every COVID-19 mask has infection
+        assert 0 <= metrics[key] <= 1, key
+    assert (
+        metrics["precision"] is None or 0 <= metrics["precision"] <= 1
+    )  # None: no pixel predicted
+    test = load_split(root, "Test", size=32, limit=48, progress=False)
+    assert metrics["n_images"] == test.classes.count("COVID-19")  # COVID-only headline
+    assert metrics["all_images"]["n_images"] == len(test)
+    assert set(metrics["per_class"]) == {"COVID-19", "Non-COVID", "Normal"}
+    assert set(metrics["false_positive_image_rate"]) == {"Non-COVID", "Normal"}
+    assert metrics["epochs"] == 2 and len(metrics["history"]["epoch"]) == 2
+    assert metrics["train_seconds"] > 0 and metrics["profile"] == "smoke"
+    assert (metrics["size"], metrics["loss"], metrics["inputs"]) == (32, "bce", "grey")
+    assert (out / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    model = load_model(out / "best.pt", device="cpu")
+    assert model.labkit_checkpoint["epoch"] == metrics["best_epoch"]
+    assert "COVID-19" in capsys.readouterr().out
+
+    # evaluate the same checkpoint on the same split: the same numbers
+    eval_json = tmp_path / "eval.json"
+    assert cli(["evaluate", str(out / "best.pt"), "--data", str(root), "--split", "test",
+                "--profile", "smoke", "--out", str(eval_json), "--no-progress"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "COVID pooled" in printed and "false-positive image rate" in printed
+    evaluated = json.loads(eval_json.read_text())
+    for key in ("model", "split", "dice", "iou", "sensitivity", "precision", "epochs"):
+        assert evaluated[key] == pytest.approx(metrics[key]), key
+    assert_close(evaluated["all_images"], metrics["all_images"])
+    assert_close(evaluated["per_class"], metrics["per_class"])
+
+
+def assert_close(a, b, where="") -> None:
+    """Nested dicts of numbers (None for NaN) equal up to float rounding."""
+    if isinstance(b, dict):
+        assert set(a) == set(b), where
+        for key in b:
+            assert_close(a[key], b[key], f"{where}.{key}")
+    elif b is None:
+        assert a is None, where
+    else:
+        assert a == pytest.approx(b), where
+
+
+def test_bad_model_name_exits_nonzero_with_the_valid_names(root):
+    env = dict(os.environ, LABKIT_CACHE=os.environ["LABKIT_CACHE"])
+    proc = subprocess.run(
+        [sys.executable, "-m", "labkit.cli", "train", "--model", "unett", "--data", str(root)],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "unknown model 'unett'" in proc.stderr and "resunet" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_data_and_unreadable_checkpoint_exit_2(root, tmp_path, capsys):
+    missing = tmp_path / "no-such-data"
+    assert cli(["train", "--model", "unet", "--data", str(missing), "--out", str(tmp_path)]) == 2
+    assert str(missing) in capsys.readouterr().err
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    assert cli(["evaluate", str(bad), "--data", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read checkpoint" in err and str(bad) in err
+    assert cli(["evaluate", str(tmp_path / "none.pt"), "--data", str(root)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_diverging_training_is_a_clear_error(root, tmp_path, capsys):
+    argv = ["train", "--model", "unet", "--data", str(root), "--out", str(tmp_path), "--lr", "1e30"]
+    assert cli([*argv, "--epochs", "1", "--size", "32", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "training loss became" in err and "epoch 1, step" in err
+
+
+def test_cascade_trains_its_lungs_first_then_freezes_them(root, tmp_path):
+    small = {"base_width": 4, "depth": 2}
+    torch.manual_seed(0)
+    model = build_model(
+        "cascade", in_channels=1, lung_model="unet", infection_model="unet",
+        lung_kwargs=small, infection_kwargs=small,
+    )  # fmt: skip
+    train, val = (load_split(root, s, size=32, limit=16, progress=False) for s in ("Train", "Val"))
+
+    def loaders(target):
+        return BatchLoader(train, 8, target=target), BatchLoader(val, 8, target=target)
+
+    cfg = TrainConfig(epochs=2, lr=1e-2, out_dir=tmp_path, progress=False, device="cpu")
+    lungs = _train_cascade_lungs(model, loaders("lung"), cfg, MODEL_DEFAULTS["cascade"])
+    assert len(lungs) == 2 and lungs.train_loss[-1] < lungs.train_loss[0]
+    best = load_checkpoint(tmp_path / "lung" / "best.pt")["state_dict"]
+    assert all(torch.equal(v, best[k]) for k, v in model.lung.state_dict().items())
+    assert model.labkit_spec["kwargs"]["freeze_lung"] is True
+    fit(model, *loaders("infection"), cfg)  # stage 2 must leave the lungs untouched
+    assert all(torch.equal(v, best[k]) for k, v in model.lung.state_dict().items())
+    rebuilt = load_model(tmp_path / "best.pt", device="cpu")
+    assert not any(p.requires_grad for p in rebuilt.lung.parameters())
