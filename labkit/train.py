@@ -62,7 +62,8 @@ class TrainConfig:
         channels_last: NHWC memory layout for model and inputs (faster convs on GPUs).
         compile: ``torch.compile`` the model; falls back to eager with a warning if it fails.
         time_budget_min: stop cleanly after the epoch during which this many minutes have
-            passed (Colab sessions, CI), or None.
+            passed since `fit` was called (a Colab session, CI), or None. Resume from
+            ``last.pt`` in the next session.
         seed: seeds python, numpy and torch at the start of `fit`.
         threshold: probability threshold for the validation metrics.
         device: ``"cuda"``, ``"cpu"``, ... or None to choose automatically.
@@ -294,6 +295,7 @@ def fit(
         total=cfg.epochs,
         disable=not cfg.progress,
     )
+    t_fit = time.perf_counter()
     for epoch in bar:
         t0 = time.perf_counter()
         # ---- train: one pass over the training batches --------------------------------
@@ -331,8 +333,8 @@ def fit(
         history.stopped_reason = "completed"
         if epoch < cfg.epochs and cfg.patience is not None and bad_epochs >= cfg.patience:
             history.stopped_reason = "early_stopping"
-        budget = cfg.time_budget_min
-        if epoch < cfg.epochs and budget is not None and history.train_seconds >= 60 * budget:
+        budget = cfg.time_budget_min  # per call of fit: a resumed session gets a fresh one
+        if epoch < cfg.epochs and budget is not None and time.perf_counter() - t_fit >= 60 * budget:
             history.stopped_reason = "time_budget"
         # ---- checkpoints: best.pt (weights) when improved, last.pt (everything) always --
         if out_dir is not None:

@@ -28,8 +28,8 @@ def splits(tmp_path_factory):
 
 def loaders(splits, batch_size=8, inputs="grey", limit=None):
     train, val = splits["Train"], splits["Val"]
-    if limit:
-        train = train.select(range(limit))
+    if limit:  # the first images are COVID-19 ones (sorted by class): Dice stays defined
+        train, val = train.select(range(limit)), val.select(range(min(limit, 8)))
     return (
         BatchLoader(train, batch_size, shuffle=True, inputs=inputs, seed=1),
         BatchLoader(val, batch_size, shuffle=False, inputs=inputs),
@@ -106,8 +106,12 @@ def test_resume_gives_the_same_history_as_an_uninterrupted_run(splits, tmp_path)
     # The same run, stopped by its time budget after epoch 1 (a Colab session ending) ...
     stopped = fit(unet(), *loaders(splits, limit=24), cfg, time_budget_min=1e-6, out_dir=tmp_path)
     assert stopped.epoch == [1] and stopped.stopped_reason == "time_budget"
-    # ... then resumed in a new session, with a differently initialised model object.
-    resumed = fit(unet(seed=99), *loaders(splits, limit=24), cfg, resume_from=tmp_path / "last.pt")
+    # ... resumed in a new session with the same budget (a fresh budget: one more epoch) ...
+    again = fit(unet(seed=99), *loaders(splits, limit=24), cfg, time_budget_min=1e-6,
+                out_dir=tmp_path, resume_from=tmp_path / "last.pt")  # fmt: skip
+    assert again.epoch == [1, 2] and again.stopped_reason == "time_budget"
+    # ... and finished in a third, with a differently initialised model object.
+    resumed = fit(unet(seed=7), *loaders(splits, limit=24), cfg, resume_from=tmp_path / "last.pt")
     assert resumed.epoch == [1, 2, 3] and resumed.stopped_reason == "completed"
     for key in ("train_loss", "val_loss", "val_dice", "val_iou", "lr"):
         assert getattr(resumed, key) == pytest.approx(getattr(straight, key), rel=1e-5, abs=1e-6)
@@ -183,3 +187,21 @@ def test_plain_iterables_of_pairs_and_plateau_schedule(splits):
 def test_empty_loaders_are_errors(splits):
     with pytest.raises(ValueError, match="training loader yielded no batches"):
         fit(unet(), [], loaders(splits)[1], TrainConfig(**QUIET))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("compile", [False, True])
+def test_gpu_amp_channels_last_and_compile(splits, tmp_path, compile):
+    from labkit.device import amp_dtype
+
+    assert amp_dtype("cuda") in (torch.bfloat16, torch.float16)
+    train = BatchLoader(splits["Train"], 8, device="cuda", seed=1)
+    val = BatchLoader(splits["Val"], 8, shuffle=False, device="cuda")
+    cfg = TrainConfig(epochs=2, lr=3e-3, amp=True, channels_last=True, compile=compile,
+                      out_dir=tmp_path, progress=False, device="cuda")  # fmt: skip
+    h = fit(unet(), train, val, cfg)
+    assert all(math.isfinite(v) for v in h.train_loss + h.val_loss)
+    assert 0 <= h.val_dice[-1] <= 1
+    best = load_model(tmp_path / "best.pt", device="cpu")  # GPU checkpoint, CPU reload
+    assert next(best.parameters()).device.type == "cpu"
