@@ -178,7 +178,7 @@ def evaluate(
     inputs: str | None = None,
     target: str = "infection",
     lung_only: bool | None = None,
-    size: int = 256,
+    size: int | None = None,
     amp: bool = True,
     keep_predictions: bool = True,
     progress: bool = True,
@@ -198,7 +198,7 @@ def evaluate(
             was trained on (``model.labkit_checkpoint`` from ``load_model``), else ``"grey"``.
         target: ``"infection"`` or ``"lung"``.
         lung_only: mask the image to the lungs; None = as trained (default False).
-        size: image size when ``data`` is a root.
+        size: image size when ``data`` is a root; None = as trained, else 256.
         amp: mixed precision on GPUs (as in training).
         keep_predictions: keep probabilities and targets for plots and threshold sweeps.
         progress: show a progress bar.
@@ -214,6 +214,7 @@ def evaluate(
     trained = (getattr(model, "labkit_checkpoint", None) or {}).get("data") or {}
     inputs = inputs or trained.get("inputs") or "grey"
     lung_only = bool(trained.get("lung_only", False)) if lung_only is None else lung_only
+    size = size or trained.get("size") or 256
     dev = pick_device(device)
     loader, split = _loader(data, split, batch_size, dev, inputs, target, lung_only, size, progress)
     seg = loader.data
@@ -229,11 +230,11 @@ def evaluate(
     for batch in tqdm(loader, desc=f"evaluate {split}", leave=False, disable=not progress):
         idx = batch.index.tolist()
         with autocast(dev, dtype):
-            out = model(batch.x)  # (B, 1|2, H, W) logits
+            out = model(batch.x.to(dev))  # (B, 1|2, H, W) logits
         p = probabilities(out).float()  # (B, 1, H, W) infection probability
         acc.update(
             p,
-            batch.y,
+            batch.y.to(dev),
             classes=[seg.classes[i] for i in idx],
             names=[seg.names[i] for i in idx],
             from_logits=False,

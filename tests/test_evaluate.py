@@ -30,12 +30,17 @@ SIZE = 64
 
 
 @pytest.fixture(scope="module")
-def test_split(tmp_path_factory):
+def root(tmp_path_factory):
+    """A phantom PNG tree (60 images per subset) with a private decode cache."""
     base = tmp_path_factory.mktemp("phantom")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LABKIT_CACHE", str(base / "cache"))
-        root = make_phantom(base / "data", n=60, size=SIZE, progress=False)
-        return load_split(root, "Test", size=SIZE, progress=False)
+        yield make_phantom(base / "data", n=60, size=SIZE, progress=False)
+
+
+@pytest.fixture(scope="module")
+def test_split(root):
+    return load_split(root, "Test", size=SIZE, progress=False)
 
 
 def lung_predictor() -> nn.Module:
@@ -102,6 +107,15 @@ def test_empty_predictions_and_the_empty_score_policy(test_split):
     # empty truth + empty prediction scores 1, so the all-image mean is the healthy share
     assert scored.all_images["dice"] == pytest.approx((len(data) - n_covid) / len(data))
     assert scored.covid["dice"] == 0.0 and "scores 1.0" in scored.policy
+
+
+def test_a_dataset_root_is_loaded_at_the_size_asked(root, test_split):
+    from_root = evaluate(lung_predictor(), root, split="test", size=SIZE, inputs="grey+lung",
+                         progress=False)  # fmt: skip
+    from_data = evaluate(lung_predictor(), test_split, inputs="grey+lung", progress=False)
+    assert from_root.split == "Test" and len(from_root.rows) == len(test_split)
+    for a, b in zip(from_root.rows, from_data.rows):
+        assert a["name"] == b["name"] and (a["tp"], a["fp"], a["fn"]) == (b["tp"], b["fp"], b["fn"])
 
 
 def test_to_dict_is_strict_json_and_table_lists_the_classes(test_split):
