@@ -277,7 +277,7 @@ def fit(
     data_spec: dict[str, Any] = {}
     start = 1
     if resume_from is not None:
-        state = ckpt.load_checkpoint(resume_from, map_location=device)
+        state = ckpt.load_checkpoint(resume_from)  # on the CPU; load_state_dict moves it
         ts = ckpt.require_training_state(state, resume_from)
         model.load_state_dict(state["state_dict"])
         ckpt.restore_training_state(ts, optimizer, scheduler, scaler)

@@ -205,3 +205,5 @@ def test_gpu_amp_channels_last_and_compile(splits, tmp_path, compile):
     assert 0 <= h.val_dice[-1] <= 1
     best = load_model(tmp_path / "best.pt", device="cpu")  # GPU checkpoint, CPU reload
     assert next(best.parameters()).device.type == "cpu"
+    more = fit(unet(), train, val, cfg, epochs=3, resume_from=tmp_path / "last.pt")
+    assert more.epoch == [1, 2, 3] and more.train_loss[:2] == h.train_loss
