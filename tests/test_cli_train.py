@@ -149,7 +149,7 @@ def test_missing_data_and_unreadable_checkpoint_exit_2(root, tmp_path, capsys):
 @pytest.mark.slow
 def test_diverging_training_is_a_clear_error(root, tmp_path, capsys):
     argv = ["train", "--model", "unet", "--data", str(root), "--out", str(tmp_path), "--lr", "1e30"]
-    assert cli([*argv, "--epochs", "1", "--size", "32", "--no-progress"]) == 2
+    assert cli([*argv, "--epochs", "1", "--size", "16", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "training loss became" in err and "epoch 1, step" in err
 
