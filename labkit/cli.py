@@ -65,4 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # Under `python -m labkit.cli` this file runs as __main__, so its CommandError would be a
+    # different class from the one the commands import: call the real module's main.
+    from labkit.cli import main as _main
+
+    sys.exit(_main())
