@@ -1,0 +1,301 @@
+"""Lab 02 (baseline U-Net, report 001) exercises: the double-conv block, the U-Net's forward
+pass, and the Dice and IoU of one image.
+
+Blocks are checked by behaviour, not by source: labkit's block is built, its weights are
+copied into the student's block role by role (the first 3x3 convolution that runs, the
+batch norm that follows it, ...), and both must then give the same output. This accepts
+any way of writing the block (``nn.Sequential`` or a ``forward``, convolutions with or
+without bias) as long as it computes the same function; ``copy_weights`` is reused by lab 03.
+
+``dice`` / ``iou`` are the student-facing signatures (one image, numpy masks) of
+``labkit.metrics.dice`` / ``iou``, with labkit's empty-mask policy: NaN when the true mask
+is empty.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from labkit.checks import Case, CheckFailed, Exercise, expect, register
+
+_CONVS = (nn.Conv2d, nn.ConvTranspose2d)
+
+
+# ---------------------------------------------------------------------------- references
+def _counts(pred: Any, truth: Any) -> tuple[torch.Tensor, ...]:
+    from labkit.metrics import confusion_counts
+
+    # labkit counts batches of shape (B, 1, H, W): one image, its pixels in one column
+    p = torch.from_numpy(np.asarray(pred).astype(bool)).reshape(1, 1, -1, 1)
+    t = torch.from_numpy(np.asarray(truth).astype(bool)).reshape(1, 1, -1, 1)
+    return confusion_counts(p, t)
+
+
+def dice(pred: Any, truth: Any) -> float:
+    """Dice = 2|P & T| / (|P| + |T|) of one image's binary masks; NaN when ``truth`` is empty."""
+    from labkit import metrics
+
+    return float(metrics.dice(*_counts(pred, truth))[0])
+
+
+def iou(pred: Any, truth: Any) -> float:
+    """IoU = |P & T| / |P | T| of one image's binary masks; NaN when ``truth`` is empty."""
+    from labkit import metrics
+
+    return float(metrics.iou(*_counts(pred, truth))[0])
+
+
+# ---------------------------------------------------------------------------- block tests
+def _role_name(role: tuple) -> str:
+    if role[0] == "bn":
+        return f"the batch norm after the {_role_name(role[1])}" if role[1] else "a batch norm"
+    (kind, kernel), number = role
+    what = (
+        "transposed convolution"
+        if kind == "ConvTranspose2d"
+        else f"{kernel[0]}x{kernel[1]} convolution"
+    )
+    return f"{what} no. {number + 1}"
+
+
+def conv_bn_roles(module: nn.Module, x: torch.Tensor) -> dict[tuple, nn.Module]:
+    """The convolutions and batch norms of ``module`` by role, found by running it on ``x``.
+
+    A convolution's role is (kind and kernel size, how many of that kind ran before it); a
+    batch norm's role is "after" the convolution that ran last before it. Modules are taken
+    in the order they first run, so the role does not depend on attribute names.
+    """
+    order: list[nn.Module] = []
+    hooks = [
+        m.register_forward_pre_hook(
+            lambda mod, _inp: order.append(mod) if mod not in order else None
+        )
+        for m in module.modules()
+        if isinstance(m, (*_CONVS, nn.BatchNorm2d))
+    ]
+    try:
+        with torch.no_grad():
+            module.eval()(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    roles: dict[tuple, nn.Module] = {}
+    seen: Counter = Counter()
+    last = None
+    for m in order:
+        if isinstance(m, _CONVS):
+            kind = (type(m).__name__, tuple(m.kernel_size))
+            last = (kind, seen[kind])
+            seen[kind] += 1
+            roles[last] = m
+        else:
+            roles[("bn", last)] = m
+    return roles
+
+
+def _inventory(roles: dict[tuple, nn.Module]) -> str:
+    kinds = Counter(
+        "batch norm" if r[0] == "bn" else _role_name((r[0], 0)).removesuffix(" no. 1")
+        for r in roles
+    )
+    return ", ".join(f"{n} x {k}" for k, n in sorted(kinds.items())) or "none"
+
+
+@torch.no_grad()
+def copy_weights(reference: nn.Module, student: nn.Module, x: torch.Tensor) -> None:
+    """Copy ``reference``'s conv and batch-norm parameters into ``student``, role by role.
+
+    Raises:
+        CheckFailed: the two do not have the same convolutions and batch norms running in
+            the same order, or a shape differs (the message says which layer).
+    """
+    ref, mine = conv_bn_roles(reference, x), conv_bn_roles(student, x)
+    if set(ref) != set(mine):
+        raise CheckFailed(
+            f"expected these layers to run: {_inventory(ref)}; yours runs: {_inventory(mine)}",
+            "each 3x3 convolution is followed by a batch norm and a ReLU",
+        )
+    for role, a in ref.items():
+        b = mine[role]
+        name = _role_name(role)
+        if isinstance(a, _CONVS):
+            if tuple(b.weight.shape) != tuple(a.weight.shape):
+                raise CheckFailed(
+                    f"{name}: expected weights of shape {tuple(a.weight.shape)} (out, in, kh, kw), "
+                    f"got {tuple(b.weight.shape)}",
+                    "check the in/out channels and padding of each convolution",
+                )
+            if a.stride != b.stride or a.padding != b.padding or a.dilation != b.dilation:
+                raise CheckFailed(
+                    f"{name}: expected stride {a.stride}, padding {a.padding}, got stride "
+                    f"{b.stride}, padding {b.padding}",
+                    "a 3x3 convolution needs padding=1 to keep the image size",
+                )
+            b.weight.copy_(a.weight)
+            if b.bias is not None:
+                b.bias.copy_(a.bias if a.bias is not None else torch.zeros_like(b.bias))
+            elif a.bias is not None:
+                raise CheckFailed(f"{name}: expected a bias (bias=True), yours has none")
+        else:
+            if b.num_features != a.num_features:
+                raise CheckFailed(
+                    f"{name}: expected BatchNorm2d({a.num_features}), got BatchNorm2d({b.num_features})"
+                )
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                dst, src = getattr(b, key), getattr(a, key)
+                if dst is None or src is None:
+                    raise CheckFailed(f"{name}: expected affine=True and running statistics")
+                dst.copy_(src)
+
+
+def _randomise_batch_norms(module: nn.Module, seed: int = 0) -> None:
+    """Non-trivial batch-norm statistics, so a batch norm in the wrong place shows."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+                m.weight.copy_(0.5 + torch.rand(n, generator=g))
+                m.bias.copy_(0.1 * torch.randn(n, generator=g))
+
+
+def build(cls: Any, *args: Any, what: str, **kwargs: Any) -> nn.Module:
+    """``cls(*args, **kwargs)``, with a student-readable failure if it is not a module."""
+    obj = cls(*args, **kwargs)  # NotImplementedError from a stub propagates: "not implemented"
+    if not isinstance(obj, nn.Module):
+        raise CheckFailed(f"{what} should be an nn.Module, got {type(obj).__name__}")
+    return obj
+
+
+def same_function(
+    student: nn.Module, reference: nn.Module, x: torch.Tensor, hint: str, atol: float = 1e-4
+) -> None:
+    """Copy the reference's weights into the student's module; both must then agree on ``x``."""
+    _randomise_batch_norms(reference)
+    copy_weights(reference, student, x)
+    with torch.no_grad():
+        got, expected = student.eval()(x), reference.eval()(x)
+    expect(
+        got,
+        expected,
+        "the output with labkit's weights copied into yours",
+        atol=atol,
+        rtol=1e-3,
+        hint=hint,
+    )
+
+
+def test_double_conv(student: Any, reference: Any) -> None:
+    x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    block = build(student, 3, 8, what="DoubleConv(3, 8)")
+    with torch.no_grad():
+        out = block.eval()(x)
+    expect(
+        tuple(out.shape),
+        (2, 8, 12, 12),
+        "the output shape of DoubleConv(3, 8) on a (2, 3, 12, 12) input",
+        hint="3x3 convolutions with padding=1 keep H and W; the second convolution goes "
+        "from out_channels to out_channels",
+    )
+    same_function(
+        block,
+        reference(3, 8),
+        x,
+        hint="the order is conv 3x3 -> BatchNorm2d -> ReLU, twice",
+    )
+
+
+def test_unet3(student: Any, reference: Any) -> None:
+    x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    model = build(student, in_channels=1, classes=1, base_width=4, what="UNet3(...)")
+    with torch.no_grad():
+        out = model.eval()(x)
+    expect(
+        tuple(out.shape),
+        (2, 1, 32, 32),
+        "the output shape of UNet3(in_channels=1, classes=1, base_width=4) on a "
+        "(2, 1, 32, 32) input",
+        hint="return self.head(...) of the last decoder level; each up-step doubles H and W",
+    )
+    same_function(
+        model,
+        reference(in_channels=1, classes=1, depth=3, base_width=4),
+        x,
+        hint="max-pool before enc2, enc3 and the bottleneck; concatenate "
+        "torch.cat([upsampled, skip], dim=1) with the upsampled map first",
+    )
+
+
+# ---------------------------------------------------------------------------- cases
+def _masks() -> dict[str, np.ndarray]:
+    a = np.zeros((4, 4), dtype=bool)
+    b = np.zeros((4, 4), dtype=bool)
+    a[:2] = True  # rows 0-1: 8 pixels
+    b[1:3] = True  # rows 1-2: 8 pixels, 4 shared with a
+    c = np.zeros((4, 4), dtype=bool)
+    c[3, 3] = True
+    return {"a": a, "b": b, "c": c, "empty": np.zeros((4, 4), dtype=bool)}
+
+
+def overlap_cases() -> list[Case]:
+    m = _masks()
+    return [
+        Case((m["a"], m["b"]), label="two masks of 8 pixels sharing 4"),
+        Case((m["a"], m["a"]), label="identical masks"),
+        Case((m["c"], m["a"]), label="masks that do not touch"),
+        Case((m["empty"], m["a"]), label="an empty prediction of a non-empty mask"),
+        Case(
+            (m["a"].astype(np.uint8), m["b"].astype(np.uint8)),
+            label="0/1 uint8 masks of 8 pixels sharing 4",
+        ),
+        Case((m["a"], m["empty"]), label="an empty true mask and 8 predicted pixels"),
+        Case((m["empty"], m["empty"]), label="an empty true mask and an empty prediction"),
+    ]
+
+
+for _exercise in (
+    Exercise(
+        "02.DoubleConv",
+        "Double-conv block",
+        "DoubleConv",
+        "labkit.models.blocks:DoubleConv",
+        test=test_double_conv,
+        points=2,
+        hint="nn.Sequential(nn.Conv2d(in, out, 3, padding=1), nn.BatchNorm2d(out), "
+        "nn.ReLU(), ...) and the same again from out to out",
+    ),
+    Exercise(
+        "02.UNet3",
+        "U-Net forward pass",
+        "UNet3",
+        "labkit.models.unet:UNet",
+        test=test_unet3,
+        points=2,
+    ),
+    Exercise(
+        "02.dice",
+        "Dice coefficient",
+        "dice",
+        "labkit.exercises.lab02:dice",
+        overlap_cases,
+        hint="convert to bool first; Dice = 2 * (pred & truth).sum() / (pred.sum() + "
+        "truth.sum()); return float('nan') when truth has no positive pixel",
+    ),
+    Exercise(
+        "02.iou",
+        "IoU (Jaccard index)",
+        "iou",
+        "labkit.exercises.lab02:iou",
+        overlap_cases,
+        hint="convert to bool first; IoU = (pred & truth).sum() / (pred | truth).sum(); "
+        "return float('nan') when truth has no positive pixel",
+    ),
+):
+    register(_exercise)
