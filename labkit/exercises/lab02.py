@@ -107,22 +107,29 @@ def _inventory(roles: dict[tuple, nn.Module]) -> str:
 
 
 @torch.no_grad()
-def copy_weights(reference: nn.Module, student: nn.Module, x: torch.Tensor) -> None:
+def copy_weights(
+    reference: nn.Module, student: nn.Module, x: torch.Tensor, hint: str = "", what: str = ""
+) -> None:
     """Copy ``reference``'s conv and batch-norm parameters into ``student``, role by role.
+
+    ``hint`` is shown when the layers differ; ``what`` (e.g. ``"ResidualBlock(8, 8)"``)
+    starts every message.
 
     Raises:
         CheckFailed: the two do not have the same convolutions and batch norms running in
             the same order, or a shape differs (the message says which layer).
     """
     ref, mine = conv_bn_roles(reference, x), conv_bn_roles(student, x)
+    where = f"{what}: " if what else ""
     if set(ref) != set(mine):
         raise CheckFailed(
-            f"expected these layers to run: {_inventory(ref)}; yours runs: {_inventory(mine)}",
-            "each 3x3 convolution is followed by a batch norm and a ReLU",
+            f"{where}expected these layers to run: {_inventory(ref)}; yours runs: "
+            f"{_inventory(mine)}",
+            hint or "each 3x3 convolution is followed by a batch norm and a ReLU",
         )
     for role, a in ref.items():
         b = mine[role]
-        name = _role_name(role)
+        name = where + _role_name(role)
         if isinstance(a, _CONVS):
             if tuple(b.weight.shape) != tuple(a.weight.shape):
                 raise CheckFailed(
@@ -175,17 +182,22 @@ def build(cls: Any, *args: Any, what: str, **kwargs: Any) -> nn.Module:
 
 
 def same_function(
-    student: nn.Module, reference: nn.Module, x: torch.Tensor, hint: str, atol: float = 1e-4
+    student: nn.Module,
+    reference: nn.Module,
+    x: torch.Tensor,
+    hint: str,
+    what: str = "",
+    atol: float = 1e-4,
 ) -> None:
     """Copy the reference's weights into the student's module; both must then agree on ``x``."""
     _randomise_batch_norms(reference)
-    copy_weights(reference, student, x)
+    copy_weights(reference, student, x, hint=hint, what=what)
     with torch.no_grad():
         got, expected = student.eval()(x), reference.eval()(x)
     expect(
         got,
         expected,
-        "the output with labkit's weights copied into yours",
+        f"{what + ': ' if what else ''}the output with labkit's weights copied into yours",
         atol=atol,
         rtol=1e-3,
         hint=hint,

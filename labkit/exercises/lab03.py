@@ -1,0 +1,128 @@
+"""Lab 03 (residual U-Net, report 000) exercises: the residual block, the residual encoder
+of the U-Net, and BCE vs MSE computed by hand.
+
+The blocks are checked by behaviour as in lab 02 (``labkit.exercises.lab02.same_function``:
+labkit's weights are copied into the student's module role by role, and the outputs must
+agree). ``bce_and_mse`` is the student-facing, numpy version of ``labkit.losses.bce_loss``
+and ``mse_loss`` on probabilities (tested against them in tests/test_labs_01_03.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from labkit.checks import Case, Exercise, expect, register
+from labkit.exercises.lab02 import build, same_function
+
+EPS = 1e-7  # probabilities are clipped to [EPS, 1 - EPS] before the log
+
+
+def bce_and_mse(prob: Any, truth: Any) -> dict[str, float]:
+    """Mean binary cross-entropy and mean squared error of probabilities against a 0/1 mask.
+
+    ``bce = mean(-[y log p + (1 - y) log(1 - p)])`` with p clipped to [1e-7, 1 - 1e-7];
+    ``mse = mean((p - y) ** 2)``. Both are averages over all pixels; returned as floats.
+    """
+    p = np.asarray(prob, dtype=np.float64)
+    y = np.asarray(truth, dtype=np.float64)
+    q = np.clip(p, EPS, 1 - EPS)  # log(0) would be -inf
+    bce = -(y * np.log(q) + (1 - y) * np.log(1 - q))
+    return {"bce": float(bce.mean()), "mse": float(((p - y) ** 2).mean())}
+
+
+# ---------------------------------------------------------------------------- block tests
+def test_residual_block(student: Any, reference: Any) -> None:
+    g = torch.Generator().manual_seed(0)
+    for c_in, c_out, kind in ((3, 8, "a projection (channels change)"), (8, 8, "the identity")):
+        x = torch.randn(2, c_in, 12, 12, generator=g)
+        block = build(student, c_in, c_out, what=f"ResidualBlock({c_in}, {c_out})")
+        with torch.no_grad():
+            out = block.eval()(x)
+        expect(
+            tuple(out.shape),
+            (2, c_out, 12, 12),
+            f"the output shape of ResidualBlock({c_in}, {c_out}) on a (2, {c_in}, 12, 12) input",
+            hint="3x3 convolutions with padding=1 keep H and W; the shortcut must have "
+            "out_channels channels too",
+        )
+        same_function(
+            block,
+            reference(c_in, c_out),
+            x,
+            what=f"ResidualBlock({c_in}, {c_out})",
+            hint=f"ResidualBlock({c_in}, {c_out}) needs {kind} as its shortcut; the main path "
+            "is conv 3x3 -> BN -> ReLU -> conv 3x3 -> BN, and the ReLU comes after the "
+            "addition: relu(main(x) + shortcut(x)); a projection is a 1x1 conv + BN",
+        )
+
+
+def test_resunet3(student: Any, reference: Any) -> None:
+    x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    model = build(student, in_channels=1, classes=1, base_width=4, what="ResUNet3(...)")
+    with torch.no_grad():
+        out = model.eval()(x)
+    expect(
+        tuple(out.shape),
+        (2, 1, 32, 32),
+        "the output shape of ResUNet3(in_channels=1, classes=1, base_width=4) on a "
+        "(2, 1, 32, 32) input",
+        hint="enc1: in_channels -> w, enc2: w -> 2w, enc3: 2w -> 4w, bottleneck: 4w -> 8w",
+    )
+    same_function(
+        model,
+        reference(in_channels=1, classes=1, depth=3, base_width=4),
+        x,
+        hint="every encoder level (enc1, enc2, enc3, bottleneck) is a ResidualBlock; the "
+        "decoder keeps its DoubleConv blocks",
+    )
+
+
+# ---------------------------------------------------------------------------- cases
+def loss_cases() -> list[Case]:
+    rng = np.random.default_rng(3)
+    truth = (rng.random((2, 1, 6, 6)) > 0.8).astype(np.uint8)
+    prob = rng.uniform(0.05, 0.95, size=(2, 1, 6, 6)).astype(np.float32)
+    confident = np.array([[0.0, 1.0], [1.0, 0.5]], dtype=np.float32)
+    labels = np.array([[0, 1], [0, 1]], dtype=np.uint8)
+    return [
+        Case((prob, truth), label="random probabilities and a 0/1 mask of shape (2, 1, 6, 6)"),
+        Case(
+            (confident, labels),
+            label="probabilities [[0, 1], [1, 0.5]] for labels [[0, 1], [0, 1]] (one "
+            "confidently wrong pixel)",
+        ),
+    ]
+
+
+for _exercise in (
+    Exercise(
+        "03.ResidualBlock",
+        "Residual block",
+        "ResidualBlock",
+        "labkit.models.blocks:ResidualBlock",
+        test=test_residual_block,
+        points=2,
+        hint="shortcut = nn.Identity() when in_channels == out_channels, else "
+        "nn.Sequential(nn.Conv2d(in, out, 1, bias=False), nn.BatchNorm2d(out))",
+    ),
+    Exercise(
+        "03.ResUNet3",
+        "Residual encoder of the U-Net",
+        "ResUNet3",
+        "labkit.models.resunet:ResUNet",
+        test=test_resunet3,
+    ),
+    Exercise(
+        "03.bce_and_mse",
+        "BCE and MSE by hand",
+        "bce_and_mse",
+        "labkit.exercises.lab03:bce_and_mse",
+        loss_cases,
+        hint="clip p with np.clip(p, 1e-7, 1 - 1e-7) before the log; average over every "
+        "pixel with .mean(); return {'bce': float(...), 'mse': float(...)}",
+    ),
+):
+    register(_exercise)

@@ -1,0 +1,426 @@
+# %% [markdown]
+# # Lab 03: a residual U-Net, trained with BCE and with MSE
+#
+# **Report 000.** The report keeps lab 02's U-Net decoder but builds the encoder from
+# **residual blocks**, trains it twice, once with binary cross-entropy (BCE) and once with
+# mean squared error (MSE), and compares the two. Its final validation losses were 0.246
+# (BCE) and 0.040 (MSE). We will see why those two numbers say nothing about which model is
+# better, and compare the models on a metric they share.
+#
+# **Objectives.** After this lab you can
+# 1. write a residual block, with a projection shortcut where the channel count changes;
+# 2. build a U-Net whose encoder is made of residual blocks;
+# 3. compute BCE and MSE by hand and explain why losses of different kinds cannot be
+#    compared with each other;
+# 4. compare models on the test split with IoU and MAE, stating the MAE's scale.
+#
+# **Background: residual blocks.** A plain block computes `y = F(x)`, where F is two 3x3
+# convolutions with batch norm. A residual block (He et al., 2016) computes
+# `y = relu(F(x) + x)`: the input is added back to the output through a **shortcut**. The
+# block then only has to learn the *change* F(x) to its input, and the shortcut gives the
+# signal and the gradient a path that skips the convolutions, which makes deeper networks
+# easier to train. The addition needs `x` and `F(x)` to have the same shape. When the block
+# changes the number of channels (as every U-Net encoder level does), the shortcut becomes
+# a **projection**: a 1x1 convolution + batch norm that maps `x` to the new channel count.
+#
+# **Report 000's set-up.** Input 256 x 256, 1 channel, scaled to [0, 1]; **COVID-19 images
+# only** (2,913: 1,864 train / 466 val / 583 test); 100 epochs with BCE and with MSE. Its
+# test results: BCE MAE 4.794, IoU 0.634; MSE MAE 4.915, IoU 0.629. It does not say its
+# batch size or learning rate; we use lab 02's (batch 16, Adam, 1e-4).
+
+# %% tags=["parameters"]
+PROFILE = None  # "smoke" (quick, CPU), "full" (the report's settings, GPU) or None
+DATA = None  # dataset folder, "phantom", "kaggle" or None (LABKIT_DATA, kagglehub cache, phantom)
+
+# %%
+# ruff: noqa: E402  (a notebook imports in its set-up cell, not at the top of a file)
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import nn
+
+import labkit as lk
+from labkit.course_setup import setup
+from labkit.models import DoubleConv
+
+S = setup(lab="03", profile=PROFILE, data=DATA)
+P = S.profile
+SIZE = P.size(256)  # report 000: 256 x 256
+EPOCHS = P.epochs(100)  # report 000: 100 epochs
+BATCH = P.batch_size(16)  # not stated in report 000: lab 02's 16
+LR = 1e-4  # not stated in report 000: lab 02's Adam 1e-4
+WIDTH = 64 if P.name == "full" else 16  # channels of the first level (smoke: 16, for speed)
+
+# %% [markdown]
+# ## 1. Exercise 1: the residual block
+#
+# Write `ResidualBlock(in_channels, out_channels)`:
+# * main path: 3x3 conv (`in_channels` -> `out_channels`, `padding=1`) -> batch norm ->
+#   ReLU -> 3x3 conv (`out_channels` -> `out_channels`) -> batch norm;
+# * shortcut: `nn.Identity()` when `in_channels == out_channels`, otherwise a projection
+#   `nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels))`;
+# * output: `relu(main(x) + shortcut(x))`: the last ReLU comes **after** the addition.
+#
+# Shape: `(B, in_channels, H, W)` -> `(B, out_channels, H, W)`.
+
+
+# %% tags=["exercise"] exercise="03.ResidualBlock"
+class ResidualBlock(nn.Module):
+    """relu(main(x) + shortcut(x)); the shortcut projects x when the channel count changes."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.main = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+        if in_channels == out_channels:
+            self.shortcut = nn.Identity()
+        else:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+        ### END SOLUTION
+
+    def forward(self, x):
+        ### BEGIN SOLUTION
+        return torch.relu(self.main(x) + self.shortcut(x))
+        ### END SOLUTION
+
+
+# %%
+ResidualBlock = lk.checks.check("03.ResidualBlock", ResidualBlock)
+
+# %%
+for c_in, c_out in ((16, 16), (1, 16)):
+    block = ResidualBlock(c_in, c_out)
+    n = sum(p.numel() for p in block.parameters())
+    out = block(torch.randn(2, c_in, 32, 32))
+    print(f"ResidualBlock({c_in:>2}, {c_out}): {n:>5} parameters, output {tuple(out.shape)}")
+print("with the same channels the shortcut is the identity and adds no parameters;")
+print("DoubleConv(16, 16) has", sum(p.numel() for p in DoubleConv(16, 16).parameters()))
+
+# %% [markdown]
+# ## 2. Exercise 2: the residual encoder
+#
+# Report 000 replaces the encoder levels of lab 02's U-Net by residual blocks and keeps
+# the decoder. The decoder and `forward` are written for you; write the four encoder
+# levels (with `w = base_width`): `enc1` from `in_channels` to `w`, `enc2` from `w` to `2w`,
+# `enc3` from `2w` to `4w`, and `bottleneck` from `4w` to `8w`, each a `ResidualBlock`.
+
+
+# %% tags=["exercise"] exercise="03.ResUNet3"
+class ResUNet3(nn.Module):
+    """U-Net with 3 down/up steps whose encoder levels are residual blocks (report 000)."""
+
+    def __init__(self, in_channels=1, classes=1, base_width=64):
+        super().__init__()
+        w = base_width
+        # The decoder, unchanged from lab 02: upsample x2, concatenate the skip, DoubleConv.
+        self.pool = nn.MaxPool2d(2)
+        self.up3 = nn.ConvTranspose2d(8 * w, 4 * w, kernel_size=2, stride=2)
+        self.dec3 = DoubleConv(4 * w + 4 * w, 4 * w)
+        self.up2 = nn.ConvTranspose2d(4 * w, 2 * w, kernel_size=2, stride=2)
+        self.dec2 = DoubleConv(2 * w + 2 * w, 2 * w)
+        self.up1 = nn.ConvTranspose2d(2 * w, w, kernel_size=2, stride=2)
+        self.dec1 = DoubleConv(w + w, w)
+        self.head = nn.Conv2d(w, classes, kernel_size=1)
+        # The encoder: four residual blocks.
+        ### BEGIN SOLUTION
+        self.enc1 = ResidualBlock(in_channels, w)
+        self.enc2 = ResidualBlock(w, 2 * w)
+        self.enc3 = ResidualBlock(2 * w, 4 * w)
+        self.bottleneck = ResidualBlock(4 * w, 8 * w)
+        ### END SOLUTION
+
+    def forward(self, x):
+        e1 = self.enc1(x)  # (B, w, H, W)
+        e2 = self.enc2(self.pool(e1))  # (B, 2w, H/2, W/2)
+        e3 = self.enc3(self.pool(e2))  # (B, 4w, H/4, W/4)
+        b = self.bottleneck(self.pool(e3))  # (B, 8w, H/8, W/8)
+        d3 = self.dec3(torch.cat([self.up3(b), e3], dim=1))  # (B, 4w, H/4, W/4)
+        d2 = self.dec2(torch.cat([self.up2(d3), e2], dim=1))  # (B, 2w, H/2, W/2)
+        d1 = self.dec1(torch.cat([self.up1(d2), e1], dim=1))  # (B, w, H, W)
+        return self.head(d1)  # logits (B, classes, H, W)
+
+
+# %%
+ResUNet3 = lk.checks.check("03.ResUNet3", ResUNet3)
+
+# %%
+n_res = sum(p.numel() for p in ResUNet3(in_channels=1, classes=1, base_width=64).parameters())
+n_unet = sum(p.numel() for p in lk.build_model("unet", in_channels=1, base_width=64).parameters())
+print(f"at the report's width 64: residual U-Net {n_res:,} parameters, lab 02's U-Net {n_unet:,}")
+print("(the difference is the 1x1 projections of the four encoder shortcuts)")
+
+# %% [markdown]
+# ## 3. The data: COVID-19 images only
+#
+# Like report 000 we keep only COVID-19 images, the ones whose infection masks are not
+# empty. Inputs are the grey images scaled to [0, 1] (`pixel / 255`: COVID-QU-Ex images span
+# 0-255, so this equals min-max scaling, see lab 01).
+
+# %%
+splits = {
+    name: lk.data.load_split(S.data, name, size=SIZE, classes="COVID-19", limit=P.images())
+    for name in ("Train", "Val", "Test")
+}
+train, val, test = splits["Train"], splits["Val"], splits["Test"]
+for split in (train, val, test):
+    print(split)
+
+# %% [markdown]
+# ## 4. Exercise 3: BCE and MSE by hand
+#
+# For one pixel with label y (0 or 1) and predicted probability p:
+# * **BCE** = `-[y log(p) + (1 - y) log(1 - p)]`. It is measured in "nats": 0 for a perfect
+#   prediction, 0.69 for a coin toss (p = 0.5) and no upper limit: a confident mistake
+#   (p near 0 where y = 1) costs a lot.
+# * **MSE** = `(p - y)^2`, a squared probability: between 0 and 1, and 0.25 for p = 0.5.
+#
+# Write `bce_and_mse(prob, truth)` for numpy arrays of the same shape (probabilities, and
+# 0/1 labels). Clip the probabilities with `np.clip(p, 1e-7, 1 - 1e-7)` before taking the log
+# (log(0) is minus infinity); compute the MSE with the original p. Average each over all
+# pixels and return `{"bce": ..., "mse": ...}` as Python floats.
+
+
+# %% tags=["exercise"] exercise="03.bce_and_mse"
+def bce_and_mse(prob, truth):
+    """Mean BCE and mean MSE of probabilities against 0/1 labels: {"bce": float, "mse": float}."""
+    ### BEGIN SOLUTION
+    p = np.asarray(prob, dtype=np.float64)
+    y = np.asarray(truth, dtype=np.float64)
+    q = np.clip(p, 1e-7, 1 - 1e-7)
+    bce = -(y * np.log(q) + (1 - y) * np.log(1 - q))
+    return {"bce": float(bce.mean()), "mse": float(((p - y) ** 2).mean())}
+    ### END SOLUTION
+
+
+# %%
+bce_and_mse = lk.checks.check("03.bce_and_mse", bce_and_mse)
+
+# %%
+print(f"{'prediction p for a pixel with y = 1':<38} {'BCE':>7} {'MSE':>7}")
+for p in (0.99, 0.9, 0.7, 0.5, 0.1, 0.01):
+    s = bce_and_mse(np.array([p]), np.array([1]))
+    print(f"p = {p:<34} {s['bce']:>7.3f} {s['mse']:>7.3f}")
+
+# %% [markdown]
+# The same prediction gets two very different numbers: BCE and MSE measure error in
+# different units, on different scales. A BCE of 0.246 and an MSE of 0.040 can describe
+# equally good predictions, or the MSE model can be the worse one; their values alone cannot
+# tell. (Even the same kind of loss is only comparable on the same images.) To compare
+# the two models we score both on the **same metric, on the same test images**.
+#
+# ## 5. Training with BCE and with MSE
+#
+# Both models start from the same random weights (same seed) and see the same batches in
+# the same order; only the loss differs. labkit's `"mse"` loss is the MSE between
+# `sigmoid(logit)` and the mask, as in report 000.
+
+# %%
+train_loader = lk.data.BatchLoader(train, BATCH, shuffle=True, device=S.device)
+val_loader = lk.data.BatchLoader(val, BATCH, shuffle=False, device=S.device)
+models, histories = {}, {}
+for loss in ("bce", "mse"):
+    lk.seed_everything(S.seed)  # the same initial weights for both models
+    models[loss] = ResUNet3(in_channels=1, classes=1, base_width=WIDTH)
+    config = lk.TrainConfig(
+        epochs=EPOCHS,
+        batch_size=BATCH,
+        lr=LR,
+        loss=loss,
+        time_budget_min=P.time_budget_min,
+        device=str(S.device),
+        seed=S.seed,
+    )
+    print(f"--- training with {loss.upper()}")
+    histories[loss] = lk.fit(models[loss], train_loader, val_loader, config)
+
+# %%
+REPORT_FINAL_VAL_LOSS = {"bce": 0.246, "mse": 0.040}
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+for loss, h in histories.items():
+    axes[0].plot(h.epoch, h.val_loss, "o-", label=f"{loss.upper()} model: val {loss.upper()}")
+    axes[0].axhline(
+        REPORT_FINAL_VAL_LOSS[loss],
+        ls=":",
+        color=axes[0].lines[-1].get_color(),
+        label=f"report 000's final {loss.upper()} ({REPORT_FINAL_VAL_LOSS[loss]})",
+    )
+    axes[1].plot(h.epoch, h.val_iou, "o-", label=f"{loss.upper()} model")
+axes[0].set(
+    xlabel="epoch",
+    ylabel="validation loss (its own kind)",
+    title="losses: different units, not comparable",
+)
+axes[1].set(
+    xlabel="epoch", ylabel="validation IoU", ylim=(0, 1), title="a common metric: comparable"
+)
+for ax in axes:
+    ax.legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+for loss, h in histories.items():
+    print(
+        f"{loss.upper()} model: final val loss {h.val_loss[-1]:.3f} ({loss.upper()}), "
+        f"val IoU {h.val_iou[-1]:.3f}, {h.train_seconds:.1f} s"
+    )
+
+# %% [markdown]
+# To see that the loss values measure the loss, not the model, score **one** model's
+# validation predictions with **both** formulas:
+
+
+# %%
+@torch.no_grad()
+def predict(model, data):
+    """Infection probabilities for every image of ``data``, in order: (N, 1, H, W) on the CPU."""
+    model.eval()
+    loader = lk.data.BatchLoader(data, BATCH, shuffle=False, device=S.device)
+    return torch.cat([lk.metrics.probabilities(model(b.x)).float().cpu() for b in loader])
+
+
+for loss, model in models.items():
+    both = bce_and_mse(predict(model, val).numpy(), val.infection.numpy())
+    print(
+        f"{loss.upper()} model's validation predictions: BCE {both['bce']:.3f}, MSE {both['mse']:.3f}"
+    )
+
+# %% [markdown]
+# ## 6. Comparing the models on the test split
+#
+# Both models are scored on the same COVID-19 test images at threshold 0.5: per-image mean
+# IoU and Dice (labkit's policy), and the **MAE** between the predicted probability and the
+# mask, `mean(|p - y|)` over all pixels.
+#
+# **The MAE's scale.** Here p and y lie in [0, 1], so our MAE is a **fraction** between 0
+# and 1 (0.05 = on average 5 % of a unit per pixel). Report 000's MAE of 4.794 cannot be a
+# fraction; the report does not say its unit. It is most likely a **percentage** (0.048 as
+# a fraction), possibly grey levels 0-255 (0.019). We print ours as a fraction and as a
+# percentage; compare with care.
+
+# %%
+results, mae = {}, {}
+for loss, model in models.items():
+    results[loss] = lk.evaluate.evaluate(
+        model, test, batch_size=BATCH, device=S.device, progress=False
+    )
+    mae[loss] = float((predict(model, test) - test.infection.float()).abs().mean())
+    print(f"{loss.upper()} model:\n{results[loss].table()}\n")
+
+# %% [markdown]
+# ## 7. Predictions for a few fixed test images
+#
+# Report 000 shows its predictions for test images 181, 182 and 184. We show the same
+# indices when this test split has them (counting COVID-19 test images from 0 in labkit's
+# order, natural file-name order; the report's own order may differ), otherwise the first
+# three images.
+
+# %%
+wanted = [181, 182, 184]
+if max(wanted) < len(test):
+    shown = wanted
+    print(f"showing test images {shown} (as in report 000)")
+else:
+    shown = [0, 1, 2]
+    print(
+        f"this test split has only {len(test)} COVID-19 images (profile {P.name}): "
+        f"showing the first three, {shown}, instead of report 000's {wanted}"
+    )
+probs = {loss: predict(model, test) for loss, model in models.items()}
+fig, axes = plt.subplots(len(shown), 4, figsize=(11, 2.9 * len(shown)), squeeze=False)
+for row, i in zip(axes, shown):
+    row[0].imshow(test.images[i, 0].numpy(), cmap="gray")
+    row[0].set_title(f"test image {i}\n{test.names[i]}", fontsize=9)
+    row[1].imshow(lk.plots.error_overlay(test.images[i], test.infection[i], test.infection[i]))
+    row[1].set_title("ground truth", fontsize=9)
+    for ax, loss in zip(row[2:], ("bce", "mse")):
+        pred = probs[loss][i] >= 0.5
+        score = results[loss].rows[i]["iou"]  # this image's IoU from evaluate()
+        ax.imshow(lk.plots.error_overlay(test.images[i], test.infection[i], pred))
+        ax.set_title(f"{loss.upper()} model, IoU {score:.2f}", fontsize=9)
+    for ax in row:
+        ax.axis("off")
+fig.suptitle(
+    "truth in green; predictions: green = found, red = false alarm, blue = missed", fontsize=10
+)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 8. Results
+#
+# Per-image means over the COVID-19 test images; MAE over all their pixels. Report 000's
+# numbers are as reported (100 epochs on the real data; MAE unit not stated).
+
+
+# %%
+def fmt(v, digits=3):
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+rows = {}
+for loss in ("bce", "mse"):
+    r, h = results[loss], histories[loss]
+    rows[loss] = S.record_result(
+        model=f"resunet3 (width {WIDTH}), COVID-19 only",
+        loss=loss,
+        metrics=r.covid,
+        train_seconds=h.train_seconds,
+        report=f"000.{loss}",
+        notes=f"MAE {mae[loss]:.4f} = {100 * mae[loss]:.2f} %; final val "
+        f"{loss.upper()} {h.val_loss[-1]:.3f}",
+    )
+
+source = "PHANTOM data, not comparable with the report" if S.phantom else "COVID-QU-Ex"
+print(f"Lab 03, COVID-19 test images ({source}; profile {P.name}, {EPOCHS} epoch(s), {SIZE} px)")
+print(
+    f"{'model':<28} {'final val loss':>15} {'IoU':>6} {'Dice':>6} {'MAE (0-1)':>9} {'MAE (%)':>8}"
+)
+for loss in ("bce", "mse"):
+    r, h = rows[loss], histories[loss]
+    print(
+        f"{'ours, ' + loss.upper():<28} {loss.upper() + ' ' + fmt(h.val_loss[-1]):>15} "
+        f"{fmt(r['iou']):>6} {fmt(r['dice']):>6} {fmt(mae[loss], 4):>9} "
+        f"{fmt(100 * mae[loss], 2):>8}"
+    )
+for loss, iou_, mae_ in (("bce", 0.634, 4.794), ("mse", 0.629, 4.915)):
+    label = f"report 000, {loss.upper()}"
+    print(
+        f"{label:<28} {loss.upper() + ' ' + fmt(REPORT_FINAL_VAL_LOSS[loss]):>15} "
+        f"{iou_:>6.3f} {'-':>6} {'?':>9} {mae_:>8} (unit not stated)"
+    )
+
+# %% [markdown]
+# **Question 1.** Report 000 ends with a validation loss of 0.246 for BCE and 0.040 for
+# MSE. A classmate concludes that MSE trains the better model. What is wrong with that
+# argument, and what should be compared instead?
+#
+# ### BEGIN SOLUTION
+# The two numbers are values of different functions: BCE is a log-loss in nats (0.69 for a
+# coin toss, unbounded) and MSE a squared probability (at most 1, 0.25 for a coin toss).
+# The same predictions give a much smaller MSE than BCE, so 0.040 < 0.246 says nothing
+# about the models. Compare both on one metric on the same images, e.g. IoU or Dice on the
+# test split (the report's IoU: 0.634 BCE vs 0.629 MSE, essentially the same).
+# ### END SOLUTION
+#
+# **Question 2.** Report 000's MAE is 4.794 (BCE) and 4.915 (MSE) with no unit. What unit
+# is most likely, and is the difference between them meaningful?
+#
+# ### BEGIN SOLUTION
+# An MAE between probabilities and a 0/1 mask is at most 1, so 4.79 is most likely a
+# percentage (0.048). The difference of 0.12 percentage points is tiny, and like all
+# pixel errors it is dominated by the background; with no spread over runs or images it
+# cannot show that one loss is better. IoU, which also barely differs, is the better guide.
+# ### END SOLUTION
+
+# %%
+_ = lk.checks.summary()
