@@ -290,6 +290,8 @@ for _exercise in (
         "labkit.models.unet:UNet",
         test=test_unet3,
         points=2,
+        hint="follow the shape table: pool before enc2, enc3 and the bottleneck; each "
+        "decoder step is dec(torch.cat([up(previous), skip], dim=1)); return head(d1)",
     ),
     Exercise(
         "02.dice",
