@@ -31,10 +31,11 @@ lint: install
 
 # The whole suite in one pytest run: unit/integration tests plus nbval (lax) over every
 # student and solution notebook, smoke profile on phantom data, this environment's kernel.
-# Two workers; --dist loadfile keeps each notebook's cells in order on one kernel.
+# Two workers with one BLAS/OpenMP thread each (two cores, no oversubscription);
+# --dist loadfile keeps each notebook's cells in order on one kernel.
 # pytest exits 5 when it collected no tests: that is a broken suite, not a pass.
 test: lint
 	$(VENV)/bin/labkit build --check
-	LABKIT_PROFILE=smoke MPLBACKEND=Agg $(PY) -m pytest -n 2 --dist loadfile \
+	LABKIT_PROFILE=smoke MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile \
 		--nbval-lax --nbval-current-env tests notebooks solutions; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
