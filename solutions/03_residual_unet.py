@@ -24,7 +24,7 @@
 # a **projection**: a 1x1 convolution + batch norm that maps `x` to the new channel count.
 #
 # **Report 000's set-up.** Input 256 x 256, 1 channel, scaled to [0, 1]; **COVID-19 images
-# only** (2,913: 1,864 train / 466 val / 583 test); 100 epochs with BCE and with MSE. Its
+# only** (2,913 in the dataset: 1,864 / 466 / 583 in Train / Val / Test); 100 epochs with BCE and with MSE. Its
 # test results: BCE MAE 4.794, IoU 0.634; MSE MAE 4.915, IoU 0.629. It does not say its
 # batch size or learning rate; we use lab 02's (batch 16, Adam, 1e-4).
 
@@ -222,8 +222,8 @@ for p in (0.99, 0.9, 0.7, 0.5, 0.1, 0.01):
 # ## 5. Training with BCE and with MSE
 #
 # Both models start from the same random weights (same seed) and see the same batches in
-# the same order; only the loss differs. labkit's `"mse"` loss is the MSE between
-# `sigmoid(logit)` and the mask, as in report 000.
+# the same order; only the loss differs. labkit's `"mse"` loss is the MSE between the
+# predicted probability `sigmoid(logit)` and the mask.
 
 # %%
 train_loader = lk.data.BatchLoader(train, BATCH, shuffle=True, device=S.device)
