@@ -1,0 +1,192 @@
+"""``labkit bench [--quick] [--device cpu|cuda] [--out FILE.json]``: measure, print, save.
+
+Runs every measurement of ``labkit.bench`` in this one process, prints a table and writes
+the full results as JSON. Sizes default to the issue's (256 px, batch 32); on a CPU that
+takes hours, so use ``--quick`` (under a minute) or ``--size/--batch-size/--steps``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench", help="measure data-path, training and inference throughput",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("--quick", action="store_true", help="small sizes and counts (< 1 min on CPU)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    p.add_argument("--data", default="phantom", help="dataset root or 'phantom' (default)")
+    p.add_argument("--size", type=int, default=None, help="image side of the model sections")
+    p.add_argument("--batch-size", type=int, default=None, help="batch of the model sections")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per training figure")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps before each figure")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    p.add_argument("--models", nargs="+", default=None, help="unet and/or unet-resnet34")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(handler=run)
+
+
+def settings_from_args(args: argparse.Namespace):
+    from labkit.bench import BenchSettings
+
+    base = BenchSettings.quick_settings() if args.quick else BenchSettings()
+    return base.override(
+        size=args.size,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        infer_steps=args.steps,
+        warmup=args.warmup,
+        compile=False if args.no_compile else None,
+        models=tuple(args.models) if args.models else None,
+        threads=args.threads,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from labkit.bench import run_bench
+
+    if args.device not in (None, "auto", "cpu", "cuda") and not str(args.device).startswith(
+        "cuda:"
+    ):
+        raise ValueError(f"--device: expected cpu or cuda, got {args.device!r}")
+    if args.out is not None and args.out.suffix != ".json":
+        raise ValueError(f"--out: expected a .json file name, got {str(args.out)!r}")
+    settings = settings_from_args(args)
+    command = "labkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    results = run_bench(settings, args.device, args.data, not args.quiet, command)
+    print(format_report(results))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        print(f"results written to {args.out}")
+    return 0
+
+
+# ---- the table ----------------------------------------------------------------------------
+
+
+def _num(value: Any, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}" if isinstance(value, (int, float)) else str(value)
+
+
+def _figure(record: dict[str, Any] | None) -> str:
+    """images/s of a measurement, or its status (``n/a: ...``, ``same as fp32 ...``)."""
+    if not record:
+        return "-"
+    if "images_per_s" in record:
+        return _num(record["images_per_s"])
+    return str(record.get("status", "-"))
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """The results of ``labkit.bench.run_bench`` as a plain-text table."""
+    m, s, d = r["machine"], r["settings"], r["data_path"]
+    gpu = f", {m['gpu']} (capability {m.get('capability')})" if m.get("gpu") else ""
+    loads = [f"{v[0]:.1f}" for v in r["load_average"].values() if v]
+    ratio = d.get("ratio_b_over_a")
+    verdict = "not measured" if ratio is None else ("met" if ratio >= 3 else "MISSED")
+    a, b, c = d["naive"], d["labkit_cpu"], d["labkit_gpu"]
+    lines = [
+        f"labkit bench  {m['date']}  device {m['device']}{gpu}",
+        f"  torch {m['torch']}, torchvision {m['torchvision']}, smp "
+        f"{m['segmentation-models-pytorch']}, python {m['python']}",
+        f"  CPU: {m['cpu']}, {m['cpu_count']} cores, {m['torch_threads']} torch threads; "
+        f"1-min load average {' -> '.join(loads) or 'n/a'}",
+        f"  command: {r.get('command')}",
+        "",
+        f"1. Data path, {d['size']} px, batch {d['batch']}, report 003 augmentation "
+        f"(images/s; {d['batches']} timed batches after {d['warmup']} warm-up)",
+        f"  {'(a) naive: PIL per item, per-sample v2 augmentation, DataLoader':<64}"
+        f"{_figure(a):>10}   {a['workers']} workers",
+        f"  {'(b) labkit: cached uint8, batched augmentation, BatchLoader on cpu':<64}"
+        f"{_figure(b):>10}   b/a = {_ratio(ratio)} (target >= 3x: {verdict})",
+        f"  {'(c) labkit: the same, resident on the GPU':<64}"
+        + (
+            f"{_figure(c):>10}   c/a = {_ratio(d.get('ratio_c_over_a'))}"
+            if "images_per_s" in c
+            else f"{_figure(c)}"
+        ),
+        f"  labkit decodes each split once (load_split, uncached): {d['decode']['images']} "
+        f"images in {d['decode']['seconds']:.2f} s; then every epoch reads memory",
+        "",
+        f"2. Training step, {s['size']} px, batch {s['batch_size']} (images/s; {s['steps']} "
+        f"timed steps after {s['warmup']} warm-up; labkit.train's step)",
+        f"  {'model':<14}{'variant':<46}{'model-only':>11}{'end-to-end':>11}{'e2e/model':>10}"
+        f"{'of peak':>9}",
+    ]
+    for name, rows in r["training"].items():
+        for row in rows:
+            if "model_only" not in row:
+                lines.append(f"  {name:<14}{row['label']:<46}  {row['status']}")
+                continue
+            mo, e2e = row["model_only"], row["end_to_end"]
+            lines.append(
+                f"  {name:<14}{row['label']:<46}{_figure(mo):>11}{_figure(e2e):>11}"
+                f"{_ratio(row['end_to_end_over_model_only']):>10}"
+                f"{_pct(mo.get('fraction_of_peak')):>9}"
+            )
+    lines += [
+        "",
+        f"3. Inference, {s['size']} px, batch {s['batch_size']} (images/s; {s['infer_steps']} "
+        "timed batches)",
+    ]
+    for name, rows in r["inference"].items():
+        for row in rows:
+            mem = row.get("peak_memory_mb")
+            mem_s = "n/a" if mem is None else f"{mem:,.0f} MB"
+            lines.append(
+                f"  {name:<14}{row['label']:<46}{_figure(row):>11}  peak memory {mem_s:>9}"
+            )
+    if r["inference"]:
+        first = next(iter(r["inference"].values()))[0]
+        lines.append(f"  memory: {first.get('memory_measure')}")
+    lines += ["", "4. FLOPs per image (FlopCounterMode: convolutions and matmuls only)"]
+    for name, sizes in r["flops"].items():
+        if name == "counter":
+            continue
+        for size, f in sizes.items():
+            lines.append(
+                f"  {name:<14}{size:>4} px: forward {f['forward_gflop_per_image']:8.2f} GFLOP, "
+                f"training (forward + backward) {f['train_gflop_per_image']:8.2f} GFLOP "
+                f"({f['train_over_forward']:.2f}x)"
+            )
+    peak = r["peak"]
+    lines.append(
+        f"  device peak: {peak['gpu']} {peak['tflops']} TFLOP/s dense 16-bit"
+        if peak["tflops"]
+        else f"  device peak: {peak['note']} (fraction of peak n/a)"
+    )
+    est = r["epoch_estimate"]
+    lines += ["", f"5. Epoch over {est['images']:,} images at 256 px: ESTIMATE ({est['method']})"]
+    for name, e in est["models"].items():
+        for gpu, g in e["estimates"].items():
+            lo, hi = g["seconds"]["range"]
+            eff = g["efficiency"]
+            lines.append(
+                f"  {name:<14}{gpu:<9} ~{g['seconds']['central']:6.1f} s "
+                f"(range {lo:.1f}-{hi:.1f} s at {eff['high']:.0%}-{eff['low']:.0%} of "
+                f"{g['peak_tflops']:.0f} TFLOP/s; central {eff['central']:.0%})"
+            )
+        if "measured_this_gpu_seconds" in e:
+            lines.append(f"  {name:<14}this GPU, from the measured end-to-end figure: "
+                         f"{e['measured_this_gpu_seconds']:.1f} s")  # fmt: skip
+    lines.append(f"\ntotal {r['total_seconds']:.1f} s")
+    lines += [f"note: {n}" for n in r["notes"]]
+    return "\n".join(lines)
