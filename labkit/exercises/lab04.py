@@ -1,0 +1,199 @@
+"""Lab 04 (pretrained encoder, reports 002 and 003) exercises: ImageNet normalisation of a
+grey X-ray, freezing and unfreezing the encoder, and report 002's categorical focal loss.
+
+References are labkit's own implementations where one has the student's signature
+(``labkit.data.preprocess.imagenet_normalize``, ``labkit.losses.focal_loss``);
+``set_encoder_trainable`` is defined here. Its check runs on a real smp U-Net
+(EfficientNet-B0 encoder, the smallest of the lab's models), not on a stand-in.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from labkit.checks import Case, CheckFailed, Exercise, compare, describe, register
+
+
+# ---------------------------------------------------------------------------- references
+def set_encoder_trainable(model: nn.Module, trainable: bool) -> int:
+    """Freeze (``trainable=False``) or unfreeze the encoder of an smp-style U-Net.
+
+    Only ``model.encoder``'s parameters change; the decoder and the head stay trainable.
+
+    Returns:
+        The number of trainable parameters (scalars, not tensors) of the whole model.
+    """
+    for p in model.encoder.parameters():
+        p.requires_grad_(trainable)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# ---------------------------------------------------------------------------- cases
+def normalize_cases() -> list[Case]:
+    g = torch.Generator().manual_seed(4)
+    uint8 = torch.randint(0, 256, (2, 1, 4, 4), generator=g, dtype=torch.uint8)
+    uint8[0, 0, 0, 0], uint8[1, 0, 0, 0] = 0, 255  # the extremes of the range
+    return [
+        Case((uint8,), label="2 grey uint8 images (values 0-255)"),
+        Case((torch.rand(3, 1, 5, 5, generator=g),), label="3 grey float images in [0, 1]"),
+    ]
+
+
+def focal_cases() -> list[Case]:
+    g = torch.Generator().manual_seed(5)
+    logits = 2 * torch.randn(2, 2, 6, 6, generator=g)
+    target = (torch.rand(2, 1, 6, 6, generator=g) > 0.7).float()
+    sure = torch.zeros(1, 2, 2, 2)
+    sure[:, 0], sure[:, 1] = -60.0, 60.0  # infection certain everywhere (difference 120)
+    half = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])  # right on one pixel, very wrong on 3
+    return [
+        Case((logits, target), label="random 2-class logits (2, 2, 6, 6)"),
+        Case((logits, target), {"gamma": 0.0}, label="gamma=0 (plain cross-entropy)"),
+        Case((logits, target), {"gamma": 5.0}, label="gamma=5"),
+        Case(
+            (sure, half),
+            label="very confident logits (infection logit 120 above background) that are "
+            "wrong on 3 of 4 pixels",
+        ),
+    ]
+
+
+# ---------------------------------------------------------------------------- tests
+def check_scalar_cases(
+    student: Callable, reference: Callable, cases: list[Case], atol: float = 1e-5
+) -> None:
+    """Run each case through both; the student's result must be a one-number tensor equal
+    to the reference's (a loss must stay a tensor, or ``loss.backward()`` cannot run).
+
+    Used for every loss exercise of labs 04-06 (their results are 0-dim tensors).
+    """
+    for case in cases:
+        label = f"on {case.label}: " if case.label else ""
+        expected = reference(*copy.deepcopy(case.args), **copy.deepcopy(dict(case.kwargs)))
+        got = student(*copy.deepcopy(case.args), **copy.deepcopy(dict(case.kwargs)))
+        if got is None:
+            raise CheckFailed(f"{label}your function returned None; did you forget `return`?")
+        if not isinstance(got, torch.Tensor):
+            raise CheckFailed(
+                f"{label}expected a torch tensor holding one number (so that loss.backward() "
+                f"works), got {describe(got)}",
+                "compute with torch operations and do not call .item() or float() on the result",
+            )
+        if got.numel() != 1:
+            raise CheckFailed(
+                f"{label}expected one number (a tensor of shape ()), got a tensor of shape "
+                f"{tuple(got.shape)}",
+                "average over the pixels (and images) with .mean()",
+            )
+        msg = compare(float(got), float(expected), atol=atol, rtol=1e-4)
+        if msg:
+            raise CheckFailed(label + msg)
+
+
+def test_focal_loss(student: Any, reference: Any) -> None:
+    check_scalar_cases(student, reference, focal_cases())
+
+
+def _small_pretrained_unet() -> nn.Module:
+    from labkit.models import build_model
+
+    return build_model("unet-efficientnet-b0", in_channels=3, classes=2)
+
+
+def _trainable_names(model: nn.Module, part: str) -> tuple[int, int]:
+    """(tensors of ``part`` that require grad, tensors of ``part``)."""
+    params = [p for n, p in model.named_parameters() if n.split(".", 1)[0] == part]
+    return sum(p.requires_grad for p in params), len(params)
+
+
+def _expect_count(got: Any, expected: int, trainable: str) -> None:
+    if isinstance(got, torch.Tensor) and got.numel() == 1:
+        got = got.item()
+    if got != expected:
+        raise CheckFailed(
+            f"set_encoder_trainable(model, {trainable}) should return {expected:,} trainable "
+            f"parameters, got {describe(got)}",
+            "return sum(p.numel() for p in model.parameters() if p.requires_grad): numel() "
+            "counts the numbers in a tensor",
+        )
+
+
+def test_set_encoder_trainable(student: Any, reference: Any) -> None:
+    model = _small_pretrained_unet()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    total = sum(p.numel() for p in model.parameters())
+    encoder = sum(p.numel() for p in model.encoder.parameters())
+
+    _expect_count(student(model, False), total - encoder, "False")
+    on, n = _trainable_names(model, "encoder")
+    if on:
+        raise CheckFailed(
+            f"after set_encoder_trainable(model, False), expected 0 of the encoder's {n} "
+            f"parameter tensors to require gradients, got {on}",
+            "loop over model.encoder.parameters() and call p.requires_grad_(False)",
+        )
+    for part in ("decoder", "segmentation_head"):
+        on, n = _trainable_names(model, part)
+        if on != n:
+            raise CheckFailed(
+                f"after set_encoder_trainable(model, False), expected all {n} parameter "
+                f"tensors of model.{part} to stay trainable, got {on}",
+                "change model.encoder only; the decoder and head must keep learning",
+            )
+
+    _expect_count(student(model, True), total, "True")
+    on, n = _trainable_names(model, "encoder")
+    if on != n:
+        raise CheckFailed(
+            f"after set_encoder_trainable(model, True), expected all {n} encoder parameter "
+            f"tensors to require gradients, got {on}",
+            "p.requires_grad_(trainable) sets it to the value you pass",
+        )
+    after = model.state_dict()
+    changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
+    if changed:
+        raise CheckFailed(
+            f"expected the weights to stay as they were, but {len(changed)} tensor(s) changed "
+            f"(e.g. {changed[0]})",
+            "freezing only stops gradients; it must not re-initialise or modify any weight",
+        )
+
+
+for _exercise in (
+    Exercise(
+        "04.imagenet_normalize",
+        "Grey to ImageNet-normalised RGB",
+        "imagenet_normalize",
+        "labkit.data.preprocess:imagenet_normalize",
+        normalize_cases,
+        points=2,
+        hint="x = x.float() / 255 for uint8 input; x = x.repeat(1, 3, 1, 1) (or expand); "
+        "then (x - mean) / std with mean and std as tensors of shape (1, 3, 1, 1)",
+    ),
+    Exercise(
+        "04.set_encoder_trainable",
+        "Freezing and unfreezing the encoder",
+        "set_encoder_trainable",
+        "labkit.exercises.lab04:set_encoder_trainable",
+        test=test_set_encoder_trainable,
+        points=2,
+        hint="for p in model.encoder.parameters(): p.requires_grad_(trainable); then count "
+        "p.numel() over model.parameters() where p.requires_grad",
+    ),
+    Exercise(
+        "04.focal_loss",
+        "Categorical focal loss",
+        "focal_loss",
+        "labkit.losses:focal_loss",
+        test=test_focal_loss,
+        points=2,
+        hint="logp = torch.log_softmax(logits, dim=1); logp_t = logp.gather(1, target.long()); "
+        "p_t = logp_t.exp(); return (-(1 - p_t) ** gamma * logp_t).mean()",
+    ),
+):
+    register(_exercise)
