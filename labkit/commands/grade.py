@@ -1,0 +1,109 @@
+"""``labkit grade``: mark a folder of students' notebooks with hidden tests (see labkit.grade)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+EPILOG = """\
+SUBMISSIONS is a folder of .ipynb files, one per student; the student id is the file name
+(letters, digits, '.', '_' and '-' kept). With --per-student-folders it holds one folder per
+student (the folder name is the id) with that student's notebook inside.
+
+Writes OUT/gradebook.csv (student, lab, one column per exercise, score, max_score, status,
+seconds, detail) and OUT/feedback/<student>.md (rewritten on every run: use one OUT per lab).
+Status: ok, error (a cell raised), timeout, invalid (not JSON, not a notebook, another lab,
+no exercise cells), not-run (--no-run). Exercises are graded from their own cells with hidden tests in fresh
+processes; marks never depend on what a notebook prints or stores.
+
+Exercises of labs outside labkit: LABKIT_EXERCISE_MODULES=module[,module] (importable) and
+--source with their NN_name.py sources; hidden tests of your own: --hidden DIR with labNN.py.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "grade",
+        help="grade students' notebooks: hidden tests, gradebook.csv, feedback",
+        description="Grade students' lab notebooks with labkit's hidden tests.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("submissions", help="folder of submitted .ipynb files (or one notebook)")
+    p.add_argument("--lab", required=True, help="lab number, e.g. 01")
+    p.add_argument("--out", required=True, help="output folder (gradebook.csv, feedback/)")
+    p.add_argument("--jobs", type=int, default=1, help="students graded in parallel (default: 1)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="seconds allowed to run one whole notebook (default: 600)",
+    )
+    p.add_argument(
+        "--test-timeout",
+        type=float,
+        default=60.0,
+        help="seconds allowed for one exercise's hidden tests (default: 60)",
+    )
+    p.add_argument(
+        "--per-student-folders",
+        action="store_true",
+        help="SUBMISSIONS holds one folder per student (named by student id)",
+    )
+    p.add_argument(
+        "--source",
+        default="solutions",
+        help="folder of the NN_name.py lab sources (default: solutions)",
+    )
+    p.add_argument(
+        "--hidden",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of your own hidden tests (labNN.py); they replace labkit's for the "
+        "exercises they cover (repeatable)",
+    )
+    p.add_argument(
+        "--profile", default="smoke", help="run profile for the notebooks (default: smoke)"
+    )
+    p.add_argument(
+        "--data",
+        default="phantom",
+        help="data for the notebooks: 'phantom' (a private copy per student, default) or a "
+        "COVID-QU-Ex root (shared, read by every notebook)",
+    )
+    p.add_argument(
+        "--no-run",
+        action="store_true",
+        help="only the hidden tests: do not execute the notebooks (status 'not-run')",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from labkit.grade import Options, grade, write_summary
+    from labkit.profiles import get_profile
+
+    options = Options(
+        source=Path(args.source),
+        hidden_dirs=tuple(Path(h) for h in args.hidden),
+        timeout=args.timeout,
+        exercise_timeout=args.test_timeout,
+        jobs=args.jobs,
+        profile=get_profile(args.profile).name,
+        data=args.data,
+        per_student_folders=args.per_student_folders,
+        run=not args.no_run,
+        progress=not args.no_progress,
+    )
+    start = time.perf_counter()
+    results = grade(args.submissions, args.lab, args.out, options)
+    write_summary(results, time.perf_counter() - start)
+    print(
+        f"gradebook: {Path(args.out) / 'gradebook.csv'}; feedback: {Path(args.out) / 'feedback'}/"
+    )
+    failed = [r for r in results if r.detail.startswith("labkit grade failed")]
+    return 1 if failed else 0

@@ -1,0 +1,182 @@
+"""What ``labkit grade`` writes: ``gradebook.csv``, one feedback page per student, a summary.
+
+``gradebook.csv``: one row per student: ``student, lab, <one column per exercise id: points
+earned>, score, max_score, status, seconds, detail`` (status ``ok`` / ``error`` / ``timeout`` /
+``invalid``; detail: why, in a few words). ``feedback/<student>.md``: the score, a table of
+exercises, then per exercise whether it passed and, if not, the first failing test in a
+student's words with the lab's hint, and how the notebook ran (the last traceback lines of an
+error, the time taken).
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+_VERDICT = {
+    "pass": "passed",
+    "fail": "failed",
+    "stub": "not implemented",
+    "missing": "not found",
+    "timeout": "too slow",
+    "crashed": "could not be tested",
+}
+
+
+def _num(value: float) -> str:
+    return f"{value:g}"
+
+
+def _cell(text: str) -> str:
+    """A CSV cell a spreadsheet will not read as a formula."""
+    text = " ".join(str(text).split())
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def write_gradebook(path: Path, results: list, exercises: list) -> None:
+    """``gradebook.csv``: student, lab, one column per exercise, score, max_score, status, ..."""
+    ids = [e.id for e in exercises]
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            ["student", "lab", *ids, "score", "max_score", "status", "seconds", "detail"]
+        )
+        for r in results:
+            points = {e.id: e.points for e in r.exercises}
+            writer.writerow(
+                [
+                    r.student,
+                    r.lab,
+                    *(_num(points.get(i, 0.0)) for i in ids),
+                    _num(r.score),
+                    _num(r.max_score),
+                    r.status,
+                    f"{r.seconds:.1f}",
+                    _cell(r.detail),
+                ]
+            )
+    tmp.replace(path)
+
+
+def write_feedback(folder: Path, results: list, options: Any) -> None:
+    """``feedback/<student>.md`` for every result; the folder is emptied first."""
+    if folder.is_symlink() or folder.is_file():
+        folder.unlink()
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for r in results:
+        (folder / f"{r.student}.md").write_text(feedback_text(r, options), encoding="utf-8")
+
+
+def feedback_text(r: Any, options: Any) -> str:
+    lines = [
+        f"# Lab {r.lab} feedback: {r.student}",
+        "",
+        f"**Score: {_num(r.score)} / {_num(r.max_score)}** · notebook `{r.file}` · "
+        f"status: {r.status} · graded in {r.seconds:.1f} s",
+        "",
+    ]
+    if r.status == "invalid":
+        lines += [f"Your submission could not be graded: {r.detail}.", ""]
+    lines += ["| exercise | result | points |", "| --- | --- | --- |"]
+    for e in r.exercises:
+        lines.append(
+            f"| {e.id} {e.title} | {_VERDICT.get(e.status, e.status)} | "
+            f"{_num(e.points)} / {_num(e.max_points)} |"
+        )
+    lines.append("")
+    if r.status != "invalid":
+        for e in r.exercises:
+            lines += _exercise_section(e)
+        lines += _run_section(r, options)
+    lines += [
+        "---",
+        "How this was graded: each exercise cell was run on its own in a fresh Python (its "
+        "imports and definitions, with the notebook's imports) and its code was tested with "
+        "the notebook's checks plus hidden tests that try other inputs and edge cases. Each "
+        "exercise earns its points when every test passes. What your notebook printed or "
+        "stored was not used.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _exercise_section(e: Any) -> list[str]:
+    title = f"## {e.id}: {e.title}: {_VERDICT.get(e.status, e.status)} ({_num(e.points)} / {_num(e.max_points)})"
+    lines = [title, ""]
+    if e.status == "pass":
+        lines.append(f"All {e.tests} tests passed.")
+    else:
+        if e.status == "fail":
+            lines.append(f"{e.passed} of {e.tests} tests passed; the next one failed:")
+            lines.append("")
+        lines.append(e.message[:1].upper() + e.message[1:] if e.message else "")
+        if e.hint:
+            lines += ["", f"Hint: {e.hint}"]
+        if e.notes:
+            lines += ["", "Notes from running your exercise cell:"]
+            lines += [f"- {n}" for n in e.notes]
+    lines.append("")
+    return lines
+
+
+def _run_section(r: Any, options: Any) -> list[str]:
+    run = r.run
+    seconds = run.get("seconds")
+    took = f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
+    cell = run.get("cell", -1)
+    lines = ["## Running your notebook", ""]
+    if r.status == "not-run":
+        return [*lines, "Your notebook was not run this time (only the exercises were graded).", ""]
+    if r.status == "ok":
+        lines.append(
+            f"Your notebook ran from start to end{took} ({run.get('cells', '?')} code cells)."
+        )
+    elif r.status == "timeout":
+        lines.append(
+            f"Your notebook did not finish within the time limit of {options.timeout:g} s; it "
+            f"was stopped in code cell {cell + 1 if cell >= 0 else '?'} (counting every cell "
+            "from the top). Look for an endless loop or a much larger run than the lab asks for."
+        )
+    else:
+        where = f"cell {cell + 1}" if isinstance(cell, int) and cell >= 0 else "a cell"
+        if run.get("cell_source"):
+            where += f" (`{run['cell_source'].replace('`', '')}`)"
+        lines.append(
+            f"Your notebook stopped with an error in {where} (counting every cell from the top){took}:"
+        )
+        lines += ["", "```text", run.get("error", ""), *run.get("traceback", []), "```"]
+    if run.get("output_truncated"):
+        lines += ["", "It printed so much that most of the output was dropped."]
+    if r.status != "ok":
+        lines += [
+            "",
+            "Exercises are graded from their own cells, so the points above do not depend on "
+            "where the notebook stopped; but a notebook that runs from start to end is part "
+            "of the work.",
+        ]
+    lines.append("")
+    return lines
+
+
+def write_summary(results: list, seconds: float, print_fn: Any = print) -> None:
+    """Print one line per student and the totals."""
+    width = max([len(r.student) for r in results] + [7])
+    print_fn(f"{'student':<{width}}  {'score':>9}  {'status':<8}  {'seconds':>7}  detail")
+    for r in results:
+        score = f"{_num(r.score)}/{_num(r.max_score)}"
+        print_fn(
+            f"{r.student:<{width}}  {score:>9}  {r.status:<8}  {r.seconds:>7.1f}  {r.detail[:70]}"
+        )
+    counts = Counter(r.status for r in results)
+    mean = sum(r.score for r in results) / max(1, len(results))
+    top = results[0].max_score if results else 0.0
+    statuses = ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
+    print_fn(
+        f"{len(results)} submission(s) graded in {seconds:.0f} s · mean score {mean:.2f} / "
+        f"{_num(top)} · {statuses}"
+    )
