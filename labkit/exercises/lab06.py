@@ -1,0 +1,256 @@
+"""Lab 06 (FV block, PASPP, deep supervision; report 004) exercises: the FV block's
+contrast-enhancement gate, PASPP's progressive merge, and the deep-supervision loss.
+
+Modules are checked by behaviour against labkit's own blocks (``labkit.models.fvpaspp``):
+
+* ``ContrastGate``: labkit's ``FVBlock(C, gate="ce").channel_gate`` is run, its two fully
+  connected layers are copied into the student's (found in the order they run, as
+  ``nn.Linear`` or 1x1 ``nn.Conv2d``), and both must give the same gate.
+* ``PASPP``: the student writes ``forward`` only (the layers are given, with labkit's
+  names), so labkit's ``PASPP`` weights load into it and both must give the same output.
+
+``deep_supervision_loss`` is the student-facing function form of
+``labkit.losses.DeepSupervisionLoss``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from labkit.checks import Case, CheckFailed, Exercise, describe, expect, register
+from labkit.exercises.lab04 import check_scalar_cases
+
+
+# ---------------------------------------------------------------------------- references
+class ContrastGate(nn.Module):
+    """Report 004's contrast-enhancement gate: ONE number in (0, 1) per image.
+
+    global average pool -> FC C -> C/2 -> ReLU -> FC C/2 -> 1 -> sigmoid.
+
+    Shape:
+        ``(B, C, H, W)`` -> ``(B, 1, 1, 1)``.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        half = max(1, channels // 2)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Linear(channels, half)
+        self.fc2 = nn.Linear(half, 1)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        z = self.pool(f).flatten(1)  # (B, C): the mean of each channel
+        g = torch.sigmoid(self.fc2(torch.relu(self.fc1(z))))  # (B, 1)
+        return g[:, :, None, None]  # (B, 1, 1, 1): broadcasts over channels and pixels
+
+
+def deep_supervision_loss(
+    outputs: torch.Tensor | list[torch.Tensor],
+    target: torch.Tensor,
+    base_loss: Any,
+    final_weight: float = 0.5,
+) -> torch.Tensor:
+    """``final_weight * base(final) + (1 - final_weight) * mean(base(aux_i))``.
+
+    ``outputs`` is ``[final, aux_1, ...]`` (training mode) or one tensor (eval mode).
+    """
+    from labkit.losses import DeepSupervisionLoss
+
+    return DeepSupervisionLoss(base_loss, final_weight)(outputs, target)
+
+
+# ---------------------------------------------------------------------------- helpers
+def _build(cls: Any, *args: Any, what: str) -> nn.Module:
+    obj = cls(*args)  # NotImplementedError from a stub propagates: "not implemented yet"
+    if not isinstance(obj, nn.Module):
+        raise CheckFailed(f"{what} should be an nn.Module, got {describe(obj)}")
+    return obj
+
+
+def _fc_layers(module: nn.Module, x: torch.Tensor) -> list[nn.Module]:
+    """The fully connected layers (Linear, or 1x1 Conv2d) of ``module`` in the order they run."""
+    order: list[nn.Module] = []
+
+    def record(mod: nn.Module, _inputs: Any) -> None:
+        if mod not in order:
+            order.append(mod)
+
+    hooks = [
+        m.register_forward_pre_hook(record)
+        for m in module.modules()
+        if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1))
+    ]
+    try:
+        with torch.no_grad():
+            module.eval()(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return order
+
+
+def _fc_shape(m: nn.Module) -> tuple[int, int]:
+    """(in, out) features of a Linear or 1x1 conv."""
+    w = m.weight
+    return int(w.shape[1]), int(w.shape[0])
+
+
+def _describe_fcs(layers: list[nn.Module]) -> str:
+    return ", ".join(f"FC {i} -> {o}" for i, o in map(_fc_shape, layers)) or "none"
+
+
+def _randomise_batch_norms(module: nn.Module, seed: int = 0) -> None:
+    """Non-trivial batch-norm statistics, so that a layer used in the wrong place shows."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+                m.weight.copy_(0.5 + torch.rand(n, generator=g))
+                m.bias.copy_(0.1 * torch.randn(n, generator=g))
+
+
+# ---------------------------------------------------------------------------- tests
+def _expect_shape(out: Any, shape: tuple[int, ...], what: str, hint: str) -> None:
+    if not isinstance(out, torch.Tensor):
+        raise CheckFailed(f"{what}: expected a tensor of shape {shape}, got {describe(out)}", hint)
+    if tuple(out.shape) != shape:
+        raise CheckFailed(
+            f"{what}: expected an output of shape {shape}, got shape {tuple(out.shape)}", hint
+        )
+
+
+def test_contrast_gate(student: Any, reference: Any) -> None:
+    from labkit.models import FVBlock
+
+    channels = 8
+    gate = _build(student, channels, what=f"ContrastGate({channels})")
+    x = torch.randn(2, channels, 5, 5, generator=torch.Generator().manual_seed(60))
+    with torch.no_grad():
+        out = gate.eval()(x)
+    _expect_shape(
+        out,
+        (2, 1, 1, 1),
+        f"ContrastGate({channels}) on a (2, {channels}, 5, 5) input",
+        "one gate per image: reshape the (B, 1) result with g[:, :, None, None] (or "
+        "g.view(-1, 1, 1, 1)) so that it broadcasts over channels and pixels",
+    )
+    labkit_gate = FVBlock(channels, gate="ce").channel_gate
+    expected_fcs, got_fcs = _fc_layers(labkit_gate, x), _fc_layers(gate, x)
+    if list(map(_fc_shape, got_fcs)) != list(map(_fc_shape, expected_fcs)):
+        raise CheckFailed(
+            f"expected these fully connected layers, in this order: "
+            f"{_describe_fcs(expected_fcs)}; yours runs: {_describe_fcs(got_fcs)}",
+            "nn.Linear(C, C // 2) then nn.Linear(C // 2, 1): the CE gate ends in ONE number "
+            "(an SE gate would end in C)",
+        )
+    with torch.no_grad():
+        for mine, theirs in zip(got_fcs, expected_fcs):
+            mine.weight.copy_(theirs.weight.reshape(mine.weight.shape))
+            if mine.bias is None:
+                raise CheckFailed("expected the fully connected layers to have a bias")
+            mine.bias.copy_(theirs.bias)
+        for seed in (61, 62):
+            f = 3 * torch.randn(3, channels, 6, 4, generator=torch.Generator().manual_seed(seed))
+            expect(
+                gate.eval()(f),
+                labkit_gate.eval()(f)[:, :, None, None],
+                "the gate values with labkit's weights copied into yours",
+                atol=1e-5,
+                hint="average pool over H and W (nn.AdaptiveAvgPool2d(1), or f.mean((2, 3))), "
+                "FC, ReLU, FC, then sigmoid",
+            )
+
+
+def test_paspp(student: Any, reference: Any) -> None:
+    channels = 16
+    ref = reference(channels)
+    _randomise_batch_norms(ref)
+    mine = _build(student, channels, what=f"PASPP({channels})")
+    theirs, yours = ref.state_dict(), mine.state_dict()
+    missing, extra = sorted(set(theirs) - set(yours)), sorted(set(yours) - set(theirs))
+    wrong = [k for k in set(theirs) & set(yours) if theirs[k].shape != yours[k].shape]
+    if missing or extra or wrong:
+        parts = [
+            f"missing {', '.join(missing[:4])}" if missing else "",
+            f"not expected {', '.join(extra[:4])}" if extra else "",
+            f"other shapes for {', '.join(sorted(wrong)[:4])}" if wrong else "",
+        ]
+        raise CheckFailed(
+            f"PASPP({channels}): expected the layers given in __init__ (branches, merge_small, "
+            f"merge_large, fuse); yours differ: {'; '.join(p for p in parts if p)}",
+            "keep __init__ as given and write forward only",
+        )
+    mine.load_state_dict(theirs)
+    x = torch.randn(2, channels, 9, 9, generator=torch.Generator().manual_seed(63))
+    with torch.no_grad():
+        got, expected = mine.eval()(x), ref.eval()(x)
+    hint = (
+        "b1, b2, b4, b8 = each branch applied to x; small = merge_small(cat([b1, b2])); "
+        "large = merge_large(cat([b4, b8])); return fuse(cat([small, large])), all cat on dim=1"
+    )
+    _expect_shape(
+        got, (2, channels, 9, 9), f"PASPP({channels}) on a (2, {channels}, 9, 9) input", hint
+    )
+    expect(got, expected, "the output with labkit's weights loaded into yours", hint=hint)
+
+
+# ---------------------------------------------------------------------------- cases
+def deep_supervision_cases() -> list[Case]:
+    from labkit.losses import BCEDiceLoss
+
+    g = torch.Generator().manual_seed(64)
+    target = (torch.rand(2, 1, 8, 8, generator=g) > 0.7).float()
+    outs = [2 * torch.randn(2, 1, 8, 8, generator=g) for _ in range(4)]
+    base = BCEDiceLoss()  # report 004: 0.5 BCE + Dice
+    return [
+        Case((outs[:3], target, base), label="a final output and 2 auxiliary heads"),
+        Case(
+            (outs, target, base),
+            {"final_weight": 0.7},
+            label="a final output and 3 auxiliary heads, final_weight=0.7",
+        ),
+        Case((outs[0], target, base), label="one tensor (a model in eval mode)"),
+        Case(([outs[1]], target, base), label="a list with the final output only"),
+    ]
+
+
+def test_deep_supervision_loss(student: Any, reference: Any) -> None:
+    check_scalar_cases(student, reference, deep_supervision_cases())
+
+
+for _exercise in (
+    Exercise(
+        "06.ContrastGate",
+        "FV block: the contrast-enhancement gate",
+        "ContrastGate",
+        "labkit.exercises.lab06:ContrastGate",
+        test=test_contrast_gate,
+        points=2,
+    ),
+    Exercise(
+        "06.PASPP",
+        "PASPP: the progressive merge",
+        "PASPP",
+        "labkit.models.fvpaspp:PASPP",
+        test=test_paspp,
+        points=2,
+    ),
+    Exercise(
+        "06.deep_supervision_loss",
+        "Deep-supervision loss",
+        "deep_supervision_loss",
+        "labkit.exercises.lab06:deep_supervision_loss",
+        test=test_deep_supervision_loss,
+        points=2,
+        hint="a tensor: return base_loss(outputs, target); a list: final, *aux = outputs; "
+        "final_weight * base(final) + (1 - final_weight) * the MEAN of base(aux) over the "
+        "auxiliary heads (just base(final) when there are none)",
+    ),
+):
+    register(_exercise)
