@@ -131,15 +131,6 @@ def test_contrast_gate(student: Any, reference: Any) -> None:
     channels = 8
     gate = _build(student, channels, what=f"ContrastGate({channels})")
     x = torch.randn(2, channels, 5, 5, generator=torch.Generator().manual_seed(60))
-    with torch.no_grad():
-        out = gate.eval()(x)
-    _expect_shape(
-        out,
-        (2, 1, 1, 1),
-        f"ContrastGate({channels}) on a (2, {channels}, 5, 5) input",
-        "one gate per image: reshape the (B, 1) result with g[:, :, None, None] (or "
-        "g.view(-1, 1, 1, 1)) so that it broadcasts over channels and pixels",
-    )
     labkit_gate = FVBlock(channels, gate="ce").channel_gate
     expected_fcs, got_fcs = _fc_layers(labkit_gate, x), _fc_layers(gate, x)
     if list(map(_fc_shape, got_fcs)) != list(map(_fc_shape, expected_fcs)):
@@ -149,6 +140,15 @@ def test_contrast_gate(student: Any, reference: Any) -> None:
             "nn.Linear(C, C // 2) then nn.Linear(C // 2, 1): the CE gate ends in ONE number "
             "(an SE gate would end in C)",
         )
+    with torch.no_grad():
+        out = gate.eval()(x)
+    _expect_shape(
+        out,
+        (2, 1, 1, 1),
+        f"ContrastGate({channels}) on a (2, {channels}, 5, 5) input",
+        "one gate per image: reshape the (B, 1) result with g[:, :, None, None] (or "
+        "g.view(-1, 1, 1, 1)) so that it broadcasts over channels and pixels",
+    )
     with torch.no_grad():
         for mine, theirs in zip(got_fcs, expected_fcs):
             mine.weight.copy_(theirs.weight.reshape(mine.weight.shape))
