@@ -205,6 +205,14 @@ def block_reference(exercise: Any, namespace: dict) -> None:
     for attr, value in list(namespace.items()):
         if value is reference:
             namespace[attr] = blocked
+    if isinstance(exercise.reference, str) and "." in exercise.reference.partition(":")[2]:
+        # A method such as "labkit.models.cascade:CascadeModel.infection_input": its class.
+        module_name, _, path = exercise.reference.partition(":")
+        owner = importlib.import_module(module_name)
+        *parents, name = path.split(".")
+        for part in parents:
+            owner = getattr(owner, part)
+        setattr(owner, name, blocked)
 
 
 class ReferenceUsedError(RuntimeError):
