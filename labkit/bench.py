@@ -1,7 +1,7 @@
 """``labkit bench``: is training limited by the GPU, or by Python and PNG decoding? Measure it.
 
-One process, one run, four sections (``run_bench`` returns them as one JSON-ready dict and
-``format_report`` prints them as a table):
+One process, one run, four sections (``run_bench`` returns them as one JSON-ready dict;
+``labkit.commands.bench.format_report`` prints them as a table):
 
 1. Data path at 256 px with report 003's augmentation, in images/s: (a) the reports' naive
    pipeline (a per-item ``Dataset`` that opens PNGs with PIL and augments each sample,
@@ -26,6 +26,7 @@ import datetime
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -37,10 +38,11 @@ SIZE_MULTIPLE = 32  # unet-resnet34's encoder halves the image 5 times
 
 @dataclass(frozen=True)
 class BenchSettings:
-    """How much to measure. The defaults are the issue's settings; ``quick()`` shrinks them.
+    """How much to measure. The defaults are the issue's settings; ``quick_settings()``
+    shrinks them.
 
     Args:
-        quick: set by ``quick()``; only recorded.
+        quick: set by ``quick_settings()``; only recorded.
         data_size: image side of the data-path section (256 = the real data).
         data_batch: batch size of the data-path section.
         data_warmup: batches drawn before timing the data path (worker start-up excluded).
@@ -145,6 +147,27 @@ class Timer:
     def __exit__(self, *exc: Any) -> None:
         sync(self.device)
         self.seconds = time.perf_counter() - self._t0
+
+
+def count_syncs(device: torch.device, fn: Callable[[], Any]) -> int | None:
+    """How many synchronising CUDA calls ``fn()`` makes (None off CUDA).
+
+    Each one (a blocking host-to-device copy, ``.item()``, ``nonzero``) makes the CPU wait
+    until the GPU has drained its queue, so the GPU then idles while the CPU prepares the
+    next batch. torch's sync debug mode warns once per such call; the warnings are counted.
+    """
+    if device.type != "cuda":
+        return None
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
 
 
 def rate(images: int, seconds: float, iterations: int, warmup: int) -> dict[str, Any]:

@@ -266,12 +266,12 @@ def _infer_variant(name: str, v: Variant, s: BenchSettings, device: torch.device
         for _ in range(s.warmup):
             model(x)
         if device.type == "cuda":
-            sync_before = torch.cuda.memory_allocated(device)
+            allocated_before = torch.cuda.memory_allocated(device)
             torch.cuda.reset_peak_memory_stats(device)
             model(x)
             torch.cuda.synchronize(device)
             peak = torch.cuda.max_memory_allocated(device)
-            memory = {"peak_memory_mb": peak / 2**20, "activations_mb": (peak - sync_before) / 2**20,
+            memory = {"peak_memory_mb": peak / 2**20, "activations_mb": (peak - allocated_before) / 2**20,
                       "memory_measure": "cuda max_memory_allocated (weights + one batch)"}  # fmt: skip
         else:
             with PeakRSS() as m:

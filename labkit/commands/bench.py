@@ -91,6 +91,17 @@ def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}x"
 
 
+def _gpu(record: dict[str, Any] | None, name: str, naive: dict[str, Any] | None = None) -> str:
+    """A GPU data-path figure with its ratio to the naive one and its syncs per batch."""
+    if not record or "images_per_s" not in record:
+        return _figure(record)
+    text = f"{_figure(record):>10}"
+    if naive:
+        text += f"   {name} = {_ratio(record['images_per_s'] / naive['images_per_s'])}"
+    syncs = record.get("syncs_per_batch")
+    return text + ("" if syncs is None else f", {syncs} CUDA syncs per batch")
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
@@ -117,12 +128,9 @@ def format_report(r: dict[str, Any]) -> str:
         f"{_figure(a):>10}   {a['workers']} workers",
         f"  {'(b) labkit: cached uint8, batched augmentation, BatchLoader on cpu':<64}"
         f"{_figure(b):>10}   b/a = {_ratio(ratio)} (target >= 3x: {verdict})",
-        f"  {'(c) labkit: the same, resident on the GPU':<64}"
-        + (
-            f"{_figure(c):>10}   c/a = {_ratio(d.get('ratio_c_over_a'))}"
-            if "images_per_s" in c
-            else f"{_figure(c)}"
-        ),
+        f"  {'(c) labkit: the same, resident on the GPU':<64}{_gpu(c, 'c/a', a)}",
+        f"  {'(d) labkit: split in CPU memory, pinned async copies to the GPU':<64}"
+        f"{_gpu(d.get('labkit_gpu_pinned'), 'd/a', a)}",
         f"  labkit decodes each split once (load_split, uncached): {d['decode']['images']} "
         f"images in {d['decode']['seconds']:.2f} s; then every epoch reads memory",
         "",
