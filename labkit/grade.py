@@ -172,8 +172,6 @@ def _hidden(path: Path, base: Path | None = None) -> bool:
     return any(p.startswith(".") for p in parts)
 
 
-# ---------------------------------------------------------------------------- decoding
-# ---------------------------------------------------------------------------- verdicts
 # ---------------------------------------------------------------------------- one student
 def read_notebook(sub: Submission, lab: str) -> tuple[Any, str]:
     """``(notebook, "")``, or ``(None, why it is invalid)`` in a student's words."""
@@ -229,12 +227,12 @@ def grade_student(sub: Submission, lab: LabSpec, options: Options, root: Path) -
     result.status = result.run["status"]
     missing = [e.id for e in result.exercises if e.status == "missing" and e.id not in cells]
     details = []
+    cell = result.run.get("cell", -1)
+    where = f"cell {cell + 1}" if isinstance(cell, int) and cell >= 0 else ""
     if result.status == "error":
-        details.append(f"cell {result.run.get('cell', -1) + 1}: {result.run.get('error', '')}")
+        details.append(f"{where}: {result.run.get('error', '')}".lstrip(": "))
     elif result.status == "timeout":
-        details.append(
-            f"timed out after {options.timeout:g} s in cell {result.run.get('cell', -1) + 1}"
-        )
+        details.append(f"timed out after {options.timeout:g} s {'in ' + where if where else ''}")
     if missing:
         details.append(f"missing exercise cell(s): {', '.join(missing)}")
     result.detail = "; ".join(details)[:300]
@@ -312,7 +310,7 @@ def _safe_grade(sub: Submission, lab: LabSpec, options: Options, root: Path) -> 
                 float(s.exercise.points),
                 "crashed",
                 "the grader failed; ask your instructor",
-            )  # fmt: skip
+            )
             for s in lab.specs
         ]
         return result

@@ -37,6 +37,13 @@ if TYPE_CHECKING:
 
 RUN_STATUSES = ("ok", "timeout", "error")  # what an executed notebook's status can be
 _PASSTHROUGH_ENV = ("PATH", "LANG", "LC_ALL", "SYSTEMROOT", "CUDA_VISIBLE_DEVICES")
+# Pretrained weights (lab 04) are shared, read-mostly downloads: a notebook finds the
+# grader's copies instead of downloading them again into its own empty home.
+_WEIGHT_CACHES = {
+    "TORCH_HOME": Path.home() / ".cache" / "torch",
+    "HF_HOME": Path.home() / ".cache" / "huggingface",
+}
+_PASSTHROUGH_ENV += ("HF_HUB_OFFLINE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "KAGGLEHUB_CACHE")
 
 
 class Workspace:
@@ -70,9 +77,10 @@ class Workspace:
             MKL_NUM_THREADS=threads,
             PYTHONHASHSEED="0",
         )
+        for name, default in _WEIGHT_CACHES.items():
+            self.env[name] = os.environ.get(name, str(default))
         if os.environ.get(EXERCISE_MODULES_ENV_VAR):
             self.env[EXERCISE_MODULES_ENV_VAR] = os.environ[EXERCISE_MODULES_ENV_VAR]
-        self.kernel_pgids: list[int] = []
 
     def run(self, mode: str, job: dict, timeout: float, options: Options) -> bool:
         """Start a worker and wait; False when it had to be killed for taking too long."""
