@@ -24,6 +24,7 @@ _SUBMODULES = (
     "data",
     "device",
     "evaluate",
+    "exercises",
     "losses",
     "metrics",
     "models",
