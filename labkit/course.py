@@ -301,6 +301,11 @@ def write_results_md(
         )
     if not rows:
         lines.append("| - | no results recorded | | | | | | | |")
+    # Free-text notes that record_result carried (e.g. MAE scales, final losses).
+    notes = [(row["lab"], row["model"], row["notes"]) for row in rows if row.get("notes")]
+    if notes:
+        lines += ["", "Notes:", ""]
+        lines += [f"- lab {lab}, {model}: {text}" for lab, model, text in notes]
     lines += ["", "## The reports' own figures", ""]
     tables = [t for t in (report_table_md(run.lab) for run in runs) if t]
     for table in tables:
