@@ -6,8 +6,10 @@ working folder of its own and ``LIB`` = a private copy of labkit taken when grad
 (so a submission that edits labkit's files on disk changes only its own copy). Two modes:
 
 ``probe``: the hidden tests. For each exercise, a forked child (own process group, stdin/out/
-    err on /dev/null, a time limit) runs the lab's imports, then the *definitions* in the
-    student's exercise cell (imports, ``def``, ``class``, assignments to names, ``if``/``try``;
+    err on /dev/null, a time limit) starts from the lab source's imports and labkit's
+    references of the lab's *other* exercises (under their names), runs the student's own
+    imports, then the *definitions* in the exercise cell (imports, ``def``, ``class``,
+    assignments to names, ``if``/``try``;
     other top-level statements such as prints, loops or ``lk.checks.RESULTS[...] = ...`` are
     skipped), with the exercise's reference blocked; it then calls the student's object on
     every test and writes what it *observed* (return values, raised exceptions, whether an
@@ -87,6 +89,8 @@ def limit_resources(max_file_bytes: int | None) -> None:
 # ---------------------------------------------------------------------------- probe
 def probe(job: dict) -> None:
     """Run every exercise's tests on the student's definitions; one child process each."""
+    # One thread: the tests are small, and a forked child must not inherit a thread pool.
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
     from labkit.checks import get_exercise
     from labkit.hidden_tests import exercise_tests, load_hidden_tests
 
@@ -239,7 +243,8 @@ def run_definitions(source: str, namespace: dict) -> list[str]:
         try:
             exec(code, namespace)
         except BaseException as err:  # noqa: BLE001 (a student's error is a note)
-            notes.append(f"line {node.lineno} of your exercise cell raised {_error_text(err)}")
+            text = f"{type(err).__name__}: {err}".strip().rstrip(":")[:MAX_TEXT]
+            notes.append(f"line {node.lineno} of your exercise cell raised {text}")
     if skipped:
         lines = ", ".join(map(str, skipped[:5])) + (" ..." if len(skipped) > 5 else "")
         notes.append(
@@ -280,8 +285,10 @@ def observe_exercise(
             exec(compile(statement, "<imports>", "exec"), namespace)
         except BaseException:  # noqa: BLE001 (a module the student imported may be missing)
             pass
+    before = namespace.get(exercise.function)  # e.g. a name the lab's imports bound
     notes = run_definitions(item["source"], namespace)
-    meta: dict[str, Any] = {"notes": notes, "defined": exercise.function in namespace}
+    defined = namespace.get(exercise.function, before) is not before
+    meta: dict[str, Any] = {"notes": notes, "defined": defined}
     observations: list[dict] = []
     arrays: dict[str, np.ndarray] = {}
     if meta["defined"]:

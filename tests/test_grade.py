@@ -40,6 +40,7 @@ from labkit.checks import Case
 from labkit.cli import main as cli_main
 from labkit.grade import Options, find_submissions, grade, student_id
 from labkit.grade_io import decode, encode, read_observations
+from labkit.grade_worker import run_definitions
 from labkit.hidden_tests import HIDDEN, exercise_tests, hidden, load_hidden_tests
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -498,6 +499,31 @@ def test_observations_round_trip_without_pickles(tmp_path):
     np.savez(path, __meta__=np.frombuffer(b"{}", dtype=np.uint8), a0=np.array([object()]))
     with pytest.raises(ValueError, match="pickle"):
         read_observations(path)
+
+
+def test_only_the_definitions_of_an_exercise_cell_run():
+    source = (
+        "import math\n"
+        "LIMIT = 3\n"
+        "def f(x):\n"
+        "    return math.floor(x) + LIMIT\n"
+        "print('hello')\n"
+        "lk.checks.RESULTS['00.x'] = 'pass'\n"
+        "while True:\n"
+        "    pass\n"
+        "y = 1 / 0\n"
+    )
+    namespace: dict = {}
+    notes = run_definitions(source, namespace)
+    assert namespace["f"](2.5) == 5 and "y" not in namespace
+    assert notes == [
+        "line 9 of your exercise cell raised ZeroDivisionError: division by zero",
+        "the grader ran only the imports and definitions of your exercise cell; line(s) 5, 6, "
+        "7 (other statements) were not run",
+    ]
+    assert run_definitions("def f(:\n", {}) == [
+        "your exercise cell has a syntax error on line 1: invalid syntax"
+    ]
 
 
 def test_instructor_hidden_tests_replace_builtin_ones(demo_env, tmp_path):
