@@ -75,6 +75,17 @@ def _label(v: Variant, dtype: torch.dtype | None, device: torch.device) -> str:
     return v.name
 
 
+def _is_oom(err: BaseException) -> bool:
+    return isinstance(err, torch.cuda.OutOfMemoryError)
+
+
+def _failure(err: BaseException) -> str:
+    """``n/a: <why>`` for a figure that could not be measured (compiler failure, OOM)."""
+    if _is_oom(err):
+        return "n/a: out of GPU memory at this batch size (try --batch-size 16)"
+    return f"n/a: {type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
+
+
 def _cleanup(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
@@ -180,10 +191,10 @@ def bench_training(
                 log(f"training {name} {row['label']}: {s.size} px, batch {s.batch_size}")
                 try:
                     row.update(_train_variant(name, v, data, s, device))
-                except Exception as err:  # only a compiler failure is reported, not raised
-                    if not v.compile:
+                except Exception as err:  # a compiler failure or OOM is reported, not raised
+                    if not (v.compile or _is_oom(err)):
                         raise
-                    row["status"] = f"n/a: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
+                    row["status"] = _failure(err)
                 finally:
                     if v.compile:
                         torch._dynamo.reset()
@@ -296,7 +307,12 @@ def bench_inference(
         for v in (VARIANTS[0], VARIANTS[2]):
             label = _label(v, amp_dtype(device, v.amp), device)
             log(f"inference {name} {label}: {s.size} px, batch {s.batch_size}")
-            rows.append({"variant": v.name, "label": label, **_infer_variant(name, v, s, device)})
+            row = {"variant": v.name, "label": label}
+            try:
+                row.update(_infer_variant(name, v, s, device))
+            except torch.cuda.OutOfMemoryError as err:
+                row["status"] = _failure(err)
             _cleanup(device)
+            rows.append(row)
         out[name] = rows
     return out

@@ -135,9 +135,10 @@ def format_report(r: dict[str, Any]) -> str:
         f"images in {d['decode']['seconds']:.2f} s; then every epoch reads memory",
         "",
         f"2. Training step, {s['size']} px, batch {s['batch_size']} (images/s; {s['steps']} "
-        f"timed steps after {s['warmup']} warm-up; labkit.train's step)",
+        f"timed steps after {s['warmup']} warm-up; labkit.train's step; TFLOP/s = model-only "
+        "x counted training FLOPs)",
         f"  {'model':<14}{'variant':<46}{'model-only':>11}{'end-to-end':>11}{'e2e/model':>10}"
-        f"{'of peak':>9}",
+        f"{'TFLOP/s':>9}{'of peak':>9}",
     ]
     for name, rows in r["training"].items():
         for row in rows:
@@ -148,7 +149,7 @@ def format_report(r: dict[str, Any]) -> str:
             lines.append(
                 f"  {name:<14}{row['label']:<46}{_figure(mo):>11}{_figure(e2e):>11}"
                 f"{_ratio(row['end_to_end_over_model_only']):>10}"
-                f"{_pct(mo.get('fraction_of_peak')):>9}"
+                f"{mo.get('achieved_tflops', 0):>9.3f}{_pct(mo.get('fraction_of_peak')):>9}"
             )
     lines += [
         "",
@@ -157,14 +158,18 @@ def format_report(r: dict[str, Any]) -> str:
     ]
     for name, rows in r["inference"].items():
         for row in rows:
+            if "images_per_s" not in row:
+                lines.append(f"  {name:<14}{row['label']:<46}  {row.get('status')}")
+                continue
             mem = row.get("peak_memory_mb")
             mem_s = "n/a" if mem is None else f"{mem:,.0f} MB"
             lines.append(
                 f"  {name:<14}{row['label']:<46}{_figure(row):>11}  peak memory {mem_s:>9}"
+                f"  {row.get('achieved_tflops', 0):.3f} TFLOP/s ({_pct(row.get('fraction_of_peak'))} of peak)"
             )
-    if r["inference"]:
-        first = next(iter(r["inference"].values()))[0]
-        lines.append(f"  memory: {first.get('memory_measure')}")
+    measures = {row["memory_measure"] for rows in r["inference"].values() for row in rows
+                if "memory_measure" in row}  # fmt: skip
+    lines += [f"  memory: {m}" for m in sorted(measures)]
     lines += ["", "4. FLOPs per image (FlopCounterMode: convolutions and matmuls only)"]
     for name, sizes in r["flops"].items():
         if name == "counter":
