@@ -13,8 +13,8 @@ student (the folder name is the id) with that student's notebook inside.
 Writes OUT/gradebook.csv (student, lab, one column per exercise, score, max_score, status,
 seconds, detail) and OUT/feedback/<student>.md (rewritten on every run: use one OUT per lab).
 Status: ok, error (a cell raised), timeout, invalid (not JSON, not a notebook, another lab,
-no exercise cells), not-run (--no-run). Exercises are graded from their own cells with hidden tests in fresh
-processes; marks never depend on what a notebook prints or stores.
+no exercise cells), not-run (--no-run). Exercises are graded from their own cells with hidden
+tests in fresh processes; marks never depend on what a notebook prints or stores.
 
 Exercises of labs outside labkit: LABKIT_EXERCISE_MODULES=module[,module] (importable) and
 --source with their NN_name.py sources; hidden tests of your own: --hidden DIR with labNN.py.
