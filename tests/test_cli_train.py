@@ -17,6 +17,7 @@ from labkit.commands.train import MODEL_DEFAULTS, _train_cascade_lungs, plan
 from labkit.data import BatchLoader, load_split
 from labkit.data.phantom import make_phantom
 from labkit.models import MODELS, build_model
+from labkit.profiles import get_profile
 from labkit.train import TrainConfig, fit
 
 
@@ -51,10 +52,43 @@ def test_every_model_has_report_defaults():
 )
 def test_plan_follows_the_reports(model, inputs, loss, extra):
     p = train_plan("--model", model, "--profile", "smoke")
-    assert (p["inputs"], p["loss"]) == (inputs, loss)
+    cli = get_profile("smoke").cli_train
+    assert MODEL_DEFAULTS[model]["loss"] == loss  # the report's; smoke adds Dice to plain BCE
+    assert (p["inputs"], p["loss"]) == (inputs, cli.loss(loss))
     assert p["kwargs"]["in_channels"] == (3 if inputs == "rgb" else 1)
     assert {k: p[k] for k in extra} == extra
-    assert p["size"] == 64 and p["epochs"] <= 2 and p["time_budget"] == 5.0  # smoke profile
+    # smoke: 64 px, and the CLI's departures from the report (labkit.profiles.CLITraining)
+    assert p["size"] == 64 and p["epochs"] == cli.epochs and p["time_budget"] == 1.5
+    assert p["train_images"] is None and p["lr"] >= cli.min_lr
+    assert p["kwargs"].get("base_width") == (
+        16 if model in ("unet", "resunet", "fvpaspp") else None
+    )
+    assert p["departures"]  # printed and recorded: the run is not the report's
+
+
+def test_smoke_departures_are_listed_and_full_keeps_the_report():
+    smoke = train_plan("--model", "unet", "--profile", "smoke")
+    assert (smoke["epochs"], smoke["lr"], smoke["loss"]) == (10, 3e-3, "bce_dice")
+    assert smoke["kwargs"]["base_width"] == 16 and smoke["train_images"] is None
+    text = "\n".join(smoke["departures"])
+    for what in ("10 epochs instead of 2", "every Train image instead of 48", "base width 16",
+                 "lr 0.003 instead of the report's 0.0001", "loss bce_dice", "1.5 min"):  # fmt: skip
+        assert what in text, what
+    # report 002's loss has no plain BCE to replace; ResNet34 has no base width to shrink
+    resnet = train_plan("--model", "unet-resnet34", "--profile", "smoke")
+    assert resnet["loss"] == "focal_jaccard" and "base_width" not in resnet["kwargs"]
+    # a flag is the user's choice, not a departure
+    flagged = train_plan("--model", "unet", "--profile", "smoke", "--lr", "1e-4", "--loss", "bce",
+                         "--epochs", "2", "--time-budget", "5")  # fmt: skip
+    settings = ("lr", "loss", "epochs", "time_budget")
+    assert [flagged[k] for k in settings] == [1e-4, "bce", 2, 5.0]
+    assert [d.split(" instead")[0] for d in flagged["departures"]] == [
+        "every Train image", "base width 16"
+    ]  # fmt: skip
+    full = train_plan("--model", "unet", "--profile", "full")
+    assert full["departures"] == [] and "base_width" not in full["kwargs"]
+    assert (full["epochs"], full["lr"], full["loss"], full["size"]) == (10, 1e-4, "bce", 256)
+    assert (full["batch_size"], full["train_images"], full["time_budget"]) == (16, None, None)
 
 
 def test_plan_pretrained_weights_and_overrides():
@@ -91,7 +125,8 @@ def test_train_then_evaluate_end_to_end(root, tmp_path, capsys):
     assert set(metrics["false_positive_image_rate"]) == {"Non-COVID", "Normal"}
     assert metrics["epochs"] == 2 and len(metrics["history"]["epoch"]) == 2
     assert metrics["train_seconds"] > 0 and metrics["profile"] == "smoke"
-    assert (metrics["size"], metrics["loss"], metrics["inputs"]) == (32, "bce", "grey")
+    assert (metrics["size"], metrics["loss"], metrics["inputs"]) == (32, "bce_dice", "grey")
+    assert any("loss bce_dice" in d for d in metrics["departures"])  # smoke: not the report's
     assert (out / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
     model = load_model(out / "best.pt", device="cpu")
     assert model.labkit_checkpoint["epoch"] == metrics["best_epoch"]

@@ -70,6 +70,21 @@ def test_profile_scales_report_settings():
     assert full.images() is None and smoke.images() is not None
 
 
+def test_smoke_cli_training_departs_from_the_report_and_full_does_not():
+    # the notebooks' caps stay as they are (their timing depends on them) ...
+    smoke, full = get_profile("smoke"), get_profile("full")
+    assert (smoke.image_size, smoke.max_epochs, smoke.max_images) == (64, 2, 48)
+    assert (smoke.max_batch_size, smoke.phantom_n, smoke.time_budget_min) == (16, 240, 5.0)
+    # ... while `labkit train` in smoke trains longer, narrower, faster, with a Dice term
+    cli = smoke.cli_train
+    assert cli.epochs > smoke.max_epochs and cli.all_train_images and cli.base_width < 64
+    assert cli.lr(1e-4) == cli.min_lr and cli.lr(1.0) == 1.0  # a floor, not a replacement
+    assert (cli.loss("bce"), cli.loss("mse"), cli.loss("focal_jaccard")) == (
+        "bce_dice", "mse", "focal_jaccard"
+    )  # fmt: skip
+    assert full.cli_train is None  # the reports' settings, unchanged
+
+
 @pytest.mark.parametrize(
     "device_type, capability, expected",
     [

@@ -4,6 +4,11 @@ Trains on Train, picks the best epoch on Val, and reports Test (never seen in tr
 model selection). Writes DIR/best.pt, DIR/last.pt (to resume), DIR/metrics.json and
 DIR/training_curves.png. Each model's defaults come from its report (``MODEL_DEFAULTS``);
 the run profile scales size, epochs, batch size and images; flags override both.
+
+In the smoke profile the run also departs from the report so that it learns something in
+1-2 CPU minutes (``labkit.profiles.CLITraining``): 10 epochs on every Train image, base
+width 16 for the from-scratch U-Nets, lr >= 3e-3, BCE + Dice instead of plain BCE, and a
+1.5-minute budget. The run prints each departure and records it in metrics.json.
 """
 
 from __future__ import annotations
@@ -148,20 +153,67 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
                 f"--encoder-weights/--weights-path: {args.model!r} has no pretrained encoder"
             )
         kwargs.update(encoder_weights=weights, weights_path=args.weights_path)
+    epochs, lr, loss = prof.epochs(d["epochs"]), d["lr"], d["loss"]
+    time_budget, train_images = prof.time_budget_min, prof.images()
+    departures: list[str] = []  # how this run departs from the report beyond the profile's caps
+    cli = prof.cli_train
+    if cli is not None:  # smoke: see labkit.profiles.CLITraining for why each one
+        if args.epochs is None and min(cli.epochs, d["epochs"]) != epochs:
+            departures.append(
+                f"{min(cli.epochs, d['epochs'])} epochs instead of {epochs} (report: "
+                f"{d['epochs']}): {epochs} epochs of a few batches are too few steps to learn"
+            )
+            epochs = min(cli.epochs, d["epochs"])
+        if cli.all_train_images and train_images is not None:
+            departures.append(
+                f"every Train image instead of {train_images} (Val and Test keep {train_images})"
+            )
+            train_images = None
+        report_width = _builder_args(args.model).get("base_width")  # from-scratch U-Nets
+        if report_width is not None and "base_width" not in kwargs:
+            departures.append(
+                f"base width {cli.base_width} instead of the report's {report_width}: "
+                f"{(report_width / cli.base_width) ** 2:g}x fewer multiply-adds per pixel"
+            )
+            kwargs["base_width"] = cli.base_width
+        if args.lr is None and cli.lr(lr) != lr:
+            departures.append(f"lr {cli.lr(lr):g} instead of the report's {lr:g}: few steps")
+            lr = cli.lr(lr)
+        if args.loss is None and cli.loss(loss) != loss:
+            departures.append(
+                f"loss {cli.loss(loss)} (0.5 BCE + Dice) instead of the report's {loss}: plain "
+                "BCE first predicts background everywhere"
+            )
+            loss = cli.loss(loss)
+        if args.time_budget is None and cli.time_budget_min != time_budget:
+            departures.append(
+                f"stops after the epoch that passes {cli.time_budget_min:g} min "
+                f"(instead of {time_budget:g})"
+            )
+            time_budget = cli.time_budget_min
     return dict(
         model=args.model, kwargs=kwargs, profile=prof, inputs=inputs, target=args.target,
-        size=args.size or prof.size(d["size"]), epochs=args.epochs or prof.epochs(d["epochs"]),
-        batch_size=args.batch_size or prof.batch_size(d["batch_size"]),
-        loss=args.loss or d["loss"], lr=args.lr or d["lr"], optimizer=d.get("optimizer", "adam"),
+        size=args.size or prof.size(d["size"]), epochs=args.epochs or epochs,
+        batch_size=args.batch_size or prof.batch_size(d["batch_size"]), train_images=train_images,
+        loss=args.loss or loss, lr=args.lr or lr, optimizer=d.get("optimizer", "adam"),
         weight_decay=d.get("weight_decay", 0.0), grad_clip=d.get("grad_clip"),
         patience=d.get("patience"), deep_supervision=d.get("deep_supervision", False),
         covid_only=d.get("covid_only", False) if args.covid_only is None else args.covid_only,
         lung_only=d.get("lung_only", False) if args.lung_only is None else args.lung_only,
         augment=args.augment or d.get("augment", "none"),
-        time_budget=args.time_budget if args.time_budget is not None else prof.time_budget_min,
+        time_budget=args.time_budget if args.time_budget is not None else time_budget,
         seed=args.seed, device=args.device, progress=not args.no_progress,
-        out=Path(args.out or Path("runs") / args.model),
+        out=Path(args.out or Path("runs") / args.model), departures=departures,
     )  # fmt: skip
+
+
+def _builder_args(model: str) -> dict[str, Any]:
+    """The keyword arguments of a model's builder and their defaults (the reports' values)."""
+    import inspect
+
+    from labkit.models import MODELS
+
+    return {k: v.default for k, v in inspect.signature(MODELS[model]).parameters.items()}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -182,13 +234,20 @@ def run(args: argparse.Namespace) -> int:
     root = resolve_data(args.data, profile=p["profile"], progress=p["progress"])
     classes = ["COVID-19"] if p["covid_only"] else None
     load = dict(size=p["size"], limit=p["profile"].images(), progress=p["progress"])
-    train = load_split(root, "Train", classes=classes, **load)
+    train = load_split(root, "Train", classes=classes, **dict(load, limit=p["train_images"]))
     val = load_split(root, "Val", classes=classes, **load)
     test = load_split(root, "Test", **load)  # all classes: false positives on healthy images
     print(
         f"{p['model']}: {p['profile'].name} profile, {p['size']} px, {len(train)}/{len(val)}/{len(test)} train/val/test images from {root}",
         file=sys.stderr,
     )
+    if p["departures"]:  # students must know the smoke run is not the report's setup
+        print(
+            f"{p['profile'].name} profile: `labkit train` departs from the report so that the "
+            "model learns something in 1-2 CPU minutes (labkit.profiles.CLITraining says why; "
+            "--profile full keeps the report's settings):\n  - " + "\n  - ".join(p["departures"]),
+            file=sys.stderr,
+        )
 
     def loaders(target: str) -> tuple[BatchLoader, BatchLoader]:
         from labkit.data import Augment
@@ -243,6 +302,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"], device=str(device),
         data=str(root), model_kwargs=p["kwargs"], wall_seconds=time.perf_counter() - t0,
         lung_history=lung_history.to_dict() if lung_history else None,
+        departures=p["departures"],
     )  # fmt: skip
     write_json(p["out"] / "metrics.json", record)
     fig = plot_history(history, path=p["out"] / "training_curves.png")
