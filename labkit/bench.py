@@ -64,7 +64,7 @@ class BenchSettings:
     data_size: int = 256
     data_batch: int = 32
     data_warmup: int = 2
-    data_batches: int = 8
+    data_batches: int = 16
     size: int = 256
     batch_size: int = 32
     warmup: int = 2
@@ -99,7 +99,7 @@ class BenchSettings:
 
     @classmethod
     def quick_settings(cls) -> BenchSettings:
-        """Small enough that the whole run takes well under a minute on 2 CPU cores."""
+        """Small enough that the whole run takes under a minute on 2 CPU cores (1 torch thread)."""
         return cls(
             quick=True,
             data_batch=8,
@@ -111,6 +111,7 @@ class BenchSettings:
             steps=2,
             infer_steps=2,
             compile=False,
+            threads=1,  # two OpenMP threads on a busy 2-core machine wait on each other: 4x slower
         )
 
     def override(self, **changes: Any) -> BenchSettings:

@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "bench", help="measure data-path, training and inference throughput",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    p.add_argument("--quick", action="store_true", help="small sizes and counts (< 1 min on CPU)")
+    p.add_argument(
+        "--quick", action="store_true", help="small sizes and counts, 1 thread (< 1 min on CPU)"
+    )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     p.add_argument("--data", default="phantom", help="dataset root or 'phantom' (default)")
@@ -28,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="batch of the model sections")
     p.add_argument("--steps", type=int, default=None, help="timed steps per training figure")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps before each figure")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: all; 1 with --quick)"
+    )
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
     p.add_argument("--models", nargs="+", default=None, help="unet and/or unet-resnet34")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
