@@ -254,7 +254,9 @@ def _compare_arrays(got: Any, expected: Any, atol: float, rtol: float) -> str | 
     g, e = _as_numpy(got).astype(np.float64), _as_numpy(expected).astype(np.float64)
     if g.size == 0 or np.allclose(g, e, atol=atol, rtol=rtol, equal_nan=True):
         return None
-    diff = np.abs(g - e)
+    # np.asarray: for 0-dim inputs (a scalar loss) np.abs returns a numpy scalar, which
+    # does not support item assignment.
+    diff = np.asarray(np.abs(g - e))
     diff[np.isnan(g) & np.isnan(e)] = 0.0
     diff[np.isnan(diff)] = np.inf  # NaN on one side only
     where = np.unravel_index(int(np.argmax(diff)), diff.shape)

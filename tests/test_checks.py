@@ -268,3 +268,14 @@ def test_student_notebook_in_a_real_kernel_pass_fail_stub(tmp_path):
         "00.dice": "stub",
     }
     assert lines[1] == "count_positive True"  # the student's own function is kept
+
+
+def test_compare_zero_dim_tensors_reports_the_difference():
+    # A scalar loss (0-dim tensor) that is wrong must give expected-vs-got, not crash.
+    import torch
+
+    from labkit.checks import compare
+
+    message = compare(torch.tensor(0.25), torch.tensor(0.5))
+    assert message is not None and "wrong values" in message
+    assert compare(torch.tensor(0.5), torch.tensor(0.5)) is None
