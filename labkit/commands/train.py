@@ -6,7 +6,7 @@ DIR/training_curves.png. Each model's defaults come from its report (``MODEL_DEF
 the run profile scales size, epochs, batch size and images; flags override both.
 
 In the smoke profile the run also departs from the report so that it learns something in
-1-2 CPU minutes (``labkit.profiles.CLITraining``): 10 epochs on every Train image, base
+under 2 CPU minutes (``labkit.profiles.CLITraining``): 10 epochs on every Train image, base
 width 16 for the from-scratch U-Nets, lr >= 3e-3, BCE + Dice instead of plain BCE, and a
 1.5-minute budget. The run prints each departure and records it in metrics.json.
 """
@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
     if p["departures"]:  # students must know the smoke run is not the report's setup
         print(
             f"{p['profile'].name} profile: `labkit train` departs from the report so that the "
-            "model learns something in 1-2 CPU minutes (labkit.profiles.CLITraining says why; "
+            "model learns something in under 2 CPU minutes (labkit.profiles.CLITraining says why; "
             "--profile full keeps the report's settings):\n  - " + "\n  - ".join(p["departures"]),
             file=sys.stderr,
         )
