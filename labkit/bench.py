@@ -46,7 +46,9 @@ class BenchSettings:
         data_size: image side of the data-path section (256 = the real data).
         data_batch: batch size of the data-path section.
         data_warmup: batches drawn before timing the data path (worker start-up excluded).
-        data_batches: timed batches of the data path.
+        data_batches: timed batches of the data path, per round.
+        data_rounds: rounds of (a) then (b), interleaved so that a change in the machine's
+            load hits both; the figures are the medians over the rounds.
         size: image side of the model sections (a multiple of 32).
         batch_size: batch size of the model sections.
         warmup: untimed steps before each timed figure (cuDNN autotuning, compilation).
@@ -64,7 +66,8 @@ class BenchSettings:
     data_size: int = 256
     data_batch: int = 32
     data_warmup: int = 2
-    data_batches: int = 16
+    data_batches: int = 64
+    data_rounds: int = 3
     size: int = 256
     batch_size: int = 32
     warmup: int = 2
@@ -105,6 +108,7 @@ class BenchSettings:
             data_batch=8,
             data_warmup=1,
             data_batches=4,
+            data_rounds=1,
             size=64,
             batch_size=4,
             warmup=1,

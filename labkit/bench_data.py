@@ -14,6 +14,7 @@ it in memory, and builds each batch by indexing plus one batched augmentation
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -96,6 +97,12 @@ class NaiveSegDataset(torch.utils.data.Dataset):
             target.as_subclass(plain).float(),
             lung.as_subclass(plain).float(),
         )
+
+
+def median_record(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The record with the median images/s (the lower middle one for an even count)."""
+    ranked = sorted(records, key=lambda rec: rec["images_per_s"])
+    return ranked[(len(ranked) - 1) // 2]
 
 
 def endless(loader: Any) -> Iterator[Any]:
@@ -185,17 +192,29 @@ def bench_data_path(
         "warmup": s.data_warmup,
         "split_images": len(records),
     }
-    # Forked DataLoader workers never touch CUDA (PIL and CPU tensors only), so forking
-    # after the parent has initialised CUDA is safe.
-    log(f"data path (a): naive per-item pipeline, {s.data_size} px, batch {s.data_batch}")
-    out["naive"] = bench_naive(records, s, device)
     log("data path: labkit decodes the split once (load_split, cache off)")
     t0 = time.perf_counter()
     data = load_split(root, "Train", size=s.data_size, progress=False, cache=False)
     seconds = time.perf_counter() - t0
     out["decode"] = {"images": len(data), "seconds": seconds, "images_per_s": len(data) / seconds}
-    log("data path (b): labkit BatchLoader on cpu")
-    out["labkit_cpu"] = bench_labkit(data, s, torch.device("cpu"))
+    # (a) and (b) take turns, so that other jobs starting or stopping on a shared machine
+    # slow both alike; each round's b/a compares two runs seconds apart.
+    rounds = []
+    for r in range(1, s.data_rounds + 1):
+        # Forked DataLoader workers never touch CUDA (PIL and CPU tensors only), so forking
+        # after the parent has initialised CUDA is safe.
+        log(f"data path round {r}/{s.data_rounds}: (a) naive per-item pipeline, "
+            f"{s.data_size} px, batch {s.data_batch}")  # fmt: skip
+        naive = bench_naive(records, s, device)
+        log(f"data path round {r}/{s.data_rounds}: (b) labkit BatchLoader on cpu")
+        labkit = bench_labkit(data, s, torch.device("cpu"))
+        ratio = labkit["images_per_s"] / naive["images_per_s"]
+        rounds.append({"naive": naive, "labkit_cpu": labkit, "ratio_b_over_a": ratio})
+    out["rounds"] = [
+        {k: v["images_per_s"] if isinstance(v, dict) else v for k, v in rd.items()} for rd in rounds
+    ]
+    out["naive"] = median_record([rd["naive"] for rd in rounds])
+    out["labkit_cpu"] = median_record([rd["labkit_cpu"] for rd in rounds])
     if device.type == "cuda":
         log(f"data path (c): labkit BatchLoader resident on {device}")
         out["labkit_gpu"] = bench_labkit(data, s, device)
@@ -205,7 +224,7 @@ def bench_data_path(
         out["labkit_gpu"] = {"status": "n/a: no CUDA device in this run"}
         out["labkit_gpu_pinned"] = {"status": "n/a: no CUDA device in this run"}
     naive = out["naive"]["images_per_s"]
-    out["ratio_b_over_a"] = out["labkit_cpu"]["images_per_s"] / naive
+    out["ratio_b_over_a"] = statistics.median(rd["ratio_b_over_a"] for rd in rounds)
     for key, which in (("ratio_c_over_a", "labkit_gpu"), ("ratio_d_over_a", "labkit_gpu_pinned")):
         gpu = out[which].get("images_per_s")
         out[key] = None if gpu is None else gpu / naive

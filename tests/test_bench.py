@@ -61,9 +61,11 @@ def test_quick_bench_through_the_cli_writes_every_section(phantom, tmp_path):
         assert d[which]["images"] == s.data_batches * s.data_batch
         assert d[which]["iterations"] == s.data_batches and d[which]["warmup"] == s.data_warmup
     assert d["naive"]["workers"] == os.cpu_count()
-    assert d["ratio_b_over_a"] == pytest.approx(
-        d["labkit_cpu"]["images_per_s"] / d["naive"]["images_per_s"]
-    )
+    assert len(d["rounds"]) == s.data_rounds == 1
+    (only,) = d["rounds"]  # one round: the medians are that round's figures
+    assert only["naive"] == d["naive"]["images_per_s"]
+    assert only["labkit_cpu"] == d["labkit_cpu"]["images_per_s"]
+    assert d["ratio_b_over_a"] == pytest.approx(only["labkit_cpu"] / only["naive"])
     assert d["labkit_cpu"]["syncs_per_batch"] is None  # CUDA sync counting only on CUDA
     for which, ratio in (("labkit_gpu", "ratio_c_over_a"), ("labkit_gpu_pinned", "ratio_d_over_a")):
         assert d[which]["status"].startswith("n/a") and d[ratio] is None
@@ -181,3 +183,11 @@ def test_gpu_peak_table_matches_whole_words(name, tflops):
 def test_bad_arguments_exit_2_naming_them(argv, words, capsys):
     assert cli(["bench", "--quick", *argv]) == 2
     assert words in capsys.readouterr().err
+
+
+def test_median_record_picks_the_middle_round():
+    from labkit.bench_data import median_record
+
+    recs = [{"images_per_s": v, "round": i} for i, v in enumerate([300.0, 100.0, 200.0])]
+    assert median_record(recs)["round"] == 2
+    assert median_record(recs[:2])["round"] == 1  # even count: the lower middle one

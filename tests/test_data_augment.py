@@ -124,3 +124,47 @@ def test_gpu_matches_cpu_geometry():
     gpu = aug(image.cuda(), mask.cuda(), generator=5)
     assert gpu[0].is_cuda and torch.allclose(gpu[0].cpu(), cpu[0], atol=1e-4)
     assert (gpu[1].cpu() != cpu[1]).float().mean() < 0.01
+
+
+@pytest.mark.parametrize("h,w", [(32, 32), (24, 40), (7, 5)])
+def test_fast_affine_grid_matches_torch(h, w):
+    # Oracle: torch's own affine_grid, which the augmentation used to call.
+    from labkit.data.augment import _affine_grid
+
+    theta = torch.randn(5, 2, 3, generator=torch.Generator().manual_seed(h * w))
+    expected = torch.nn.functional.affine_grid(theta, [5, 1, h, w], align_corners=False)
+    assert torch.allclose(_affine_grid(theta, h, w), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_inputs_are_left_untouched_and_masks_keep_their_dtype(dtype):
+    # The steps update private copies in place: the caller's tensors must not change.
+    image = blocks(6)
+    image_in = (image * 255).to(torch.uint8) if dtype == torch.uint8 else image.clone()
+    lung = (image > 0.5).to(dtype)
+    infection = (image[..., :1, :, :] > 0.8).to(dtype)
+    before = [t.clone() for t in (image_in, lung, infection)]
+    out, out_lung, out_none, out_inf = Augment(p_affine=1.0, p_color=1.0, p_noise=1.0)(
+        image_in, lung, None, infection, generator=2
+    )
+    for t, b in zip((image_in, lung, infection), before):
+        assert torch.equal(t, b)
+    assert out.dtype == torch.float32 and out_none is None
+    for o, m in ((out_lung, lung), (out_inf, infection)):
+        assert o.dtype == dtype and o.shape == m.shape and o.is_contiguous()
+        assert set(o.unique().tolist()) <= {0, 1}
+    assert not torch.equal(out_lung, lung)  # warped ...
+    assert ((out_inf == 1) & (out_lung == 0)).sum() <= 0.02 * out_inf.numel()  # ... together
+
+
+def test_each_step_touches_only_the_samples_whose_coin_came_up():
+    image = blocks(8)
+    aug = Augment(hflip=0.5, p_affine=0.5, p_color=0.5, p_noise=0.5)
+    params = aug.sample(8, generator=11)
+    untouched = ~(params.hflip | params.vflip | params.affine | params.color | params.noise)
+    changed = params.hflip | params.affine | params.color | params.noise
+    assert untouched.any() and changed.any()  # this seed exercises both kinds of samples
+    out = aug.apply(params, image)
+    assert torch.equal(out[untouched], image[untouched])
+    diff = (out - image).flatten(1).abs().amax(1)
+    assert (diff[changed] > 0).all()

@@ -127,11 +127,14 @@ def format_report(r: dict[str, Any]) -> str:
         f"  command: {r.get('command')}",
         "",
         f"1. Data path, {d['size']} px, batch {d['batch']}, report 003 augmentation "
-        f"(images/s; {d['batches']} timed batches after {d['warmup']} warm-up)",
+        f"(images/s; median of {len(d.get('rounds', [])) or 1} interleaved rounds of "
+        f"{d['batches']} timed batches after {d['warmup']} warm-up)",
         f"  {'(a) naive: PIL per item, per-sample v2 augmentation, DataLoader':<64}"
         f"{_figure(a):>10}   {a['workers']} workers",
         f"  {'(b) labkit: cached uint8, batched augmentation, BatchLoader on cpu':<64}"
         f"{_figure(b):>10}   b/a = {_ratio(ratio)} (target >= 3x: {verdict})",
+        "  b/a per round: "
+        + (", ".join(_ratio(rd["ratio_b_over_a"]) for rd in d.get("rounds", [])) or "n/a"),
         f"  {'(c) labkit: the same, resident on the GPU':<64}{_gpu(c, 'c/a', a)}",
         f"  {'(d) labkit: split in CPU memory, pinned async copies to the GPU':<64}"
         f"{_gpu(d.get('labkit_gpu_pinned'), 'd/a', a)}",

@@ -162,59 +162,109 @@ class Augment:
                 raise ValueError(
                     f"masks[{i}]: expected shape ({b}, 1, {image.shape[2]}, {image.shape[3]}), got {tuple(m.shape)}"
                 )
-        x = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
-        ms = [None if m is None else m.float() for m in masks]
-        h, w = x.shape[-2:]
+        h, w = image.shape[-2:]
+        # Private float copies that the steps below update in place: x (B, C, H, W) in [0, 1]
+        # and m (B, 1 or K, H, W), all K masks together so that one warp moves them all.
+        x = image.float().div_(255.0) if image.dtype == torch.uint8 else image.float().clone()
+        present = [mk for mk in masks if mk is not None]
+        m = torch.cat([mk.float() for mk in present], dim=1) if present else None
 
-        # Each step runs only on the samples whose coin came up (indices on the CPU: no sync).
-        for flag, dim in ((params.hflip, -1), (params.vflip, -2)):
-            idx = flag.nonzero().flatten()
-            x = _on(idx, x, lambda t, dim=dim: t.flip(dim))  # exact: no resampling
-            ms = [_on(idx, m, lambda t, dim=dim: t.flip(dim)) for m in ms]
-        idx = params.affine.nonzero().flatten()
-        if len(idx):
-            theta = _affine_theta(params, h, w)[idx].to(dev)
-            grid = F.affine_grid(theta, [len(idx), 1, h, w], align_corners=False)
+        # Which samples each step touches, decided on the CPU (no GPU sync), and every
+        # per-sample number, sent to the device in one copy.
+        hflip, vflip, affine, color, noise = (
+            p.nonzero().flatten()
+            for p in (params.hflip, params.vflip, params.affine, params.color, params.noise)
+        )
+        theta = _affine_theta(params, h, w)[affine]  # (n, 2, 3)
+        hflip_d, vflip_d, affine_d, color_d, noise_d, theta, c, br, sigma = _to_device(
+            dev, hflip, vflip, affine, color, noise, theta,
+            params.contrast[color], params.brightness[color], params.sigma[noise],
+        )  # fmt: skip
+
+        for idx, dim in ((hflip_d, -1), (vflip_d, -2)):
+            if len(idx):  # exact: no resampling
+                _update(x, idx, lambda t, dim=dim: t.flip(dim))
+                _update(m, idx, lambda t, dim=dim: t.flip(dim))
+        if len(affine):
+            grid = _affine_grid(theta, h, w)  # (n, H, W, 2): one grid for image and masks
 
             def warp(t: torch.Tensor, mode: str) -> torch.Tensor:
-                # One grid for image and masks: same geometry. Nearest keeps masks {0, 1}.
                 return F.grid_sample(
                     t, grid, mode=mode, padding_mode="reflection", align_corners=False
                 )
 
-            x = _on(idx, x, lambda t: warp(t, "bilinear"))
-            ms = [_on(idx, m, lambda t: warp(t, "nearest")) for m in ms]
-        idx = params.color.nonzero().flatten()
-        if len(idx):
-            c = params.contrast[idx].to(dev).view(-1, 1, 1, 1)
-            br = params.brightness[idx].to(dev).view(-1, 1, 1, 1)
+            _update(x, affine_d, lambda t: warp(t, "bilinear"))
+            _update(m, affine_d, lambda t: warp(t, "nearest"))  # nearest keeps masks {0, 1}
+        if len(color):
+            c, br = c.view(-1, 1, 1, 1), br.view(-1, 1, 1, 1)
 
-            def color(t: torch.Tensor) -> torch.Tensor:
-                mean = t.mean(dim=(1, 2, 3), keepdim=True)  # contrast around each image's mean
-                return ((t - mean) * c + mean + br).clamp(0, 1)
+            def color_fn(t: torch.Tensor) -> torch.Tensor:  # contrast around each image's mean
+                mean = t.mean(dim=(1, 2, 3), keepdim=True)
+                return t.sub_(mean).mul_(c).add_(mean).add_(br).clamp_(0, 1)
 
-            x = _on(idx, x, color)
-        idx = params.noise.nonzero().flatten()
-        if len(idx):
+            _update(x, color_d, color_fn)
+        if len(noise):
             g = torch.Generator(device=dev).manual_seed(params.noise_seed)
-            sigma = params.sigma[idx].to(dev).view(-1, 1, 1, 1)
+            sigma = sigma.view(-1, 1, 1, 1)
 
-            def noise(t: torch.Tensor) -> torch.Tensor:
-                return (t + sigma * torch.randn(t.shape, generator=g, device=dev)).clamp(0, 1)
+            def noise_fn(t: torch.Tensor) -> torch.Tensor:
+                z = torch.randn(t.shape, generator=g, device=dev)
+                return t.add_(z.mul_(sigma)).clamp_(0, 1)
 
-            x = _on(idx, x, noise)
-        out = [x] + [None if m is None else m.to(orig.dtype) for m, orig in zip(ms, masks)]
-        return out[0] if not masks else tuple(out)
+            _update(x, noise_d, noise_fn)
+
+        channels = iter(range(len(present)))  # back to each mask's own dtype
+        out = [None if mk is None else _channel(m, next(channels), mk.dtype) for mk in masks]
+        return x if not masks else (x, *out)
 
 
-def _on(idx: torch.Tensor, t: torch.Tensor | None, fn) -> torch.Tensor | None:
-    """``t`` with ``fn`` applied to the samples ``idx`` (a CPU index tensor) only."""
-    if t is None or len(idx) == 0:
-        return t
-    if len(idx) == t.shape[0]:
-        return fn(t)
-    on_dev = idx.to(t.device, non_blocking=True)
-    return t.index_copy(0, on_dev, fn(t.index_select(0, on_dev)))
+def _channel(m: torch.Tensor, k: int, dtype: torch.dtype) -> torch.Tensor:
+    """Channel ``k`` of the stacked masks as a contiguous ``(B, 1, H, W)`` tensor of ``dtype``."""
+    return m[:, k : k + 1].contiguous().to(dtype)
+
+
+def _update(t: torch.Tensor | None, idx: torch.Tensor, fn) -> None:
+    """``t[idx] = fn(t[idx])`` in place (``index_select``/``index_copy_``: faster than
+    ``t[idx]`` indexing on a CPU). ``idx`` is a long tensor on ``t``'s device."""
+    if t is not None:
+        t.index_copy_(0, idx, fn(t.index_select(0, idx)))
+
+
+def _to_device(dev: torch.device, *tensors: torch.Tensor) -> list[torch.Tensor]:
+    """Small CPU tensors on ``dev``: on a GPU, one asynchronous copy from pinned memory
+    instead of one blocking copy each (each blocking copy stops the CPU from preparing
+    the next batch while the GPU works)."""
+    if dev.type == "cpu":
+        return list(tensors)
+    flat = torch.cat([t.to(torch.float64).flatten() for t in tensors])  # exact for indices
+    if dev.type == "cuda":
+        flat = flat.pin_memory()
+    flat = flat.to(dev, non_blocking=True)
+    out, start = [], 0
+    for t in tensors:
+        part = flat[start : start + t.numel()].view(t.shape).to(t.dtype)
+        out.append(part)
+        start += t.numel()
+    return out
+
+
+def _affine_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """``F.affine_grid(theta, (n, 1, h, w), align_corners=False)``, 5-10x faster on a CPU.
+
+    Each output pixel's normalised centre ``(x, y)`` maps to ``theta @ (x, y, 1)``; written as
+    two broadcast multiply-adds instead of affine_grid's batched matmul over a copied base grid.
+
+    Shape:
+        theta ``(n, 2, 3)`` -> grid ``(n, H, W, 2)``.
+    """
+    n, dev = theta.shape[0], theta.device
+    xs = (torch.arange(w, device=dev, dtype=theta.dtype) * 2 + 1) / w - 1  # (W,) pixel centres
+    ys = ((torch.arange(h, device=dev, dtype=theta.dtype) * 2 + 1) / h - 1)[:, None]  # (H, 1)
+    t = theta.view(n, 2, 3, 1, 1)
+    grid = torch.empty(n, h, w, 2, device=dev, dtype=theta.dtype)
+    grid[..., 0] = t[:, 0, 0] * xs + t[:, 0, 1] * ys + t[:, 0, 2]
+    grid[..., 1] = t[:, 1, 0] * xs + t[:, 1, 1] * ys + t[:, 1, 2]
+    return grid
 
 
 def _affine_theta(params: AugmentParams, h: int, w: int) -> torch.Tensor:

@@ -68,11 +68,12 @@ def make_inputs(
         images, lung, target ``(B, 1, H, W)`` uint8 -> x ``(B, 1|2|3|4, H, W)``, y and lung
         ``(B, 1, H, W)`` float32 {0., 1.}.
     """
-    x = images.float() / 255.0
     lung_f = lung.float()
     y = None if target is None else target.float()
-    if augment is not None:
-        x, lung_f, y = augment(x, lung_f, y, generator=generator)
+    if augment is None:
+        x = images.float() / 255.0
+    else:  # scales a uint8 image itself, into a copy it then changes in place
+        x, lung_f, y = augment(images, lung_f, y, generator=generator)
     if y is None:
         y = lung_f
     if lung_only:
@@ -158,10 +159,14 @@ class BatchLoader:
         self.epoch += 1
         aug_gen = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63 + 7919)
         d = self.data
+        # The order goes to where the data lives once per epoch, not once per gathered tensor:
+        # each copy to a GPU would make the CPU wait instead of preparing the next batch.
+        order_here = order.to(d.images.device)
         for b in range(len(self)):
-            index = order[b * self.batch_size : (b + 1) * self.batch_size]
-            parts = [self._gather(d.images, index), self._gather(d.lung, index)]
-            target = self._gather(d.infection, index) if self.target == "infection" else None
+            rows = slice(b * self.batch_size, (b + 1) * self.batch_size)
+            index, here = order[rows], order_here[rows]
+            parts = [self._gather(d.images, here), self._gather(d.lung, here)]
+            target = self._gather(d.infection, here) if self.target == "infection" else None
             x, y, lung = make_inputs(
                 parts[0], parts[1], target, self.inputs, self.lung_only, self.augment, aug_gen
             )
@@ -170,13 +175,14 @@ class BatchLoader:
             yield Batch(x, y, lung, index)
 
     def _gather(self, t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """``t[index]`` on the loader's device (uint8, so copies are 4x smaller than float)."""
+        """``t[index]`` on the loader's device (uint8, so copies are 4x smaller than float);
+        ``index`` lives on ``t``'s device."""
         if self.device.type == "cuda" and t.device.type == "cpu":
             # Gather into page-locked memory so the copy to the GPU is asynchronous.
             buf = torch.empty((len(index), *t.shape[1:]), dtype=t.dtype, pin_memory=True)
             torch.index_select(t, 0, index, out=buf)
             return buf.to(self.device, non_blocking=True)
-        return t[index.to(t.device)].to(self.device)
+        return t[index].to(self.device)
 
 
 class SegDataset(torch.utils.data.Dataset):
