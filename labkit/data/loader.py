@@ -182,7 +182,7 @@ class BatchLoader:
             buf = torch.empty((len(index), *t.shape[1:]), dtype=t.dtype, pin_memory=True)
             torch.index_select(t, 0, index, out=buf)
             return buf.to(self.device, non_blocking=True)
-        return t[index].to(self.device)
+        return t.index_select(0, index).to(self.device)
 
 
 class SegDataset(torch.utils.data.Dataset):
