@@ -274,13 +274,17 @@ def run_bench(
 
     settings = settings or BenchSettings()
     dev = pick_device(device)
-    threads = torch.get_num_threads()
+    threads, cudnn_benchmark = torch.get_num_threads(), torch.backends.cudnn.benchmark
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
+    # As in labkit.train.fit (TrainConfig.cudnn_benchmark): cuDNN picks its fastest
+    # convolution algorithms during the warm-up steps, which the timings exclude.
+    torch.backends.cudnn.benchmark = dev.type == "cuda"
     try:
         return _run(settings, dev, data, progress, command)
     finally:
         torch.set_num_threads(threads)
+        torch.backends.cudnn.benchmark = cudnn_benchmark
 
 
 def _run(

@@ -61,6 +61,9 @@ class TrainConfig:
             older ones, none on CPU/MPS (see ``labkit.device``).
         channels_last: NHWC memory layout for model and inputs (faster convs on GPUs).
         compile: ``torch.compile`` the model; falls back to eager with a warning if it fails.
+        cudnn_benchmark: on CUDA, let cuDNN time its convolution algorithms on the first
+            batches and keep the fastest (batches here all have one size, so this pays);
+            False gives bit-for-bit repeatable GPU runs instead.
         time_budget_min: stop cleanly after the epoch during which this many minutes have
             passed since `fit` was called (a Colab session, CI), or None. Resume from
             ``last.pt`` in the next session.
@@ -91,6 +94,7 @@ class TrainConfig:
     amp: bool = True
     channels_last: bool = False
     compile: bool = False
+    cudnn_benchmark: bool = True
     time_budget_min: float | None = None
     seed: int = 0
     threshold: float = 0.5
@@ -145,6 +149,9 @@ class TrainConfig:
         need(is_int(self.seed) and self.seed >= 0, "seed", "an int >= 0")
         need(is_num(self.threshold) and 0 < self.threshold < 1, "threshold", "in (0, 1)")
         need(is_int(self.log_every) and self.log_every >= 1, "log_every", "an int >= 1")
+        for flag in ("deep_supervision", "amp", "channels_last", "compile", "cudnn_benchmark",
+                     "progress"):  # fmt: skip
+            need(isinstance(getattr(self, flag), bool), flag, "True or False")
         if isinstance(self.loss, str):
             from labkit.losses import LOSSES
 
@@ -259,6 +266,8 @@ def fit(
     cfg = make_config(config, **overrides)
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
     model = model.to(device)
     if cfg.channels_last:
         model = to_channels_last(model)

@@ -57,6 +57,8 @@ QUIET = dict(progress=False, device="cpu")
         ("time_budget_min", 0, "time_budget_min must be None"),
         ("grad_clip", -1, "grad_clip must be None or a number > 0"),
         ("threshold", 1.5, "threshold must be in"),
+        ("amp", "yes", "amp must be True or False"),
+        ("cudnn_benchmark", 1, "cudnn_benchmark must be True or False"),
     ],
 )
 def test_config_rejects_bad_values(field, value, message):
