@@ -105,7 +105,11 @@ class EvalResult:
         lines.append(line("all images", self.all_images))
         lines.append(line("COVID pooled", self.covid, self.covid["pooled"]))
         rates = ", ".join(f"{c} {_fmt(r)}" for c, r in self.fp_image_rate.items())
-        lines.append(f"false-positive image rate (any predicted pixel on an empty mask): {rates}")
+        lines.append(
+            f"false-positive image rate (any predicted pixel on an empty mask): {rates}"
+            if rates
+            else "false-positive image rate: n/a (no image with an empty mask in this split)"
+        )
         return "\n".join(lines)
 
     def __str__(self) -> str:

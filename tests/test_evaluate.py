@@ -196,3 +196,11 @@ def test_plots_return_figures_and_write_pngs(test_split, tmp_path):
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         plt.close(fig)
     assert len(figures["worst"].axes) == 6  # 2 rows x (image, truth, prediction)
+
+
+def test_table_says_when_no_healthy_image_can_show_a_false_positive(test_split):
+    covid_only = test_split.filter("COVID-19")
+    result = evaluate(lung_predictor(), covid_only, inputs="grey+lung", progress=False)
+    assert result.fp_image_rate == {}
+    last = result.table().splitlines()[-1]
+    assert last == "false-positive image rate: n/a (no image with an empty mask in this split)"
