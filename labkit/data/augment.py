@@ -236,10 +236,10 @@ def _to_device(dev: torch.device, *tensors: torch.Tensor) -> list[torch.Tensor]:
     the next batch while the GPU works)."""
     if dev.type == "cpu":
         return list(tensors)
+    if dev.type != "cuda":  # e.g. Apple's MPS: unified memory, and no float64 there
+        return [t.to(dev) for t in tensors]
     flat = torch.cat([t.to(torch.float64).flatten() for t in tensors])  # exact for indices
-    if dev.type == "cuda":
-        flat = flat.pin_memory()
-    flat = flat.to(dev, non_blocking=True)
+    flat = flat.pin_memory().to(dev, non_blocking=True)
     out, start = [], 0
     for t in tensors:
         part = flat[start : start + t.numel()].view(t.shape).to(t.dtype)
