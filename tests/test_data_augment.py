@@ -168,3 +168,23 @@ def test_each_step_touches_only_the_samples_whose_coin_came_up():
     assert torch.equal(out[untouched], image[untouched])
     diff = (out - image).flatten(1).abs().amax(1)
     assert (diff[changed] > 0).all()
+
+
+def test_parameters_travel_in_one_copy_exactly():
+    # The CUDA path packs indices and floats into one float64 tensor for a single transfer;
+    # here the "transfer" is a real copy on the CPU, and everything must come back exact.
+    from labkit.data.augment import _in_one_copy
+
+    params = Augment.report003().sample(32, generator=3)
+    parts = (
+        params.affine.nonzero().flatten(),
+        torch.tensor([2**40 + 1, 0]),
+        torch.empty(0, dtype=torch.long),
+        torch.randn(5, 2, 3),
+        params.sigma,
+    )
+    moved = []
+    back = _in_one_copy(parts, lambda flat: moved.append(flat) or flat.clone())
+    assert len(moved) == 1 and moved[0].numel() == sum(p.numel() for p in parts)
+    for got, want in zip(back, parts):
+        assert got.dtype == want.dtype and got.shape == want.shape and torch.equal(got, want)

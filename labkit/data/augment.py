@@ -238,12 +238,16 @@ def _to_device(dev: torch.device, *tensors: torch.Tensor) -> list[torch.Tensor]:
         return list(tensors)
     if dev.type != "cuda":  # e.g. Apple's MPS: unified memory, and no float64 there
         return [t.to(dev) for t in tensors]
-    flat = torch.cat([t.to(torch.float64).flatten() for t in tensors])  # exact for indices
-    flat = flat.pin_memory().to(dev, non_blocking=True)
+    return _in_one_copy(tensors, lambda flat: flat.pin_memory().to(dev, non_blocking=True))
+
+
+def _in_one_copy(tensors: tuple[torch.Tensor, ...], move) -> list[torch.Tensor]:
+    """``tensors`` flattened into one float64 tensor (exact for indices below 2**53), moved
+    by ``move``, then split back into their shapes and dtypes."""
+    flat = move(torch.cat([t.to(torch.float64).flatten() for t in tensors]))
     out, start = [], 0
     for t in tensors:
-        part = flat[start : start + t.numel()].view(t.shape).to(t.dtype)
-        out.append(part)
+        out.append(flat[start : start + t.numel()].view(t.shape).to(t.dtype))
         start += t.numel()
     return out
 
