@@ -24,15 +24,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
 import demo_exercises  # noqa: E402  (registers 00.scale, 00.count_positive, 00.dice)
 
-
-@pytest.fixture(autouse=True)
-def fresh_records(monkeypatch):
-    monkeypatch.delenv(checks.STRICT_ENV_VAR, raising=False)
-    checks.RESULTS.clear()
-    checks.SUBMITTED.clear()
-    yield
-    checks.RESULTS.clear()
-    checks.SUBMITTED.clear()
+pytestmark = pytest.mark.usefixtures("fresh_records")
 
 
 def test_correct_function_passes_and_is_kept(capsys):

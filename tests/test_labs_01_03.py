@@ -1,15 +1,12 @@
-"""Labs 01-03: their exercises, checks, references and notebooks.
+"""Labs 01-03: wrong answers, references and a student notebook in a real kernel.
 
-* every registered exercise of labs 01-03 passes its own check with labkit's reference,
-  with the solution code written in the lab source, and is reported as a stub with the code
-  students get;
-* a typical wrong implementation of each fails with a message that says what was expected
-  and what came back;
+* a typical wrong implementation of each exercise fails with a message that says what was
+  expected and what came back;
 * the references defined for students agree with labkit's metrics, losses and helpers;
-* the exercise ids in the built notebooks are exactly the registered ones, each followed
-  by its check;
 * a student notebook with one right, one wrong and two untouched exercises runs to the
   end in a real kernel.
+
+What every lab's exercises and notebooks share is tested in test_labs.py.
 """
 
 from __future__ import annotations
@@ -21,109 +18,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _labs import SOURCES, assert_check_fails, exercise_ids, exercise_namespace, wrong_ids
 from test_data_helpers import make_tree, subset_dir
 from torch import nn
 
 import labkit.exercises  # noqa: F401  (registers the course's exercises)
 from labkit import checks
-from labkit.build import build, build_lab, exercise_cells
-from labkit.checks import EXERCISES, lab_exercises, run_tests
+from labkit.build import build_lab, exercise_cells
+from labkit.checks import EXERCISES, run_tests
 from labkit.data import CLASSES, SPLITS
 from labkit.exercises import lab01, lab02, lab03
 
-ROOT = Path(__file__).resolve().parents[1]
-SOURCES = {
-    "01": ROOT / "solutions" / "01_data_exploration.py",
-    "02": ROOT / "solutions" / "02_baseline_unet.py",
-    "03": ROOT / "solutions" / "03_residual_unet.py",
-}
-EXPECTED = {  # id -> points
-    "01.count_images": 2,
-    "01.infection_fraction": 1,
-    "01.minmax_scale": 1,
-    "01.one_hot": 1,
-    "02.DoubleConv": 2,
-    "02.UNet3": 2,
-    "02.dice": 1,
-    "02.iou": 1,
-    "03.ResidualBlock": 2,
-    "03.ResUNet3": 1,
-    "03.bce_and_mse": 1,
-}
-IDS = sorted(EXPECTED)
-
-
-@pytest.fixture(autouse=True)
-def fresh_records(monkeypatch):
-    monkeypatch.delenv(checks.STRICT_ENV_VAR, raising=False)
-    checks.RESULTS.clear()
-    checks.SUBMITTED.clear()
-    yield
-    checks.RESULTS.clear()
-    checks.SUBMITTED.clear()
-
-
-def test_registry_holds_the_labs_exercises_with_their_points():
-    found = {e.id: e.points for lab in SOURCES for e in lab_exercises(lab)}
-    assert found == EXPECTED
-
-
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_reference_passes_its_own_check(exercise_id):
-    ex = EXERCISES[exercise_id]
-    outcome = run_tests(ex, ex.reference_impl())
-    assert outcome.status == "pass", outcome.message
-    assert outcome.tests >= 1
-
-
-# ---------------------------------------------------------------------------- notebooks
-def _exercise_namespace(lab: str, kind: str, tmp_path: Path) -> dict:
-    """Execute a built notebook's exercise cells (in order) the way the notebook would."""
-    _, student, solution = build_lab(SOURCES[lab], tmp_path)
-    nb = student if kind == "student" else solution
-    ns: dict = {}
-    exec(
-        "import numpy as np\nimport torch\nfrom torch import nn\n"
-        "from labkit.data import CLASSES, SPLITS\nfrom labkit.models import DoubleConv\n",
-        ns,
-    )
-    for cell in exercise_cells(nb).values():
-        exec(cell.source, ns)
-    return ns
-
-
-@pytest.mark.parametrize("lab", sorted(SOURCES))
-def test_solution_code_passes_and_student_stubs_are_reported_as_stubs(lab, tmp_path):
-    solution = _exercise_namespace(lab, "solution", tmp_path / "solution")
-    student = _exercise_namespace(lab, "student", tmp_path / "student")
-    for ex in lab_exercises(lab):
-        outcome = run_tests(ex, solution[ex.function])
-        assert outcome.status == "pass", f"{ex.id}: {outcome.message}"
-        outcome = run_tests(ex, student[ex.function])
-        assert outcome.status == "stub", f"{ex.id}: {outcome.status} {outcome.message}"
-        assert "not implemented yet" in outcome.message
-
-
-@pytest.mark.parametrize("lab", sorted(SOURCES))
-def test_notebook_exercise_ids_match_the_registry_and_each_is_checked(lab, tmp_path):
-    _, student, solution = build_lab(SOURCES[lab], tmp_path)
-    registered = sorted(e.id for e in lab_exercises(lab))
-    for nb in (student, solution):
-        assert sorted(exercise_cells(nb)) == registered
-        assert sorted(nb.metadata["labkit"]["exercises"]) == registered
-        first_code = next(c for c in nb.cells if c.cell_type == "code" and "setup(" in c.source)
-        assert f'setup(lab="{lab}"' in first_code.source
-    sources = [c.source for c in solution.cells]
-    for ex in lab_exercises(lab):
-        at = next(i for i, c in enumerate(solution.cells) if c.metadata.get("exercise") == ex.id)
-        check_cell = next(s for s in sources[at + 1 :] if s.strip())
-        assert check_cell == f'{ex.function} = lk.checks.check("{ex.id}", {ex.function})'
-
-
-def test_committed_notebooks_are_built_from_the_current_sources():
-    report = build(ROOT / "solutions", ROOT / "notebooks", labs=sorted(SOURCES), check=True)
-    assert [lab.lab for lab in report.labs] == sorted(SOURCES)
-    assert report.stale == [], "run `labkit build`: stale " + ", ".join(map(str, report.stale))
+pytestmark = pytest.mark.usefixtures("fresh_records")
 
 
 # ---------------------------------------------------------------------------- wrong answers
@@ -239,7 +145,7 @@ def _exercise_namespace_cached(lab):
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            _NS_CACHE[lab] = _exercise_namespace(lab, "solution", Path(tmp))
+            _NS_CACHE[lab] = exercise_namespace(lab, "solution", Path(tmp))
     return _NS_CACHE[lab]
 
 
@@ -284,24 +190,13 @@ WRONG = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    "exercise_id, make_wrong, message", WRONG, ids=[f"{w[0]}-{i}" for i, w in enumerate(WRONG)]
-)
+@pytest.mark.parametrize("exercise_id, make_wrong, message", WRONG, ids=wrong_ids(WRONG))
 def test_wrong_implementation_fails_with_expected_vs_got(exercise_id, make_wrong, message, capsys):
-    wrong = make_wrong()
-    used = checks.check(exercise_id, wrong)
-    out = capsys.readouterr().out
-    ex = EXERCISES[exercise_id]
-    assert out.startswith(f"[FAIL] {ex.title} ({exercise_id}): "), out
-    assert message in out, out
-    assert "Using labkit's reference implementation for now" in out
-    assert used is ex.reference_impl() and checks.SUBMITTED[exercise_id] is wrong
-    assert checks.RESULTS[exercise_id]["status"] == "fail"
-    assert "\n  Hint: " in out  # the exercise's hint, or a more specific one from its test
+    assert_check_fails(exercise_id, make_wrong(), message, capsys)
 
 
 def test_every_exercise_has_a_wrong_answer_test():
-    assert {w[0] for w in WRONG} == set(EXPECTED)
+    assert {w[0] for w in WRONG} == exercise_ids("01", "02", "03")
 
 
 # ---------------------------------------------------------------------------- references
