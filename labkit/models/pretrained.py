@@ -12,6 +12,7 @@ smp is imported only when one of these models is built (it is slow to import).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 
 from torch import Tensor, nn
@@ -126,75 +127,56 @@ class PretrainedUNet(nn.Module):
         return crop_back(self.segmentation_head(self.dropout(decoded)), size)
 
 
-def _build(
-    name: str,
-    in_channels: int,
-    classes: int,
-    encoder_weights: str | None,
-    weights_path: str | Path | None,
-    dropout: float,
-    pad: bool,
-) -> PretrainedUNet:
-    return PretrainedUNet(
-        ENCODERS[name],
-        in_channels=in_channels,
-        classes=classes,
-        encoder_weights=encoder_weights,
-        weights_path=weights_path,
-        dropout=dropout,
-        pad=pad,
-        name=name,
-    )
+def _builder(name: str, doc: str) -> Callable[..., PretrainedUNet]:
+    """A builder for the labkit model ``name`` (its encoder from `ENCODERS`), with ``doc``.
+
+    The three builders share one signature, so it is written once, here.
+    """
+
+    def build(
+        in_channels: int = 3,
+        classes: int = 1,
+        encoder_weights: str | None = None,
+        weights_path: str | Path | None = None,
+        dropout: float = 0.0,
+        pad: bool = False,
+    ) -> PretrainedUNet:
+        return PretrainedUNet(
+            ENCODERS[name],
+            in_channels=in_channels,
+            classes=classes,
+            encoder_weights=encoder_weights,
+            weights_path=weights_path,
+            dropout=dropout,
+            pad=pad,
+            name=name,
+        )
+
+    build.__name__ = build.__qualname__ = name.replace("-", "_")
+    build.__doc__ = doc
+    return build
 
 
-def unet_resnet34(
-    in_channels: int = 3,
-    classes: int = 1,
-    encoder_weights: str | None = None,
-    weights_path: str | Path | None = None,
-    dropout: float = 0.0,
-    pad: bool = False,
-) -> PretrainedUNet:
+unet_resnet34 = _builder(
+    "unet-resnet34",
     """U-Net with a ResNet34 encoder (lab 04, report 002; 24.4M parameters for 3 -> 2).
 
     Report 002's setup: ``unet_resnet34(in_channels=3, classes=2, encoder_weights="imagenet")``.
     Arguments as in :class:`PretrainedUNet`.
-    """
-    return _build(
-        "unet-resnet34", in_channels, classes, encoder_weights, weights_path, dropout, pad
-    )
-
-
-def unet_efficientnet_b0(
-    in_channels: int = 3,
-    classes: int = 1,
-    encoder_weights: str | None = None,
-    weights_path: str | Path | None = None,
-    dropout: float = 0.0,
-    pad: bool = False,
-) -> PretrainedUNet:
+    """,
+)
+unet_efficientnet_b0 = _builder(
+    "unet-efficientnet-b0",
     """U-Net with an EfficientNet-B0 encoder (labs 04-05, report 003's infection stage, 5.8M).
 
     Report 003's infection stage: ``in_channels=4`` (RGB + lung mask), ``dropout=0.3``.
     Arguments as in :class:`PretrainedUNet`.
-    """
-    return _build(
-        "unet-efficientnet-b0", in_channels, classes, encoder_weights, weights_path, dropout, pad
-    )
-
-
-def unet_efficientnet_b3(
-    in_channels: int = 3,
-    classes: int = 1,
-    encoder_weights: str | None = None,
-    weights_path: str | Path | None = None,
-    dropout: float = 0.0,
-    pad: bool = False,
-) -> PretrainedUNet:
+    """,
+)
+unet_efficientnet_b3 = _builder(
+    "unet-efficientnet-b3",
     """U-Net with an EfficientNet-B3 encoder (labs 04-05, report 003's lung stage, 12.6M).
 
     Arguments as in :class:`PretrainedUNet`.
-    """
-    return _build(
-        "unet-efficientnet-b3", in_channels, classes, encoder_weights, weights_path, dropout, pad
-    )
+    """,
+)
