@@ -35,6 +35,22 @@ _PAPER = ReportFigure(
     note="infection localisation; how empty masks were averaged is not stated",
 )
 
+
+def _report_004(
+    key: str,
+    model: str,
+    dice: float,
+    iou: float,
+    sensitivity: float,
+    precision: float,
+    note: str = "",
+) -> ReportFigure:
+    """One row of report 004's table, which gives all four metrics for every model."""
+    return ReportFigure(
+        f"004.{key}", "report 004", model, dice, iou, sensitivity, precision, note=note
+    )
+
+
 REPORT_FIGURES: dict[str, list[ReportFigure]] = {
     "01": [],
     "02": [
@@ -96,50 +112,17 @@ REPORT_FIGURES: dict[str, list[ReportFigure]] = {
         ),
     ],
     "06": [
-        ReportFigure(
-            key="004.unet",
-            source="report 004",
-            model="UNet",
-            dice=0.7196,
-            iou=0.5704,
-            sensitivity=0.6480,
-            precision=0.8435,
-        ),
-        ReportFigure(
-            key="004.fv_se",
-            source="report 004",
-            model="UNet + FV (SE gate)",
-            dice=0.7229,
-            iou=0.5731,
-            sensitivity=0.7009,
-            precision=0.7727,
-        ),
-        ReportFigure(
-            key="004.fv_ce",
-            source="report 004",
-            model="UNet + FV (CE gate)",
-            dice=0.7203,
-            iou=0.5722,
-            sensitivity=0.7002,
-            precision=0.7578,
-        ),
-        ReportFigure(
-            key="004.fv_paspp",
-            source="report 004",
-            model="UNet + FV + PASPP",
-            dice=0.7471,
-            iou=0.6055,
-            sensitivity=0.7106,
-            precision=0.7983,
-        ),
-        ReportFigure(
-            key="004.fv_paspp_ds",
-            source="report 004",
-            model="UNet + FV + PASPP + deep supervision",
-            dice=0.7627,
-            iou=0.6237,
-            sensitivity=0.6938,
-            precision=0.8563,
+        _report_004("unet", "UNet", 0.7196, 0.5704, 0.6480, 0.8435),
+        _report_004("fv_se", "UNet + FV (SE gate)", 0.7229, 0.5731, 0.7009, 0.7727),
+        _report_004("fv_ce", "UNet + FV (CE gate)", 0.7203, 0.5722, 0.7002, 0.7578),
+        _report_004("fv_paspp", "UNet + FV + PASPP", 0.7471, 0.6055, 0.7106, 0.7983),
+        _report_004(
+            "fv_paspp_ds",
+            "UNet + FV + PASPP + deep supervision",
+            0.7627,
+            0.6237,
+            0.6938,
+            0.8563,
             note="lung-masked input; 0.5074 Dice on the original image",
         ),
     ],
