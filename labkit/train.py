@@ -1,4 +1,4 @@
-"""Training: ``TrainConfig``, ``fit(model, train, val, config)`` and the ``History`` it returns.
+"""Training: ``fit(model, train, val, config)``, with its ``TrainConfig`` and ``History``.
 
 The loop in `fit` is written out by hand so you can read it top to bottom: one epoch is
 "train on every batch, then score the validation set", and everything else (learning-rate
@@ -8,6 +8,9 @@ Augmentation belongs to the data loader, not to `fit`: pass
 ``BatchLoader(train_data, augment=Augment(...))`` for the training set and no ``augment`` for
 validation. `fit` then never has to know whether a batch is augmented, and the validation
 set can never be augmented by accident.
+
+``TrainConfig`` and ``History`` live in ``labkit.train_config``, the step inside an epoch and
+validation in ``labkit.train_step``; import them all from here.
 """
 
 from __future__ import annotations
@@ -15,218 +18,37 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-MONITORS = {"val_dice": "max", "val_iou": "max", "val_loss": "min"}  # metric -> better when
-OPTIMIZERS = ("adam", "adamw")
-SCHEDULERS = (None, "plateau", "cosine")
-STOP_REASONS = ("completed", "early_stopping", "time_budget")
+# Re-exported: these names have always been importable from labkit.train.
+from labkit.train_config import (
+    MONITORS,
+    OPTIMIZERS,
+    SCHEDULERS,
+    STOP_REASONS,
+    History,
+    TrainConfig,
+    make_config,
+)
+from labkit.train_step import NonFiniteLossError, _Forward, _Step, _validate
 
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite (the message names the epoch and step)."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything `fit` needs to know besides the model and the data.
-
-    Args:
-        epochs: passes over the training set.
-        batch_size: informational when you pass loaders (the loader sets the batch size);
-            ``labkit train`` uses it to build them.
-        lr: learning rate.
-        optimizer: ``"adam"`` or ``"adamw"`` (decoupled weight decay).
-        weight_decay: L2 (adam) or decoupled (adamw) weight decay, >= 0.
-        loss: a name for ``labkit.losses.build_loss`` (``"bce"``, ``"dice_bce"``, ...) or any
-            ``nn.Module`` called as ``loss(logits, target)``.
-        deep_supervision: wrap the loss in ``DeepSupervisionLoss`` (0.5 on the final
-            output, 0.5 spread over the auxiliary heads) for models that return a list.
-        scheduler: ``None``, ``"plateau"`` (multiply lr by ``lr_factor`` after ``lr_patience``
-            epochs without improvement of ``monitor``) or ``"cosine"`` (cosine decay to 0
-            over ``epochs``).
-        lr_patience: epochs without improvement before ``"plateau"`` lowers the lr.
-        lr_factor: factor ``"plateau"`` multiplies the lr by, in (0, 1).
-        grad_clip: clip the gradient norm to this value (report 003 uses 1.0), or None.
-        patience: early stopping: stop after this many epochs without improvement of
-            ``monitor``; None trains all ``epochs``.
-        monitor: ``"val_dice"`` (default, higher is better), ``"val_iou"`` or ``"val_loss"``
-            (lower is better). Also chooses the best checkpoint.
-        amp: mixed precision where it helps: bf16 on recent GPUs, fp16 + GradScaler on
-            older ones, none on CPU/MPS (see ``labkit.device``).
-        channels_last: NHWC memory layout for model and inputs (faster convs on GPUs).
-        compile: ``torch.compile`` the model; falls back to eager with a warning if it fails.
-        cudnn_benchmark: on CUDA, let cuDNN time its convolution algorithms on the first
-            batches and keep the fastest (batches here all have one size, so this pays);
-            False gives bit-for-bit repeatable GPU runs instead.
-        time_budget_min: stop cleanly after the epoch during which this many minutes have
-            passed since `fit` was called (a Colab session, CI), or None. Resume from
-            ``last.pt`` in the next session.
-        seed: seeds python, numpy and torch at the start of `fit`.
-        threshold: probability threshold for the validation metrics.
-        device: ``"cuda"``, ``"cpu"``, ... or None to choose automatically.
-        out_dir: folder for ``best.pt`` (best ``monitor`` so far, weights only) and
-            ``last.pt`` (every epoch, with optimizer and random states: resume from it).
-            None saves nothing.
-        progress: show tqdm progress bars (epochs; batches in a bar that disappears).
-        log_every: steps between loss read-outs; each read-out updates the batch bar and
-            checks for NaN/inf. Reading a GPU loss waits for the GPU, so not every step.
-    """
-
-    epochs: int = 10
-    batch_size: int = 16
-    lr: float = 1e-4
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    loss: str | nn.Module = "bce"
-    deep_supervision: bool = False
-    scheduler: str | None = None
-    lr_patience: int = 3
-    lr_factor: float = 0.5
-    grad_clip: float | None = None
-    patience: int | None = None
-    monitor: str = "val_dice"
-    amp: bool = True
-    channels_last: bool = False
-    compile: bool = False
-    cudnn_benchmark: bool = True
-    time_budget_min: float | None = None
-    seed: int = 0
-    threshold: float = 0.5
-    device: str | None = None
-    out_dir: str | Path | None = None
-    progress: bool = True
-    log_every: int = 10
-
-    def __post_init__(self) -> None:
-        def need(ok: bool, name: str, expected: str) -> None:
-            if not ok:
-                raise ValueError(
-                    f"TrainConfig.{name} must be {expected}, got {getattr(self, name)!r}"
-                )
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        def is_num(v: Any) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-        need(is_int(self.epochs) and self.epochs >= 1, "epochs", "an int >= 1")
-        need(is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "an int >= 1")
-        need(is_num(self.lr) and self.lr > 0, "lr", "a finite number > 0")
-        need(self.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}")
-        need(is_num(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "a number >= 0")
-        need(
-            isinstance(self.loss, (str, nn.Module)) or callable(self.loss),
-            "loss",
-            "a loss name (see labkit.losses.LOSSES) or an nn.Module",
-        )
-        need(self.scheduler in SCHEDULERS, "scheduler", f"one of {SCHEDULERS}")
-        need(is_int(self.lr_patience) and self.lr_patience >= 0, "lr_patience", "an int >= 0")
-        need(is_num(self.lr_factor) and 0 < self.lr_factor < 1, "lr_factor", "in (0, 1)")
-        need(
-            self.grad_clip is None or (is_num(self.grad_clip) and self.grad_clip > 0),
-            "grad_clip",
-            "None or a number > 0",
-        )
-        need(
-            self.patience is None or (is_int(self.patience) and self.patience >= 1),
-            "patience",
-            "None or an int >= 1",
-        )
-        need(self.monitor in MONITORS, "monitor", f"one of {tuple(MONITORS)}")
-        need(
-            self.time_budget_min is None
-            or (is_num(self.time_budget_min) and self.time_budget_min > 0),
-            "time_budget_min",
-            "None or a number of minutes > 0",
-        )
-        need(is_int(self.seed) and self.seed >= 0, "seed", "an int >= 0")
-        need(is_num(self.threshold) and 0 < self.threshold < 1, "threshold", "in (0, 1)")
-        need(is_int(self.log_every) and self.log_every >= 1, "log_every", "an int >= 1")
-        for flag in ("deep_supervision", "amp", "channels_last", "compile", "cudnn_benchmark",
-                     "progress"):  # fmt: skip
-            need(isinstance(getattr(self, flag), bool), flag, "True or False")
-        if isinstance(self.loss, str):
-            from labkit.losses import LOSSES
-
-            need(self.loss in LOSSES, "loss", f"one of {tuple(LOSSES)} or an nn.Module")
-
-    @property
-    def mode(self) -> str:
-        """``"max"`` if a larger ``monitor`` is better, else ``"min"``."""
-        return MONITORS[self.monitor]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values only (a loss module becomes its class name), for JSON and checkpoints."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, Path):
-                value = str(value)
-            elif not (value is None or isinstance(value, (bool, int, float, str))):
-                value = type(value).__name__
-            out[f.name] = value
-        return out
-
-
-@dataclass
-class History:
-    """What happened in each epoch (lists indexed by epoch - 1) and how training ended.
-
-    ``best_epoch`` / ``best_metric`` refer to ``monitor``; ``stopped_reason`` is one of
-    ``"completed"``, ``"early_stopping"``, ``"time_budget"``; ``train_seconds`` is the total
-    wall time of all epochs (across resumes).
-    """
-
-    epoch: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    val_dice: list[float] = field(default_factory=list)
-    val_iou: list[float] = field(default_factory=list)
-    val_sensitivity: list[float] = field(default_factory=list)
-    val_precision: list[float] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
-    monitor: str = "val_dice"
-    best_epoch: int | None = None
-    best_metric: float | None = None
-    stopped_reason: str = "completed"
-    train_seconds: float = 0.0
-
-    def __len__(self) -> int:
-        return len(self.epoch)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (NaN stays NaN; ``json.dumps`` writes it as ``NaN``)."""
-        return {
-            f.name: (list(v) if isinstance(v := getattr(self, f.name), list) else v)
-            for f in fields(self)
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> History:
-        """Inverse of `to_dict` (unknown keys are ignored)."""
-        names = {f.name for f in fields(cls)}
-        return cls(
-            **{k: (list(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
-        )
-
-
-def make_config(config: TrainConfig | None = None, **overrides: Any) -> TrainConfig:
-    """``config`` (or the defaults) with ``overrides`` applied and validated."""
-    config = config or TrainConfig()
-    if not isinstance(config, TrainConfig):
-        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
-    unknown = sorted(set(overrides) - {f.name for f in fields(TrainConfig)})
-    if unknown:
-        raise ValueError(f"unknown TrainConfig field(s) {unknown}")
-    return replace(config, **overrides)
+__all__ = [
+    "MONITORS",
+    "OPTIMIZERS",
+    "SCHEDULERS",
+    "STOP_REASONS",
+    "History",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "fit",
+    "make_config",
+    "make_optimizer",
+    "make_scheduler",
+]
 
 
 def fit(
@@ -403,140 +225,3 @@ def _data_spec(loader: Any, shape: tuple[int, ...]) -> dict[str, Any]:
         "in_channels": int(shape[1]),
         "size": int(shape[-1]),
     }
-
-
-def _xy(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x, y) on ``device`` from a ``Batch(x, y, lung, index)`` or an ``(x, y, ...)`` tuple."""
-    if hasattr(batch, "x") and hasattr(batch, "y"):
-        x, y = batch.x, batch.y
-    elif isinstance(batch, (tuple, list)) and len(batch) >= 2:
-        x, y = batch[0], batch[1]
-    else:
-        raise ValueError(
-            f"a batch must be Batch(x, y, ...) or an (x, y) pair, got {type(batch).__name__}"
-        )
-    if not (isinstance(x, torch.Tensor) and x.is_floating_point() and x.ndim == 4):
-        raise ValueError(
-            f"batch x must be a float tensor (B, C, H, W), got {getattr(x, 'shape', x)!r}"
-        )
-    return x.to(device, non_blocking=True), y.to(device, torch.float32, non_blocking=True)
-
-
-def _final(out: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
-    """The final output of a model: element 0 of a deep-supervision list."""
-    return out[0] if isinstance(out, (list, tuple)) else out
-
-
-class _Forward:
-    """Calls the model, through ``torch.compile`` if asked; on a compile failure (compilers
-    fail lazily, at the first call) it warns once and runs the plain model from then on."""
-
-    def __init__(self, model: nn.Module, compile: bool) -> None:
-        self.model, self.compiled = model, None
-        if compile:
-            try:
-                self.compiled = torch.compile(model)
-            except Exception as err:  # e.g. a Python version torch.compile does not support
-                warnings.warn(f"torch.compile failed, training without it: {err}", stacklevel=3)
-
-    def __call__(self, x: torch.Tensor) -> Any:
-        if self.compiled is not None:
-            try:
-                return self.compiled(x)
-            except Exception as err:  # no C++ compiler, unsupported op, ...
-                warnings.warn(f"torch.compile failed, training without it: {err}", stacklevel=2)
-                self.compiled = None
-        return self.model(x)
-
-
-class _Step:
-    """The optimisation step, and the loop over one epoch of training batches."""
-
-    def __init__(self, forward, loss_fn, optimizer, scaler, device, dtype, cfg) -> None:
-        self.forward, self.loss_fn, self.optimizer, self.scaler = (
-            forward,
-            loss_fn,
-            optimizer,
-            scaler,
-        )
-        self.device, self.dtype, self.cfg = device, dtype, cfg
-        self.params = [p for group in optimizer.param_groups for p in group["params"]]
-
-    def train_epoch(self, loader: Any, epoch: int) -> tuple[float, tuple[int, ...]]:
-        """Train on every batch once; returns (mean loss per image, shape of the last x)."""
-        from tqdm.auto import tqdm
-
-        from labkit.device import autocast, channels_last
-
-        cfg, opt, scaler = self.cfg, self.optimizer, self.scaler
-        losses, sizes, checked = [], [], 0  # losses stay on the device: no GPU sync per step
-        bar = tqdm(loader, desc=f"train {epoch}", leave=False, disable=not cfg.progress)
-        for step, batch in enumerate(bar, start=1):
-            x, y = _xy(batch, self.device)  # x: (B, C, H, W) float, y: (B, 1, H, W) in {0, 1}
-            if cfg.channels_last:
-                x = channels_last(x)
-            with autocast(self.device, self.dtype):  # bf16/fp16 convs on GPUs, fp32 on CPU
-                out = self.forward(x)  # logits (B, 1|2, H, W), or a list (deep supervision)
-            loss = self.loss_fn(out, y)  # scalar; labkit losses compute in float32
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()  # the scaler multiplies only under fp16
-            if cfg.grad_clip is not None:
-                scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
-                nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
-            scaler.step(opt)  # skips the step if fp16 gradients overflowed
-            scaler.update()
-            losses.append(loss.detach())
-            sizes.append(x.shape[0])
-            if step % cfg.log_every == 0:  # reading a value waits for the GPU: not every step
-                checked = self._check(losses, checked, epoch)
-                bar.set_postfix(loss=f"{losses[-1].item():.4f}")
-        if not losses:
-            raise ValueError("the training loader yielded no batches (is the training set empty?)")
-        self._check(losses, checked, epoch)
-        per_step = torch.stack(losses).float().cpu()  # (steps,)
-        weights = torch.tensor(sizes, dtype=torch.float32)  # images per step
-        return float((per_step * weights).sum() / weights.sum()), tuple(x.shape)
-
-    @staticmethod
-    def _check(losses: list[torch.Tensor], checked: int, epoch: int) -> int:
-        """Raise if any loss since step ``checked`` is NaN/inf; return how many are checked."""
-        if checked == len(losses):
-            return checked
-        new = torch.stack(losses[checked:]).float()
-        bad = (~torch.isfinite(new)).nonzero()
-        if bad.numel():
-            i = checked + int(bad[0, 0])
-            raise NonFiniteLossError(
-                f"the training loss became {losses[i].item()} at epoch {epoch}, step {i + 1}. "
-                "Usual causes: a learning rate that is too high (try 10x lower), no gradient "
-                "clipping (try grad_clip=1.0), or NaN/inf values in the input images."
-            )
-        return len(losses)
-
-
-@torch.no_grad()
-def _validate(forward, loader, loss_fn, device, dtype, cfg: TrainConfig) -> dict[str, float]:
-    """Validation loss (mean per image) and per-image metrics of the final output."""
-    from tqdm.auto import tqdm
-
-    from labkit.device import autocast, channels_last
-    from labkit.metrics import MetricAccumulator
-
-    acc = MetricAccumulator(threshold=cfg.threshold)
-    total, count = torch.zeros((), device=device), 0
-    for batch in tqdm(loader, desc="val", leave=False, disable=not cfg.progress):
-        x, y = _xy(batch, device)
-        if cfg.channels_last:
-            x = channels_last(x)
-        with autocast(device, dtype):
-            out = _final(forward(x)).float()  # (B, 1|2, H, W) logits
-        total += loss_fn(out, y).detach() * x.shape[0]
-        count += x.shape[0]
-        acc.update(out, y)
-    if count == 0:
-        raise ValueError("the validation loader yielded no batches (is the validation set empty?)")
-    scores = acc.compute()
-    out = {"val_loss": float(total) / count}
-    for name in ("dice", "iou", "sensitivity", "precision"):
-        out[f"val_{name}"] = float(scores[name])
-    return out

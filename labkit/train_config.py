@@ -1,0 +1,217 @@
+"""Training settings: ``TrainConfig`` (validated on creation) and the ``History`` `fit` returns.
+
+`labkit.train.fit` takes a `TrainConfig` (or its fields as keyword arguments) and returns a
+`History`; both are plain dataclasses whose ``to_dict()`` goes into checkpoints and JSON.
+Import them from ``labkit.train`` (``lk.TrainConfig``), where they are re-exported.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+MONITORS = {"val_dice": "max", "val_iou": "max", "val_loss": "min"}  # metric -> better when
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULERS = (None, "plateau", "cosine")
+STOP_REASONS = ("completed", "early_stopping", "time_budget")
+
+
+@dataclass
+class TrainConfig:
+    """Everything `fit` needs to know besides the model and the data.
+
+    Args:
+        epochs: passes over the training set.
+        batch_size: informational when you pass loaders (the loader sets the batch size);
+            ``labkit train`` uses it to build them.
+        lr: learning rate.
+        optimizer: ``"adam"`` or ``"adamw"`` (decoupled weight decay).
+        weight_decay: L2 (adam) or decoupled (adamw) weight decay, >= 0.
+        loss: a name for ``labkit.losses.build_loss`` (``"bce"``, ``"dice_bce"``, ...) or any
+            ``nn.Module`` called as ``loss(logits, target)``.
+        deep_supervision: wrap the loss in ``DeepSupervisionLoss`` (0.5 on the final
+            output, 0.5 spread over the auxiliary heads) for models that return a list.
+        scheduler: ``None``, ``"plateau"`` (multiply lr by ``lr_factor`` after ``lr_patience``
+            epochs without improvement of ``monitor``) or ``"cosine"`` (cosine decay to 0
+            over ``epochs``).
+        lr_patience: epochs without improvement before ``"plateau"`` lowers the lr.
+        lr_factor: factor ``"plateau"`` multiplies the lr by, in (0, 1).
+        grad_clip: clip the gradient norm to this value (report 003 uses 1.0), or None.
+        patience: early stopping: stop after this many epochs without improvement of
+            ``monitor``; None trains all ``epochs``.
+        monitor: ``"val_dice"`` (default, higher is better), ``"val_iou"`` or ``"val_loss"``
+            (lower is better). Also chooses the best checkpoint.
+        amp: mixed precision where it helps: bf16 on recent GPUs, fp16 + GradScaler on
+            older ones, none on CPU/MPS (see ``labkit.device``).
+        channels_last: NHWC memory layout for model and inputs (faster convs on GPUs).
+        compile: ``torch.compile`` the model; falls back to eager with a warning if it fails.
+        cudnn_benchmark: on CUDA, let cuDNN time its convolution algorithms on the first
+            batches and keep the fastest (batches here all have one size, so this pays);
+            False gives bit-for-bit repeatable GPU runs instead.
+        time_budget_min: stop cleanly after the epoch during which this many minutes have
+            passed since `fit` was called (a Colab session, CI), or None. Resume from
+            ``last.pt`` in the next session.
+        seed: seeds python, numpy and torch at the start of `fit`.
+        threshold: probability threshold for the validation metrics.
+        device: ``"cuda"``, ``"cpu"``, ... or None to choose automatically.
+        out_dir: folder for ``best.pt`` (best ``monitor`` so far, weights only) and
+            ``last.pt`` (every epoch, with optimizer and random states: resume from it).
+            None saves nothing.
+        progress: show tqdm progress bars (epochs; batches in a bar that disappears).
+        log_every: steps between loss read-outs; each read-out updates the batch bar and
+            checks for NaN/inf. Reading a GPU loss waits for the GPU, so not every step.
+    """
+
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 1e-4
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    loss: str | nn.Module = "bce"
+    deep_supervision: bool = False
+    scheduler: str | None = None
+    lr_patience: int = 3
+    lr_factor: float = 0.5
+    grad_clip: float | None = None
+    patience: int | None = None
+    monitor: str = "val_dice"
+    amp: bool = True
+    channels_last: bool = False
+    compile: bool = False
+    cudnn_benchmark: bool = True
+    time_budget_min: float | None = None
+    seed: int = 0
+    threshold: float = 0.5
+    device: str | None = None
+    out_dir: str | Path | None = None
+    progress: bool = True
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, name: str, expected: str) -> None:
+            if not ok:
+                raise ValueError(
+                    f"TrainConfig.{name} must be {expected}, got {getattr(self, name)!r}"
+                )
+
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def is_num(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        need(is_int(self.epochs) and self.epochs >= 1, "epochs", "an int >= 1")
+        need(is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "an int >= 1")
+        need(is_num(self.lr) and self.lr > 0, "lr", "a finite number > 0")
+        need(self.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}")
+        need(is_num(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "a number >= 0")
+        need(
+            isinstance(self.loss, (str, nn.Module)) or callable(self.loss),
+            "loss",
+            "a loss name (see labkit.losses.LOSSES) or an nn.Module",
+        )
+        need(self.scheduler in SCHEDULERS, "scheduler", f"one of {SCHEDULERS}")
+        need(is_int(self.lr_patience) and self.lr_patience >= 0, "lr_patience", "an int >= 0")
+        need(is_num(self.lr_factor) and 0 < self.lr_factor < 1, "lr_factor", "in (0, 1)")
+        need(
+            self.grad_clip is None or (is_num(self.grad_clip) and self.grad_clip > 0),
+            "grad_clip",
+            "None or a number > 0",
+        )
+        need(
+            self.patience is None or (is_int(self.patience) and self.patience >= 1),
+            "patience",
+            "None or an int >= 1",
+        )
+        need(self.monitor in MONITORS, "monitor", f"one of {tuple(MONITORS)}")
+        need(
+            self.time_budget_min is None
+            or (is_num(self.time_budget_min) and self.time_budget_min > 0),
+            "time_budget_min",
+            "None or a number of minutes > 0",
+        )
+        need(is_int(self.seed) and self.seed >= 0, "seed", "an int >= 0")
+        need(is_num(self.threshold) and 0 < self.threshold < 1, "threshold", "in (0, 1)")
+        need(is_int(self.log_every) and self.log_every >= 1, "log_every", "an int >= 1")
+        for flag in ("deep_supervision", "amp", "channels_last", "compile", "cudnn_benchmark",
+                     "progress"):  # fmt: skip
+            need(isinstance(getattr(self, flag), bool), flag, "True or False")
+        if isinstance(self.loss, str):
+            from labkit.losses import LOSSES
+
+            need(self.loss in LOSSES, "loss", f"one of {tuple(LOSSES)} or an nn.Module")
+
+    @property
+    def mode(self) -> str:
+        """``"max"`` if a larger ``monitor`` is better, else ``"min"``."""
+        return MONITORS[self.monitor]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values only (a loss module becomes its class name), for JSON and checkpoints."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Path):
+                value = str(value)
+            elif not (value is None or isinstance(value, (bool, int, float, str))):
+                value = type(value).__name__
+            out[f.name] = value
+        return out
+
+
+@dataclass
+class History:
+    """What happened in each epoch (lists indexed by epoch - 1) and how training ended.
+
+    ``best_epoch`` / ``best_metric`` refer to ``monitor``; ``stopped_reason`` is one of
+    ``"completed"``, ``"early_stopping"``, ``"time_budget"``; ``train_seconds`` is the total
+    wall time of all epochs (across resumes).
+    """
+
+    epoch: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_dice: list[float] = field(default_factory=list)
+    val_iou: list[float] = field(default_factory=list)
+    val_sensitivity: list[float] = field(default_factory=list)
+    val_precision: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    monitor: str = "val_dice"
+    best_epoch: int | None = None
+    best_metric: float | None = None
+    stopped_reason: str = "completed"
+    train_seconds: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.epoch)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (NaN stays NaN; ``json.dumps`` writes it as ``NaN``)."""
+        return {
+            f.name: (list(v) if isinstance(v := getattr(self, f.name), list) else v)
+            for f in fields(self)
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> History:
+        """Inverse of `to_dict` (unknown keys are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(
+            **{k: (list(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+        )
+
+
+def make_config(config: TrainConfig | None = None, **overrides: Any) -> TrainConfig:
+    """``config`` (or the defaults) with ``overrides`` applied and validated."""
+    config = config or TrainConfig()
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+    unknown = sorted(set(overrides) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise ValueError(f"unknown TrainConfig field(s) {unknown}")
+    return replace(config, **overrides)
