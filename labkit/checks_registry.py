@@ -113,11 +113,10 @@ def register(exercise: Exercise, replace: bool = False) -> Exercise:
 
 
 def _load_exercise_modules() -> None:
-    """Import the modules that register exercises (once per process)."""
+    """Import the modules that register exercises (once per process, once they all import)."""
     global _loaded_modules
     if _loaded_modules:
         return
-    _loaded_modules = True
     try:
         importlib.import_module(COURSE_EXERCISES_MODULE)
     except ModuleNotFoundError as err:
@@ -126,6 +125,8 @@ def _load_exercise_modules() -> None:
     extra = os.environ.get(EXERCISE_MODULES_ENV_VAR, "")
     for name in filter(None, (n.strip() for n in extra.split(","))):
         importlib.import_module(name)
+    # Only now: a failed import above must be tried again on the next lookup, not skipped.
+    _loaded_modules = True
 
 
 def get_exercise(exercise_id: str) -> Exercise:

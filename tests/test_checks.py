@@ -130,6 +130,30 @@ def test_registry_is_lazy_and_refuses_conflicting_definitions():
         Exercise("1.x", "t", "x", "math:sqrt", cases=list)
 
 
+def test_an_exercise_module_that_failed_to_import_is_imported_again(tmp_path, monkeypatch):
+    """An instructor's LABKIT_EXERCISE_MODULES module whose import fails (here: a package it
+    needs is missing) is tried again on the next lookup, not skipped for the whole kernel."""
+    from labkit import checks_registry
+
+    (tmp_path / "retry_exercises.py").write_text(
+        "import PIL  # a third-party package this lab needs\n"
+        "from labkit.checks import Exercise, register\n"
+        "register(Exercise('98.sqrt', 'Square root', 'sqrt', 'math:sqrt', cases=list))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(checks.EXERCISE_MODULES_ENV_VAR, "retry_exercises")
+    monkeypatch.setattr(checks_registry, "_loaded_modules", False)  # as in a fresh kernel
+    try:
+        with monkeypatch.context() as m:
+            m.setitem(sys.modules, "PIL", None)  # PIL is not installed (yet)
+            with pytest.raises(ModuleNotFoundError, match="PIL"):
+                checks.lab_exercises("98")
+        assert [e.id for e in checks.lab_exercises("98")] == ["98.sqrt"]
+    finally:
+        checks.EXERCISES.pop("98.sqrt", None)
+        sys.modules.pop("retry_exercises", None)
+
+
 def test_custom_test_for_a_class_exercise(capsys):
     # Blocks such as nn.Module classes cannot be compared output-by-output with fresh random
     # weights; a custom test checks what matters (here: the output shape).
