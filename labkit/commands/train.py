@@ -7,8 +7,8 @@ the run profile scales size, epochs, batch size and images; flags override both.
 
 In the smoke profile the run also departs from the report so that it learns something in
 under 2 CPU minutes (``labkit.profiles.CLITraining``): 10 epochs on every Train image, base
-width 16 for the from-scratch U-Nets, lr >= 3e-3, BCE + Dice instead of plain BCE, and a
-1.5-minute budget. The run prints each departure and records it in metrics.json.
+width 16 for the from-scratch U-Nets, lr >= 3e-3 with a cosine decay, BCE + Dice instead of
+plain BCE, and a 1.5-minute budget. The run prints each departure and records it in metrics.json.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="override the profile/report epochs")
     p.add_argument("--size", type=int, help="image side in pixels")
     p.add_argument("--loss", help="loss name (labkit.losses.LOSSES)")
-    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--lr", type=float, help="learning rate (constant, as in the reports)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--encoder-weights", help="'imagenet' or 'none' (pretrained models)")
     p.add_argument("--weights-path", help="local encoder weight file (offline pretrained)")
@@ -153,44 +153,18 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
                 f"--encoder-weights/--weights-path: {args.model!r} has no pretrained encoder"
             )
         kwargs.update(encoder_weights=weights, weights_path=args.weights_path)
-    epochs, lr, loss = prof.epochs(d["epochs"]), d["lr"], d["loss"]
-    time_budget, train_images = prof.time_budget_min, prof.images()
-    departures: list[str] = []  # how this run departs from the report beyond the profile's caps
-    cli = prof.cli_train
-    if cli is not None:  # smoke: see labkit.profiles.CLITraining for why each one
-        if args.epochs is None and min(cli.epochs, d["epochs"]) != epochs:
-            departures.append(
-                f"{min(cli.epochs, d['epochs'])} epochs instead of {epochs} (report: "
-                f"{d['epochs']}): {epochs} epochs of a few batches are too few steps to learn"
-            )
-            epochs = min(cli.epochs, d["epochs"])
-        if cli.all_train_images and train_images is not None:
-            departures.append(
-                f"every Train image instead of {train_images} (Val and Test keep {train_images})"
-            )
-            train_images = None
-        report_width = _builder_args(args.model).get("base_width")  # from-scratch U-Nets
-        if report_width is not None and "base_width" not in kwargs:
-            departures.append(
-                f"base width {cli.base_width} instead of the report's {report_width}: "
-                f"{(report_width / cli.base_width) ** 2:g}x fewer multiply-adds per pixel"
-            )
-            kwargs["base_width"] = cli.base_width
-        if args.lr is None and cli.lr(lr) != lr:
-            departures.append(f"lr {cli.lr(lr):g} instead of the report's {lr:g}: few steps")
-            lr = cli.lr(lr)
-        if args.loss is None and cli.loss(loss) != loss:
-            departures.append(
-                f"loss {cli.loss(loss)} (0.5 BCE + Dice) instead of the report's {loss}: plain "
-                "BCE first predicts background everywhere"
-            )
-            loss = cli.loss(loss)
-        if args.time_budget is None and cli.time_budget_min != time_budget:
-            departures.append(
-                f"stops after the epoch that passes {cli.time_budget_min:g} min "
-                f"(instead of {time_budget:g})"
-            )
-            time_budget = cli.time_budget_min
+    # smoke: departures from the report, each with its reason (labkit.profiles.CLITraining);
+    # the notebooks use the same Profile.recipe. A flag is the user's choice, not a departure.
+    report_width = _builder_args(args.model).get("base_width")  # from-scratch U-Nets only
+    r = prof.recipe(epochs=d["epochs"], lr=d["lr"], loss=d["loss"], base_width=report_width)
+    flags = dict(epochs=args.epochs, lr=args.lr, loss=args.loss, time_budget_min=args.time_budget)
+    flags["scheduler"] = args.lr  # --lr sets a constant lr, as in the reports
+    departures = [why for key, why in r.departures.items() if flags.get(key) is None]
+    epochs, lr, loss, time_budget, train_images = (
+        r.epochs, r.lr, r.loss, r.time_budget_min, r.train_images
+    )  # fmt: skip
+    if "base_width" in r.departures and "base_width" not in kwargs:
+        kwargs["base_width"] = r.base_width
     return dict(
         model=args.model, kwargs=kwargs, profile=prof, inputs=inputs, target=args.target,
         size=args.size or prof.size(d["size"]), epochs=args.epochs or epochs,
@@ -204,6 +178,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
         time_budget=args.time_budget if args.time_budget is not None else time_budget,
         seed=args.seed, device=args.device, progress=not args.no_progress,
         out=Path(args.out or Path("runs") / args.model), departures=departures,
+        scheduler=None if args.lr else r.scheduler,
     )  # fmt: skip
 
 
@@ -271,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], optimizer=p["optimizer"],
         weight_decay=p["weight_decay"], loss=p["loss"], deep_supervision=p["deep_supervision"],
         grad_clip=p["grad_clip"], patience=p["patience"], time_budget_min=p["time_budget"],
+        scheduler=p["scheduler"],
         seed=p["seed"], device=str(device), out_dir=p["out"], progress=p["progress"],
     )  # fmt: skip
     lung_history = None
