@@ -188,3 +188,22 @@ def test_parameters_travel_in_one_copy_exactly():
     assert len(moved) == 1 and moved[0].numel() == sum(p.numel() for p in parts)
     for got, want in zip(back, parts):
         assert got.dtype == want.dtype and got.shape == want.shape and torch.equal(got, want)
+
+
+@pytest.mark.parametrize("mask_dtype", [None, torch.float32, torch.uint8, torch.bool])
+def test_uint8_inputs_give_the_same_batch_as_float_inputs(mask_dtype):
+    # uint8 inputs are flipped as bytes and converted afterwards; float inputs are converted
+    # first. Flips are exact and everything after them is the same float work, so with the
+    # same parameters both routes must agree exactly, for every requested mask dtype.
+    image = (blocks(8, 48, seed=3) * 255).to(torch.uint8)
+    lung = (image > 100).to(torch.uint8)
+    infection = (image[..., :24] > 100).to(torch.uint8).repeat(1, 1, 1, 2)
+    aug = Augment(hflip=0.5, vflip=0.5, p_affine=0.5, p_color=0.5, p_noise=0.5)
+    params = aug.sample(8, generator=5)
+    assert params.hflip.any() and params.affine.any() and params.noise.any()
+    got = aug.apply(params, image, lung, infection, mask_dtype=mask_dtype)
+    want = aug.apply(params, image.float() / 255, lung.float(), infection.float())
+    assert torch.equal(got[0], want[0]) and got[0].dtype == torch.float32
+    for g, w, m in zip(got[1:], want[1:], (lung, infection)):
+        assert g.dtype == (mask_dtype or m.dtype) and g.is_contiguous()
+        assert torch.equal(g.float(), w)

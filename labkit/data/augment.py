@@ -54,8 +54,10 @@ class Augment:
         noise_std: ``(low, high)`` range of the noise standard deviation on the [0, 1] scale.
 
     Call it as ``image, lung, target = aug(image, lung, target, generator=g)`` with images
-    float ``(B, C, H, W)`` in [0, 1] and masks ``(B, 1, H, W)`` (uint8 or float, ``None`` is
-    passed through). With no masks it returns the image alone.
+    ``(B, C, H, W)``, uint8 in [0, 255] or float in [0, 1], and masks ``(B, 1, H, W)`` (uint8,
+    bool or float, ``None`` is passed through). The image comes back float32 in [0, 1], each
+    mask in its own dtype unless ``mask_dtype`` names one. With no masks it returns the image
+    alone.
     """
 
     def __init__(
@@ -146,12 +148,28 @@ class Augment:
             noise_seed=int(torch.randint(0, 2**62, (1,), generator=g)),
         )
 
-    def __call__(self, image: torch.Tensor, *masks: torch.Tensor | None, generator=None):
+    def __call__(
+        self,
+        image: torch.Tensor,
+        *masks: torch.Tensor | None,
+        generator: torch.Generator | int | None = None,
+        mask_dtype: torch.dtype | None = None,
+    ):
         params = self.sample(image.shape[0], generator)
-        return self.apply(params, image, *masks)
+        return self.apply(params, image, *masks, mask_dtype=mask_dtype)
 
-    def apply(self, params: AugmentParams, image: torch.Tensor, *masks: torch.Tensor | None):
-        """Apply drawn parameters: geometry to image and masks, intensity to the image only."""
+    def apply(
+        self,
+        params: AugmentParams,
+        image: torch.Tensor,
+        *masks: torch.Tensor | None,
+        mask_dtype: torch.dtype | None = None,
+    ):
+        """Apply drawn parameters: geometry to image and masks, intensity to the image only.
+
+        ``mask_dtype`` (e.g. ``torch.float32``) returns the masks in that dtype instead of
+        their own: cheaper than converting them afterwards (float -> uint8 is slow on a CPU).
+        """
         if image.ndim != 4:
             raise ValueError(f"image: expected (B, C, H, W), got shape {tuple(image.shape)}")
         b, dev = image.shape[0], image.device
@@ -163,12 +181,15 @@ class Augment:
                     f"masks[{i}]: expected shape ({b}, 1, {image.shape[2]}, {image.shape[3]}), got {tuple(m.shape)}"
                 )
         h, w = image.shape[-2:]
-        # Private float copies that the steps below update in place: x (B, C, H, W) in [0, 1]
-        # and m (B, 1 or K, H, W), all K masks together so that one warp moves them all.
-        x = image.float().div_(255.0) if image.dtype == torch.uint8 else image.float().clone()
         present = [mk for mk in masks if mk is not None]
-        m = torch.cat([mk.float() for mk in present], dim=1) if present else None
-
+        # Private copies that the steps below update in place. uint8 inputs are flipped as
+        # bytes (~20x cheaper than floats on a CPU) and become float32 once, after the flips;
+        # each tensor stays separate and contiguous, so the float ones are also the outputs:
+        # every fresh multi-MB tensor costs page faults on a CPU, so none is made twice.
+        small = image.dtype == torch.uint8 and all(
+            mk.dtype in (torch.uint8, torch.bool) for mk in present
+        )
+        work = [t.to(torch.uint8 if small else torch.float32, copy=True) for t in (image, *present)]
         # Which samples each step touches, decided on the CPU (no GPU sync), and every
         # per-sample number, sent to the device in one copy.
         hflip, vflip, affine, color, noise = (
@@ -183,8 +204,11 @@ class Augment:
 
         for idx, dim in ((hflip_d, -1), (vflip_d, -2)):
             if len(idx):  # exact: no resampling
-                _update(x, idx, lambda t, dim=dim: t.flip(dim))
-                _update(m, idx, lambda t, dim=dim: t.flip(dim))
+                for t in work:
+                    _update(t, idx, lambda t, dim=dim: t.flip(dim))
+        x, *ms = (t.float() for t in work)  # x (B, C, H, W), each mask (B, 1, H, W)
+        if image.dtype == torch.uint8:
+            x.div_(255.0)  # in place: x is a private copy either way
         if len(affine):
             grid = _affine_grid(theta, h, w)  # (n, H, W, 2): one grid for image and masks
 
@@ -194,7 +218,8 @@ class Augment:
                 )
 
             _update(x, affine_d, lambda t: warp(t, "bilinear"))
-            _update(m, affine_d, lambda t: warp(t, "nearest"))  # nearest keeps masks {0, 1}
+            for mk in ms:  # nearest keeps masks {0, 1}
+                _update(mk, affine_d, lambda t: warp(t, "nearest"))
         if len(color):
             c, br = c.view(-1, 1, 1, 1), br.view(-1, 1, 1, 1)
 
@@ -213,21 +238,15 @@ class Augment:
 
             _update(x, noise_d, noise_fn)
 
-        channels = iter(range(len(present)))  # back to each mask's own dtype
-        out = [None if mk is None else _channel(m, next(channels), mk.dtype) for mk in masks]
+        warped = iter(ms)  # each mask in mask_dtype or its own (no copy where already so)
+        out = [None if mk is None else next(warped).to(mask_dtype or mk.dtype) for mk in masks]
         return x if not masks else (x, *out)
 
 
-def _channel(m: torch.Tensor, k: int, dtype: torch.dtype) -> torch.Tensor:
-    """Channel ``k`` of the stacked masks as a contiguous ``(B, 1, H, W)`` tensor of ``dtype``."""
-    return m[:, k : k + 1].contiguous().to(dtype)
-
-
-def _update(t: torch.Tensor | None, idx: torch.Tensor, fn) -> None:
+def _update(t: torch.Tensor, idx: torch.Tensor, fn) -> None:
     """``t[idx] = fn(t[idx])`` in place (``index_select``/``index_copy_``: faster than
     ``t[idx]`` indexing on a CPU). ``idx`` is a long tensor on ``t``'s device."""
-    if t is not None:
-        t.index_copy_(0, idx, fn(t.index_select(0, idx)))
+    t.index_copy_(0, idx, fn(t.index_select(0, idx)))
 
 
 def _to_device(dev: torch.device, *tensors: torch.Tensor) -> list[torch.Tensor]:
@@ -266,8 +285,8 @@ def _affine_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
     ys = ((torch.arange(h, device=dev, dtype=theta.dtype) * 2 + 1) / h - 1)[:, None]  # (H, 1)
     t = theta.view(n, 2, 3, 1, 1)
     grid = torch.empty(n, h, w, 2, device=dev, dtype=theta.dtype)
-    grid[..., 0] = t[:, 0, 0] * xs + t[:, 0, 1] * ys + t[:, 0, 2]
-    grid[..., 1] = t[:, 1, 0] * xs + t[:, 1, 1] * ys + t[:, 1, 2]
+    for k in (0, 1):  # (n, 1, W) + (n, H, 1) broadcast straight into the strided output
+        torch.add(t[:, k, 0] * xs + t[:, k, 2], t[:, k, 1] * ys, out=grid[..., k])
     return grid
 
 
