@@ -31,7 +31,7 @@ settings, unchanged.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 ENV_VAR = "LABKIT_PROFILE"
@@ -77,6 +77,8 @@ class CLITraining:
         dice_term: train ``bce_dice`` (0.5 BCE + Dice) where the report trains ``bce``.
         time_budget_min: minutes per run (instead of ``Profile.time_budget_min``).
         scheduler: ``TrainConfig.scheduler`` (the reports use a constant lr: ``None``).
+        batch_size: images per batch (instead of the report's, capped by the profile);
+            ``None`` keeps it. A smaller batch gives more Adam steps for the same work.
     """
 
     epochs: int
@@ -86,6 +88,7 @@ class CLITraining:
     dice_term: bool
     time_budget_min: float
     scheduler: str | None = None
+    batch_size: int | None = None
 
     def lr(self, report: float) -> float:
         """Learning rate to use where the report used ``report``."""
@@ -108,19 +111,21 @@ class Recipe:
         lr: learning rate.
         loss: loss name (``labkit.losses.build_loss``).
         base_width: first-level channels of a from-scratch U-Net, or ``None`` (no such model).
+        batch_size: images per batch, or ``None`` (the caller did not give the report's).
         train_images: Train images to load (``None`` = all of them).
         time_budget_min: stop after the epoch that passes this many minutes, or ``None``.
         scheduler: ``TrainConfig.scheduler`` (``None``: a constant lr, as in the reports).
         profile: the profile's name.
         departures: why each setting differs from the report, keyed by the setting's name
-            (``epochs``, ``train_images``, ``base_width``, ``lr``, ``scheduler``, ``loss``,
-            ``time_budget_min``), in that order; empty in ``full``.
+            (``epochs``, ``train_images``, ``base_width``, ``batch_size``, ``lr``,
+            ``scheduler``, ``loss``, ``time_budget_min``), in that order; empty in ``full``.
     """
 
     epochs: int
     lr: float
     loss: str
     base_width: int | None
+    batch_size: int | None
     train_images: int | None
     time_budget_min: float | None
     scheduler: str | None
@@ -190,6 +195,7 @@ class Profile:
         lr: float,
         loss: str,
         base_width: int | None = None,
+        batch_size: int | None = None,
         smoke: dict[str, Any] | None = None,
     ) -> Recipe:
         """Training settings for a run whose report used these, with every departure.
@@ -205,23 +211,33 @@ class Profile:
             loss: the report's loss name.
             base_width: the report's first-level width of a from-scratch U-Net, or ``None``
                 for a model without one (a pretrained encoder).
+            batch_size: the report's batch size (capped by the profile), or ``None`` when
+                the caller chooses its own batch.
             smoke: changes to ``cli_train`` for this run, e.g. ``{"epochs": 5}`` for a lab
-                that trains six models, or ``{"dice_term": False}`` for a lab that compares
-                plain losses. Ignored without ``cli_train``.
+                that trains six models, ``{"dice_term": False}`` for a lab that compares
+                plain losses, ``{"batch_size": 8}`` for more steps. Ignored without
+                ``cli_train``.
 
         Returns:
             a :class:`Recipe`; ``print`` it to show the departures.
         """
         capped, images, budget = self.epochs(epochs), self.images(), self.time_budget_min
+        batch = None if batch_size is None else self.batch_size(batch_size)
+        out: dict[str, Any] = dict(
+            epochs=capped, lr=lr, loss=loss, base_width=base_width, batch_size=batch,
+            train_images=images, time_budget_min=budget, scheduler=None,
+        )  # fmt: skip
         cli = self.cli_train
         if cli is None:
-            return Recipe(capped, lr, loss, base_width, images, budget, None, self.name)
+            return Recipe(**out, profile=self.name)
         if smoke:
+            known = {f.name for f in fields(CLITraining)}
+            unknown = sorted(set(smoke) - known)
+            if unknown:
+                raise ValueError(
+                    f"smoke: unknown setting(s) {unknown}; expected some of {sorted(known)}"
+                )
             cli = replace(cli, **smoke)
-        out: dict[str, Any] = dict(
-            epochs=capped, lr=lr, loss=loss, base_width=base_width, train_images=images,
-            time_budget_min=budget, scheduler=None,
-        )  # fmt: skip
         why: dict[str, str] = {}
         if min(cli.epochs, epochs) != capped:
             out["epochs"] = min(cli.epochs, epochs)
@@ -239,6 +255,12 @@ class Profile:
             why["base_width"] = (
                 f"base width {cli.base_width} instead of the report's {base_width}: "
                 f"{(base_width / cli.base_width) ** 2:g}x fewer multiply-adds per pixel"
+            )
+        if batch is not None and cli.batch_size is not None and cli.batch_size != batch:
+            out["batch_size"] = cli.batch_size
+            why["batch_size"] = (
+                f"batch {cli.batch_size} instead of {batch}: {batch / cli.batch_size:g}x as "
+                "many (smaller) Adam steps for the same work"
             )
         if cli.lr(lr) != lr:
             out["lr"] = cli.lr(lr)

@@ -48,10 +48,9 @@ from labkit.course_setup import setup
 S = setup(lab="02", profile=PROFILE, data=DATA)
 P = S.profile
 SIZE = P.size(256)  # report 001: 256 x 256
-BATCH = P.batch_size(16)  # report 001: batch 16
-# report 001: 10 epochs, Adam with learning rate 1e-4, BCE, 64 channels in the first level
-R = P.recipe(epochs=10, lr=1e-4, loss="bce", base_width=64)
-EPOCHS, LR, LOSS, WIDTH = R.epochs, R.lr, R.loss, R.base_width
+# report 001: 10 epochs, batch 16, Adam with learning rate 1e-4, BCE, 64 channels in the first level
+R = P.recipe(epochs=10, lr=1e-4, loss="bce", base_width=64, batch_size=16)
+EPOCHS, LR, LOSS, WIDTH, BATCH = R.epochs, R.lr, R.loss, R.base_width, R.batch_size
 print(R)
 
 # %% [markdown]

@@ -58,19 +58,20 @@ from labkit.models import ConvBNReLU
 S = setup(lab="06", profile=PROFILE, data=DATA)
 P = S.profile
 SIZE = P.size(256)  # COVID-QU-Ex's own size (report 004: CT patches of 128 x 128 x 8)
-BATCH = P.batch_size(16)  # report 004: batch 5 of 3-D patches; 16 2-D images here
 PATIENCE = 20  # labkit's addition: stop a run after 20 epochs without progress (6 runs!)
 # report 004: 200 epochs, Adam with learning rate 1e-4, loss 0.5 BCE + Dice; 64 channels in
 # the first level (the U-Net's). This lab trains six networks, so in the smoke profile
 # each gets 3 epochs (lab 02: 10) and half of lab 02's width; the same for every row.
 R = P.recipe(
-    epochs=200, lr=1e-4, loss="bce_dice", base_width=64, smoke={"epochs": 3, "base_width": 8}
+    epochs=200,
+    lr=1e-4,
+    loss="bce_dice",
+    base_width=64,
+    batch_size=16,  # report 004: 5 3-D patches; 16 2-D images here
+    smoke={"epochs": 3, "base_width": 8, "batch_size": 4},
 )
-EPOCHS, LR, WIDTH = R.epochs, R.lr, R.base_width
+EPOCHS, LR, WIDTH, BATCH = R.epochs, R.lr, R.base_width, R.batch_size
 print(R)
-if R.departures:  # smoke only: one more departure, this lab's own (the recipe has no batch)
-    BATCH = 4
-    print("  - batch 4 instead of 16: four times as many (smaller) Adam steps in the same time")
 
 # %% [markdown]
 # **Why the smoke profile departs from the report.** With the smoke profile's caps alone
@@ -329,7 +330,7 @@ for name, switches, lung_only in RUNS:
         lk.data.BatchLoader(train, BATCH, lung_only=lung_only, device=S.device),
         lk.data.BatchLoader(val, BATCH, shuffle=False, lung_only=lung_only, device=S.device),
         epochs=EPOCHS,
-        batch_size=BATCH,
+        batch_size=16,  # report 004: 5 3-D patches; 16 2-D images here
         lr=LR,
         scheduler=R.scheduler,  # None (a constant lr) in the full profile
         optimizer="adam",

@@ -85,6 +85,33 @@ def test_smoke_cli_training_departs_from_the_report_and_full_does_not():
     assert full.cli_train is None  # the reports' settings, unchanged
 
 
+def test_recipe_lists_each_smoke_departure_and_full_keeps_the_report():
+    smoke, full = get_profile("smoke"), get_profile("full")
+    report = dict(epochs=100, lr=1e-4, loss="bce", base_width=64, batch_size=16)
+    r = full.recipe(**report)
+    assert (r.epochs, r.lr, r.loss, r.base_width, r.batch_size) == (100, 1e-4, "bce", 64, 16)
+    assert r.departures == {} and r.scheduler is None and "report's" in str(r)
+    r = smoke.recipe(**report)
+    cli = smoke.cli_train
+    assert (r.epochs, r.lr, r.loss, r.base_width) == (cli.epochs, cli.min_lr, "bce_dice", 16)
+    assert r.batch_size == smoke.batch_size(16) and "batch_size" not in r.departures
+    assert r.train_images is None and r.scheduler == cli.scheduler
+    assert list(r.departures) == [
+        "epochs", "train_images", "base_width", "lr", "scheduler", "loss", "time_budget_min"
+    ]  # fmt: skip
+    for reason in r.departures.values():
+        assert reason in str(r)  # printed for the student, each with its reason
+    # a lab's own changes: fewer epochs, no Dice term, a smaller batch
+    r = smoke.recipe(**report, smoke={"epochs": 3, "dice_term": False, "batch_size": 4})
+    assert (r.epochs, r.loss, r.batch_size) == (3, "bce", 4)
+    assert "loss" not in r.departures and "batch 4 instead of 16" in r.departures["batch_size"]
+    # a caller that gives no batch gets none back, and no batch departure
+    r = smoke.recipe(epochs=10, lr=1e-3, loss="bce", smoke={"batch_size": 4})
+    assert r.batch_size is None and "batch_size" not in r.departures and r.base_width is None
+    with pytest.raises(ValueError, match="no_such_setting.*batch_size"):
+        smoke.recipe(**report, smoke={"no_such_setting": 1})
+
+
 @pytest.mark.parametrize(
     "device_type, capability, expected",
     [
