@@ -75,7 +75,8 @@ def fit(
             with its weights, optimizer, schedule, history and random states.
 
     Returns:
-        The `History` (also stored in ``out_dir/last.pt`` when ``out_dir`` is set).
+        The `History` (also stored in ``out_dir/last.pt`` when ``out_dir`` is set). The
+        model holds the last epoch's weights, or the best epoch's with ``restore_best=True``.
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf (the message names epoch and step).
@@ -115,6 +116,7 @@ def fit(
         history = History.from_dict(state["history"])
         bad_epochs, data_spec, start = ts["bad_epochs"], state["data"], state["epoch"] + 1
     out_dir = Path(cfg.out_dir) if cfg.out_dir is not None else None
+    best_state = _best_before(resume_from, history) if cfg.restore_best else None
     better = (lambda a, b: a > b) if cfg.mode == "max" else (lambda a, b: a < b)
 
     from tqdm.auto import tqdm
@@ -158,6 +160,10 @@ def fit(
         )
         if improved:
             history.best_epoch, history.best_metric, bad_epochs = epoch, value, 0
+            if cfg.restore_best:  # a CPU copy: GPU memory stays free for training
+                best_state = {
+                    k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+                }
         else:
             bad_epochs += 1
         # ---- decide whether to stop ----------------------------------------------------
@@ -181,6 +187,8 @@ def fit(
         if history.stopped_reason != "completed":
             break
     bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)  # copies back onto the model's device
     if out_dir is not None and history.best_epoch is not None:
         ckpt.update_history(out_dir / "best.pt", history.to_dict())  # the whole run, not part
     if history.best_epoch is None and len(history):
@@ -225,3 +233,22 @@ def _data_spec(loader: Any, shape: tuple[int, ...]) -> dict[str, Any]:
         "in_channels": int(shape[1]),
         "size": int(shape[-1]),
     }
+
+
+def _best_before(resume_from: str | Path | None, history: History) -> dict[str, Any] | None:
+    """For ``restore_best`` after a resume: the best epoch's weights if it came before the
+    resume, read from the ``best.pt`` beside ``last.pt``; ``None`` when there is none yet."""
+    if resume_from is None or history.best_epoch is None:
+        return None
+    from labkit import checkpoint as ckpt
+
+    best = Path(resume_from).with_name("best.pt")
+    if not best.is_file():
+        warnings.warn(
+            f"restore_best: the best epoch ({history.best_epoch}) came before the resume and "
+            f"there is no {best} to restore it from; the model keeps the last epoch's weights "
+            "unless a later epoch does better",
+            stacklevel=3,
+        )
+        return None
+    return ckpt.load_checkpoint(best)["state_dict"]

@@ -61,6 +61,10 @@ class TrainConfig:
         out_dir: folder for ``best.pt`` (best ``monitor`` so far, weights only) and
             ``last.pt`` (every epoch, with optimizer and random states: resume from it).
             None saves nothing.
+        restore_best: at the end, put the weights of the best ``monitor`` epoch back into
+            the model (a CPU copy of them is kept in memory whenever ``monitor`` improves), so
+            that what you evaluate next is the model you selected on validation, not the
+            last epoch's. Off by default: the model then holds the last epoch's weights.
         progress: show tqdm progress bars (epochs; batches in a bar that disappears).
         log_every: steps between loss read-outs; each read-out updates the batch bar and
             checks for NaN/inf. Reading a GPU loss waits for the GPU, so not every step.
@@ -88,6 +92,7 @@ class TrainConfig:
     threshold: float = 0.5
     device: str | None = None
     out_dir: str | Path | None = None
+    restore_best: bool = False
     progress: bool = True
     log_every: int = 10
 
@@ -138,7 +143,7 @@ class TrainConfig:
         need(is_num(self.threshold) and 0 < self.threshold < 1, "threshold", "in (0, 1)")
         need(is_int(self.log_every) and self.log_every >= 1, "log_every", "an int >= 1")
         for flag in ("deep_supervision", "amp", "channels_last", "compile", "cudnn_benchmark",
-                     "progress"):  # fmt: skip
+                     "restore_best", "progress"):  # fmt: skip
             need(isinstance(getattr(self, flag), bool), flag, "True or False")
         if isinstance(self.loss, str):
             from labkit.losses import LOSSES

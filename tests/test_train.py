@@ -59,6 +59,7 @@ QUIET = dict(progress=False, device="cpu")
         ("threshold", 1.5, "threshold must be in"),
         ("amp", "yes", "amp must be True or False"),
         ("cudnn_benchmark", 1, "cudnn_benchmark must be True or False"),
+        ("restore_best", "yes", "restore_best must be True or False"),
     ],
 )
 def test_config_rejects_bad_values(field, value, message):
@@ -118,6 +119,44 @@ def test_resume_gives_the_same_history_as_an_uninterrupted_run(splits, tmp_path)
     for key in ("train_loss", "val_loss", "val_dice", "val_iou", "lr"):
         assert getattr(resumed, key) == pytest.approx(getattr(straight, key), rel=1e-5, abs=1e-6)
     assert resumed.best_epoch == straight.best_epoch
+
+
+def test_restore_best_puts_back_the_best_epochs_weights(splits, tmp_path):
+    # lr 1e-2 overshoots on this tiny set: the first epoch has the best val Dice, later ones
+    # are worse, so the last epoch's weights (what the model holds without restore_best)
+    # and the best epoch's differ. The oracle is best.pt, written by fit itself.
+    def state(m):
+        return {k: v.detach().clone() for k, v in m.state_dict().items()}
+
+    cfg = TrainConfig(epochs=3, lr=1e-2, out_dir=tmp_path, **QUIET)
+    plain = unet()
+    h = fit(plain, *loaders(splits, limit=24), cfg)
+    assert h.best_epoch < h.epoch[-1]  # the case where restoring matters
+    best = load_checkpoint(tmp_path / "best.pt")["state_dict"]
+    last = load_checkpoint(tmp_path / "last.pt")["state_dict"]
+    assert all(torch.equal(v, last[k]) for k, v in state(plain).items())  # default: last
+    restored = unet()
+    h2 = fit(restored, *loaders(splits, limit=24), cfg, restore_best=True, out_dir=None)
+    assert (h2.best_epoch, h2.val_dice) == (h.best_epoch, pytest.approx(h.val_dice))
+    assert all(torch.equal(v, best[k]) for k, v in state(restored).items())
+    assert any(not torch.equal(v, last[k]) for k, v in state(restored).items())
+
+
+def test_restore_best_after_a_resume_reads_the_best_pt_beside_last_pt(splits, tmp_path):
+    # Epoch 1 is the best (as above) and ends the first session; the resumed session's
+    # epochs are worse, so the best weights exist only in best.pt from the first session.
+    cfg = TrainConfig(epochs=3, lr=1e-2, out_dir=tmp_path, restore_best=True, **QUIET)
+    first = fit(unet(), *loaders(splits, limit=24), cfg, time_budget_min=1e-6)
+    assert first.epoch == [1] and first.best_epoch == 1
+    best = load_checkpoint(tmp_path / "best.pt")["state_dict"]
+    model = unet(seed=5)
+    h = fit(model, *loaders(splits, limit=24), cfg, resume_from=tmp_path / "last.pt")
+    assert h.epoch == [1, 2, 3] and h.best_epoch == 1
+    assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
+    # without best.pt there is nothing to restore from: a warning says so
+    (tmp_path / "best.pt").unlink()
+    with pytest.warns(UserWarning, match="restore_best: the best epoch \\(1\\)"):
+        fit(unet(), *loaders(splits, limit=24), cfg, out_dir=None, resume_from=tmp_path / "last.pt")
 
 
 def test_time_budget_stops_after_the_current_epoch(splits):
