@@ -256,7 +256,7 @@ for loss in ("bce", "mse"):
     models[loss] = ResUNet3(in_channels=1, classes=1, base_width=WIDTH)
     config = lk.TrainConfig(
         epochs=EPOCHS,
-        batch_size=16,  # not stated in report 000: lab 02's 16
+        batch_size=BATCH,
         lr=LR,
         scheduler=R.scheduler,  # None (a constant lr) in the full profile
         loss=loss,  # "bce" or "mse": the one difference between the two runs

@@ -46,8 +46,6 @@ DATA = None  # dataset folder, "phantom", "kaggle" or None (LABKIT_DATA, kaggleh
 # ruff: noqa: E402  (a notebook imports in its set-up cell, not at the top of a file)
 import hashlib
 import math
-import tempfile
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -128,16 +126,12 @@ def build(name, **kwargs):
 
 
 def train_best(model, train_loader, val_loader, **settings):
-    """``lk.fit``, then put back the weights of the best validation epoch.
+    """``lk.fit``, ending with the weights of the best validation epoch.
 
-    With early stopping, training goes on for `patience` epochs after the best one; the
-    checkpoint ``best.pt`` keeps the best weights (in a temporary folder here).
+    With early stopping, training goes on for `patience` epochs after the best one;
+    ``restore_best=True`` makes ``fit`` put the best epoch's weights back at the end.
     """
-    with tempfile.TemporaryDirectory() as folder:
-        history = lk.fit(model, train_loader, val_loader, out_dir=folder, **settings)
-        best = Path(folder) / "best.pt"
-        if best.is_file():
-            model.load_state_dict(lk.checkpoint.load_checkpoint(best)["state_dict"])
+    history = lk.fit(model, train_loader, val_loader, restore_best=True, **settings)
     best = float("nan") if history.best_metric is None else history.best_metric
     print(
         f"{len(history)} epoch(s) in {history.train_seconds:.1f} s ({history.stopped_reason}); "

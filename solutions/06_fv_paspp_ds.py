@@ -43,8 +43,6 @@ DATA = None  # dataset folder, "phantom", "kaggle" or None (LABKIT_DATA, kaggleh
 # ruff: noqa: E402  (a notebook imports in its set-up cell, not at the top of a file)
 import functools
 import math
-import tempfile
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -297,16 +295,6 @@ print(f"deep-supervision loss {both.item():.4f}; final output alone {final_only.
 
 
 # %%
-def train_best(model, train_loader, val_loader, **settings):
-    """``lk.fit``, then put back the weights of the best validation epoch."""
-    with tempfile.TemporaryDirectory() as folder:
-        history = lk.fit(model, train_loader, val_loader, out_dir=folder, **settings)
-        best = Path(folder) / "best.pt"
-        if best.is_file():
-            model.load_state_dict(lk.checkpoint.load_checkpoint(best)["state_dict"])
-    return history
-
-
 ABLATION = {  # name -> (build_model("fvpaspp", ...) switches, report 004's figure)
     "UNet": (dict(fv=False, paspp=False, deep_supervision=False), "004.unet"),
     "+FV (SE gate)": (dict(fv=True, gate="se", paspp=False, deep_supervision=False), "004.fv_se"),
@@ -325,12 +313,12 @@ for name, switches, lung_only in RUNS:
     else:
         loss = "bce_dice"
     print(f"--- {name}: {lk.models.count_parameters(model):,} parameters")
-    history = train_best(
+    history = lk.fit(
         model,
         lk.data.BatchLoader(train, BATCH, lung_only=lung_only, device=S.device),
         lk.data.BatchLoader(val, BATCH, shuffle=False, lung_only=lung_only, device=S.device),
         epochs=EPOCHS,
-        batch_size=16,  # report 004: 5 3-D patches; 16 2-D images here
+        batch_size=BATCH,
         lr=LR,
         scheduler=R.scheduler,  # None (a constant lr) in the full profile
         optimizer="adam",
