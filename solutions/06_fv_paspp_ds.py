@@ -341,20 +341,19 @@ for name, switches, lung_only in RUNS:
 #
 # **What the smoke profile can show.** In the smoke profile (3 epochs on 153 phantom images
 # of 64 pixels, networks 8 channels wide: the settings printed at the top) every network
-# learns something, but none has finished learning. In our run the plain U-Net reached a
-# test Dice of about 0.42 (it still marks much healthy tissue as infected: high
-# sensitivity, low precision) and the five networks with FV blocks between about 0.56 and
-# 0.68. Read this with care:
+# learns something, but none has finished learning. In our runs the plain U-Net reached a
+# test Dice of about 0.4 (it still marks much healthy tissue as infected: high
+# sensitivity, low precision) and the five networks with FV blocks between about 0.53 and
+# 0.71. Read this with care:
 # * after so few steps the table mostly measures how fast each network *starts* to learn,
 #   not how good it can get;
 # * at this width the FV blocks double the number of parameters (121k for the U-Net, 250k
 #   or more with FV), so "+FV" also means "a bigger network";
-# * the intervals of the FV rows overlap, so their order (in our run +PASPP first, deep
-#   supervision below it, the original image above the lung-masked input: the opposite of
-#   report 004) is not a finding. Each row is one training run, scored on 24 COVID-19 test
-#   images. Each network also starts from different random weights (it is built after the
-#   runs before it): trained first, from another start, the "+FV +PASPP +DS" network scored
-#   0.63 instead of 0.56 in our runs.
+# * the intervals of the FV rows overlap, so their order in your table is not a finding.
+#   Each row is one training run, scored on 24 COVID-19 test images. How fragile the order
+#   is: the same notebook run with one CPU thread and with two (which only changes the
+#   order in which floating-point sums are added up) gave "+FV +PASPP +DS" a Dice of 0.56
+#   and 0.71, last of the FV rows in one run and first in the other.
 #
 # The full profile on COVID-QU-Ex (a GPU, several hours for the six runs) is the experiment.
 #
