@@ -239,49 +239,59 @@ class Profile:
                 )
             cli = replace(cli, **smoke)
         why: dict[str, str] = {}
+
+        def depart(key: str, value: Any, reason: str) -> None:  # one setting, one reason
+            out[key], why[key] = value, reason
+
         if min(cli.epochs, epochs) != capped:
-            out["epochs"] = min(cli.epochs, epochs)
-            why["epochs"] = (
-                f"{out['epochs']} epochs instead of {capped} (report: {epochs}): {capped} "
-                "epochs of a few batches are too few steps to learn"
+            depart(
+                "epochs",
+                min(cli.epochs, epochs),
+                f"{min(cli.epochs, epochs)} epochs instead of {capped} (report: {epochs}): "
+                f"{capped} epochs of a few batches are too few steps to learn",
             )
         if cli.all_train_images and images is not None:
-            out["train_images"] = None
-            why["train_images"] = (
-                f"every Train image instead of {images} (Val and Test keep {images})"
+            depart(
+                "train_images",
+                None,
+                f"every Train image instead of {images} (Val and Test keep {images})",
             )
         if base_width is not None and cli.base_width != base_width:
-            out["base_width"] = cli.base_width
-            why["base_width"] = (
+            depart(
+                "base_width",
+                cli.base_width,
                 f"base width {cli.base_width} instead of the report's {base_width}: "
-                f"{(base_width / cli.base_width) ** 2:g}x fewer multiply-adds per pixel"
+                f"{(base_width / cli.base_width) ** 2:g}x fewer multiply-adds per pixel",
             )
         if batch is not None and cli.batch_size is not None and cli.batch_size != batch:
-            out["batch_size"] = cli.batch_size
-            why["batch_size"] = (
+            depart(
+                "batch_size",
+                cli.batch_size,
                 f"batch {cli.batch_size} instead of {batch}: {batch / cli.batch_size:g}x as "
-                "many (smaller) Adam steps for the same work"
+                "many (smaller) Adam steps for the same work",
             )
         if cli.lr(lr) != lr:
-            out["lr"] = cli.lr(lr)
-            why["lr"] = f"lr {cli.lr(lr):g} instead of the report's {lr:g}: few steps"
+            depart("lr", cli.lr(lr), f"lr {cli.lr(lr):g} instead of the report's {lr:g}: few steps")
         if cli.scheduler is not None:
-            out["scheduler"] = cli.scheduler
-            why["scheduler"] = (
+            depart(
+                "scheduler",
+                cli.scheduler,
                 f"{cli.scheduler} lr decay instead of the report's constant lr: the last "
-                "epochs settle instead of jumping about at a large lr"
+                "epochs settle instead of jumping about at a large lr",
             )
         if cli.loss(loss) != loss:
-            out["loss"] = cli.loss(loss)
-            why["loss"] = (
+            depart(
+                "loss",
+                cli.loss(loss),
                 f"loss {cli.loss(loss)} (0.5 BCE + Dice) instead of the report's {loss}: plain "
-                "BCE first predicts background everywhere"
+                "BCE first predicts background everywhere",
             )
         if cli.time_budget_min != budget:
-            out["time_budget_min"] = cli.time_budget_min
-            why["time_budget_min"] = (
+            depart(
+                "time_budget_min",
+                cli.time_budget_min,
                 f"stops after the epoch that passes {cli.time_budget_min:g} min "
-                f"(instead of {budget:g})"
+                f"(instead of {budget:g})",
             )
         return Recipe(**out, profile=self.name, departures=why)
 

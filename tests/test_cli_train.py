@@ -70,9 +70,11 @@ def test_smoke_departures_are_listed_and_full_keeps_the_report():
     smoke = train_plan("--model", "unet", "--profile", "smoke")
     assert (smoke["epochs"], smoke["lr"], smoke["loss"]) == (10, 3e-3, "bce_dice")
     assert smoke["kwargs"]["base_width"] == 16 and smoke["train_images"] is None
+    assert smoke["scheduler"] == "cosine"
     text = "\n".join(smoke["departures"])
     for what in ("10 epochs instead of 2", "every Train image instead of 48", "base width 16",
-                 "lr 0.003 instead of the report's 0.0001", "loss bce_dice", "1.5 min"):  # fmt: skip
+                 "lr 0.003 instead of the report's 0.0001", "cosine lr decay", "loss bce_dice",
+                 "1.5 min"):  # fmt: skip
         assert what in text, what
     # report 002's loss has no plain BCE to replace; ResNet34 has no base width to shrink
     resnet = train_plan("--model", "unet-resnet34", "--profile", "smoke")
@@ -85,8 +87,10 @@ def test_smoke_departures_are_listed_and_full_keeps_the_report():
     assert [d.split(" instead")[0] for d in flagged["departures"]] == [
         "every Train image", "base width 16"
     ]  # fmt: skip
+    assert flagged["scheduler"] is None  # --lr means a constant lr, as in the reports
     full = train_plan("--model", "unet", "--profile", "full")
     assert full["departures"] == [] and "base_width" not in full["kwargs"]
+    assert full["scheduler"] is None
     assert (full["epochs"], full["lr"], full["loss"], full["size"]) == (10, 1e-4, "bce", 256)
     assert (full["batch_size"], full["train_images"], full["time_budget"]) == (16, None, None)
 

@@ -159,7 +159,8 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
     r = prof.recipe(epochs=d["epochs"], lr=d["lr"], loss=d["loss"], base_width=report_width)
     flags = dict(epochs=args.epochs, lr=args.lr, loss=args.loss, time_budget_min=args.time_budget)
     flags["scheduler"] = args.lr  # --lr sets a constant lr, as in the reports
-    departures = [why for key, why in r.departures.items() if flags.get(key) is None]
+    kept = {key: why for key, why in r.departures.items() if flags.get(key) is None}
+    departures = list(kept.values())
     epochs, lr, loss, time_budget, train_images = (
         r.epochs, r.lr, r.loss, r.time_budget_min, r.train_images
     )  # fmt: skip
@@ -178,7 +179,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
         time_budget=args.time_budget if args.time_budget is not None else time_budget,
         seed=args.seed, device=args.device, progress=not args.no_progress,
         out=Path(args.out or Path("runs") / args.model), departures=departures,
-        scheduler=None if args.lr else r.scheduler,
+        scheduler=r.scheduler if "scheduler" in kept else None,  # full: None anyway
     )  # fmt: skip
 
 
