@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args()
 
-    from labkit.build import build_lab, dumps, exercise_cells, find_labs
+    from labkit.course.build import build_lab, dumps, exercise_cells, find_labs
 
     lab = f"{int(args.lab):02d}"
     demo = lab == "00"

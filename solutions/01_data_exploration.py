@@ -36,10 +36,9 @@ import numpy as np
 import torch
 
 import labkit as lk
-from labkit.course_setup import setup
 from labkit.data import CLASSES, SPLITS
 
-S = setup(lab="01", profile=PROFILE, data=DATA)
+S = lk.setup(lab="01", profile=PROFILE, data=DATA)
 P = S.profile
 SIZE = P.size(256)  # image side in pixels: 256 as in the dataset (smoke profile: smaller)
 LIMIT = P.images()  # images per split (None = all of them)

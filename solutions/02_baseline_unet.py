@@ -43,9 +43,8 @@ import torch
 from torch import nn
 
 import labkit as lk
-from labkit.course_setup import setup
 
-S = setup(lab="02", profile=PROFILE, data=DATA)
+S = lk.setup(lab="02", profile=PROFILE, data=DATA)
 P = S.profile
 SIZE = P.size(256)  # report 001: 256 x 256
 # report 001: 10 epochs, batch 16, Adam with learning rate 1e-4, BCE, 64 channels in the first level

@@ -42,10 +42,9 @@ import torch
 from torch import nn
 
 import labkit as lk
-from labkit.course_setup import setup
 from labkit.models import DoubleConv
 
-S = setup(lab="03", profile=PROFILE, data=DATA)
+S = lk.setup(lab="03", profile=PROFILE, data=DATA)
 P = S.profile
 SIZE = P.size(256)  # report 000: 256 x 256
 # report 000: 100 epochs with BCE and with MSE; its learning rate and width are not stated:

@@ -54,9 +54,8 @@ import numpy as np
 import torch
 
 import labkit as lk
-from labkit.course_setup import setup
 
-S = setup(lab="04", profile=PROFILE, data=DATA)
+S = lk.setup(lab="04", profile=PROFILE, data=DATA)
 P = S.profile
 SIZE = P.size(256)  # report 002: 256 x 256 (a multiple of 32, as smp's encoders need)
 EPOCHS = P.epochs(50)  # report 002: 50 epochs

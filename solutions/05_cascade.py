@@ -53,9 +53,8 @@ import torch
 import torch.nn.functional as F
 
 import labkit as lk
-from labkit.course_setup import setup
 
-S = setup(lab="05", profile=PROFILE, data=DATA)
+S = lk.setup(lab="05", profile=PROFILE, data=DATA)
 P = S.profile
 SIZE = P.size(448)  # report 003: 448 x 448 (a multiple of 32, as smp's encoders need)
 BATCH = P.batch_size(32)  # report 003: batch 32 (stated for stage 1; we use it for both)

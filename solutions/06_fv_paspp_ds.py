@@ -50,10 +50,9 @@ import torch
 from torch import nn
 
 import labkit as lk
-from labkit.course_setup import setup
 from labkit.models import ConvBNReLU
 
-S = setup(lab="06", profile=PROFILE, data=DATA)
+S = lk.setup(lab="06", profile=PROFILE, data=DATA)
 P = S.profile
 SIZE = P.size(256)  # COVID-QU-Ex's own size (report 004: CT patches of 128 x 128 x 8)
 PATIENCE = 20  # labkit's addition: stop a run after 20 epochs without progress (6 runs!)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from labkit import checks
-from labkit.build import build_lab, exercise_cells
 from labkit.checks import EXERCISES
+from labkit.course.build import build_lab, exercise_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {

@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 
 from labkit.bench import BenchSettings
-from labkit.bench_flops import count_flops, peak_for_name
-from labkit.bench_model import VARIANTS, PeakRSS, build
+from labkit.bench.flops import count_flops, peak_for_name
+from labkit.bench.model import VARIANTS, PeakRSS, build
 from labkit.cli import main as cli
 from labkit.data.layout import Record
 from labkit.data.phantom import make_phantom
@@ -133,7 +133,7 @@ def test_flop_count_matches_a_hand_count_of_the_convolutions(name):
 
 def test_naive_dataset_moves_image_and_masks_together(tmp_path):
     """The comparator does the real work: one geometry for image and masks, floats in [0, 1]."""
-    from labkit.bench_data import NaiveSegDataset
+    from labkit.bench.data import NaiveSegDataset
 
     mask = np.zeros((256, 256), np.uint8)
     mask[60:180, 40:150] = 255
@@ -186,7 +186,7 @@ def test_bad_arguments_exit_2_naming_them(argv, words, capsys):
 
 
 def test_median_record_picks_the_middle_round():
-    from labkit.bench_data import median_record
+    from labkit.bench.data import median_record
 
     recs = [{"images_per_s": v, "round": i} for i, v in enumerate([300.0, 100.0, 200.0])]
     assert median_record(recs)["round"] == 2

@@ -12,9 +12,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labkit.build import BuildError, build, build_lab, exercise_cells
 from labkit.cli import main as cli_main
-from labkit.course_setup import REPO_URL
+from labkit.course.build import BuildError, build, build_lab, exercise_cells
+from labkit.course.setup import REPO_URL
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DEMO = FIXTURES / "labs" / "00_demo.py"

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 import labkit
-from labkit.checkpoint import (
+from labkit.models import build_model
+from labkit.train.checkpoint import (
     FORMAT,
     CheckpointError,
     atomic_save,
@@ -23,7 +24,6 @@ from labkit.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from labkit.models import build_model
 
 
 def small_unet() -> nn.Module:

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from labkit import checks
-from labkit.build import build_lab, exercise_cells
 from labkit.checks import Case, CheckError, Exercise, compare
+from labkit.course.build import build_lab, exercise_cells
 
 FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
@@ -133,7 +133,7 @@ def test_registry_is_lazy_and_refuses_conflicting_definitions():
 def test_an_exercise_module_that_failed_to_import_is_imported_again(tmp_path, monkeypatch):
     """An instructor's LABKIT_EXERCISE_MODULES module whose import fails (here: a package it
     needs is missing) is tried again on the next lookup, not skipped for the whole kernel."""
-    from labkit import checks_registry
+    from labkit.checks import registry as checks_registry
 
     (tmp_path / "retry_exercises.py").write_text(
         "import PIL  # a third-party package this lab needs\n"
@@ -232,7 +232,7 @@ def test_cases_from_plain_tuples_are_wrapped():
 
 @pytest.mark.slow
 def test_student_notebook_in_a_real_kernel_pass_fail_stub(tmp_path):
-    from labkit.course import execute_notebook
+    from labkit.course.kernel import execute_notebook
 
     _, student, _ = build_lab(FIXTURES / "labs" / "00_demo.py", tmp_path)
     cells = exercise_cells(student)

@@ -10,7 +10,6 @@ import sys
 import pytest
 import torch
 
-from labkit.checkpoint import load_checkpoint, load_model
 from labkit.cli import build_parser
 from labkit.cli import main as cli
 from labkit.commands.train import MODEL_DEFAULTS, _train_cascade_lungs, plan
@@ -19,6 +18,7 @@ from labkit.data.phantom import make_phantom
 from labkit.models import MODELS, build_model
 from labkit.profiles import get_profile
 from labkit.train import TrainConfig, fit
+from labkit.train.checkpoint import load_checkpoint, load_model
 
 
 @pytest.fixture(scope="module")

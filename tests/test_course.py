@@ -10,9 +10,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labkit import course_setup
 from labkit.cli import main as cli_main
-from labkit.course import inject_parameters, read_results
+from labkit.course import setup as course_setup
+from labkit.course.kernel import inject_parameters
+from labkit.course.run import read_results
 from labkit.reports import REPORT_FIGURES, describe_figure, report_table_md
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -50,7 +51,7 @@ DATA = None
 # %%
 import os
 
-from labkit.course_setup import setup
+from labkit.course.setup import setup
 
 S = setup(lab="02", profile=PROFILE, data=DATA, needs_data=False)
 print("profile", S.profile.name, "DATA", DATA, "strict", os.environ["LABKIT_CHECKS_STRICT"])

@@ -35,13 +35,13 @@ import pytest
 import torch
 
 from labkit import checks
-from labkit.build import build_lab, dumps, exercise_cells, find_labs
 from labkit.checks import Case
 from labkit.cli import main as cli_main
+from labkit.course.build import build_lab, dumps, exercise_cells, find_labs
 from labkit.grade import Options, find_submissions, grade, student_id
-from labkit.grade_io import decode, encode, read_observations
-from labkit.grade_worker import run_definitions
-from labkit.hidden_tests import HIDDEN, exercise_tests, hidden, load_hidden_tests
+from labkit.grade.hidden import HIDDEN, exercise_tests, hidden, load_hidden_tests
+from labkit.grade.wire import decode, encode, read_observations
+from labkit.grade.worker import run_definitions
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DEMO_LAB = FIXTURES / "labs" / "00_demo.py"
@@ -239,7 +239,10 @@ def batch_a_submissions(subs: Path, out: Path, build: Path) -> dict[Path, str]:
     huge = edited(solution, at_end='print("x" * 50_000_000)\n')
     huge.cells[-1].outputs = [nbformat.v4.new_output("stream", text="[PASS] " * 3_000_000)]
     write(subs, "Huge Output (v2)!.ipynb", huge)
-    return {p: digest(p) for p in [FIXTURES / "demo_exercises.py", REPO / "labkit" / "checks.py"]}
+    return {
+        p: digest(p)
+        for p in [FIXTURES / "demo_exercises.py", REPO / "labkit" / "checks" / "__init__.py"]
+    }
 
 
 def batch_b_submissions(subs: Path, build: Path) -> None:
@@ -531,7 +534,7 @@ def test_instructor_hidden_tests_replace_builtin_ones(demo_env, tmp_path):
     write(
         folder,
         "lab00.py",
-        "from labkit.checks import Case\nfrom labkit.hidden_tests import hidden\n\n"
+        "from labkit.checks import Case\nfrom labkit.grade.hidden import hidden\n\n"
         "@hidden('00.scale', public=False)\ndef mine():\n"
         "    import numpy as np\n    return [Case((np.ones((2, 2)),), label='all ones')]\n",
     )

@@ -15,8 +15,8 @@ import pytest
 from _labs import POINTS, ROOT, SOURCES, exercise_namespace
 
 import labkit.exercises  # noqa: F401  (registers the course's exercises)
-from labkit.build import build, build_lab, exercise_cells
 from labkit.checks import EXERCISES, lab_exercises, run_tests
+from labkit.course.build import build, build_lab, exercise_cells
 
 pytestmark = pytest.mark.usefixtures("fresh_records")
 

@@ -24,8 +24,8 @@ from torch import nn
 
 import labkit.exercises  # noqa: F401  (registers the course's exercises)
 from labkit import checks
-from labkit.build import build_lab, exercise_cells
 from labkit.checks import EXERCISES, run_tests
+from labkit.course.build import build_lab, exercise_cells
 from labkit.data import CLASSES, SPLITS
 from labkit.exercises import lab01, lab02, lab03
 
@@ -278,7 +278,7 @@ def test_block_checks_accept_an_equivalent_module_written_differently():
 # ---------------------------------------------------------------------------- a real kernel
 @pytest.mark.slow
 def test_student_notebook_runs_with_one_right_one_wrong_and_stubs(tmp_path):
-    from labkit.course import execute_notebook
+    from labkit.course.kernel import execute_notebook
 
     _, student, _ = build_lab(SOURCES["01"], tmp_path)
     cells = exercise_cells(student)

@@ -26,7 +26,7 @@ from torch import nn
 
 import labkit as lk
 import labkit.exercises  # noqa: F401  (registers the course's exercises)
-from labkit.build import build_lab
+from labkit.course.build import build_lab
 from labkit.exercises import lab04, lab05, lab06
 from labkit.models import ConvBNReLU
 

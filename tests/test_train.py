@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from labkit.checkpoint import load_checkpoint, load_model
 from labkit.data import BatchLoader, load_split
 from labkit.data.phantom import make_phantom
 from labkit.models import build_model
 from labkit.train import History, NonFiniteLossError, TrainConfig, fit
+from labkit.train.checkpoint import load_checkpoint, load_model
 
 SIZE = 64
 

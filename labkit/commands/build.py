@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from labkit.build import build
+    from labkit.course.build import build
 
     labs = [x.strip() for x in args.labs.split(",") if x.strip()] if args.labs else None
     report = build(args.source, args.notebooks, labs=labs, check=args.check)

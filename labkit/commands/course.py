@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from labkit.course import run_course
+    from labkit.course.run import run_course
 
     labs = [x.strip() for x in args.labs.split(",") if x.strip()] if args.labs else None
     runs = run_course(

@@ -78,11 +78,11 @@ def metrics_record(
 
 
 def run(args: argparse.Namespace) -> int:
-    from labkit.checkpoint import load_model
     from labkit.cli import CommandError
     from labkit.data import load_split, resolve_data
     from labkit.evaluate import evaluate
     from labkit.profiles import get_profile
+    from labkit.train.checkpoint import load_model
 
     profile = get_profile(args.profile)
     progress = not args.no_progress

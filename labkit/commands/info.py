@@ -53,7 +53,7 @@ def collect(
 
 def _describe_data(data: str | None) -> str:
     try:
-        from labkit.data.layout import describe_data_location
+        from labkit.data.locate import describe_data_location
     except ImportError:  # data module not built yet
         return "phantom (default)"
     return describe_data_location(data)

@@ -193,7 +193,6 @@ def _builder_args(model: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from labkit.checkpoint import load_model
     from labkit.cli import CommandError
     from labkit.commands.evaluate import metrics_record, write_json
     from labkit.data import BatchLoader, load_split, resolve_data
@@ -202,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
     from labkit.models import build_model
     from labkit.plots import plot_history
     from labkit.train import TrainConfig, fit
+    from labkit.train.checkpoint import load_model
 
     p = plan(args)
     device = pick_device(p["device"])
@@ -295,8 +295,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _train_cascade_lungs(model: Any, loaders: tuple, config: Any, d: dict[str, Any]) -> Any:
     """Stage 1 of the cascade: train its lung model on lung masks, then freeze it."""
-    from labkit.checkpoint import load_checkpoint
     from labkit.train import fit
+    from labkit.train.checkpoint import load_checkpoint
 
     budget = config.time_budget_min
     lung_cfg = replace(

@@ -44,7 +44,7 @@ _EXPORTS = {
     "IMAGENET_STD": "preprocess",
     "check_dataset": "check",
     "CheckReport": "check",
-    "Problem": "check",
+    "Problem": "layout",
     "count_images": "explore",
     "counts_table": "explore",
     "infection_area": "explore",

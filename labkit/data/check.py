@@ -15,27 +15,14 @@ import numpy as np
 
 from labkit.data.layout import (
     CLASSES,
-    IMAGE_SUFFIX,
-    IMAGES,
-    MASK_KINDS,
     SPLITS,
+    Problem,
     Record,
+    _entries,
     find_subset_dir,
-    natural_key,
     present_subsets,
+    scan_class_folder,
 )
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One finding: ``level`` is ``"error"`` or ``"warning"``; ``path`` is the file concerned."""
-
-    level: str
-    path: Path
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.level}: {self.path}: {self.message}"
 
 
 class DataFileError(ValueError):
@@ -45,81 +32,6 @@ class DataFileError(ValueError):
         super().__init__(f"{path}: {message}")
         self.path = Path(path)
         self.message = message
-
-
-def _entries(folder: Path) -> list[Path]:
-    return sorted(folder.iterdir()) if folder.is_dir() else []
-
-
-def _is_png(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() == IMAGE_SUFFIX
-
-
-def scan_class_folder(
-    folder: Path, subset: str, split: str, cls: str
-) -> tuple[list[Record], list[Problem]]:
-    """Pair the images of one ``<split>/<class>`` folder with their masks (listing only).
-
-    Returns:
-        The records that have every mask, and the problems found (missing folders, images
-        without masks, masks without images, unexpected files, an empty folder).
-    """
-    kinds = (IMAGES, *MASK_KINDS[subset])
-    problems: list[Problem] = []
-    for extra in _entries(folder):
-        if extra.name not in kinds:
-            problems.append(Problem("warning", extra, "unexpected entry (ignored)"))
-    names: dict[str, set[str]] = {}
-    for kind in kinds:
-        kind_dir = folder / kind
-        if not kind_dir.is_dir():
-            problems.append(Problem("error", kind_dir, f"missing {kind!r} folder"))
-            names[kind] = set()
-            continue
-        names[kind] = set()
-        for entry in _entries(kind_dir):
-            if _is_png(entry):
-                names[kind].add(entry.name)
-            else:
-                problems.append(Problem("warning", entry, "unexpected file, not a PNG (ignored)"))
-    images = names[IMAGES]
-    if not any(names.values()):
-        problems.append(
-            Problem("error", folder, f"empty class folder ({split}/{cls}): no PNG files")
-        )
-        return [], problems
-    for kind in kinds[1:]:
-        if not (folder / kind).is_dir():
-            continue
-        for name in sorted(images - names[kind]):
-            problems.append(
-                Problem(
-                    "error",
-                    folder / IMAGES / name,
-                    f"image without {kind[:-1]} (expected {folder / kind / name})",
-                )
-            )
-        for name in sorted(names[kind] - images):
-            problems.append(
-                Problem(
-                    "error",
-                    folder / kind / name,
-                    f"{kind[:-1]} without image (expected {folder / IMAGES / name})",
-                )
-            )
-    complete = sorted((n for n in images if all(n in names[k] for k in kinds[1:])), key=natural_key)
-    records = [
-        Record(
-            subset=subset,
-            split=split,
-            cls=cls,
-            image=folder / IMAGES / n,
-            lung_mask=folder / MASK_KINDS[subset][0] / n,
-            infection_mask=(folder / MASK_KINDS[subset][1] / n) if subset == "infection" else None,
-        )
-        for n in complete
-    ]
-    return records, problems
 
 
 def read_png(path: Path, kind: str = "image") -> tuple[np.ndarray, list[Problem]]:

@@ -212,6 +212,93 @@ def normalize_root(path: str | Path) -> Path:
     raise errors[0]
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One finding: ``level`` is ``"error"`` or ``"warning"``; ``path`` is the file concerned."""
+
+    level: str
+    path: Path
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.level}: {self.path}: {self.message}"
+
+
+def _entries(folder: Path) -> list[Path]:
+    return sorted(folder.iterdir()) if folder.is_dir() else []
+
+
+def _is_png(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() == IMAGE_SUFFIX
+
+
+def scan_class_folder(
+    folder: Path, subset: str, split: str, cls: str
+) -> tuple[list[Record], list[Problem]]:
+    """Pair the images of one ``<split>/<class>`` folder with their masks (listing only).
+
+    Returns:
+        The records that have every mask, and the problems found (missing folders, images
+        without masks, masks without images, unexpected files, an empty folder).
+    """
+    kinds = (IMAGES, *MASK_KINDS[subset])
+    problems: list[Problem] = []
+    for extra in _entries(folder):
+        if extra.name not in kinds:
+            problems.append(Problem("warning", extra, "unexpected entry (ignored)"))
+    names: dict[str, set[str]] = {}
+    for kind in kinds:
+        kind_dir = folder / kind
+        if not kind_dir.is_dir():
+            problems.append(Problem("error", kind_dir, f"missing {kind!r} folder"))
+            names[kind] = set()
+            continue
+        names[kind] = set()
+        for entry in _entries(kind_dir):
+            if _is_png(entry):
+                names[kind].add(entry.name)
+            else:
+                problems.append(Problem("warning", entry, "unexpected file, not a PNG (ignored)"))
+    images = names[IMAGES]
+    if not any(names.values()):
+        problems.append(
+            Problem("error", folder, f"empty class folder ({split}/{cls}): no PNG files")
+        )
+        return [], problems
+    for kind in kinds[1:]:
+        if not (folder / kind).is_dir():
+            continue
+        for name in sorted(images - names[kind]):
+            problems.append(
+                Problem(
+                    "error",
+                    folder / IMAGES / name,
+                    f"image without {kind[:-1]} (expected {folder / kind / name})",
+                )
+            )
+        for name in sorted(names[kind] - images):
+            problems.append(
+                Problem(
+                    "error",
+                    folder / kind / name,
+                    f"{kind[:-1]} without image (expected {folder / IMAGES / name})",
+                )
+            )
+    complete = sorted((n for n in images if all(n in names[k] for k in kinds[1:])), key=natural_key)
+    records = [
+        Record(
+            subset=subset,
+            split=split,
+            cls=cls,
+            image=folder / IMAGES / n,
+            lung_mask=folder / MASK_KINDS[subset][0] / n,
+            infection_mask=(folder / MASK_KINDS[subset][1] / n) if subset == "infection" else None,
+        )
+        for n in complete
+    ]
+    return records, problems
+
+
 def index_dataset(
     root: str | Path,
     subset: str = "infection",
@@ -236,8 +323,6 @@ def index_dataset(
         ValueError: an image without a mask, a mask without an image, or an empty folder;
             the message names every file concerned.
     """
-    from labkit.data.check import scan_class_folder  # check imports this module
-
     splits = _check_names(splits, SPLITS, "splits")
     classes = _check_names(classes, CLASSES, "classes")
     base = find_subset_dir(root, subset)
@@ -282,10 +367,3 @@ def natural_key(name: str) -> tuple:
 def relative_name(path: Path, base: Path) -> str:
     """``path`` relative to ``base`` with forward slashes (stable across OSes for cache keys)."""
     return os.path.relpath(path, base).replace(os.sep, "/")
-
-
-def describe_data_location(data: str | None = None) -> str:
-    """One line for ``labkit info``: where data would be loaded from. Never raises."""
-    from labkit.data.locate import describe_data_location as describe
-
-    return describe(data)

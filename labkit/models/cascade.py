@@ -15,7 +15,7 @@ float32, bfloat16 and float16), while losses computed from the logits stay finit
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -151,52 +151,3 @@ class CascadeModel(nn.Module):
 
     def forward(self, image: Tensor) -> Tensor | list[Tensor]:
         return self.forward_stages(image).infection
-
-
-def cascade(
-    in_channels: int = 3,
-    classes: int = 1,
-    lung_model: str = "unet",
-    infection_model: str = "unet",
-    lung_kwargs: dict[str, Any] | None = None,
-    infection_kwargs: dict[str, Any] | None = None,
-    threshold: float = 0.5,
-    freeze_lung: bool = False,
-) -> CascadeModel:
-    """Build a :class:`CascadeModel` from two model names (lab 05, report 003).
-
-    Report 003: ``cascade(in_channels=3, lung_model="unet-efficientnet-b3",
-    infection_model="unet-efficientnet-b0", infection_kwargs={"dropout": 0.3})``.
-
-    Args:
-        in_channels: image channels (3 RGB, 1 grey); the infection stage gets one more.
-        classes: infection head classes (1 sigmoid, 2 softmax). The lung head has 1
-            unless ``lung_kwargs`` says otherwise.
-        lung_model: any name in :data:`labkit.models.MODELS` except ``"cascade"``.
-        infection_model: likewise.
-        lung_kwargs: extra arguments for the lung model (not ``in_channels``).
-        infection_kwargs: extra arguments for the infection model (not ``in_channels``
-            or ``classes``).
-        threshold: lung probability threshold.
-        freeze_lung: see :class:`CascadeModel`.
-    """
-    from . import build_model  # here, not at the top: labkit.models imports this file
-
-    lung_kwargs, infection_kwargs = dict(lung_kwargs or {}), dict(infection_kwargs or {})
-    for stage, name, kwargs, reserved in (
-        ("lung_model", lung_model, lung_kwargs, ("in_channels",)),
-        ("infection_model", infection_model, infection_kwargs, ("in_channels", "classes")),
-    ):
-        if name == "cascade":
-            raise ValueError(f"{stage} cannot be 'cascade' itself")
-        clash = [k for k in reserved if k in kwargs]
-        if clash:
-            raise ValueError(
-                f"{stage}: set {', '.join(clash)} on the cascade, not in its kwargs "
-                f"(the infection stage always gets in_channels + 1 for the lung mask)"
-            )
-    lung = build_model(lung_model, in_channels=in_channels, **lung_kwargs)
-    infection = build_model(
-        infection_model, in_channels=in_channels + 1, classes=classes, **infection_kwargs
-    )
-    return CascadeModel(lung, infection, threshold=threshold, freeze_lung=freeze_lung)

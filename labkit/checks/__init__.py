@@ -1,0 +1,54 @@
+"""Exercise checks: ``check`` prints ``[PASS]`` or what was expected and what came back.
+
+``check`` (running an exercise's tests in a notebook) is in ``labkit.checks.check``; the
+``Exercise`` / ``Case`` records and the registry in ``labkit.checks.registry``; comparing a
+result with the expected value (``compare``, ``describe``, ``expect``) in
+``labkit.checks.compare``. Students call ``lk.checks.check(...)`` and ``lk.checks.summary()``.
+"""
+
+from labkit.checks.check import (
+    RESULTS,
+    STRICT_ENV_VAR,
+    SUBMITTED,
+    CheckError,
+    Outcome,
+    check,
+    run_tests,
+    summary,
+)
+from labkit.checks.compare import CheckFailed, compare, describe, expect
+from labkit.checks.registry import (
+    COURSE_EXERCISES_MODULE,
+    EXERCISE_MODULES_ENV_VAR,
+    EXERCISES,
+    Case,
+    Exercise,
+    get_exercise,
+    lab_exercises,
+    register,
+    resolve,
+)
+
+__all__ = [
+    "COURSE_EXERCISES_MODULE",
+    "EXERCISES",
+    "EXERCISE_MODULES_ENV_VAR",
+    "RESULTS",
+    "STRICT_ENV_VAR",
+    "SUBMITTED",
+    "Case",
+    "CheckError",
+    "CheckFailed",
+    "Exercise",
+    "Outcome",
+    "check",
+    "compare",
+    "describe",
+    "expect",
+    "get_exercise",
+    "lab_exercises",
+    "register",
+    "resolve",
+    "run_tests",
+    "summary",
+]

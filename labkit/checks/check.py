@@ -1,0 +1,217 @@
+"""Exercise checks: ``[PASS]``, or what was expected and what came back, in a student's words.
+
+In a lab, an exercise cell defines a function with a fixed name and the next cell checks it::
+
+    # %% tags=["exercise"] exercise="01.minmax_scale"
+    def minmax_scale(x):
+        ### BEGIN SOLUTION
+        ...
+        ### END SOLUTION
+
+    # %%
+    minmax_scale = lk.checks.check("01.minmax_scale", minmax_scale)
+
+``check`` runs the exercise's tests, prints one verdict and returns the function the rest of
+the notebook should use: the student's own when it passes, otherwise labkit's reference
+(it says so), so a notebook with stubs or mistakes still runs to the end.
+
+Where things live:
+    * ``EXERCISES``: the registry, exercise id -> ``Exercise``. The course's exercises are
+      registered by ``labkit.exercises`` (imported on the first lookup of an unknown id), and
+      by any module named in ``LABKIT_EXERCISE_MODULES`` (comma-separated; for an
+      instructor's own labs). References and cases are import-path strings
+      (``"labkit.data.preprocess:minmax_scale"``) resolved only when used.
+      ``Exercise``, ``Case`` and the registry are defined in ``labkit.checks.registry``,
+      ``compare`` / ``describe`` / ``expect`` in ``labkit.checks.compare``; import them
+      from here.
+    * ``RESULTS``: exercise id -> ``{"status": "pass"|"fail"|"stub", "own": bool,
+      "message": str}``, the one record of what this kernel's checks saw. Display only: a
+      grader must not trust it (a student can overwrite it); ``labkit grade`` re-runs its own
+      tests on the student's functions.
+    * ``SUBMITTED``: exercise id -> the student's original function object as passed to
+      ``check`` (before the fallback replaced the name), for graders working in the kernel.
+
+Environment:
+    ``LABKIT_CHECKS_STRICT=1`` makes a check that does not pass raise ``CheckError``
+    (``labkit course run`` sets it: a solution notebook must pass its own checks).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# Re-exported: the registry and the comparisons live in their own modules, and every name
+# below has always been importable from labkit.checks.
+from labkit.checks.compare import CheckFailed, _is_tensor, compare, describe, expect
+from labkit.checks.registry import (
+    COURSE_EXERCISES_MODULE,
+    EXERCISE_MODULES_ENV_VAR,
+    EXERCISES,
+    Case,
+    Exercise,
+    get_exercise,
+    lab_exercises,
+    register,
+    resolve,
+)
+
+__all__ = [
+    "COURSE_EXERCISES_MODULE",
+    "EXERCISES",
+    "EXERCISE_MODULES_ENV_VAR",
+    "RESULTS",
+    "STRICT_ENV_VAR",
+    "SUBMITTED",
+    "Case",
+    "CheckError",
+    "CheckFailed",
+    "Exercise",
+    "Outcome",
+    "check",
+    "compare",
+    "describe",
+    "expect",
+    "get_exercise",
+    "lab_exercises",
+    "register",
+    "resolve",
+    "run_tests",
+    "summary",
+]
+
+STRICT_ENV_VAR = "LABKIT_CHECKS_STRICT"
+
+RESULTS: dict[str, dict[str, Any]] = {}
+SUBMITTED: dict[str, Any] = {}
+
+
+class CheckError(AssertionError):
+    """A check did not pass while ``LABKIT_CHECKS_STRICT`` is set."""
+
+
+# ---------------------------------------------------------------------------- running
+@dataclass
+class Outcome:
+    """What the tests found: ``status`` is ``"pass"``, ``"fail"`` or ``"stub"``."""
+
+    status: str
+    message: str = ""
+    hint: str = ""
+    tests: int = 0
+
+
+def _raised(err: BaseException, label: str) -> Outcome:
+    if isinstance(err, NotImplementedError):
+        return Outcome(
+            "stub", "not implemented yet (your function still raises NotImplementedError)"
+        )
+    text = f"{type(err).__name__}: {err}".strip().rstrip(":")
+    return Outcome("fail", f"{label}your function raised {text}")
+
+
+def _changed(after: Any, before: Any) -> bool:
+    """True when an array or tensor inside ``after`` differs from its copy in ``before``."""
+    if _is_tensor(before) or isinstance(before, np.ndarray):
+        return compare(after, before, 0.0, 0.0) is not None
+    if isinstance(before, Mapping):
+        return any(_changed(after[k], before[k]) for k in before)
+    if isinstance(before, (list, tuple)):
+        return len(after) != len(before) or any(map(_changed, after, before))
+    return False  # other objects: no meaningful equality to compare
+
+
+def run_tests(exercise: Exercise, fn: Any, cases: list[Case] | None = None) -> Outcome:
+    """Run an exercise's cases (or the given ones) and custom test on ``fn``.
+
+    Inputs are deep-copied for every call, so neither side sees the other's changes; a
+    function that changes its input in place fails with a message saying so.
+    Graders (``labkit grade``) call this with their own, stricter cases.
+    """
+    if not callable(fn):
+        return Outcome("fail", f"expected a function, got {describe(fn)}", exercise.hint)
+    reference = exercise.reference_impl()
+    cases = exercise.make_cases() if cases is None else cases
+    for case in cases:
+        label = f"on {case.label}: " if case.label else ""
+        expected = reference(*copy.deepcopy(case.args), **copy.deepcopy(dict(case.kwargs)))
+        args, kwargs = copy.deepcopy(case.args), copy.deepcopy(dict(case.kwargs))
+        try:
+            got = fn(*args, **kwargs)
+        except Exception as err:  # a student's bug is a verdict, not a crash
+            out = _raised(err, label)
+            out.hint = exercise.hint if out.status == "fail" else ""
+            return out
+        msg = compare(got, expected, exercise.atol, exercise.rtol)
+        if msg:
+            return Outcome("fail", label + msg, exercise.hint)
+        if _changed((args, kwargs), (case.args, dict(case.kwargs))):
+            return Outcome(
+                "fail",
+                label + "your function changed its input in place",
+                "work on a copy (e.g. x = x.clone() or x.copy()) and return a new result",
+            )
+    tests = len(cases)
+    if exercise.test is not None:
+        test = resolve(exercise.test, f"exercise {exercise.id}: test")
+        try:
+            test(fn, reference)
+        except CheckFailed as err:
+            return Outcome("fail", err.message, err.hint or exercise.hint)
+        except Exception as err:
+            out = _raised(err, "")
+            out.hint = exercise.hint if out.status == "fail" else ""
+            return out
+        tests += 1
+    return Outcome("pass", tests=tests)
+
+
+def check(exercise_id: str, fn: Any) -> Any:
+    """Check a student's function; print the verdict; return what the notebook should use.
+
+    Args:
+        exercise_id: e.g. ``"01.minmax_scale"``.
+        fn: the student's function (or class).
+
+    Returns:
+        ``fn`` when it passes, otherwise labkit's reference implementation.
+    """
+    exercise = get_exercise(exercise_id)
+    SUBMITTED[exercise_id] = fn
+    outcome = run_tests(exercise, fn)
+    RESULTS[exercise_id] = {
+        "status": outcome.status,
+        "own": outcome.status == "pass",
+        "message": outcome.message,
+    }
+    name = f"{exercise.title} ({exercise_id})"
+    fallback = "Using labkit's reference implementation for now, so the rest of the notebook runs."
+    if outcome.status == "pass":
+        print(f"[PASS] {name}: {outcome.tests} test(s) passed")
+    elif outcome.status == "stub":
+        print(f"[TODO] {name}: {outcome.message}.\n  {fallback}")
+    else:
+        print(f"[FAIL] {name}: {outcome.message}")
+        if outcome.hint:
+            print(f"  Hint: {outcome.hint}")
+        print(f"  {fallback}")
+    if outcome.status != "pass" and os.environ.get(STRICT_ENV_VAR, "") not in ("", "0"):
+        raise CheckError(
+            f"check {exercise_id} did not pass and {STRICT_ENV_VAR} is set: {outcome.message}"
+        )
+    return fn if outcome.status == "pass" else exercise.reference_impl()
+
+
+def summary() -> str:
+    """One line per check run in this kernel (for the end of a notebook); also printed."""
+    lines = [f"{v['status'].upper():5} {k}" for k, v in sorted(RESULTS.items())]
+    passed = sum(v["status"] == "pass" for v in RESULTS.values())
+    lines.append(f"{passed} of {len(RESULTS)} exercise(s) pass with your own code")
+    text = "\n".join(lines)
+    print(text)
+    return text

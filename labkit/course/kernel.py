@@ -1,0 +1,137 @@
+"""Executing a notebook on a fresh Jupyter kernel that runs *this* Python (nbclient).
+
+Shared by ``labkit course run`` (``execute_notebook``) and the grader's execute worker
+(``capped_client``: a deadline for the whole notebook and a cap on stored output).
+``inject_parameters`` adds papermill's injected-parameters cell.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import default
+
+from labkit.course.build import PARAMETERS_TAG
+
+KERNEL_NAME = "python3"
+
+
+class CurrentEnvKernelSpecManager(KernelSpecManager):
+    """Kernelspec "python3" = ipykernel on this interpreter (as nbval's --nbval-current-env)."""
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        if kernel_name == KERNEL_NAME:
+            from ipykernel.kernelspec import RESOURCES, get_kernel_dict
+
+            return KernelSpec(resource_dir=RESOURCES, **get_kernel_dict())
+        return super().get_kernel_spec(kernel_name)
+
+
+class CurrentEnvKernelManager(AsyncKernelManager):
+    """nbclient's kernel manager, starting kernels with ``sys.executable``."""
+
+    @default("kernel_spec_manager")
+    def _kernel_spec_manager_default(self) -> KernelSpecManager:
+        return CurrentEnvKernelSpecManager(data_dir=self.data_dir)
+
+
+def execute_notebook(
+    nb: nbformat.NotebookNode,
+    cwd: str | Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    allow_errors: bool = False,
+) -> nbformat.NotebookNode:
+    """Execute ``nb`` in place on a fresh current-environment kernel in folder ``cwd``.
+
+    Raises:
+        nbclient.exceptions.CellExecutionError: a cell raised (``nb`` keeps the outputs so far).
+    """
+    from nbclient import NotebookClient
+
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name=KERNEL_NAME,
+        kernel_manager_class=CurrentEnvKernelManager,
+        allow_errors=allow_errors,
+        resources={"metadata": {"path": str(cwd)}},
+    )
+    kwargs = {"env": env} if env is not None else {}
+    return client.execute(**kwargs)
+
+
+def inject_parameters(nb: nbformat.NotebookNode, values: dict[str, Any]) -> None:
+    """Insert ``NAME = value`` lines after the cell tagged ``parameters`` (papermill style)."""
+    tagged = [
+        i for i, c in enumerate(nb.cells) if PARAMETERS_TAG in c.get("metadata", {}).get("tags", [])
+    ]
+    if not tagged:
+        raise ValueError("notebook has no cell tagged 'parameters' to inject values after")
+    i = tagged[0]
+    lines = ["# Injected by labkit course run"]
+    lines += [f"{name} = {value!r}" for name, value in values.items()]
+    cell = nbformat.v4.new_code_cell("\n".join(lines), metadata={"tags": ["injected-parameters"]})
+    cell.id = "injected-parameters"
+    nb.cells.insert(i + 1, cell)
+
+
+def traceback_tail(text: str, lines: int = 8) -> list[str]:
+    """The last ``lines`` lines of a kernel traceback, without colour codes or rulers."""
+    plain = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text or "")
+    kept = [line for line in plain.splitlines() if line.strip() and not set(line) <= set("-")]
+    return [line[:300] for line in kept[-lines:]]
+
+
+def capped_client(
+    nb: nbformat.NotebookNode, deadline: float, max_output: int, cwd: str, pgid_file: Path
+) -> Any:
+    """An nbclient ``NotebookClient`` with a deadline for the whole notebook (``time.monotonic``
+    seconds), at most ``max_output`` characters of stored output, the last cell it started in
+    ``last_cell``, and the kernel's process group written to ``pgid_file`` (for a parent that
+    must kill the kernel if this process hangs)."""
+    from nbclient import NotebookClient
+
+    class CappedClient(NotebookClient):
+        """nbclient with a deadline for the whole notebook and a cap on stored output."""
+
+        last_cell = -1
+        kept = 0
+        dropped = 0
+
+        async def async_start_new_kernel(self, **kwargs: Any) -> None:
+            await super().async_start_new_kernel(**kwargs)
+            # For the parent: the kernel runs in its own process group; kill it if we hang.
+            pgid = getattr(self.km.provisioner, "pgid", None)
+            if pgid:
+                pgid_file.write_text(str(pgid), encoding="utf-8")
+
+        async def async_execute_cell(self, cell: Any, cell_index: int, *args: Any, **kw: Any):
+            self.last_cell = cell_index
+            return await super().async_execute_cell(cell, cell_index, *args, **kw)
+
+        def output(self, outs: list, msg: dict, display_id: Any, cell_index: int) -> Any:
+            content = msg.get("content", {})
+            size = len(str(content.get("text", ""))) + len(str(content.get("data", "")))
+            if self.kept + size > max_output and msg["msg_type"] != "error":
+                self.dropped += size
+                return None
+            self.kept += size
+            return super().output(outs, msg, display_id, cell_index)
+
+    return CappedClient(
+        nb,
+        timeout_func=lambda cell: max(1, int(deadline - time.monotonic())),
+        kernel_name=KERNEL_NAME,
+        kernel_manager_class=CurrentEnvKernelManager,
+        allow_errors=False,
+        record_timing=False,
+        startup_timeout=120,
+        resources={"metadata": {"path": str(cwd)}},
+    )

@@ -1,0 +1,251 @@
+"""``labkit course run``: execute every lab's solution notebook and collect the results.
+
+For each lab source ``NN_name.py`` (in order) the solution notebook is built in memory from
+the source (so it is never stale), its ``parameters`` cell is followed by an injected cell
+(``PROFILE = ...``, ``DATA = ...``, papermill's convention, tagged ``injected-parameters``),
+and it is executed by nbclient on a fresh Jupyter kernel that runs *this* Python
+(``sys.executable``, whatever kernelspec "python3" says elsewhere). The kernel's environment
+adds ``LABKIT_PROFILE``, ``LABKIT_RESULTS`` (the results protocol of
+``labkit.course.setup.record_result``) and ``LABKIT_CHECKS_STRICT=1`` (a solution must pass
+its own checks); ``MPLBACKEND`` is dropped so figures are captured inline.
+
+Written to ``--out DIR``: ``NN_name.ipynb`` (executed, also when a cell failed),
+``NN_name.html``, ``results.jsonl`` (one line per ``record_result``), ``results.md`` (labs,
+trained models beside the reports' figures). Each lab runs in its own working folder
+``DIR/work/NN_name``. A failing lab (a source that does not build, a cell that raises or
+times out, a dead kernel) is reported and the run goes on; ``run_course`` returns the per-lab
+outcomes and the command exits non-zero if any failed. ``--timeout`` is nbclient's limit per
+cell, in seconds (default: 900 in the smoke profile, none in full).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from labkit.course.build import BuildError, build_lab, find_labs
+from labkit.course.kernel import execute_notebook, inject_parameters
+from labkit.course.setup import METRIC_KEYS, RESULTS_ENV_VAR
+
+
+def export_html(nb: nbformat.NotebookNode, path: Path) -> None:
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    path.write_text(body, encoding="utf-8")
+
+
+@dataclass
+class LabRun:
+    """One lab's outcome in a course run."""
+
+    lab: str
+    stem: str
+    ok: bool
+    seconds: float
+    error: str = ""
+
+
+def _error_summary(err: BaseException) -> str:
+    """The last line of a cell error (the exception), not the whole traceback."""
+    name = getattr(err, "ename", "") or type(err).__name__
+    value = getattr(err, "evalue", "") or str(err).strip().splitlines()[-1:] or [""]
+    if isinstance(value, list):
+        value = value[0]
+    return f"{name}: {value}"[:300]
+
+
+def run_course(
+    source: str | Path = "solutions",
+    out: str | Path = "runs/course",
+    data: str | None = None,
+    profile: str | None = None,
+    labs: list[str] | None = None,
+    timeout: float | None = None,
+    progress: bool = True,
+) -> list[LabRun]:
+    """Execute the labs' solution notebooks in order; write notebooks, HTML and results.md.
+
+    Args:
+        source: folder of ``NN_name.py`` lab sources.
+        out: output folder (created).
+        data: ``"phantom"``, a dataset root, or ``None`` (each notebook's own search).
+        profile: ``"smoke"``, ``"full"`` or ``None`` (``LABKIT_PROFILE``, else smoke).
+        labs: lab numbers to run (default: all).
+        timeout: seconds allowed per cell; ``None``: 900 in the smoke profile, no limit in
+            full (a full training cell may take an hour on a GPU).
+        progress: show a tqdm progress bar over labs.
+
+    Returns:
+        One ``LabRun`` per lab, in order.
+    """
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+    from tqdm.auto import tqdm
+
+    from labkit.profiles import get_profile
+
+    prof = get_profile(profile)
+    if timeout is None:
+        timeout = 900 if prof.name == "smoke" else -1  # nbclient: -1 = no limit
+    sources = find_labs(source, labs)
+    if not sources:
+        raise FileNotFoundError(f"no lab sources (NN_name.py) in {source}")
+    if data is not None and str(data).lower() != "phantom":
+        data = str(Path(data).expanduser().resolve())
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = (out / "results.jsonl").resolve()
+    results_path.write_text("", encoding="utf-8")
+    env = dict(os.environ)
+    env.pop("MPLBACKEND", None)
+    env.update(
+        {
+            "LABKIT_PROFILE": prof.name,
+            RESULTS_ENV_VAR: str(results_path),
+            "LABKIT_CHECKS_STRICT": "1",
+        }
+    )
+    runs: list[LabRun] = []
+    bar = tqdm(sources, desc="labs", unit="lab", disable=not progress)
+    for src in bar:
+        bar.set_postfix_str(src.stem)
+        try:
+            lab, _, nb = build_lab(src, notebooks_dir=out)
+        except BuildError as err:  # a broken source fails its lab, not the run
+            runs.append(LabRun(src.stem[:2], src.stem, False, 0.0, f"BuildError: {err}"))
+            tqdm.write(f"lab {src.stem}: FAILED to build ({err})")
+            continue
+        inject_parameters(nb, {"PROFILE": prof.name, "DATA": data})
+        work = out / "work" / lab.stem
+        work.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        error = ""
+        try:
+            execute_notebook(nb, cwd=work, env=env, timeout=timeout)
+        except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
+            error = _error_summary(err)
+        except Exception as err:  # kernel failed to start, ...: report, go on
+            error = f"{type(err).__name__}: {err}"[:300]
+        seconds = time.perf_counter() - start
+        nbformat.write(nb, out / f"{lab.stem}.ipynb")
+        try:
+            export_html(nb, out / f"{lab.stem}.html")
+        except Exception as err:  # HTML is a convenience; a failed export must not hide results
+            error = error or f"HTML export failed: {type(err).__name__}: {err}"
+        runs.append(LabRun(lab.lab, lab.stem, not error, seconds, error))
+        status = "ok" if not error else f"FAILED ({error})"
+        tqdm.write(f"lab {lab.lab} {lab.stem}: {status} in {seconds:.0f} s")
+    rows = read_results(results_path)
+    write_results_md(out / "results.md", runs, rows, prof.name, data)
+    return runs
+
+
+# ---------------------------------------------------------------------------- results.md
+def read_results(path: str | Path) -> list[dict]:
+    """Rows written by ``record_result`` (one JSON object per line)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}, line {number}: not a JSON object ({err})") from err
+    return rows
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "-"
+    value = float(value)
+    return "n/a" if value != value else f"{value:.3f}"
+
+
+def _report_cell(row: dict) -> str:
+    from labkit.reports import describe_figure, find_figure
+
+    report = row.get("report")
+    if report is None:
+        return "-"
+    if isinstance(report, str):
+        figure = find_figure(row["lab"], report)
+        return describe_figure(figure) if figure else f"{report} (unknown key)"
+    parts = [str(report.get("source", "report"))]
+    parts += [f"{k} {_num(report[k])}" for k in METRIC_KEYS if report.get(k) is not None]
+    return ": ".join([parts[0], ", ".join(parts[1:])]) if len(parts) > 1 else parts[0]
+
+
+def write_results_md(
+    path: Path, runs: list[LabRun], rows: list[dict], profile: str, data: str | None
+) -> None:
+    """Labs table, trained-models table (beside the report's figures), the reports' tables."""
+    from labkit import __version__
+    from labkit.reports import report_table_md
+
+    phantom = any(r.get("phantom") for r in rows) or data == "phantom"
+    lines = [
+        "# labkit course run: results",
+        "",
+        f"labkit {__version__} · profile `{profile}` · data `{data or 'notebook default'}` "
+        f"· python {sys.version.split()[0]}",
+        "",
+    ]
+    if phantom:
+        lines += [
+            "> **Phantom data**: synthetic chest X-rays. These numbers test that the code runs;",
+            "> they are **not comparable** with the reports' figures.",
+            "",
+        ]
+    elif profile != "full":
+        lines += [
+            f"> Profile `{profile}`: reduced sizes and epochs, not the reports' settings.",
+            "",
+        ]
+    lines += ["## Labs", "", "| lab | notebook | status | time |", "| --- | --- | --- | --- |"]
+    for run in runs:
+        status = "ok" if run.ok else f"**FAILED**: {run.error}".replace("|", "\\|")
+        html = path.parent / f"{run.stem}.html"
+        name = f"[{run.stem}]({html.name})" if html.is_file() else run.stem
+        lines.append(f"| {run.lab} | {name} | {status} | {run.seconds:.0f} s |")
+    lines += [
+        "",
+        "## Trained models",
+        "",
+        "Metrics are fractions in [0, 1]: per-image means over images with infection "
+        "(labkit's empty-mask policy, see ARCHITECTURE.md).",
+        "",
+        "| lab | model | loss | Dice | IoU | sensitivity | precision | train time | "
+        "report's figure (as reported) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        seconds = row.get("train_seconds")
+        time_text = "-" if seconds is None else f"{seconds:.1f} s"
+        metrics = " | ".join(_num(row.get(k)) for k in METRIC_KEYS)
+        lines.append(
+            f"| {row['lab']} | {row['model']} | {row['loss']} | {metrics} | {time_text} | "
+            f"{_report_cell(row)} |"
+        )
+    if not rows:
+        lines.append("| - | no results recorded | | | | | | | |")
+    # Free-text notes that record_result carried (e.g. MAE scales, final losses).
+    notes = [(row["lab"], row["model"], row["notes"]) for row in rows if row.get("notes")]
+    if notes:
+        lines += ["", "Notes:", ""]
+        lines += [f"- lab {lab}, {model}: {text}" for lab, model, text in notes]
+    lines += ["", "## The reports' own figures", ""]
+    tables = [t for t in (report_table_md(run.lab) for run in runs) if t]
+    for table in tables:
+        lines += [table, ""]
+    if not tables:
+        lines.append("The labs run here have no figures from the reports.")
+    path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")

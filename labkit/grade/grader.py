@@ -1,0 +1,142 @@
+"""Grade one submission, then a whole class: hidden tests, execution, gradebook, feedback."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from labkit.course.build import exercise_cells
+from labkit.grade.judge import ExerciseResult, LabSpec, prepare_lab
+from labkit.grade.report import write_feedback, write_gradebook
+from labkit.grade.run import execute, run_hidden_tests
+from labkit.grade.submissions import (
+    Options,
+    StudentResult,
+    Submission,
+    find_submissions,
+    normalise_lab,
+    read_notebook,
+)
+from labkit.grade.workspace import Workspace
+
+
+def grade_student(sub: Submission, lab: LabSpec, options: Options, root: Path) -> StudentResult:
+    """Grade one submission; never raises for anything the submission does."""
+    start = time.perf_counter()
+    result = StudentResult(sub.student, lab.lab, sub.path.name, "invalid")
+    nb, problem = read_notebook(sub, lab.lab)
+    cells = exercise_cells(nb) if nb is not None else {}
+    if nb is not None and not any(s.exercise.id in cells for s in lab.specs):
+        ids = ", ".join(s.exercise.id for s in lab.specs)
+        problem = (
+            f"none of lab {lab.lab}'s exercise cells ({ids}) is in this notebook; was the "
+            "wrong notebook submitted, or were the exercise cells replaced?"
+        )
+    if problem:
+        result.detail = problem
+        result.exercises = [
+            ExerciseResult(
+                s.exercise.id, s.exercise.title, float(s.exercise.points), "missing", problem
+            )
+            for s in lab.specs
+        ]
+        return result
+    ws = Workspace(root, sub.student, lab, options)
+    try:
+        result.exercises = run_hidden_tests(nb, cells, lab, options, ws)
+        result.run = execute(nb, lab, options, ws) if options.run else {"status": "not-run"}
+    finally:
+        ws.close()
+    result.status = result.run["status"]
+    missing = [e.id for e in result.exercises if e.status == "missing" and e.id not in cells]
+    details = []
+    cell = result.run.get("cell", -1)
+    where = f"cell {cell + 1}" if isinstance(cell, int) and cell >= 0 else ""
+    if result.status == "error":
+        details.append(f"{where}: {result.run.get('error', '')}".lstrip(": "))
+    elif result.status == "timeout":
+        details.append(f"timed out after {options.timeout:g} s {'in ' + where if where else ''}")
+    if missing:
+        details.append(f"missing exercise cell(s): {', '.join(missing)}")
+    result.detail = "; ".join(details)[:300]
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+# ---------------------------------------------------------------------------- all students
+def grade(
+    submissions: str | Path, lab: str, out: str | Path, options: Options | None = None
+) -> list[StudentResult]:
+    """Grade every submission of ``lab`` in ``submissions``; write the gradebook and feedback.
+
+    Args:
+        submissions: a folder of ``.ipynb`` files (or one per-student folder each, see
+            ``Options.per_student_folders``), or a single notebook.
+        lab: the lab number, e.g. ``"01"``.
+        out: output folder for ``gradebook.csv`` and ``feedback/``.
+        options: see ``Options``.
+
+    Returns:
+        One ``StudentResult`` per submission, sorted by student.
+    """
+    from tqdm.auto import tqdm
+
+    options = options or Options()
+    lab = normalise_lab(lab)
+    if options.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {options.jobs}")
+    if options.timeout <= 0 or options.exercise_timeout <= 0:
+        raise ValueError("--timeout and --test-timeout must be positive (seconds)")
+    subs = find_submissions(submissions, lab, options.per_student_folders)
+    prepared = prepare_lab(lab, options.source, options.hidden_dirs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)  # fail early if it cannot be created
+    if prepared.needs_data and options.data == "phantom":
+        from labkit.data.locate import ensure_phantom
+        from labkit.profiles import get_profile
+
+        prepared.phantom_root = ensure_phantom(
+            get_profile(options.profile).phantom_n, progress=options.progress
+        )
+    root = Path(tempfile.mkdtemp(prefix="labkit-grade-"))
+    results: list[StudentResult] = []
+    bar = tqdm(
+        total=len(subs), desc=f"grading lab {lab}", unit="student", disable=not options.progress
+    )
+    try:
+        with ThreadPoolExecutor(max_workers=options.jobs) as pool:
+            futures = {pool.submit(_safe_grade, s, prepared, options, root): s for s in subs}
+            for future in as_completed(futures):
+                results.append(future.result())
+                bar.set_postfix_str(results[-1].student[:20])
+                bar.update()
+    finally:
+        bar.close()
+        shutil.rmtree(root, ignore_errors=True)
+    results.sort(key=lambda r: r.student)
+    out.mkdir(parents=True, exist_ok=True)  # again: a submission may have deleted it
+    write_gradebook(out / "gradebook.csv", results, [s.exercise for s in prepared.specs])
+    write_feedback(out / "feedback", results, options)
+    return results
+
+
+def _safe_grade(sub: Submission, lab: LabSpec, options: Options, root: Path) -> StudentResult:
+    try:
+        return grade_student(sub, lab, options, root)
+    except Exception as err:  # noqa: BLE001 (a grader bug must not stop the other students)
+        result = StudentResult(sub.student, lab.lab, sub.path.name, "error")
+        result.detail = f"labkit grade failed on this submission: {type(err).__name__}: {err}"[:300]
+        result.exercises = [
+            ExerciseResult(
+                s.exercise.id,
+                s.exercise.title,
+                float(s.exercise.points),
+                "crashed",
+                "the grader failed; ask your instructor",
+            )
+            for s in lab.specs
+        ]
+        return result

@@ -1,0 +1,245 @@
+"""The grader's own side of the hidden tests: expected values before any student code runs,
+and the verdicts, reached here from a worker's observations (``labkit.grade.wire``).
+
+``prepare_lab`` reads the lab source (its exercise ids and import statements), snapshots
+labkit, the exercise modules and the hidden-test files as bytes (the workers' private copy),
+builds every exercise's tests (``labkit.grade.hidden.exercise_tests``) and runs them on the
+reference. ``judge`` compares a worker's observations with those expected values: an exercise
+passes when every test does, and the message names the first one that did not.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib.util
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labkit.checks import EXERCISE_MODULES_ENV_VAR, Case, Exercise, compare, describe, get_exercise
+from labkit.course.build import build_lab, find_labs
+from labkit.grade.hidden import Probe, describe_test, exercise_tests, load_hidden_tests
+from labkit.grade.wire import decode, encode, has_opaque
+
+
+@dataclass
+class ExerciseResult:
+    id: str
+    title: str
+    max_points: float
+    status: str  # pass | fail | stub | missing | timeout | crashed
+    message: str = ""
+    hint: str = ""
+    passed: int = 0
+    tests: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def points(self) -> float:
+        return self.max_points if self.status == "pass" else 0.0
+
+
+@dataclass
+class ExerciseSpec:
+    """One exercise as the grader sees it: its tests and the expected observations."""
+
+    exercise: Exercise
+    tests: list[Case | Probe]
+    expected: list[dict]
+
+
+@dataclass
+class LabSpec:
+    lab: str
+    stem: str
+    specs: list[ExerciseSpec]
+    prelude: list[str]  # the lab's own import statements
+    snapshot: dict[str, bytes]
+    hidden_rel: list[str]  # the hidden-test folders inside the private copy of labkit
+    needs_data: bool
+    phantom_root: Path | None = None  # phantom data to copy into each working folder
+
+
+def snapshot_sources(hidden_dirs: tuple[Path, ...]) -> tuple[dict[str, bytes], list[str]]:
+    """labkit, the exercise modules and the hidden-test files as bytes, read now.
+
+    Returns:
+        ``(files, hidden)``: relative path -> bytes, and the hidden folders relative to the copy.
+    """
+    files: dict[str, bytes] = {}
+
+    def add_tree(src: Path, dest: str) -> None:
+        if src.is_file():
+            files[dest] = src.read_bytes()
+            return
+        for p in sorted(src.rglob("*")):
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc":
+                files[f"{dest}/{p.relative_to(src).as_posix()}"] = p.read_bytes()
+
+    # The whole labkit package, wherever this module sits inside it.
+    add_tree(Path(importlib.util.find_spec("labkit").submodule_search_locations[0]), "labkit")
+    for name in filter(None, os.environ.get(EXERCISE_MODULES_ENV_VAR, "").split(",")):
+        top = name.strip().split(".")[0]
+        spec = importlib.util.find_spec(top)
+        if spec is None or not spec.origin:
+            raise ValueError(f"{EXERCISE_MODULES_ENV_VAR} names {name!r}, which cannot be found")
+        origin = Path(spec.origin)
+        if spec.submodule_search_locations:
+            add_tree(origin.parent, top)
+        else:
+            add_tree(origin, f"{top}.py")
+    hidden = []
+    for i, folder in enumerate(hidden_dirs):
+        add_tree(Path(folder), f"_hidden/{i}")
+        hidden.append(f"_hidden/{i}")
+    return files, hidden
+
+
+def imports_of(source: str) -> list[str]:
+    """Top-level import statements of a code cell (magics turned into Python first)."""
+    try:
+        tree = ast.parse(python_source(source))
+    except SyntaxError:
+        return []
+    return [ast.unparse(n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+
+
+def python_source(source: str) -> str:
+    """A cell's source as plain Python (``%magic`` and ``!shell`` lines become calls)."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        return TransformerManager().transform_cell(source)
+    except Exception:  # noqa: BLE001 (left as is: the parse will report it)
+        return source
+
+
+def expected_observation(test: Case | Probe, reference: Any) -> dict:
+    """What the reference does on ``test``, in the same form a worker reports it."""
+
+    try:
+        if isinstance(test, Case):
+            value = reference(*copy.deepcopy(test.args), **copy.deepcopy(dict(test.kwargs)))
+        else:
+            value = test.run(reference)
+    except Exception as err:  # noqa: BLE001 (a test may expect an exception)
+        return {"kind": "raised", "type": type(err).__name__, "text": str(err)}
+    arrays: dict = {}
+    tree = encode(value, arrays)
+    return {"kind": "value", "value": decode(tree, arrays)}
+
+
+_PREPARE = threading.Lock()  # the exercise and hidden-test registries are process-wide
+
+
+def prepare_lab(lab: str, source_dir: Path, hidden_dirs: tuple[Path, ...] = ()) -> LabSpec:
+    """Everything the grader needs before any submission runs (nothing runs student code).
+
+    Thread-safe: two ``grade`` calls in one process (threads) prepare one after the other.
+    """
+    with _PREPARE:
+        return _prepare_lab(lab, source_dir, hidden_dirs)
+
+
+def _prepare_lab(lab: str, source_dir: Path, hidden_dirs: tuple[Path, ...]) -> LabSpec:
+    (source,) = find_labs(source_dir, [lab])
+    info, _, solution = build_lab(source, notebooks_dir=source_dir)
+    snapshot, hidden_rel = snapshot_sources(hidden_dirs)
+    load_hidden_tests(lab, list(hidden_dirs))
+    specs = []
+    for exercise_id in info.exercises:
+        try:
+            exercise = get_exercise(exercise_id)
+        except KeyError as err:
+            raise ValueError(f"{source}: {err.args[0]}") from None
+        reference = exercise.reference_impl()
+        tests = exercise_tests(exercise)
+        expected = [expected_observation(t, reference) for t in tests]
+        for test, exp in zip(tests, expected):
+            if exp["kind"] == "value" and has_opaque(exp["value"]):
+                raise ValueError(
+                    f"test {test.label!r} of {exercise_id}: the reference's result cannot be "
+                    "compared across processes; make the test return numbers, strings, "
+                    "tuples, lists, dicts, arrays or tensors"
+                )
+        specs.append(ExerciseSpec(exercise, tests, expected))
+    prelude = [s for c in solution.cells if c.cell_type == "code" for s in imports_of(c.source)]
+    text = Path(source).read_text(encoding="utf-8")
+    needs_data = not re.search(r"needs_data\s*=\s*False", text)
+    return LabSpec(lab, info.stem, specs, prelude, snapshot, hidden_rel, needs_data)
+
+
+def judge(spec: ExerciseSpec, meta: dict) -> ExerciseResult:
+    """Compare a worker's observations with the expected ones; the verdict is reached here."""
+    ex = spec.exercise
+    result = ExerciseResult(ex.id, ex.title, float(ex.points), "pass", tests=len(spec.tests))
+    result.notes = [str(n)[:500] for n in meta.get("notes", [])][:10]
+    if not meta.get("defined"):
+        kind = "a class" if ex.function[:1].isupper() else "a function"
+        return _failed(
+            result,
+            "missing",
+            f"your exercise cell does not define {kind} named `{ex.function}` "
+            "(the grader looks for this name in the exercise cell)",
+        )
+    observations = meta["observations"]
+    if len(observations) != len(spec.tests):
+        raise ValueError(f"{len(observations)} observations for {len(spec.tests)} tests")
+    for number, (test, exp, obs) in enumerate(zip(spec.tests, spec.expected, observations), 1):
+        label = describe_test(test, number)
+        where = f"on {label}: " if isinstance(test, Case) else f"{label}: "
+        if getattr(test, "verdict", False):
+            where = ""
+        message = _verdict(exp, obs, ex, test)
+        if message == "stub":
+            return _failed(
+                result, "stub", "not implemented yet (your code still raises NotImplementedError)"
+            )
+        if message:
+            result.hint = ex.hint
+            if obs.get("reference_used"):
+                result.hint = ""
+            return _failed(result, "fail", where + message)
+        result.passed += 1
+    return result
+
+
+def _verdict(exp: dict, obs: dict, ex: Exercise, test: Case | Probe) -> str | None:
+    """Why the observation ``obs`` does not match ``exp``, "stub", or None when it does."""
+    if obs["kind"] == "raised":
+        if obs.get("reference_used"):
+            return str(obs["text"]).split(" (line ")[0]
+        if obs["type"] == "CheckFailed":  # a probe's own explanation, already in words
+            return str(obs["text"]).removeprefix("CheckFailed: ")
+        if exp["kind"] == "raised" and obs["type"] == exp["type"]:
+            return None
+        if obs["type"] == "NotImplementedError":
+            return "stub"
+        return f"your code raised {obs['text']}"
+    if exp["kind"] == "raised":
+        return f"expected your code to raise {exp['type']}, it returned {describe(obs['value'])}"
+    got, expected = obs["value"], exp["value"]
+    if getattr(test, "verdict", False) and got != expected:
+        return str(got)
+    if has_opaque(got):
+        return f"expected {describe(expected)}, got {got!r}"
+    atol = ex.atol if getattr(test, "atol", None) is None else test.atol
+    rtol = ex.rtol if getattr(test, "rtol", None) is None else test.rtol
+    message = compare(got, expected, atol, rtol)
+    if message:
+        return message
+    if obs.get("changed_input"):
+        return (
+            "your function changed its input in place; work on a copy (e.g. x = x.clone() "
+            "or x.copy()) and return a new result"
+        )
+    return None
+
+
+def _failed(result: ExerciseResult, status: str, message: str) -> ExerciseResult:
+    result.status, result.message = status, message
+    return result

@@ -1,0 +1,254 @@
+"""Training: ``fit(model, train, val, config)``, with its ``TrainConfig`` and ``History``.
+
+The loop in `fit` is written out by hand so you can read it top to bottom: one epoch is
+"train on every batch, then score the validation set", and everything else (learning-rate
+schedule, early stopping, checkpoints, time budget) happens between epochs.
+
+Augmentation belongs to the data loader, not to `fit`: pass
+``BatchLoader(train_data, augment=Augment(...))`` for the training set and no ``augment`` for
+validation. `fit` then never has to know whether a batch is augmented, and the validation
+set can never be augmented by accident.
+
+``TrainConfig`` and ``History`` live in ``labkit.train.config``, the step inside an epoch and
+validation in ``labkit.train.step``; import them all from here.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+# Re-exported: these names have always been importable from labkit.train.
+from labkit.train.config import (
+    MONITORS,
+    OPTIMIZERS,
+    SCHEDULERS,
+    STOP_REASONS,
+    History,
+    TrainConfig,
+    make_config,
+)
+from labkit.train.step import NonFiniteLossError, _Forward, _Step, _validate
+
+__all__ = [
+    "MONITORS",
+    "OPTIMIZERS",
+    "SCHEDULERS",
+    "STOP_REASONS",
+    "History",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "fit",
+    "make_config",
+    "make_optimizer",
+    "make_scheduler",
+]
+
+
+def fit(
+    model: nn.Module,
+    train: Any,
+    val: Any,
+    config: TrainConfig | None = None,
+    *,
+    resume_from: str | Path | None = None,
+    **overrides: Any,
+) -> History:
+    """Train ``model`` on ``train``, score it on ``val`` after every epoch.
+
+    Args:
+        model: any ``nn.Module`` returning logits ``(B, 1|2, H, W)``, or a list of them
+            (deep supervision, final output first) in training mode.
+        train: a ``labkit.data.BatchLoader`` or any iterable of ``Batch(x, y, ...)`` or
+            ``(x, y)`` pairs; ``set_epoch(epoch)`` is called on it if it has one, so the
+            shuffle order (and augmentation) of every epoch is reproducible.
+        val: the same for validation (not shuffled, not augmented).
+        config: a `TrainConfig`; ``**overrides`` replace its fields
+            (``fit(model, tr, va, epochs=3, lr=1e-3)``).
+        resume_from: a ``last.pt`` written by an earlier `fit`: continue after its epoch
+            with its weights, optimizer, schedule, history and random states.
+
+    Returns:
+        The `History` (also stored in ``out_dir/last.pt`` when ``out_dir`` is set). The
+        model holds the last epoch's weights, or the best epoch's with ``restore_best=True``.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN/inf (the message names epoch and step).
+    """
+    from labkit.device import amp_dtype, make_grad_scaler, pick_device, seed_everything
+    from labkit.device import channels_last as to_channels_last
+    from labkit.losses import DeepSupervisionLoss, build_loss
+    from labkit.train import checkpoint as ckpt
+
+    cfg = make_config(config, **overrides)
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
+    model = model.to(device)
+    if cfg.channels_last:
+        model = to_channels_last(model)
+    loss_fn = build_loss(cfg.loss) if isinstance(cfg.loss, str) else cfg.loss
+    if cfg.deep_supervision and not isinstance(loss_fn, DeepSupervisionLoss):
+        loss_fn = DeepSupervisionLoss(loss_fn)  # 0.5 final + 0.5 over the auxiliary heads
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg)
+    dtype = amp_dtype(device, cfg.amp)  # bfloat16, float16 or None (fp32)
+    scaler = make_grad_scaler(device, dtype)  # only active for float16
+    forward = _Forward(model, cfg.compile)
+    step = _Step(forward, loss_fn, optimizer, scaler, device, dtype, cfg)
+
+    history = History(monitor=cfg.monitor)
+    bad_epochs = 0  # epochs since the monitored metric last improved
+    data_spec: dict[str, Any] = {}
+    start = 1
+    if resume_from is not None:
+        state = ckpt.load_checkpoint(resume_from)  # on the CPU; load_state_dict moves it
+        ts = ckpt.require_training_state(state, resume_from)
+        model.load_state_dict(state["state_dict"])
+        ckpt.restore_training_state(ts, optimizer, scheduler, scaler)
+        history = History.from_dict(state["history"])
+        bad_epochs, data_spec, start = ts["bad_epochs"], state["data"], state["epoch"] + 1
+    out_dir = Path(cfg.out_dir) if cfg.out_dir is not None else None
+    best_state = _best_before(resume_from, history) if cfg.restore_best else None
+    better = (lambda a, b: a > b) if cfg.mode == "max" else (lambda a, b: a < b)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        range(start, cfg.epochs + 1),
+        desc="epochs",
+        initial=start - 1,
+        total=cfg.epochs,
+        disable=not cfg.progress,
+    )
+    t_fit = time.perf_counter()
+    for epoch in bar:
+        t0 = time.perf_counter()
+        # ---- train: one pass over the training batches --------------------------------
+        model.train()
+        if hasattr(train, "set_epoch"):
+            train.set_epoch(epoch)  # reproducible shuffle/augmentation for this epoch
+        train_loss, shape = step.train_epoch(train, epoch)
+        data_spec = data_spec or _data_spec(train, shape)
+        # ---- validate: loss and metrics on the validation set, no gradients -----------
+        model.eval()
+        val_scores = _validate(forward, val, loss_fn, device, dtype, cfg)
+        lr = optimizer.param_groups[0]["lr"]  # the lr this epoch trained with
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val_scores[cfg.monitor])
+        elif scheduler is not None:
+            scheduler.step()
+        seconds = time.perf_counter() - t0
+        # ---- record the epoch ----------------------------------------------------------
+        history.epoch.append(epoch)
+        history.train_loss.append(train_loss)
+        for key in ("val_loss", "val_dice", "val_iou", "val_sensitivity", "val_precision"):
+            getattr(history, key).append(val_scores[key])
+        history.lr.append(lr)
+        history.seconds.append(seconds)
+        history.train_seconds += seconds
+        value = val_scores[cfg.monitor]
+        improved = not math.isnan(value) and (
+            history.best_metric is None or better(value, history.best_metric)
+        )
+        if improved:
+            history.best_epoch, history.best_metric, bad_epochs = epoch, value, 0
+            if cfg.restore_best:  # a CPU copy: GPU memory stays free for training
+                best_state = {
+                    k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+                }
+        else:
+            bad_epochs += 1
+        # ---- decide whether to stop ----------------------------------------------------
+        history.stopped_reason = "completed"
+        if epoch < cfg.epochs and cfg.patience is not None and bad_epochs >= cfg.patience:
+            history.stopped_reason = "early_stopping"
+        budget = cfg.time_budget_min  # per call of fit: a resumed session gets a fresh one
+        if epoch < cfg.epochs and budget is not None and time.perf_counter() - t_fit >= 60 * budget:
+            history.stopped_reason = "time_budget"
+        # ---- checkpoints: best.pt (weights) when improved, last.pt (everything) always --
+        if out_dir is not None:
+            kw = dict(epoch=epoch, config=cfg.to_dict(), history=history.to_dict(), data=data_spec)
+            if improved:
+                ckpt.save_checkpoint(out_dir / "best.pt", model, **kw)
+            ts = ckpt.training_state(optimizer, scheduler, scaler, bad_epochs=bad_epochs)
+            ckpt.save_checkpoint(out_dir / "last.pt", model, training_state=ts, **kw)
+        summary = _summary(history)
+        bar.set_postfix_str(summary)
+        if cfg.progress:
+            bar.write(f"epoch {epoch}/{cfg.epochs}  {summary}  lr {lr:.2g}  {seconds:.1f}s")
+        if history.stopped_reason != "completed":
+            break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)  # copies back onto the model's device
+    if out_dir is not None and history.best_epoch is not None:
+        ckpt.update_history(out_dir / "best.pt", history.to_dict())  # the whole run, not part
+    if history.best_epoch is None and len(history):
+        warnings.warn(
+            f"{cfg.monitor} was NaN in every epoch (no validation image with infection?); "
+            "no best checkpoint was chosen",
+            stacklevel=2,
+        )
+    return history
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam or AdamW over the parameters that require gradients (frozen ones are left out)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters (all requires_grad=False)")
+    opt_class = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return opt_class(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
+    """The learning-rate schedule of ``cfg.scheduler``, stepped once per epoch (or None)."""
+    if cfg.scheduler == "plateau":  # lr *= lr_factor when `monitor` stalls for lr_patience
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=cfg.mode, factor=cfg.lr_factor, patience=cfg.lr_patience
+        )
+    if cfg.scheduler == "cosine":  # lr follows half a cosine from lr to 0 over the epochs
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    return None
+
+
+def _summary(h: History) -> str:
+    return f"train_loss {h.train_loss[-1]:.4f}  val_loss {h.val_loss[-1]:.4f}  val_dice {h.val_dice[-1]:.4f}"
+
+
+def _data_spec(loader: Any, shape: tuple[int, ...]) -> dict[str, Any]:
+    """What the model was fed, stored in checkpoints so evaluation can feed it the same."""
+    return {
+        "inputs": getattr(loader, "inputs", None),
+        "target": getattr(loader, "target", None),
+        "lung_only": bool(getattr(loader, "lung_only", False)),
+        "in_channels": int(shape[1]),
+        "size": int(shape[-1]),
+    }
+
+
+def _best_before(resume_from: str | Path | None, history: History) -> dict[str, Any] | None:
+    """For ``restore_best`` after a resume: the best epoch's weights if it came before the
+    resume, read from the ``best.pt`` beside ``last.pt``; ``None`` when there is none yet."""
+    if resume_from is None or history.best_epoch is None:
+        return None
+    from labkit.train import checkpoint as ckpt
+
+    best = Path(resume_from).with_name("best.pt")
+    if not best.is_file():
+        warnings.warn(
+            f"restore_best: the best epoch ({history.best_epoch}) came before the resume and "
+            f"there is no {best} to restore it from; the model keeps the last epoch's weights "
+            "unless a later epoch does better",
+            stacklevel=3,
+        )
+        return None
+    return ckpt.load_checkpoint(best)["state_dict"]
