@@ -3,7 +3,7 @@ disk, and the infected fraction of the lung.
 
 References are labkit's own implementations where one has the student's signature
 (``labkit.data.preprocess``, ``labkit.data.explore``); ``infection_fraction`` is defined here
-and tested against ``labkit.data.explore.infection_area`` in tests/test_labs_01_03.py.
+and tested against ``labkit.data.explore.infection_area`` in tests/exercises/test_labs_01_03.py.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ of the U-Net, and BCE vs MSE computed by hand.
 The blocks are checked by behaviour as in lab 02 (``labkit.exercises.lab02.same_function``:
 labkit's weights are copied into the student's module role by role, and the outputs must
 agree). ``bce_and_mse`` is the student-facing, numpy version of ``labkit.losses.bce_loss``
-and ``mse_loss`` on probabilities (tested against them in tests/test_labs_01_03.py).
+and ``mse_loss`` on probabilities (tested against them in tests/exercises/test_labs_01_03.py).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ combined loss, the lung constraint, and counting false positives outside the lun
 References: ``CascadeModel.infection_input`` (labkit's own stage-2 input) and, defined here,
 ``combined_loss`` (labkit's ``CombinedLoss`` with report 003's weights, as a function),
 ``constrain_to_lung`` (the constraint on probabilities; labkit's cascade applies the same
-constraint to logits, ``mask_outside_lung``, and tests/test_labs_04_06.py checks that the two
+constraint to logits, ``mask_outside_lung``, and tests/exercises/test_labs_04_06.py checks that the two
 agree) and ``fp_outside_lung``.
 """
 

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 import torch
+from _data_trees import make_tree, subset_dir, write_png
 from PIL import Image
-from test_data_helpers import make_tree, subset_dir, write_png
 
 from labkit.data.cache import SegData, load_split, stratified_limit
 from labkit.data.layout import index_dataset

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_data_helpers import make_tree, subset_dir
+from _data_trees import make_tree, subset_dir
 
 from labkit.data.layout import (
     CLASSES,

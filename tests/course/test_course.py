@@ -16,7 +16,7 @@ from labkit.course.kernel import inject_parameters
 from labkit.course.run import read_results
 from labkit.reports import REPORT_FIGURES, describe_figure, report_table_md
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 # A lab whose own check fails: under `course run` (strict checks) the lab must fail.
 BROKEN_LAB = """\

@@ -12,7 +12,7 @@ from labkit import checks
 from labkit.checks import EXERCISES
 from labkit.course.build import build_lab, exercise_cells
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCES = {
     "01": ROOT / "solutions" / "01_data_exploration.py",
     "02": ROOT / "solutions" / "02_baseline_unet.py",

@@ -20,7 +20,7 @@ from labkit import checks
 from labkit.checks import Case, CheckError, Exercise, compare
 from labkit.course.build import build_lab, exercise_cells
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 sys.path.insert(0, str(FIXTURES))
 import demo_exercises  # noqa: E402  (registers 00.scale, 00.count_positive, 00.dice)
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from test_data_helpers import make_tree
+from _data_trees import make_tree
 
 from labkit.data.cache import load_split
 from labkit.data.explore import (

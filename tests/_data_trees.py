@@ -2,7 +2,7 @@
 
 Not a mock: these are genuine 8-bit PNG files on disk, in the real folder layout, with the
 real naming style (spaces and parentheses), so the loader reads them exactly as it would read
-the Kaggle data. The one test here checks the helper itself writes what the layout says.
+the Kaggle data. tests/data/test_data_trees.py checks that they follow the layout.
 """
 
 from __future__ import annotations
@@ -74,16 +74,3 @@ def make_tree(
 
 def subset_dir(root: Path, subset: str = "infection") -> Path:
     return root / SUBSETS[subset] / SUBSETS[subset]
-
-
-def test_make_tree_writes_real_layout(tmp_path):
-    root = make_tree(tmp_path, subsets=("infection", "lung"), per_class=1, size=16)
-    img = subset_dir(root) / "Train" / "Non-COVID" / "images" / "non_COVID (1).png"
-    with Image.open(img) as im:
-        assert (im.mode, im.size) == ("L", (16, 16))
-    assert (subset_dir(root) / "Val" / "COVID-19" / "infection masks" / "covid_1.png").is_file()
-    assert not (subset_dir(root, "lung") / "Val" / "COVID-19" / "infection masks").exists()
-    with Image.open(
-        subset_dir(root) / "Test" / "COVID-19" / "infection masks" / "covid_1.png"
-    ) as im:
-        assert set(np.unique(np.asarray(im))) == {0, 255}

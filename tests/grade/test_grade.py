@@ -43,10 +43,10 @@ from labkit.grade.hidden import HIDDEN, exercise_tests, hidden, load_hidden_test
 from labkit.grade.wire import decode, encode, read_observations
 from labkit.grade.worker import run_definitions
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 DEMO_LAB = FIXTURES / "labs" / "00_demo.py"
 HIDDEN_DIR = FIXTURES / "grade" / "hidden"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(FIXTURES))
 import demo_exercises  # noqa: E402, F401  (registers 00.scale, 00.count_positive, 00.dice)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_data_helpers import make_tree
+from _data_trees import make_tree
 
 from labkit.data.augment import Augment
 from labkit.data.cache import load_split

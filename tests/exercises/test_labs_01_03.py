@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _data_trees import make_tree, subset_dir
 from _labs import SOURCES, assert_check_fails, exercise_ids, exercise_namespace, wrong_ids
-from test_data_helpers import make_tree, subset_dir
 from torch import nn
 
 import labkit.exercises  # noqa: F401  (registers the course's exercises)

@@ -16,7 +16,7 @@ from labkit.cli import main as cli_main
 from labkit.course.build import BuildError, build, build_lab, exercise_cells
 from labkit.course.setup import REPO_URL
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 DEMO = FIXTURES / "labs" / "00_demo.py"
 
 # Lines that exist only between the markers of the demo lab: none may reach students.

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _data_trees import make_tree, subset_dir, write_png
 from PIL import Image
-from test_data_helpers import make_tree, subset_dir, write_png
 
 from labkit.cli import main
 from labkit.data.cache import load_split

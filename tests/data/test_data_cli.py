@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_data_helpers import make_tree
+from _data_trees import make_tree
 
 from labkit.cli import main
 from labkit.commands.data import kaggle_reachable, manual_instructions
