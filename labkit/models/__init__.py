@@ -10,6 +10,7 @@ name                       lab   what
 ``unet-efficientnet-b3``   04/05 smp U-Net, EfficientNet-B3 encoder (report 003)
 ``cascade``                05    lung model -> infection model masked to the lung (report 003)
 ``fvpaspp``                06    U-Net + FV blocks + PASPP + deep supervision (report 004)
+``fvpaspp3d``              07    the same in 3-D, on CT volumes (report 004's own model)
 =========================  ====  ======================================================
 
 Every model takes ``(B, C, H, W)`` float images and returns **logits** ``(B, classes, H,
@@ -32,6 +33,7 @@ from labkit.models.cascade import (
     mask_outside_lung,
 )
 from labkit.models.fvpaspp import PASPP, FVBlock, FVPASPPUNet
+from labkit.models.fvpaspp3d import FVPASPPUNet3d
 from labkit.models.pretrained import (
     PretrainedUNet,
     unet_efficientnet_b0,
@@ -61,6 +63,7 @@ __all__ = [
     "DoubleConv",
     "FVBlock",
     "FVPASPPUNet",
+    "FVPASPPUNet3d",
     "ModelSummary",
     "PretrainedUNet",
     "ResUNet",

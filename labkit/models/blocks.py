@@ -5,7 +5,9 @@
 * :class:`ResidualBlock`: the same two convolutions plus a shortcut (report 000).
 * :class:`UpBlock`: one decoder step: upsample x2, concatenate the skip, DoubleConv.
 
-All blocks keep the spatial size except :class:`UpBlock`, which doubles it.
+All blocks keep the spatial size except :class:`UpBlock`, which doubles it. ConvBNReLU,
+DoubleConv and UpBlock take ``dims=2`` (images, ``(B, C, H, W)``) or ``dims=3`` (CT volumes,
+``(B, C, D, H, W)``, lab 07): the same block with ``Conv3d`` / ``BatchNorm3d`` layers.
 """
 
 from __future__ import annotations
@@ -17,6 +19,24 @@ from torch import Tensor, nn
 
 Upsample = Literal["transpose", "bilinear"]
 UPSAMPLE_MODES = ("transpose", "bilinear")
+DIMS = (2, 3)
+
+
+def check_dims(dims: int) -> int:
+    """``dims`` if it is 2 or 3, else a ``ValueError`` naming the argument."""
+    if dims not in DIMS or isinstance(dims, bool):
+        raise ValueError(f"dims must be 2 (images) or 3 (volumes), got {dims!r}")
+    return dims
+
+
+def conv_layer(dims: int) -> type[nn.Module]:
+    """``nn.Conv2d`` or ``nn.Conv3d``."""
+    return (nn.Conv2d, nn.Conv3d)[check_dims(dims) - 2]
+
+
+def batch_norm_layer(dims: int) -> type[nn.Module]:
+    """``nn.BatchNorm2d`` or ``nn.BatchNorm3d``."""
+    return (nn.BatchNorm2d, nn.BatchNorm3d)[check_dims(dims) - 2]
 
 
 class ConvBNReLU(nn.Sequential):
@@ -27,17 +47,24 @@ class ConvBNReLU(nn.Sequential):
         out_channels: output channels.
         kernel_size: 3 (default) or 1.
         dilation: atrous rate; padding keeps the spatial size.
+        dims: 2 (``Conv2d``) or 3 (``Conv3d``, volumes).
 
     Shape:
-        ``(B, in_channels, H, W)`` -> ``(B, out_channels, H, W)``.
+        ``(B, in_channels, H, W)`` -> ``(B, out_channels, H, W)`` (with ``dims=3``:
+        ``(B, in_channels, D, H, W)`` -> ``(B, out_channels, D, H, W)``).
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        dilation: int = 1,
+        dims: int = 2,
     ) -> None:
         padding = dilation * (kernel_size // 2)
         super().__init__(
-            nn.Conv2d(
+            conv_layer(dims)(
                 in_channels,
                 out_channels,
                 kernel_size,
@@ -45,7 +72,7 @@ class ConvBNReLU(nn.Sequential):
                 dilation=dilation,
                 bias=False,
             ),
-            nn.BatchNorm2d(out_channels),
+            batch_norm_layer(dims)(out_channels),
             nn.ReLU(inplace=True),
         )
 
@@ -56,15 +83,16 @@ class DoubleConv(nn.Sequential):
     Args:
         in_channels: input channels.
         out_channels: output channels (of both convolutions).
+        dims: 2 (images) or 3 (volumes).
 
     Shape:
-        ``(B, in_channels, H, W)`` -> ``(B, out_channels, H, W)``.
+        ``(B, in_channels, H, W)`` -> ``(B, out_channels, H, W)`` (``dims=3``: with ``D``).
     """
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, dims: int = 2) -> None:
         super().__init__(
-            ConvBNReLU(in_channels, out_channels),
-            ConvBNReLU(out_channels, out_channels),
+            ConvBNReLU(in_channels, out_channels, dims=dims),
+            ConvBNReLU(out_channels, out_channels, dims=dims),
         )
 
 
@@ -112,7 +140,9 @@ class UpBlock(nn.Module):
         out_channels: output channels.
         upsample: ``"transpose"`` (learned 2x2 transposed conv, as in the original U-Net)
             or ``"bilinear"`` (fixed interpolation then a 1x1 conv; fewer parameters and
-            no checkerboard artefacts). Both halve the channels before concatenation.
+            no checkerboard artefacts; trilinear with ``dims=3``). Both halve the channels
+            before concatenation.
+        dims: 2 (images) or 3 (volumes: every spatial axis doubles).
 
     Shape:
         x ``(B, in_channels, H, W)``, skip ``(B, skip_channels, 2H, 2W)``
@@ -125,19 +155,22 @@ class UpBlock(nn.Module):
         skip_channels: int,
         out_channels: int,
         upsample: Upsample = "transpose",
+        dims: int = 2,
     ) -> None:
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
         up_channels = max(1, in_channels // 2)
         if upsample == "transpose":
-            self.up: nn.Module = nn.ConvTranspose2d(in_channels, up_channels, 2, stride=2)
+            transpose = (nn.ConvTranspose2d, nn.ConvTranspose3d)[check_dims(dims) - 2]
+            self.up: nn.Module = transpose(in_channels, up_channels, 2, stride=2)
         else:
+            mode = "bilinear" if check_dims(dims) == 2 else "trilinear"
             self.up = nn.Sequential(
-                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                nn.Conv2d(in_channels, up_channels, 1),
+                nn.Upsample(scale_factor=2, mode=mode, align_corners=False),
+                conv_layer(dims)(in_channels, up_channels, 1),
             )
-        self.conv = DoubleConv(up_channels + skip_channels, out_channels)
+        self.conv = DoubleConv(up_channels + skip_channels, out_channels, dims=dims)
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         x = self.up(x)  # (B, in/2, 2H, 2W)

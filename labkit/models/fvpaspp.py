@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ._sizes import crop_back, fit_to_stride, upsample_to
-from .blocks import ConvBNReLU, DoubleConv, Upsample
+from .blocks import ConvBNReLU, DoubleConv, Upsample, batch_norm_layer, check_dims, conv_layer
 from .unet import UNetDecoder, UNetEncoder, check_arch_args, encoder_widths
 
 Gate = Literal["ce", "se"]
@@ -50,23 +50,28 @@ class FVBlock(nn.Module):
         channels: input = output channels ``C``.
         gate: ``"ce"`` or ``"se"``.
         se_reduction: ``r`` for the SE gate.
+        dims: 2 (images) or 3 (CT volumes, lab 07: ``Conv3d``, gates over ``D, H, W``).
 
     Shape:
-        ``(B, C, H, W)`` -> ``(B, C, H, W)``.
+        ``(B, C, H, W)`` -> ``(B, C, H, W)`` (``dims=3``: ``(B, C, D, H, W)``, gates
+        ``(B, 1 or C, 1, 1, 1)`` and ``(B, 1, D, H, W)``).
     """
 
-    def __init__(self, channels: int, gate: Gate = "ce", se_reduction: int = 16) -> None:
+    def __init__(
+        self, channels: int, gate: Gate = "ce", se_reduction: int = 16, dims: int = 2
+    ) -> None:
         super().__init__()
         if gate not in GATES:
             raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
         if not isinstance(se_reduction, int) or se_reduction < 1:
             raise ValueError(f"se_reduction must be an int >= 1, got {se_reduction!r}")
-        self.gate = gate
+        self.gate, self.dims = gate, check_dims(dims)
+        conv = conv_layer(dims)
         half = max(1, channels // 2)
         hidden = half if gate == "ce" else max(1, channels // se_reduction)
-        self.features = nn.Conv2d(channels, channels, kernel_size=1)
+        self.features = conv(channels, channels, kernel_size=1)
         self.channel_gate = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
+            (nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)[dims - 2](1),
             nn.Flatten(),  # (B, C)
             nn.Linear(channels, hidden),
             nn.ReLU(inplace=True),
@@ -74,20 +79,21 @@ class FVBlock(nn.Module):
             nn.Sigmoid(),
         )
         self.spatial_gate = nn.Sequential(
-            nn.Conv2d(channels, half, 3, padding=1),
+            conv(channels, half, 3, padding=1),
             nn.ReLU(inplace=True),
-            nn.Conv2d(half, 1, 3, padding=1),
+            conv(half, 1, 3, padding=1),
             nn.Sigmoid(),
         )
         self.fuse = nn.Sequential(
-            nn.Conv2d(2 * channels, channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels),
+            conv(2 * channels, channels, 3, padding=1, bias=False),
+            batch_norm_layer(dims)(channels),
         )
         self.last_gates: dict[str, Tensor] = {}
 
     def _features_and_gates(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         f = self.features(x)  # (B, C, H, W)
-        g_channel = self.channel_gate(f)[:, :, None, None]  # (B, 1 or C, 1, 1)
+        # (B, 1 or C) -> (B, 1 or C, 1, 1), or (B, 1 or C, 1, 1, 1) in 3-D: broadcasts over F
+        g_channel = self.channel_gate(f).reshape(*f.shape[:1], -1, *[1] * self.dims)
         g_spatial = self.spatial_gate(f)  # (B, 1, H, W)
         return f, {"channel": g_channel, "spatial": g_spatial}
 
@@ -113,12 +119,15 @@ class PASPP(nn.Module):
     Args:
         channels: input = output channels ``C``.
         dilations: the four atrous rates (report 004: 1, 2, 4, 8); kept in ``.dilations``.
+        dims: 2 (images) or 3 (CT volumes, lab 07: 3x3x3 atrous convolutions).
 
     Shape:
-        ``(B, C, H, W)`` -> ``(B, C, H, W)``.
+        ``(B, C, H, W)`` -> ``(B, C, H, W)`` (``dims=3``: ``(B, C, D, H, W)``).
     """
 
-    def __init__(self, channels: int, dilations: tuple[int, int, int, int] = (1, 2, 4, 8)) -> None:
+    def __init__(
+        self, channels: int, dilations: tuple[int, int, int, int] = (1, 2, 4, 8), dims: int = 2
+    ) -> None:
         super().__init__()
         if len(dilations) != 4 or any(int(d) < 1 for d in dilations):
             raise ValueError(f"dilations must be four ints >= 1, got {dilations!r}")
@@ -126,14 +135,15 @@ class PASPP(nn.Module):
         quarter = max(1, channels // 4)
         self.branches = nn.ModuleList(
             nn.Sequential(
-                ConvBNReLU(channels, quarter, kernel_size=1),
-                ConvBNReLU(quarter, quarter, kernel_size=3, dilation=d),
+                ConvBNReLU(channels, quarter, kernel_size=1, dims=dims),
+                ConvBNReLU(quarter, quarter, kernel_size=3, dilation=d, dims=dims),
             )
             for d in self.dilations
         )
-        self.merge_small = ConvBNReLU(2 * quarter, 2 * quarter, kernel_size=1)  # rates 1 + 2
-        self.merge_large = ConvBNReLU(2 * quarter, 2 * quarter, kernel_size=1)  # rates 4 + 8
-        self.fuse = ConvBNReLU(4 * quarter, channels, kernel_size=1)
+        pair = 2 * quarter
+        self.merge_small = ConvBNReLU(pair, pair, kernel_size=1, dims=dims)  # rates 1 + 2
+        self.merge_large = ConvBNReLU(pair, pair, kernel_size=1, dims=dims)  # rates 4 + 8
+        self.fuse = ConvBNReLU(4 * quarter, channels, kernel_size=1, dims=dims)
 
     def forward(self, x: Tensor) -> Tensor:
         b1, b2, b4, b8 = (branch(x) for branch in self.branches)  # each (B, C/4, H, W)

@@ -14,6 +14,7 @@ from torch import nn
 
 from labkit.models.cascade import CascadeModel
 from labkit.models.fvpaspp import FVPASPPUNet
+from labkit.models.fvpaspp3d import FVPASPPUNet3d
 from labkit.models.pretrained import unet_efficientnet_b0, unet_efficientnet_b3, unet_resnet34
 from labkit.models.resunet import ResUNet
 from labkit.models.unet import UNet
@@ -75,6 +76,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "unet-efficientnet-b3": unet_efficientnet_b3,
     "cascade": cascade,
     "fvpaspp": FVPASPPUNet,
+    "fvpaspp3d": FVPASPPUNet3d,
 }
 
 # Arguments that fetch weights: dropped by build_from_spec (the checkpoint has them all).
