@@ -11,8 +11,12 @@ def fresh_records(monkeypatch):
     from labkit import checks
 
     monkeypatch.delenv(checks.STRICT_ENV_VAR, raising=False)
+    from labkit.checks.check import FAILURES
+
     checks.RESULTS.clear()
     checks.SUBMITTED.clear()
+    FAILURES.clear()
     yield
     checks.RESULTS.clear()
     checks.SUBMITTED.clear()
+    FAILURES.clear()

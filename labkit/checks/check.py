@@ -89,6 +89,7 @@ STRICT_ENV_VAR = "LABKIT_CHECKS_STRICT"
 
 RESULTS: dict[str, dict[str, Any]] = {}
 SUBMITTED: dict[str, Any] = {}
+FAILURES: dict[str, int] = {}  # exercise id -> failed checks in this kernel (picks the hint)
 
 
 class CheckError(AssertionError):
@@ -171,8 +172,35 @@ def run_tests(exercise: Exercise, fn: Any, cases: list[Case] | None = None) -> O
     return Outcome("pass", tests=tests)
 
 
+def hint_ladder(exercise: Exercise, diagnosis: str = "") -> list[str]:
+    """The hints for repeated failures, from the idea to the most specific (no repeats).
+
+    First the exercise's ``hint`` (the idea, in words), then ``diagnosis`` (what this
+    failure's test says went wrong, when it says more), then the exercise's ``hints``.
+    None of them is the solution: the reference code is never printed.
+    """
+    ladder: list[str] = []
+    for text in (exercise.hint, diagnosis, *exercise.hints):
+        if text and text not in ladder:
+            ladder.append(text)
+    return ladder
+
+
+def fallback_text(function: str) -> str:
+    """What a check says when the notebook goes on with labkit's version of ``function``."""
+    return (
+        f"From here on, `{function}` is labkit's version, not yours, so that the rest of the "
+        f"notebook runs. Fix yours, then run its cell and this check again to use your own."
+    )
+
+
 def check(exercise_id: str, fn: Any) -> Any:
     """Check a student's function; print the verdict; return what the notebook should use.
+
+    A failure prints one hint: the exercise's idea on the first failure, a more specific
+    one on each later failure of the same check (``hint_ladder``; never the solution).
+    When the check does not pass it says, by name, that from here on the notebook uses
+    labkit's version of the function, not the student's.
 
     Args:
         exercise_id: e.g. ``"01.minmax_scale"``.
@@ -190,15 +218,19 @@ def check(exercise_id: str, fn: Any) -> Any:
         "message": outcome.message,
     }
     name = f"{exercise.title} ({exercise_id})"
-    fallback = "Using labkit's reference implementation for now, so the rest of the notebook runs."
+    fallback = fallback_text(exercise.function)
     if outcome.status == "pass":
         print(f"[PASS] {name}: {outcome.tests} test(s) passed")
     elif outcome.status == "stub":
         print(f"[TODO] {name}: {outcome.message}.\n  {fallback}")
     else:
+        FAILURES[exercise_id] = FAILURES.get(exercise_id, 0) + 1
+        ladder = hint_ladder(exercise, outcome.hint)
         print(f"[FAIL] {name}: {outcome.message}")
-        if outcome.hint:
-            print(f"  Hint: {outcome.hint}")
+        if ladder:
+            step = min(FAILURES[exercise_id], len(ladder)) - 1
+            more = "  (fails again? a more specific hint follows)" if step + 1 < len(ladder) else ""
+            print(f"  Hint: {ladder[step]}{more}")
         print(f"  {fallback}")
     if outcome.status != "pass" and os.environ.get(STRICT_ENV_VAR, "") not in ("", "0"):
         raise CheckError(

@@ -47,7 +47,9 @@ class Exercise:
         test: instead of, or after, the cases: ``test(student, reference)`` raising
             ``CheckFailed`` (for classes such as ``nn.Module`` blocks).
         points: marks for ``labkit grade``.
-        hint: printed after a failure.
+        hint: printed after the first failure: the idea, in words, never the code.
+        hints: more specific hints, printed after the 2nd, 3rd, ... failure of the same
+            check in one kernel (the last one repeats); still not the solution.
         atol, rtol: tolerances for comparing numbers.
     """
 
@@ -59,6 +61,7 @@ class Exercise:
     test: str | Callable[[Any, Any], None] | None = None
     points: float = 1.0
     hint: str = ""
+    hints: tuple[str, ...] = ()
     atol: float = 1e-5
     rtol: float = 1e-4
 
@@ -69,6 +72,8 @@ class Exercise:
             raise ValueError(f"exercise {self.id}: function {self.function!r} is not a name")
         if self.cases is None and self.test is None:
             raise ValueError(f"exercise {self.id}: give cases=, test= or both")
+        if isinstance(self.hints, str) or not all(isinstance(h, str) for h in self.hints):
+            raise ValueError(f"exercise {self.id}: hints must be a tuple of strings")
         if self.points < 0:
             raise ValueError(f"exercise {self.id}: points must be >= 0, got {self.points}")
 

@@ -49,7 +49,7 @@ def test_wrong_dtype_fails_with_expected_and_got_then_falls_back(capsys):
     assert "[FAIL] Min-max scaling (00.scale)" in out
     assert "expected dtype float32, got dtype float64" in out
     assert "Hint: subtract the minimum" in out
-    assert "Using labkit's reference implementation for now" in out
+    assert "From here on, `scale` is labkit's version, not yours" in out
     assert checks.RESULTS["00.scale"]["status"] == "fail"
     assert checks.RESULTS["00.scale"]["own"] is False
     assert checks.SUBMITTED["00.scale"] is scale  # the student's own, not the fallback
@@ -272,7 +272,7 @@ def test_student_notebook_in_a_real_kernel_pass_fail_stub(tmp_path):
         "on 3 masks (4, 0 and 16 positive pixels): expected a numpy array of shape (3,), "
         "dtype int64, got a single numpy int64 value (20)" in outputs[1]
     )
-    assert "Using labkit's reference implementation for now" in outputs[1]
+    assert "From here on, `count_positive` is labkit's version, not yours" in outputs[1]
     assert outputs[2].startswith("[TODO] Dice coefficient (00.dice): not implemented yet")
     # The rest of the notebook ran on the fallbacks.
     use = next(c for c in student.cells if "record_result" in c.source)

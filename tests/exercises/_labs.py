@@ -85,7 +85,7 @@ def assert_check_fails(exercise_id: str, wrong, message: str, capsys) -> None:
     ex = EXERCISES[exercise_id]
     assert out.startswith(f"[FAIL] {ex.title} ({exercise_id}): "), out
     assert message in out, out
-    assert "Using labkit's reference implementation for now" in out
+    assert f"From here on, `{ex.function}` is labkit's version, not yours" in out
     assert used is ex.reference_impl() and checks.SUBMITTED[exercise_id] is wrong
     assert checks.RESULTS[exercise_id]["status"] == "fail"
     assert "\n  Hint: " in out  # the exercise's hint, or a more specific one from its test
