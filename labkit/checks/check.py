@@ -38,17 +38,13 @@ Environment:
 
 from __future__ import annotations
 
-import copy
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 # Re-exported: the registry and the comparisons live in their own modules, and every name
 # below has always been importable from labkit.checks.
-from labkit.checks.compare import CheckFailed, _is_tensor, compare, describe, expect
+from labkit.checks.compare import CheckFailed, compare, describe, expect
 from labkit.checks.registry import (
     COURSE_EXERCISES_MODULE,
     EXERCISE_MODULES_ENV_VAR,
@@ -60,6 +56,7 @@ from labkit.checks.registry import (
     register,
     resolve,
 )
+from labkit.checks.verdict import error_text, observe, verdict
 
 __all__ = [
     "COURSE_EXERCISES_MODULE",
@@ -107,32 +104,16 @@ class Outcome:
     tests: int = 0
 
 
-def _raised(err: BaseException, label: str) -> Outcome:
-    if isinstance(err, NotImplementedError):
-        return Outcome(
-            "stub", "not implemented yet (your function still raises NotImplementedError)"
-        )
-    text = f"{type(err).__name__}: {err}".strip().rstrip(":")
-    return Outcome("fail", f"{label}your function raised {text}")
-
-
-def _changed(after: Any, before: Any) -> bool:
-    """True when an array or tensor inside ``after`` differs from its copy in ``before``."""
-    if _is_tensor(before) or isinstance(before, np.ndarray):
-        return compare(after, before, 0.0, 0.0) is not None
-    if isinstance(before, Mapping):
-        return any(_changed(after[k], before[k]) for k in before)
-    if isinstance(before, (list, tuple)):
-        return len(after) != len(before) or any(map(_changed, after, before))
-    return False  # other objects: no meaningful equality to compare
+def _outcome(status: str, message: str, hint: str) -> Outcome:
+    return Outcome(status, message, hint if status == "fail" else "")
 
 
 def run_tests(exercise: Exercise, fn: Any, cases: list[Case] | None = None) -> Outcome:
     """Run an exercise's cases (or the given ones) and custom test on ``fn``.
 
     Inputs are deep-copied for every call, so neither side sees the other's changes; a
-    function that changes its input in place fails with a message saying so.
-    Graders (``labkit grade``) call this with their own, stricter cases.
+    function that changes its input in place fails with a message saying so. The verdict
+    is ``labkit.checks.verdict.verdict``, the one ``labkit grade`` reaches too.
     """
     if not callable(fn):
         return Outcome("fail", f"expected a function, got {describe(fn)}", exercise.hint)
@@ -140,23 +121,12 @@ def run_tests(exercise: Exercise, fn: Any, cases: list[Case] | None = None) -> O
     cases = exercise.make_cases() if cases is None else cases
     for case in cases:
         label = f"on {case.label}: " if case.label else ""
-        expected = reference(*copy.deepcopy(case.args), **copy.deepcopy(dict(case.kwargs)))
-        args, kwargs = copy.deepcopy(case.args), copy.deepcopy(dict(case.kwargs))
-        try:
-            got = fn(*args, **kwargs)
-        except Exception as err:  # a student's bug is a verdict, not a crash
-            out = _raised(err, label)
-            out.hint = exercise.hint if out.status == "fail" else ""
-            return out
-        msg = compare(got, expected, exercise.atol, exercise.rtol)
-        if msg:
-            return Outcome("fail", label + msg, exercise.hint)
-        if _changed((args, kwargs), (case.args, dict(case.kwargs))):
-            return Outcome(
-                "fail",
-                label + "your function changed its input in place",
-                "work on a copy (e.g. x = x.clone() or x.copy()) and return a new result",
-            )
+        expected = observe(reference, case.args, case.kwargs)
+        status, message = verdict(
+            expected, observe(fn, case.args, case.kwargs), exercise.atol, exercise.rtol
+        )
+        if status != "pass":
+            return _outcome(status, message if status == "stub" else label + message, exercise.hint)
     tests = len(cases)
     if exercise.test is not None:
         test = resolve(exercise.test, f"exercise {exercise.id}: test")
@@ -164,10 +134,10 @@ def run_tests(exercise: Exercise, fn: Any, cases: list[Case] | None = None) -> O
             test(fn, reference)
         except CheckFailed as err:
             return Outcome("fail", err.message, err.hint or exercise.hint)
-        except Exception as err:
-            out = _raised(err, "")
-            out.hint = exercise.hint if out.status == "fail" else ""
-            return out
+        except Exception as err:  # a student's bug is a verdict, not a crash
+            raised = {"kind": "raised", "type": type(err).__name__, "text": error_text(err)}
+            status, message = verdict({"kind": "value"}, raised, exercise.atol, exercise.rtol)
+            return _outcome(status, message, exercise.hint)
         tests += 1
     return Outcome("pass", tests=tests)
 

@@ -25,12 +25,13 @@ class CheckFailed(AssertionError):
         self.hint = hint
 
 
-def _is_tensor(x: Any) -> bool:
+def is_tensor(x: Any) -> bool:
+    """True for a torch tensor (checked by type name, so torch is imported only when used)."""
     return type(x).__module__.startswith("torch") and hasattr(x, "detach")
 
 
 def _kind(x: Any) -> str:
-    if _is_tensor(x):
+    if is_tensor(x):
         return "a torch tensor"
     if isinstance(x, np.ndarray):
         return "a numpy array"
@@ -41,7 +42,7 @@ def _kind(x: Any) -> str:
 
 
 def _as_numpy(x: Any) -> np.ndarray:
-    if _is_tensor(x):
+    if is_tensor(x):
         x = x.detach().cpu()
         if str(x.dtype) == "torch.bfloat16":
             x = x.float()
@@ -62,7 +63,7 @@ def _range(a: np.ndarray) -> str:
 
 def describe(x: Any) -> str:
     """A short description of a value: kind, shape, dtype and value range."""
-    if _is_tensor(x) or isinstance(x, np.ndarray):
+    if is_tensor(x) or isinstance(x, np.ndarray):
         a = _as_numpy(x)
         text = f"{_kind(x)} of shape {tuple(a.shape)}, dtype {x.dtype}"
         return text + (f", {_range(a.astype(np.float64))}" if a.size else ", empty")
@@ -107,13 +108,11 @@ def compare(
     where = f"in {path}: " if path else ""
     if got is None and expected is not None:
         return f"{where}your function returned None; did you forget `return`?"
-    if _is_tensor(expected) or isinstance(expected, np.ndarray):
+    if is_tensor(expected) or isinstance(expected, np.ndarray):
         msg = _compare_arrays(got, expected, atol, rtol)
         return where + msg if msg else None
     if isinstance(expected, (numbers.Number, np.number)) and not isinstance(expected, bool):
-        if (_is_tensor(got) or isinstance(got, np.ndarray)) and np.asarray(
-            _as_numpy(got)
-        ).size == 1:
+        if (is_tensor(got) or isinstance(got, np.ndarray)) and np.asarray(_as_numpy(got)).size == 1:
             got = _as_numpy(got).item()
         if not isinstance(got, (numbers.Number, np.number)) or isinstance(got, bool):
             return f"{where}expected a number ({_fmt(float(expected))}), got {describe(got)}"

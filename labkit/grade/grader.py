@@ -8,7 +8,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from labkit.course.build import exercise_cells
+from labkit.data.locate import ensure_phantom
 from labkit.grade.judge import ExerciseResult, LabSpec, prepare_lab
 from labkit.grade.report import write_feedback, write_gradebook
 from labkit.grade.run import execute, run_hidden_tests
@@ -21,6 +24,7 @@ from labkit.grade.submissions import (
     read_notebook,
 )
 from labkit.grade.workspace import Workspace
+from labkit.profiles import get_profile
 
 
 def grade_student(sub: Submission, lab: LabSpec, options: Options, root: Path) -> StudentResult:
@@ -82,8 +86,6 @@ def grade(
     Returns:
         One ``StudentResult`` per submission, sorted by student.
     """
-    from tqdm.auto import tqdm
-
     options = options or Options()
     lab = normalise_lab(lab)
     if options.jobs < 1:
@@ -95,9 +97,6 @@ def grade(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)  # fail early if it cannot be created
     if prepared.needs_data and options.data == "phantom":
-        from labkit.data.locate import ensure_phantom
-        from labkit.profiles import get_profile
-
         prepared.phantom_root = ensure_phantom(
             get_profile(options.profile).phantom_n, progress=options.progress
         )

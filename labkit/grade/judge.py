@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labkit.checks import EXERCISE_MODULES_ENV_VAR, Case, Exercise, compare, describe, get_exercise
+from labkit.checks.compare import describe
+from labkit.checks.registry import EXERCISE_MODULES_ENV_VAR, Case, Exercise, get_exercise
+from labkit.checks.verdict import STUB, verdict
 from labkit.course.build import build_lab, find_labs
 from labkit.grade.hidden import Probe, describe_test, exercise_tests, load_hidden_tests
 from labkit.grade.wire import decode, encode, has_opaque
@@ -196,9 +198,7 @@ def judge(spec: ExerciseSpec, meta: dict) -> ExerciseResult:
             where = ""
         message = _verdict(exp, obs, ex, test)
         if message == "stub":
-            return _failed(
-                result, "stub", "not implemented yet (your code still raises NotImplementedError)"
-            )
+            return _failed(result, "stub", STUB)
         if message:
             result.hint = ex.hint
             if obs.get("reference_used"):
@@ -209,35 +209,24 @@ def judge(spec: ExerciseSpec, meta: dict) -> ExerciseResult:
 
 
 def _verdict(exp: dict, obs: dict, ex: Exercise, test: Case | Probe) -> str | None:
-    """Why the observation ``obs`` does not match ``exp``, "stub", or None when it does."""
-    if obs["kind"] == "raised":
-        if obs.get("reference_used"):
-            return str(obs["text"]).split(" (line ")[0]
-        if obs["type"] == "CheckFailed":  # a probe's own explanation, already in words
-            return str(obs["text"]).removeprefix("CheckFailed: ")
-        if exp["kind"] == "raised" and obs["type"] == exp["type"]:
-            return None
-        if obs["type"] == "NotImplementedError":
-            return "stub"
-        return f"your code raised {obs['text']}"
-    if exp["kind"] == "raised":
-        return f"expected your code to raise {exp['type']}, it returned {describe(obs['value'])}"
-    got, expected = obs["value"], exp["value"]
-    if getattr(test, "verdict", False) and got != expected:
-        return str(got)
-    if has_opaque(got):
-        return f"expected {describe(expected)}, got {got!r}"
+    """Why the observation ``obs`` does not match ``exp``, "stub", or None when it does.
+
+    The verdict itself is ``labkit.checks.verdict.verdict`` (the notebook's ``check`` uses it
+    too); here only what exists across processes: a blocked reference, a probe whose
+    observation is already a verdict, and values that could not cross.
+    """
+    if obs["kind"] == "raised" and obs.get("reference_used"):
+        return str(obs["text"]).split(" (line ")[0]
+    if obs["kind"] == "value":
+        got = obs["value"]
+        if getattr(test, "verdict", False):
+            return None if got == exp.get("value") else str(got)
+        if has_opaque(got):
+            return f"expected {describe(exp.get('value'))}, got {got!r}"
     atol = ex.atol if getattr(test, "atol", None) is None else test.atol
     rtol = ex.rtol if getattr(test, "rtol", None) is None else test.rtol
-    message = compare(got, expected, atol, rtol)
-    if message:
-        return message
-    if obs.get("changed_input"):
-        return (
-            "your function changed its input in place; work on a copy (e.g. x = x.clone() "
-            "or x.copy()) and return a new result"
-        )
-    return None
+    status, message = verdict(exp, obs, atol, rtol)
+    return {"pass": None, "stub": "stub"}.get(status, message)
 
 
 def _failed(result: ExerciseResult, status: str, message: str) -> ExerciseResult:

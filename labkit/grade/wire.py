@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+
+from labkit.checks.compare import describe, is_tensor
 
 MAX_TEXT = 2000  # characters kept of any string a student's process reports
 MAX_RESULT_BYTES = 256 * 2**20  # observations one exercise may report
@@ -28,11 +31,9 @@ def write_json(path: Path, value: Any) -> None:
 
 def encode(x: Any, arrays: dict, depth: int = 0) -> dict:
     """A JSON tree for ``x``; arrays and tensors go to ``arrays`` (numeric dtypes only)."""
-    from labkit.checks.compare import _is_tensor, describe
-
     if depth > 20:
         return {"t": "opaque", "desc": "a value nested more than 20 levels deep"}
-    if _is_tensor(x):
+    if is_tensor(x):
         t = x.detach().cpu()
         dtype = str(t.dtype)
         if dtype in ("torch.bfloat16", "torch.float8_e4m3fn", "torch.float8_e5m2"):
@@ -109,8 +110,6 @@ def decode(tree: Any, arrays: Any, depth: int = 0) -> Any:
             return a[()]
         if kind == "numpy":
             return a
-        import torch
-
         dtype = getattr(torch, str(tree["dtype"]).removeprefix("torch."))
         if not isinstance(dtype, torch.dtype):
             raise ValueError("bad dtype")
@@ -127,8 +126,6 @@ def decode(tree: Any, arrays: Any, depth: int = 0) -> Any:
 
 def read_observations(path: Path) -> dict:
     """A worker's ``NN.npz`` (size-checked, no pickles)."""
-    import numpy as np
-
     if path.stat().st_size > MAX_RESULT_BYTES:
         raise ValueError("results too large")
     with np.load(path, allow_pickle=False) as npz:

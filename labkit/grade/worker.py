@@ -31,6 +31,8 @@ import copy
 import importlib
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -39,6 +41,9 @@ from typing import Any
 
 import numpy as np
 
+from labkit.checks.registry import Case, get_exercise
+from labkit.checks.verdict import changed
+from labkit.grade.hidden import exercise_tests, load_hidden_tests
 from labkit.grade.wire import MAX_TEXT, encode, write_json
 
 # The worker's command line: python -I -c BOOT <lib> <mode> <job.json>. -I ignores PYTHONPATH,
@@ -91,9 +96,6 @@ def probe(job: dict) -> None:
     """Run every exercise's tests on the student's definitions; one child process each."""
     # One thread: the tests are small, and a forked child must not inherit a thread pool.
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
-    from labkit.checks import get_exercise
-    from labkit.grade.hidden import exercise_tests, load_hidden_tests
-
     out = Path(job["out"])
     for name in job["exercise_modules"]:  # registered first: no need to import every lab
         importlib.import_module(name)
@@ -168,8 +170,6 @@ def run_child(body: Any, timeout: float) -> dict:
 
 
 def kill_group(pgid: int) -> None:
-    import signal
-
     try:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -274,9 +274,6 @@ def observe_exercise(
     exercise: Any, tests: list, item: dict, job: dict, namespace: dict, out: Path
 ) -> None:
     """Child: define the student's object, run every test on it, save the observations."""
-    from labkit.checks.check import _changed
-    from labkit.checks.registry import Case
-
     scratch = out.parent / f"scratch-{out.name}"
     scratch.mkdir(parents=True, exist_ok=True)
     os.chdir(scratch)
@@ -301,7 +298,7 @@ def observe_exercise(
                 args, kwargs = copy.deepcopy(test.args), copy.deepcopy(dict(test.kwargs))
                 obs = _observe(lambda args=args, kwargs=kwargs: obj(*args, **kwargs), arrays)
                 if obs["kind"] == "value":
-                    obs["changed_input"] = bool(_changed((args, kwargs), (test.args, test.kwargs)))
+                    obs["changed_input"] = bool(changed((args, kwargs), (test.args, test.kwargs)))
             else:
                 obs = _observe(lambda test=test: test.run(obj), arrays)
             observations.append(obs)
@@ -328,8 +325,8 @@ def _observe(call: Any, arrays: dict) -> dict:
 # ---------------------------------------------------------------------------- execute
 def execute(job: dict) -> None:
     """Run the notebook on a fresh kernel with a deadline; write ``status.json``."""
-    import subprocess
-
+    # Lazy: nbclient, zmq and the kernel machinery are only needed here, and the probe
+    # workers (one per student, before any test runs) should not pay for importing them.
     import nbformat
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 

@@ -18,6 +18,7 @@ import torch
 
 from labkit import checks
 from labkit.checks import Case, CheckError, Exercise, compare
+from labkit.checks.verdict import STUB
 from labkit.course.build import build_lab, exercise_cells
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -78,7 +79,7 @@ def test_stub_is_reported_as_not_implemented_and_reference_is_used(capsys):
     assert checks.RESULTS["00.dice"] == {
         "status": "stub",
         "own": False,
-        "message": "not implemented yet (your function still raises NotImplementedError)",
+        "message": STUB,
     }
 
 
