@@ -29,8 +29,11 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor
 
+from labkit.models.heads import infection_probability
+
 __all__ = [
     "SCORES",
+    "SCORE_NAMES",
     "MetricAccumulator",
     "confusion_counts",
     "dice",
@@ -45,7 +48,10 @@ __all__ = [
     "specificity",
 ]
 
-SCORES = ("dice", "iou", "sensitivity", "precision", "specificity")
+# The four scores the reports quote, in the order every table prints them: one home for the
+# names (reports, record_result, course tables, training history and plots import them).
+SCORE_NAMES = ("dice", "iou", "sensitivity", "precision")
+SCORES = (*SCORE_NAMES, "specificity")  # per image, under the empty-mask policy
 
 
 def _shape(x: object) -> str:
@@ -53,7 +59,7 @@ def _shape(x: object) -> str:
 
 
 def probabilities(logits: Tensor | Sequence[Tensor]) -> Tensor:
-    """Infection probability from a model's logits.
+    """Infection probability from a model's logits (the head rule of ``labkit.models.heads``).
 
     Args:
         logits: (B, 1, H, W) sigmoid logits, (B, 2, H, W) softmax logits (channel 1 =
@@ -61,20 +67,11 @@ def probabilities(logits: Tensor | Sequence[Tensor]) -> Tensor:
 
     Returns:
         (B, 1, H, W) float32 (or wider) probabilities in [0, 1].
+
+    Raises:
+        ValueError: not float logits (B, 1|2, H, W), or an empty list.
     """
-    if isinstance(logits, (list, tuple)):
-        if not logits:
-            raise ValueError("logits: got an empty list (expected [final, aux_1, ...])")
-        logits = logits[0]
-    if not (isinstance(logits, Tensor) and logits.is_floating_point() and logits.ndim == 4):
-        raise ValueError(f"logits must be a float tensor (B, C, H, W), got {_shape(logits)}")
-    if logits.shape[1] not in (1, 2):
-        raise ValueError(f"logits must have 1 or 2 channels, got shape {tuple(logits.shape)}")
-    if logits.dtype in (torch.float16, torch.bfloat16):  # AMP outputs: reduce in float32
-        logits = logits.float()
-    if logits.shape[1] == 1:
-        return torch.sigmoid(logits)
-    return torch.softmax(logits, dim=1)[:, 1:2]
+    return infection_probability(logits)
 
 
 def _binary(x: Tensor, name: str, like: Tensor | None = None) -> Tensor:

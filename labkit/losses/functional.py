@@ -4,7 +4,7 @@ Every loss takes ``logits`` of shape (B, C, H, W) -- C = 1 for a sigmoid head, C
 softmax head whose channel 1 is infection -- and a ``target`` mask of shape (B, 1, H, W) with
 values in {0, 1} (float, uint8 or bool). It returns a scalar tensor.
 
-Both heads go through one number per pixel, the *infection logit* z (see `infection_logits`):
+Both heads go through one number per pixel, the *infection logit* z (``labkit.models.heads.infection_logits``):
 for two classes softmax(l)[1] == sigmoid(l1 - l0) exactly, so every loss below works on
 either head. Log-probabilities come from BCE-with-logits / ``logsigmoid``, never
 ``log(sigmoid(z))``, so logits of +-100 give finite losses and finite gradients.
@@ -19,15 +19,44 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["bce_loss", "dice_loss", "focal_loss", "infection_logits", "jaccard_loss", "mse_loss"]
+from labkit.models.heads import infection_logits
+
+__all__ = [
+    "bce_loss",
+    "bce_term",
+    "dice_loss",
+    "focal_loss",
+    "focal_term",
+    "infection_logits",
+    "jaccard_loss",
+    "mse_loss",
+    "overlap_term",
+    "prepare",
+]
 
 
 def _shape(x: object) -> str:
     return f"{tuple(x.shape)} {x.dtype}" if isinstance(x, Tensor) else type(x).__name__
 
 
-def _prepare(logits: Tensor, target: Tensor, where: str) -> tuple[Tensor, Tensor]:
-    """Validate a (logits, target) pair once; return the infection logit z and a float mask."""
+def prepare(logits: Tensor, target: Tensor, where: str) -> tuple[Tensor, Tensor]:
+    """Validate a (logits, target) pair once; return the infection logit z and a float mask.
+
+    The ``*_term`` functions below take its output, so a loss made of several terms
+    (``labkit.losses.modules.CombinedLoss``) validates its inputs only once.
+
+    Args:
+        logits: (B, 1|2, H, W) float logits (not a deep-supervision list).
+        target: (B, 1, H, W) mask with values in {0, 1}.
+        where: the caller's name, for error messages.
+
+    Returns:
+        ``(z, y)``: the (B, 1, H, W) infection logit (float32 under AMP) and the mask as
+        the same float dtype.
+
+    Raises:
+        ValueError: naming ``where`` and what was expected.
+    """
     if isinstance(logits, (list, tuple)):
         raise ValueError(
             f"{where}: got a list of {len(logits)} logits (a deep-supervision model in training "
@@ -61,21 +90,6 @@ def _prepare(logits: Tensor, target: Tensor, where: str) -> tuple[Tensor, Tensor
     return infection_logits(logits), target
 
 
-def infection_logits(logits: Tensor) -> Tensor:
-    """The infection logit z of either head: sigmoid(z) is the infection probability.
-
-    Args:
-        logits: (B, 1, H, W) sigmoid logits, returned as they are, or (B, 2, H, W) softmax
-            logits, for which z = l1 - l0 because softmax(l)[1] = sigmoid(l1 - l0).
-
-    Returns:
-        (B, 1, H, W) tensor.
-    """
-    if logits.ndim != 4 or logits.shape[1] not in (1, 2):
-        raise ValueError(f"logits must have shape (B, 1|2, H, W), got {_shape(logits)}")
-    return logits if logits.shape[1] == 1 else logits[:, 1:2] - logits[:, 0:1]
-
-
 def bce_loss(logits: Tensor, target: Tensor, pos_weight: float | None = None) -> Tensor:
     """Binary cross-entropy with logits, averaged over all pixels of the batch.
 
@@ -83,10 +97,11 @@ def bce_loss(logits: Tensor, target: Tensor, pos_weight: float | None = None) ->
     -log(1 - p) = softplus(z); it tends to 0 as the prediction becomes confidently empty.
     ``pos_weight`` (> 0) multiplies the loss on infection pixels (sparse masks).
     """
-    return _bce(*_prepare(logits, target, "bce_loss"), pos_weight)
+    return bce_term(*prepare(logits, target, "bce_loss"), pos_weight)
 
 
-def _bce(z: Tensor, y: Tensor, pos_weight: float | None = None) -> Tensor:
+def bce_term(z: Tensor, y: Tensor, pos_weight: float | None = None) -> Tensor:
+    """`bce_loss` of an infection logit z and a float mask y, both from `prepare`."""
     pw = None if pos_weight is None else torch.tensor(pos_weight, device=z.device)
     return F.binary_cross_entropy_with_logits(z, y, pos_weight=pw)
 
@@ -96,12 +111,22 @@ def mse_loss(logits: Tensor, target: Tensor) -> Tensor:
 
     Empty mask: the image contributes mean(p ** 2), 0 for an empty prediction.
     """
-    z, y = _prepare(logits, target, "mse_loss")
+    z, y = prepare(logits, target, "mse_loss")
     return F.mse_loss(torch.sigmoid(z), y)
 
 
-def _overlap(z: Tensor, y: Tensor, smooth: float, jaccard: bool, background: bool) -> Tensor:
-    """Mean over classes of 1 - smoothed soft Dice (or Jaccard), per image. Returns (B,)."""
+def overlap_term(z: Tensor, y: Tensor, smooth: float, jaccard: bool, background: bool) -> Tensor:
+    """Mean over classes of 1 - smoothed soft Dice (or Jaccard), per image.
+
+    Args:
+        z, y: infection logit and float mask (B, 1, H, W), from `prepare`.
+        smooth: added to numerator and denominator (> 0: empty masks stay defined).
+        jaccard: Jaccard (IoU) instead of Dice.
+        background: also score the background class and average the two per image.
+
+    Returns:
+        (B,) per-image losses (`dice_loss` / `jaccard_loss` average them).
+    """
     p = torch.sigmoid(z)  # (B, 1, H, W)
     if background:  # sigmoid(-z) is the background probability, more exact than 1 - p
         p, y = torch.cat([torch.sigmoid(-z), p], 1), torch.cat([1 - y, y], 1)
@@ -131,8 +156,8 @@ def dice_loss(
         include_background: also score the background class (1 - y against sigmoid(-z)) and
             average the two classes' losses per image.
     """
-    z, y = _prepare(logits, target, "dice_loss")
-    return _overlap(z, y, smooth, False, include_background).mean()
+    z, y = prepare(logits, target, "dice_loss")
+    return overlap_term(z, y, smooth, False, include_background).mean()
 
 
 def jaccard_loss(
@@ -145,8 +170,8 @@ def jaccard_loss(
     ``include_background`` the background term is P / (N + s) for an N-pixel image, and the
     image's loss is the mean of the two.
     """
-    z, y = _prepare(logits, target, "jaccard_loss")
-    return _overlap(z, y, smooth, True, include_background).mean()
+    z, y = prepare(logits, target, "jaccard_loss")
+    return overlap_term(z, y, smooth, True, include_background).mean()
 
 
 def focal_loss(
@@ -160,10 +185,11 @@ def focal_loss(
     None weights both by 1. Empty mask: every pixel is background, and confidently empty
     predictions (p_t near 1) are down-weighted by (1 - p_t) ** gamma towards 0.
     """
-    return _focal(*_prepare(logits, target, "focal_loss"), gamma, alpha)
+    return focal_term(*prepare(logits, target, "focal_loss"), gamma, alpha)
 
 
-def _focal(z: Tensor, y: Tensor, gamma: float = 2.0, alpha: float | None = None) -> Tensor:
+def focal_term(z: Tensor, y: Tensor, gamma: float = 2.0, alpha: float | None = None) -> Tensor:
+    """`focal_loss` of an infection logit z and a float mask y, both from `prepare`."""
     nll = F.binary_cross_entropy_with_logits(z, y, reduction="none")  # -log(p_t)
     # 1 - p_t = -expm1(-nll) keeps precision when p_t ~ 1; the clamp keeps gamma < 1 from
     # producing an infinite gradient at exactly 1 - p_t = 0.

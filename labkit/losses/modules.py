@@ -16,16 +16,16 @@ import torch
 from torch import Tensor, nn
 
 from labkit.losses.functional import (
-    _bce,
-    _focal,
-    _overlap,
-    _prepare,
     bce_loss,
+    bce_term,
     dice_loss,
     focal_loss,
+    focal_term,
     infection_logits,
     jaccard_loss,
     mse_loss,
+    overlap_term,
+    prepare,
 )
 
 __all__ = [
@@ -122,9 +122,9 @@ class DiceBCELoss(nn.Module):
         self.dice_weight, self.bce_weight, self.smooth = dice_weight, bce_weight, smooth
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        z, y = _prepare(logits, target, "DiceBCELoss")  # validate once for both terms
-        return self.dice_weight * _overlap(z, y, self.smooth, False, False).mean() + (
-            self.bce_weight * _bce(z, y)
+        z, y = prepare(logits, target, "DiceBCELoss")  # validate once for both terms
+        return self.dice_weight * overlap_term(z, y, self.smooth, False, False).mean() + (
+            self.bce_weight * bce_term(z, y)
         )
 
 
@@ -151,12 +151,12 @@ class CombinedLoss(nn.Module):
         self.gamma, self.alpha, self.smooth = gamma, alpha, smooth
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        z, y = _prepare(logits, target, "CombinedLoss")
+        z, y = prepare(logits, target, "CombinedLoss")
         wd, wb, wf = self.weights
         return (
-            wd * _overlap(z, y, self.smooth, False, False).mean()
-            + wb * _bce(z, y)
-            + wf * _focal(z, y, self.gamma, self.alpha)
+            wd * overlap_term(z, y, self.smooth, False, False).mean()
+            + wb * bce_term(z, y)
+            + wf * focal_term(z, y, self.gamma, self.alpha)
         )
 
 
@@ -189,9 +189,11 @@ class FocalJaccardLoss(nn.Module):
         self.include_background = include_background
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        z, y = _prepare(logits, target, "FocalJaccardLoss")
-        jac = _overlap(z, y, self.smooth, True, self.include_background).mean()
-        return self.focal_weight * _focal(z, y, self.gamma, self.alpha) + self.jaccard_weight * jac
+        z, y = prepare(logits, target, "FocalJaccardLoss")
+        jac = overlap_term(z, y, self.smooth, True, self.include_background).mean()
+        return (
+            self.focal_weight * focal_term(z, y, self.gamma, self.alpha) + self.jaccard_weight * jac
+        )
 
 
 class BCEDiceLoss(nn.Module):
@@ -209,9 +211,9 @@ class BCEDiceLoss(nn.Module):
         self.bce_weight, self.dice_weight, self.smooth = bce_weight, dice_weight, smooth
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        z, y = _prepare(logits, target, "BCEDiceLoss")
-        return self.bce_weight * _bce(z, y) + (
-            self.dice_weight * _overlap(z, y, self.smooth, False, False).mean()
+        z, y = prepare(logits, target, "BCEDiceLoss")
+        return self.bce_weight * bce_term(z, y) + (
+            self.dice_weight * overlap_term(z, y, self.smooth, False, False).mean()
         )
 
 

@@ -20,6 +20,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from labkit.models.heads import final_output, infection_probability
+
 OUTSIDE_LUNG_LOGIT = -1e4
 
 
@@ -29,13 +31,6 @@ class CascadeOutput(NamedTuple):
     infection: Tensor | list[Tensor]  # masked infection logits (B, classes, H, W) (list: DS)
     lung: Tensor  # lung logits (B, lung classes, H, W)
     lung_mask: Tensor  # (B, 1, H, W) float {0, 1}: lung probability > threshold
-
-
-def foreground_probability(logits: Tensor) -> Tensor:
-    """``(B, 1, H, W)`` foreground probability: sigmoid of 1 channel, softmax channel 1 of more."""
-    if logits.shape[1] == 1:
-        return torch.sigmoid(logits)
-    return torch.softmax(logits, dim=1)[:, 1:2]
 
 
 def mask_outside_lung(logits: Tensor, lung_mask: Tensor) -> Tensor:
@@ -54,10 +49,6 @@ def mask_outside_lung(logits: Tensor, lung_mask: Tensor) -> Tensor:
     if logits.shape[1] > 1:
         outside_value[:, 0] = 0.0
     return torch.where(inside, logits, outside_value)
-
-
-def _final(out: Tensor | list[Tensor]) -> Tensor:
-    return out[0] if isinstance(out, list) else out
 
 
 class CascadeModel(nn.Module):
@@ -135,8 +126,8 @@ class CascadeModel(nn.Module):
     def predict_lung(self, image: Tensor) -> tuple[Tensor, Tensor]:
         """Stage 1 without gradient: ``(lung logits, lung mask (B, 1, H, W) float {0, 1})``."""
         with torch.no_grad():
-            lung_logits = _final(self.lung(image))
-            lung_mask = (foreground_probability(lung_logits) > self.threshold).to(image.dtype)
+            lung_logits = final_output(self.lung(image))  # (B, 1|2, H, W)
+            lung_mask = (infection_probability(lung_logits) > self.threshold).to(image.dtype)
         return lung_logits, lung_mask
 
     def forward_stages(self, image: Tensor) -> CascadeOutput:
