@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import stat
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +17,9 @@ import nbformat
 from labkit.grade.judge import ExerciseResult
 
 STATUSES = ("ok", "timeout", "error", "invalid", "not-run")
-MAX_NOTEBOOK_BYTES = 100 * 2**20  # a bigger file is refused (outputs are never read anyway)
+MAX_NOTEBOOK_BYTES = 50 * 2**20  # a bigger file is refused (outputs are never read anyway)
+MAX_CELL_CHARS = 200_000  # one cell's source; a lab's longest cell is a few thousand
+MAX_JSON_DEPTH = 64  # a notebook is nested about 6 deep; outputs and metadata a little more
 
 
 @dataclass
@@ -71,11 +76,22 @@ def normalise_lab(lab: str) -> str:
     return f"{int(text):02d}"
 
 
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
 def student_id(name: str) -> str:
-    """A safe file and CSV name from a file or folder name: letters, digits, ``. _ -``."""
+    """A safe file and CSV name for a file or folder name, one-to-one.
+
+    A name that is already safe (letters, digits, ``. _ -``, at most 64 characters, not
+    starting with a dot or dash) is its own id. Any other name is reduced to those
+    characters and gets ``~`` plus 8 hex digits of its SHA-256, so ``honest!`` can never
+    take the id ``honest``: ``find_submissions`` flags the rare ids that still coincide.
+    """
+    if _SAFE_ID.match(name):
+        return name
     text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    text = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")
-    return text[:64] or "student"
+    text = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")[:48] or "student"
+    return f"{text}~{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
 
 
 def find_submissions(path: str | Path, lab: str, per_student_folders: bool) -> list[Submission]:
@@ -83,20 +99,29 @@ def find_submissions(path: str | Path, lab: str, per_student_folders: bool) -> l
 
     With ``per_student_folders`` every sub-folder is a student (its name) holding one notebook
     (when it holds several, the one named ``<lab>_*.ipynb``). Files are read now, before any
-    submission runs.
+    submission runs. Symbolic links are never followed (a link is refused, not graded: it
+    could point at a classmate's notebook or the solutions), nor is anything but a regular
+    file read. Two names whose ids coincide (``a.ipynb`` and ``A.ipynb``, say) are both
+    refused as ambiguous, never renumbered.
 
     Raises:
         FileNotFoundError: ``path`` does not exist or holds no submission.
     """
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):
         raise FileNotFoundError(f"submissions {path} not found (expected a folder of .ipynb files)")
     found: list[Submission] = []
-    if path.is_file():
+    if not path.is_dir():
         found.append(Submission(student_id(path.stem), path))
     elif per_student_folders:
-        for folder in sorted(p for p in path.iterdir() if p.is_dir() and not _hidden(p)):
-            notebooks = sorted(p for p in folder.rglob("*.ipynb") if not _hidden(p, folder))
+        for folder in sorted(p for p in path.iterdir() if not p.name.startswith(".")):
+            if folder.is_symlink() or not folder.is_dir():
+                if folder.is_symlink() or folder.suffix == ".ipynb":
+                    sub = Submission(student_id(folder.name), folder)
+                    sub.problem = f"{folder.name} is not a folder (a link or a file); expected one folder per student"
+                    found.append(sub)
+                continue
+            notebooks = _notebooks_in(folder)
             chosen = [p for p in notebooks if p.name.startswith(f"{lab}_")] or notebooks
             sub = Submission(student_id(folder.name), chosen[0] if chosen else folder)
             if not notebooks:
@@ -106,31 +131,75 @@ def find_submissions(path: str | Path, lab: str, per_student_folders: bool) -> l
                 sub.problem = f"several notebooks in {folder.name}/ ({names}); keep one"
             found.append(sub)
     else:
-        for file in sorted(p for p in path.glob("*.ipynb") if not _hidden(p)):
+        for file in sorted(p for p in path.glob("*.ipynb") if not p.name.startswith(".")):
             found.append(Submission(student_id(file.stem), file))
     if not found:
         layout = "one folder per student" if per_student_folders else ".ipynb files"
         raise FileNotFoundError(f"no submissions in {path} (expected {layout})")
-    seen: dict[str, int] = {}
-    for sub in found:  # two names that sanitise alike must not share a row
-        n = seen[sub.student] = seen.get(sub.student, 0) + 1
-        if n > 1:
-            sub.student = f"{sub.student}-{n}"
+    by_id: dict[str, list[Submission]] = {}
+    for sub in found:  # case-insensitively: feedback files must not overwrite each other
+        by_id.setdefault(sub.student.lower(), []).append(sub)
+    for subs in by_id.values():
+        if len(subs) > 1:
+            names = ", ".join(s.path.name if not per_student_folders else s.student for s in subs)
+            for sub in subs:
+                sub.problem = (
+                    f"ambiguous student id: {names} map to the same id; rename one and grade again"
+                )
+    for sub in found:
         if not sub.problem:
-            try:
-                size = sub.path.stat().st_size
-                if size > MAX_NOTEBOOK_BYTES:
-                    sub.problem = f"the file is {size / 2**20:.0f} MB; the limit is 100 MB"
-                else:
-                    sub.data = sub.path.read_bytes()
-            except OSError as err:
-                sub.problem = f"the file could not be read ({err.strerror or err})"
+            sub.data, sub.problem = read_regular_file(sub.path, MAX_NOTEBOOK_BYTES)
     return found
 
 
-def _hidden(path: Path, base: Path | None = None) -> bool:
-    parts = path.relative_to(base).parts if base else (path.name,)
-    return any(p.startswith(".") for p in parts)
+def _notebooks_in(folder: Path) -> list[Path]:
+    """``.ipynb`` entries under ``folder`` (links included, to be refused), never following links."""
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(root) / f for f in files if f.endswith(".ipynb") and not f.startswith(".")]
+        # A link to a folder is listed in dirs, never entered; a link named *.ipynb is listed.
+        found += [Path(root) / d for d in dirs if d.endswith(".ipynb")]
+    return sorted(found)
+
+
+def read_regular_file(path: Path, limit: int) -> tuple[bytes | None, str]:
+    """``(bytes, "")`` or ``(None, why)``: only a regular file, never through a link, capped.
+
+    Opened with ``O_NOFOLLOW | O_NONBLOCK`` and checked with ``fstat`` on the open file, so a
+    link, a named pipe (which would block a plain ``open`` forever) or a device is refused,
+    and nothing can swap the file between the check and the read.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        if os.path.islink(path):
+            return None, f"{path.name} is a symbolic link; submit the notebook file itself"
+        return None, f"the file could not be read ({err.strerror or err})"
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None, f"{path.name} is not a regular file (a folder, pipe or device)"
+        if info.st_size > limit:
+            return (
+                None,
+                f"the file is {info.st_size / 2**20:.0f} MB; the limit is {limit / 2**20:.0f} MB",
+            )
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(2**20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            return None, f"the file is larger than {limit / 2**20:.0f} MB"
+        return b"".join(chunks), ""
+    except OSError as err:
+        return None, f"the file could not be read ({err.strerror or err})"
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------------- one student
@@ -144,8 +213,21 @@ def read_notebook(sub: Submission, lab: str) -> tuple[Any, str]:
         return None, "the file is not text (is it really a .ipynb notebook?)"
     except json.JSONDecodeError as err:
         return None, f"the file is not valid JSON (line {err.lineno}: {err.msg})"
+    except RecursionError:
+        return None, f"the file's JSON is nested more than {MAX_JSON_DEPTH} levels deep"
+    if _depth(raw) > MAX_JSON_DEPTH:
+        return None, f"the file's JSON is nested more than {MAX_JSON_DEPTH} levels deep"
     if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
         return None, "the file is JSON but not a Jupyter notebook (no list of cells)"
+    for number, cell in enumerate(raw["cells"], 1):
+        source = cell.get("source", "") if isinstance(cell, dict) else ""
+        size = sum(map(len, source)) if isinstance(source, list) else len(str(source))
+        if size > MAX_CELL_CHARS:
+            return None, (
+                f"cell {number} holds {size:,} characters; the limit is {MAX_CELL_CHARS:,}"
+            )
+        if isinstance(cell, dict) and cell.get("cell_type") == "code":
+            cell["outputs"], cell["execution_count"] = [], None  # never read, never kept
     try:
         nb = nbformat.reads(json.dumps(raw), as_version=4)
         nbformat.validate(nb)
@@ -156,3 +238,16 @@ def read_notebook(sub: Submission, lab: str) -> tuple[Any, str]:
     if isinstance(their_lab, str) and their_lab != lab:
         return None, f"this is the notebook of lab {their_lab}, not lab {lab}"
     return nb, ""
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests lists and dicts (iterative: no recursion to exhaust)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth)
+            if depth > MAX_JSON_DEPTH:
+                return depth
+            todo += [(v, depth + 1) for v in (item.values() if isinstance(item, dict) else item)]
+    return deepest

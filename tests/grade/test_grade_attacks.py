@@ -7,6 +7,8 @@ from _grading import (
     digest,
 )
 
+from labkit.grade import student_id
+
 
 # ---------------------------------------------------------------------------- hostile work
 def test_printing_pass_and_stored_pass_outputs_earn_nothing(batch_a):
@@ -52,10 +54,10 @@ def test_vandalising_files_changes_nothing_for_anyone(batch_a):
 
 
 def test_huge_output_is_capped_and_ignored(batch_a):
-    result = batch_a["results"]["Huge_Output_v2"]
+    result = batch_a["results"][student_id("Huge Output (v2)!")]
     assert (result.score, result.status) == (4.0, "ok")
     assert result.run["output_truncated"] is True
-    feedback = batch_a["out"] / "feedback" / "Huge_Output_v2.md"
+    feedback = batch_a["out"] / "feedback" / f"{student_id('Huge Output (v2)!')}.md"
     assert feedback.stat().st_size < 10_000
     assert "most of the output was dropped" in feedback.read_text()
     assert (batch_a["out"] / "gradebook.csv").stat().st_size < 5_000
