@@ -190,8 +190,8 @@ for cls in CLASSES:
 #
 # Write `infection_fraction(infection, lung)`: for each image, the fraction of its **lung**
 # pixels that are infected (count infection pixels inside the lung only). Both inputs have
-# shape `(N, 1, H, W)` with values 0/1; return a float32 tensor of shape `(N,)`. An image
-# with an empty lung mask gets 0.
+# shape `(N, 1, H, W)` with values 0/1 (uint8 or float); return a float32 tensor of shape
+# `(N,)`. An image with an empty lung mask gets 0.
 
 
 # %% tags=["exercise"] exercise="01.infection_fraction"
@@ -277,9 +277,10 @@ print(
 # it matters for images that use only part of the range (under-exposed films, other
 # datasets, crops of the lungs), as the cell after the check shows.
 #
-# Write `minmax_scale(x)` for a batch `x` of shape `(B, C, H, W)` (uint8 or float): return
-# float32 of the same shape, each image scaled to [0, 1]. A constant image (max == min)
-# would divide by zero: return zeros for it.
+# Write `minmax_scale(x)` for a batch `x` of shape `(B, C, H, W)` (uint8, float32 or
+# float64; C may be 1 or 3): return float32 of the same shape, each image scaled to [0, 1]
+# with its own min and max, taken over all its channels and pixels. A constant image
+# (max == min) would divide by zero: return zeros for it.
 
 
 # %% tags=["exercise"] exercise="01.minmax_scale"
@@ -339,7 +340,8 @@ for c in range(3):
 # **one-hot** mask. Channel 0 is 1 where the pixel is background, channel 1 is 1 where it
 # is infected; at every pixel exactly one channel is 1.
 #
-# Write `one_hot(mask)`: `(B, 1, H, W)` with values 0/1 -> float32 `(B, 2, H, W)`.
+# Write `one_hot(mask)`: `(B, 1, H, W)` with values 0/1 (uint8, float32 or float64) ->
+# float32 `(B, 2, H, W)`.
 
 
 # %% tags=["exercise"] exercise="01.one_hot"

@@ -239,8 +239,9 @@ plt.show()
 # `float("nan")` ("not defined") in that case, whatever the prediction. labkit then leaves
 # such images out of the Dice/IoU average and reports false positives on them separately.
 #
-# Write `dice(pred, truth)` and `iou(pred, truth)` for two masks of one image (numpy arrays
-# of the same shape, bool or 0/1). Return a Python float.
+# Write `dice(pred, truth)` and `iou(pred, truth)` for two masks of one image: numpy arrays
+# of the same shape (any shape), bool, 0/1 or 0/255 (uint8 or float; a mask read from a
+# PNG is 0/255). Any value above 0 is foreground. Return a Python float.
 
 
 # %% tags=["exercise"] exercise="02.dice"

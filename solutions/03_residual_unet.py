@@ -206,10 +206,11 @@ for split in (train, val, test):
 #   (p near 0 where y = 1) costs a lot.
 # * **MSE** = `(p - y)^2`, a squared probability: between 0 and 1, and 0.25 for p = 0.5.
 #
-# Write `bce_and_mse(prob, truth)` for numpy arrays of the same shape (probabilities, and
-# 0/1 labels). Clip the probabilities with `np.clip(p, 1e-7, 1 - 1e-7)` before taking the log
-# (log(0) is minus infinity); compute the MSE with the original p. Average each over all
-# pixels and return `{"bce": ..., "mse": ...}` as Python floats.
+# Write `bce_and_mse(prob, truth)` for numpy arrays of the same shape, any shape:
+# probabilities (float32 or float64) and 0/1 labels (uint8, int, float or bool). Clip the
+# probabilities with `np.clip(p, 1e-7, 1 - 1e-7)` before taking the log (log(0) is minus
+# infinity); compute the MSE with the original p. Average each over all pixels and return
+# `{"bce": ..., "mse": ...}` as Python floats.
 
 
 # %% tags=["exercise"] exercise="03.bce_and_mse"

@@ -38,10 +38,13 @@ def minmax_cases() -> list[Case]:
     ).reshape(3, 1, 5, 5)  # three images with different ranges: min/max must be per image
     constant = torch.rand(2, 1, 3, 3, generator=g)
     constant[1] = 0.7  # a constant image: max == min
+    rgb = torch.randn(2, 3, 4, 5, generator=g) * 4  # one min and max per image, all channels
     return [
         Case((uint8,), label="2 uint8 images (values 20-199)"),
         Case((spread,), label="3 float images with different ranges"),
         Case((constant,), label="a batch whose second image is constant (0.7 everywhere)"),
+        Case((rgb,), label="2 float images with 3 channels (one min and max per image)"),
+        Case((torch.rand(1, 1, 2, 3, generator=g).double(),), label="a float64 image"),
     ]
 
 
@@ -55,6 +58,7 @@ def one_hot_cases() -> list[Case]:
         Case(
             (torch.tensor([[[[0.0, 1.0], [1.0, 1.0]]]]),), label="one float mask [[0, 1], [1, 1]]"
         ),
+        Case((torch.zeros(1, 1, 2, 3, dtype=torch.float64),), label="an empty float64 mask"),
     ]
 
 
@@ -72,7 +76,8 @@ atexit.register(_remove_trees)
 def tiny_tree() -> Path:
     """A small COVID-QU-Ex-like folder (empty PNG files are enough to count) in a temp folder.
 
-    Train/COVID-19 has 3 PNGs plus two files that are not PNGs; Val/Normal has no ``images``
+    Train/COVID-19 has 3 PNGs plus four files that are not PNGs (one named
+    ``notes.png.txt``: the name contains ".png" but does not end in it); Val/Normal has no ``images``
     folder at all (it must count 0); other folders hold 0-2 PNGs.
     """
     base = Path(tempfile.mkdtemp(prefix="labkit-ex01-"))
@@ -95,7 +100,8 @@ def tiny_tree() -> Path:
             (folder / f"img ({i + 1}).png").touch()
             (base / split / cls / "lung masks" / f"img ({i + 1}).png").touch()
     (base / "Train" / "COVID-19" / "images" / "Thumbs.db").touch()
-    (base / "Train" / "COVID-19" / "images" / "notes.txt").touch()
+    for name in ("notes.txt", "notes.png.txt", "scan.jpg"):
+        (base / "Train" / "COVID-19" / "images" / name).touch()
     (base / "Val" / "Normal").mkdir(parents=True)  # no images folder: 0 images
     return base
 
@@ -104,8 +110,8 @@ def count_cases() -> list[Case]:
     return [
         Case(
             (tiny_tree(),),
-            label="a small folder tree (two non-PNG files in Train/COVID-19/images, no "
-            "Val/Normal/images folder)",
+            label="a small folder tree (Thumbs.db, notes.txt, notes.png.txt and scan.jpg "
+            "beside 3 PNGs in Train/COVID-19/images; no Val/Normal/images folder)",
         )
     ]
 
@@ -123,7 +129,8 @@ def fraction_cases() -> list[Case]:
         Case(
             (inf, lung),
             label="3 images (half the lung infected; no lung; infection partly outside the lung)",
-        )
+        ),
+        Case((inf.float(), lung.float()), label="the same 3 images as float 0./1. masks"),
     ]
 
 
@@ -134,9 +141,14 @@ for _exercise in (
         "minmax_scale",
         "labkit.data.preprocess:minmax_scale",
         minmax_cases,
-        hint="take the min and max of each image separately, e.g. "
-        "x.amin(dim=(1, 2, 3), keepdim=True); convert to float first; where max == min the "
-        "image is constant: return 0 there instead of dividing by zero",
+        hint="every image gets its own minimum and maximum, taken over all its channels and "
+        "pixels; the result is float32 whatever came in",
+        hints=(
+            "reduce over dims (1, 2, 3) and keep those dims (keepdim=True) so that the min and "
+            "max broadcast back over the image; convert to float before subtracting",
+            "a constant image has max == min: make its result 0 instead of dividing by zero "
+            "(for example by not letting the divisor go below a tiny positive number)",
+        ),
     ),
     Exercise(
         "01.one_hot",
@@ -144,8 +156,12 @@ for _exercise in (
         "one_hot",
         "labkit.data.preprocess:one_hot",
         one_hot_cases,
-        hint="channel 0 is background (1 - mask), channel 1 is infection (mask); "
-        "torch.cat([...], dim=1) then .float()",
+        hint="two channels per pixel: channel 0 says 'background', channel 1 says "
+        "'infection'; at every pixel exactly one of them is 1",
+        hints=(
+            "background is 1 where the mask is 0; put the two channels side by side along "
+            "dim 1; the result is float32 whatever the mask's dtype (uint8, float32, float64)",
+        ),
     ),
     Exercise(
         "01.count_images",
@@ -154,8 +170,12 @@ for _exercise in (
         "labkit.data.explore:count_images",
         count_cases,
         points=2,
-        hint="count only files ending in .png inside <base>/<split>/<class>/images; a missing "
-        "folder counts 0; use every split in SPLITS and every class in CLASSES as keys",
+        hint="one count for every split in SPLITS and every class in CLASSES, even when the "
+        "folder is missing (it counts 0); only PNG images count",
+        hints=(
+            "look at the end of each file name (its suffix), not at whether it contains "
+            "'.png' somewhere: 'notes.png.txt' is not an image",
+        ),
     ),
     Exercise(
         "01.infection_fraction",
@@ -163,8 +183,13 @@ for _exercise in (
         "infection_fraction",
         "labkit.exercises.lab01:infection_fraction",
         fraction_cases,
-        hint="per image: (infection * lung).sum() / lung.sum(), with flatten(1) and sum(1) for "
-        "a whole batch; use .clamp_min(1) on the denominator so an empty lung gives 0",
+        hint="for each image: the infected pixels that are also lung, divided by the lung "
+        "pixels; an image without lung gives 0, and masks may be uint8 or float",
+        hints=(
+            "flatten each image into one row (flatten(1)) so that one sum per row counts per "
+            "image; convert to float before dividing",
+            "an empty lung would divide by zero: a divisor of at least 1 makes that image 0",
+        ),
     ),
 ):
     register(_exercise)

@@ -204,6 +204,24 @@ def same_function(
     )
 
 
+def train_shape(
+    cls: Any, x_shape: tuple, out_shape: tuple, *args: Any, what: str, **kwargs: Any
+) -> None:
+    """``cls(*args, **kwargs)`` in training mode (batch statistics) gives ``out_shape``.
+
+    The grader tries other sizes, channel counts and training mode; so does the check.
+    """
+    module = build(cls, *args, what=what, **kwargs)
+    x = torch.randn(*x_shape, generator=torch.Generator().manual_seed(2))
+    out = module.train()(x)
+    expect(
+        tuple(out.shape),
+        out_shape,
+        f"the output shape of {what} in training mode on a {tuple(x_shape)} input",
+        hint="nothing may depend on a fixed channel count or image size, nor on eval mode",
+    )
+
+
 def test_double_conv(student: Any, reference: Any) -> None:
     x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(0))
     block = build(student, 3, 8, what="DoubleConv(3, 8)")
@@ -222,6 +240,7 @@ def test_double_conv(student: Any, reference: Any) -> None:
         x,
         hint="the order is conv 3x3 -> BatchNorm2d -> ReLU, twice",
     )
+    train_shape(student, (1, 5, 9, 11), (1, 7, 9, 11), 5, 7, what="DoubleConv(5, 7)")
 
 
 def test_unet3(student: Any, reference: Any) -> None:
@@ -243,6 +262,8 @@ def test_unet3(student: Any, reference: Any) -> None:
         hint="max-pool before enc2, enc3 and the bottleneck; concatenate "
         "torch.cat([upsampled, skip], dim=1) with the upsampled map first",
     )
+    kwargs = {"in_channels": 3, "classes": 2, "base_width": 2}
+    train_shape(student, (2, 3, 16, 8), (2, 2, 16, 8), what="UNet3(3, 2, width 2)", **kwargs)
 
 
 # ---------------------------------------------------------------------------- cases
@@ -269,6 +290,15 @@ def overlap_cases() -> list[Case]:
         ),
         Case((m["a"], m["empty"]), label="an empty true mask and 8 predicted pixels"),
         Case((m["empty"], m["empty"]), label="an empty true mask and an empty prediction"),
+        Case(
+            ((m["a"] * 255).astype(np.uint8)[None], (m["b"] * 255).astype(np.uint8)[None]),
+            label="0/255 uint8 masks of shape (1, 4, 4) (as read from a PNG), sharing 4 pixels",
+        ),
+        Case(
+            (m["a"].astype(np.float32).ravel(), m["b"].astype(np.float32).ravel()),
+            label="flat float 0./1. masks of 16 pixels",
+        ),
+        Case((~m["empty"], ~m["empty"]), label="two full masks"),
     ]
 
 
@@ -280,8 +310,12 @@ for _exercise in (
         "labkit.models.blocks:DoubleConv",
         test=test_double_conv,
         points=2,
-        hint="nn.Sequential(nn.Conv2d(in, out, 3, padding=1), nn.BatchNorm2d(out), "
-        "nn.ReLU(), ...) and the same again from out to out",
+        hint="two rounds of the same three steps: a 3x3 convolution, a batch norm, a ReLU; "
+        "the first convolution changes the number of channels, the second keeps it",
+        hints=(
+            "padding=1 keeps H and W; each batch norm has as many features as the "
+            "convolution before it has output channels",
+        ),
     ),
     Exercise(
         "02.UNet3",
@@ -290,8 +324,12 @@ for _exercise in (
         "labkit.models.unet:UNet",
         test=test_unet3,
         points=2,
-        hint="follow the shape table: pool before enc2, enc3 and the bottleneck; each "
-        "decoder step is dec(torch.cat([up(previous), skip], dim=1)); return head(d1)",
+        hint="follow the shape table row by row: the encoder pools before each deeper "
+        "level; the decoder upsamples, then joins the encoder map of the same size",
+        hints=(
+            "the join is along the channel dimension, the upsampled map first; the last "
+            "decoder level goes through the head, and no sigmoid comes after it",
+        ),
     ),
     Exercise(
         "02.dice",
@@ -299,8 +337,14 @@ for _exercise in (
         "dice",
         "labkit.exercises.lab02:dice",
         overlap_cases,
-        hint="convert to bool first; Dice = 2 * (pred & truth).sum() / (pred.sum() + "
-        "truth.sum()); return float('nan') when truth has no positive pixel",
+        hint="Dice is twice the overlap divided by the two sizes added up; an empty true "
+        "mask has no Dice: NaN",
+        hints=(
+            "masks come as bool, 0/1 or 0/255 (uint8 or float), of any shape: any value "
+            "above 0 is foreground. Multiplying two 0/255 masks does not count the overlap",
+            "turn both masks into True/False first; the overlap is the pixels True in both "
+            "(a logical and); test for an empty truth before dividing",
+        ),
     ),
     Exercise(
         "02.iou",
@@ -308,8 +352,14 @@ for _exercise in (
         "iou",
         "labkit.exercises.lab02:iou",
         overlap_cases,
-        hint="convert to bool first; IoU = (pred & truth).sum() / (pred | truth).sum(); "
-        "return float('nan') when truth has no positive pixel",
+        hint="IoU is the overlap divided by the union (pixels in either mask); an empty true "
+        "mask has no IoU: NaN",
+        hints=(
+            "masks come as bool, 0/1 or 0/255 (uint8 or float), of any shape: any value "
+            "above 0 is foreground. Adding or multiplying 0/255 masks does not count pixels",
+            "turn both masks into True/False first; overlap is a logical and, union a logical "
+            "or; test for an empty truth before dividing",
+        ),
     ),
 ):
     register(_exercise)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from labkit.checks import Case, Exercise, expect, register
-from labkit.exercises.lab02 import build, same_function
+from labkit.exercises.lab02 import build, same_function, train_shape
 
 EPS = 1e-7  # probabilities are clipped to [EPS, 1 - EPS] before the log
 
@@ -57,6 +57,7 @@ def test_residual_block(student: Any, reference: Any) -> None:
             "is conv 3x3 -> BN -> ReLU -> conv 3x3 -> BN, and the ReLU comes after the "
             "addition: relu(main(x) + shortcut(x)); a projection is a 1x1 conv + BN",
         )
+    train_shape(student, (2, 2, 7, 3), (2, 4, 7, 3), 2, 4, what="ResidualBlock(2, 4)")
 
 
 def test_resunet3(student: Any, reference: Any) -> None:
@@ -78,6 +79,8 @@ def test_resunet3(student: Any, reference: Any) -> None:
         hint="every encoder level (enc1, enc2, enc3, bottleneck) is a ResidualBlock; the "
         "decoder keeps its DoubleConv blocks",
     )
+    kwargs = {"in_channels": 3, "classes": 2, "base_width": 2}
+    train_shape(student, (2, 3, 16, 8), (2, 2, 16, 8), what="ResUNet3(3, 2, width 2)", **kwargs)
 
 
 # ---------------------------------------------------------------------------- cases
@@ -94,6 +97,15 @@ def loss_cases() -> list[Case]:
             label="probabilities [[0, 1], [1, 0.5]] for labels [[0, 1], [0, 1]] (one "
             "confidently wrong pixel)",
         ),
+        Case(
+            (rng.uniform(0, 1, size=(3, 5)), rng.random((3, 5)) > 0.7),
+            label="float64 probabilities and a boolean (True/False) mask of shape (3, 5)",
+        ),
+        Case(
+            (np.full((2, 2), 0.25), np.array([[1, 0], [0, 1]])),
+            label="p = 0.25 everywhere and integer labels [[1, 0], [0, 1]]",
+        ),
+        Case((np.full(3, 0.5), np.array([0.0, 1.0, 1.0])), label="p = 0.5 and float labels"),
     ]
 
 
@@ -105,8 +117,13 @@ for _exercise in (
         "labkit.models.blocks:ResidualBlock",
         test=test_residual_block,
         points=2,
-        hint="shortcut = nn.Identity() when in_channels == out_channels, else "
-        "nn.Sequential(nn.Conv2d(in, out, 1, bias=False), nn.BatchNorm2d(out))",
+        hint="the output is the ReLU of (main path + shortcut): the main path transforms "
+        "the input, the shortcut carries it across unchanged when it can",
+        hints=(
+            "the shortcut must give out_channels channels: when the channel count changes it "
+            "needs its own 1x1 convolution and batch norm (the projection in the text); the "
+            "main path's second batch norm comes before the addition, the ReLU after it",
+        ),
     ),
     Exercise(
         "03.ResUNet3",
@@ -114,6 +131,12 @@ for _exercise in (
         "ResUNet3",
         "labkit.models.resunet:ResUNet",
         test=test_resunet3,
+        hint="lab 02's U-Net with every encoder level (enc1, enc2, enc3, bottleneck) a "
+        "ResidualBlock; the decoder is unchanged",
+        hints=(
+            "each level doubles the channels of the one above it: in_channels -> w -> 2w -> "
+            "4w -> 8w",
+        ),
     ),
     Exercise(
         "03.bce_and_mse",
@@ -121,8 +144,12 @@ for _exercise in (
         "bce_and_mse",
         "labkit.exercises.lab03:bce_and_mse",
         loss_cases,
-        hint="clip p with np.clip(p, 1e-7, 1 - 1e-7) before the log; average over every "
-        "pixel with .mean(); return {'bce': float(...), 'mse': float(...)}",
+        hint="both are averages over every pixel of a per-pixel cost; return a dict with "
+        "the keys 'bce' and 'mse' holding Python floats",
+        hints=(
+            "log(0) is minus infinity: clip p before the log only (MSE uses p as it is); "
+            "the labels may be bool, uint8 or float: convert them to float first",
+        ),
     ),
 ):
     register(_exercise)

@@ -41,6 +41,7 @@ def normalize_cases() -> list[Case]:
     return [
         Case((uint8,), label="2 grey uint8 images (values 0-255)"),
         Case((torch.rand(3, 1, 5, 5, generator=g),), label="3 grey float images in [0, 1]"),
+        Case((torch.full((1, 1, 2, 2), 255, dtype=torch.uint8),), label="an all-white uint8 image"),
     ]
 
 
@@ -93,6 +94,46 @@ def check_scalar_cases(
         msg = compare(float(got), float(expected), atol=atol, rtol=1e-4)
         if msg:
             raise CheckFailed(label + msg)
+        check_gradients(student, reference, case, label)
+
+
+def _with_grad(case: Case) -> tuple[list[torch.Tensor], tuple, dict]:
+    """Copies of a case's inputs whose first argument (a tensor or a list of them) needs grad."""
+    args, kwargs = copy.deepcopy(case.args), copy.deepcopy(dict(case.kwargs))
+    first = args[0]
+    leaves = [
+        t.clone().requires_grad_(True) for t in ([first] if torch.is_tensor(first) else first)
+    ]
+    args = (leaves[0] if torch.is_tensor(first) else leaves, *args[1:])
+    return leaves, args, kwargs
+
+
+def check_gradients(student: Callable, reference: Callable, case: Case, label: str = "") -> None:
+    """``d loss / d outputs`` of the student's loss equals the reference's (``labkit grade``
+    compares the gradient too: a loss that has the right value but is cut off from the
+    logits, by ``.item()``, ``float()``, numpy or ``torch.tensor(...)``, cannot train)."""
+    leaves, args, kwargs = _with_grad(case)
+    got = student(*args, **kwargs)
+    if not got.requires_grad:
+        raise CheckFailed(
+            f"{label}no gradient reaches the logits: your loss has the right value but is "
+            "not connected to them, so loss.backward() cannot train the model",
+            "compute the loss with torch operations on the logits all the way; .item(), "
+            "float(), numpy or torch.tensor(...) cut the connection",
+        )
+    mine = torch.autograd.grad(got.sum(), leaves, allow_unused=True)
+    ref_leaves, ref_args, ref_kwargs = _with_grad(case)
+    theirs = torch.autograd.grad(reference(*ref_args, **ref_kwargs).sum(), ref_leaves)
+    for i, (g, r) in enumerate(zip(mine, theirs)):
+        what = "the logits" if len(leaves) == 1 else f"output no. {i + 1} of the list"
+        if g is None:
+            raise CheckFailed(
+                f"{label}no gradient reaches {what}: it is not part of your loss",
+                "every output passed in must contribute to the loss",
+            )
+        msg = compare(g, r, atol=1e-6, rtol=1e-4)
+        if msg:
+            raise CheckFailed(f"{label}the gradient with respect to {what}: {msg}")
 
 
 def test_focal_loss(student: Any, reference: Any) -> None:
@@ -125,8 +166,10 @@ def _expect_count(got: Any, expected: int, trainable: str) -> None:
 
 def test_set_encoder_trainable(student: Any, reference: Any) -> None:
     model = _small_pretrained_unet()
+    # The decoder's own choice, which the student must leave alone: one frozen tensor.
+    decoder_frozen = next(model.decoder.parameters()).requires_grad_(False)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    total = sum(p.numel() for p in model.parameters())
+    total = sum(p.numel() for p in model.parameters()) - decoder_frozen.numel()
     encoder = sum(p.numel() for p in model.encoder.parameters())
 
     _expect_count(student(model, False), total - encoder, "False")
@@ -137,13 +180,13 @@ def test_set_encoder_trainable(student: Any, reference: Any) -> None:
             f"parameter tensors to require gradients, got {on}",
             "loop over model.encoder.parameters() and call p.requires_grad_(False)",
         )
-    for part in ("decoder", "segmentation_head"):
+    for part, frozen in (("decoder", 1), ("segmentation_head", 0)):
         on, n = _trainable_names(model, part)
-        if on != n:
+        if on != n - frozen:
             raise CheckFailed(
-                f"after set_encoder_trainable(model, False), expected all {n} parameter "
-                f"tensors of model.{part} to stay trainable, got {on}",
-                "change model.encoder only; the decoder and head must keep learning",
+                f"after set_encoder_trainable(model, False), expected {n - frozen} of the {n} "
+                f"parameter tensors of model.{part} to stay trainable (as they were), got {on}",
+                "change model.encoder only; leave the decoder and head exactly as they were",
             )
 
     _expect_count(student(model, True), total, "True")
@@ -153,6 +196,12 @@ def test_set_encoder_trainable(student: Any, reference: Any) -> None:
             f"after set_encoder_trainable(model, True), expected all {n} encoder parameter "
             f"tensors to require gradients, got {on}",
             "p.requires_grad_(trainable) sets it to the value you pass",
+        )
+    if decoder_frozen.requires_grad:
+        raise CheckFailed(
+            "after set_encoder_trainable(model, True), a decoder tensor that was frozen "
+            "before became trainable",
+            "change model.encoder only; leave the decoder and head exactly as they were",
         )
     after = model.state_dict()
     changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
@@ -172,8 +221,14 @@ for _exercise in (
         "labkit.data.preprocess:imagenet_normalize",
         normalize_cases,
         points=2,
-        hint="x = x.float() / 255 for uint8 input; x = x.repeat(1, 3, 1, 1) (or expand); "
-        "then (x - mean) / std with mean and std as tensors of shape (1, 3, 1, 1)",
+        hint="make the image look like what the encoder was trained on: three channels "
+        "with values in [0, 1], then each channel shifted by its ImageNet mean and divided "
+        "by its ImageNet std",
+        hints=(
+            "uint8 images are 0-255 and float ones already in [0, 1]; the grey channel is "
+            "copied three times; the means and stds need a shape that broadcasts over the "
+            "batch, height and width",
+        ),
     ),
     Exercise(
         "04.set_encoder_trainable",
@@ -182,8 +237,12 @@ for _exercise in (
         "labkit.exercises.lab04:set_encoder_trainable",
         test=test_set_encoder_trainable,
         points=2,
-        hint="for p in model.encoder.parameters(): p.requires_grad_(trainable); then count "
-        "p.numel() over model.parameters() where p.requires_grad",
+        hint="freezing is a flag on each parameter of model.encoder (requires_grad); "
+        "everything else stays exactly as it was",
+        hints=(
+            "the count is of numbers, not tensors: add up each trainable parameter's number "
+            "of elements over the whole model",
+        ),
     ),
     Exercise(
         "04.focal_loss",
@@ -192,8 +251,14 @@ for _exercise in (
         "labkit.losses:focal_loss",
         test=test_focal_loss,
         points=2,
-        hint="logp = torch.log_softmax(logits, dim=1); logp_t = logp.gather(1, target.long()); "
-        "p_t = logp_t.exp(); return (-(1 - p_t) ** gamma * logp_t).mean()",
+        hint="the focal loss is each pixel's cross-entropy for its true class, multiplied "
+        "by (1 - p_t) ** gamma so that pixels already right count less; then the mean over "
+        "all pixels, as a torch tensor",
+        hints=(
+            "take log-probabilities with a log-softmax over the class dimension (dim 1) and "
+            "pick each pixel's true class with the target as an index; p_t is the exp of "
+            "that log-probability",
+        ),
     ),
 ):
     register(_exercise)

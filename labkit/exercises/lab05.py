@@ -63,6 +63,10 @@ def infection_input_cases() -> list[Case]:
             (grey, (torch.rand(1, 1, 3, 5, generator=g) > 0.5).to(torch.uint8)),
             label="a grey image (1, 1, 3, 5) and a uint8 lung mask",
         ),
+        Case(
+            (rgb[:1].double(), mask[:1] > 0),
+            label="a float64 RGB image (1, 3, 4, 4) and a boolean lung mask",
+        ),
     ]
 
 
@@ -94,6 +98,11 @@ def constrain_cases() -> list[Case]:
     return [
         Case((probs, lung), label="probabilities (2, 1, 5, 5) and a float 0/1 lung mask"),
         Case((probs, lung.to(torch.uint8)), label="the same with a uint8 lung mask"),
+        Case(
+            (probs.double(), lung.to(torch.uint8) * 255),
+            label="float64 probabilities and a 0/255 uint8 lung mask (as read from a PNG)",
+        ),
+        Case((probs, lung > 0), label="a boolean lung mask"),
     ]
 
 
@@ -112,6 +121,10 @@ def fp_cases() -> list[Case]:
             (pred.float(), truth.float(), lung.to(torch.uint8)),
             label="the same as float / uint8 0-1 masks",
         ),
+        Case(
+            (pred.to(torch.uint8) * 255, truth.to(torch.uint8) * 255, lung.to(torch.uint8) * 255),
+            label="the same as 0/255 uint8 masks (as read from a PNG)",
+        ),
     ]
 
 
@@ -127,8 +140,11 @@ for _exercise in (
         "labkit.models.cascade:CascadeModel.infection_input",
         infection_input_cases,
         points=1,
-        hint="torch.cat([image, lung_mask.to(image.dtype)], dim=1): the mask becomes the last "
-        "channel and takes the image's dtype",
+        hint="stage 2 sees the image with one more channel after its own: the lung mask",
+        hints=(
+            "join along the channel dimension (dim 1); the mask may be bool, uint8 or float "
+            "and must first take the image's dtype",
+        ),
     ),
     Exercise(
         "05.combined_loss",
@@ -137,9 +153,14 @@ for _exercise in (
         "labkit.exercises.lab05:combined_loss",
         test=test_combined_loss,
         points=2,
-        hint="soft Dice per image: p = sigmoid(logits); sums over dims (1, 2, 3); "
-        "1 - (2 * inter + 1) / (p.sum + target.sum + 1), then .mean() over the images; "
-        "0.5 * dice + 0.3 * BCE (with logits) + 0.2 * focal",
+        hint="a weighted sum of three losses, all from the logits: 0.5 soft Dice + 0.3 BCE "
+        "+ 0.2 focal (gamma 2), as one torch tensor",
+        hints=(
+            "soft Dice uses probabilities (the sigmoid of the logits), one value per image "
+            "with 1 added to the overlap term and to the sum (so an empty mask predicted "
+            "empty costs 0), then the mean over the images; BCE and focal are means over "
+            "every pixel",
+        ),
     ),
     Exercise(
         "05.constrain_to_lung",
@@ -148,8 +169,9 @@ for _exercise in (
         "labkit.exercises.lab05:constrain_to_lung",
         constrain_cases,
         points=1,
-        hint="torch.where(lung_mask > 0, probs, torch.zeros_like(probs)) (or probs * (lung_mask "
-        "> 0)); the result keeps the dtype of probs",
+        hint="outside the lung the infection probability becomes 0, inside it stays as it "
+        "was; the result has the dtype of probs",
+        hints=("'inside the lung' means lung_mask > 0: the mask may be bool, 0/1 or 0/255",),
     ),
     Exercise(
         "05.fp_outside_lung",
@@ -158,8 +180,12 @@ for _exercise in (
         "labkit.exercises.lab05:fp_outside_lung",
         fp_cases,
         points=1,
-        hint="turn each mask into bool with > 0, then (pred & ~truth & ~lung), summed per image "
-        "over dims (1, 2, 3): an int64 tensor of shape (N,)",
+        hint="a false positive outside the lung is a pixel predicted infected, not truly "
+        "infected and not lung; count them for each image",
+        hints=(
+            "turn each mask into True/False with > 0 (masks may be bool, 0/1 or 0/255), "
+            "combine them with logical and/not, and sum each image's pixels: int64, shape (N,)",
+        ),
     ),
 ):
     register(_exercise)

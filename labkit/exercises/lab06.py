@@ -126,9 +126,14 @@ def _expect_shape(out: Any, shape: tuple[int, ...], what: str, hint: str) -> Non
 
 
 def test_contrast_gate(student: Any, reference: Any) -> None:
+    # the grader tries other channel counts (an odd one: C // 2 rounds down) and shapes too
+    for channels, shape in ((8, (3, 8, 6, 4)), (3, (2, 3, 3, 7))):
+        _gate_matches(student, channels, shape)
+
+
+def _gate_matches(student: Any, channels: int, shape: tuple[int, ...]) -> None:
     from labkit.models import FVBlock
 
-    channels = 8
     gate = _build(student, channels, what=f"ContrastGate({channels})")
     x = torch.randn(2, channels, 5, 5, generator=torch.Generator().manual_seed(60))
     labkit_gate = FVBlock(channels, gate="ce").channel_gate
@@ -156,7 +161,7 @@ def test_contrast_gate(student: Any, reference: Any) -> None:
                 raise CheckFailed("expected the fully connected layers to have a bias")
             mine.bias.copy_(theirs.bias)
         for seed in (61, 62):
-            f = 3 * torch.randn(3, channels, 6, 4, generator=torch.Generator().manual_seed(seed))
+            f = 3 * torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
             expect(
                 gate.eval()(f),
                 labkit_gate.eval()(f)[:, :, None, None],
@@ -191,16 +196,36 @@ def test_paspp(student: Any, reference: Any) -> None:
     with torch.no_grad():
         got, expected = mine.eval()(x), ref.eval()(x)
     hint = (
-        "b1, b2, b4, b8 = each branch applied to x; small = merge_small(cat([b1, b2])); "
-        "large = merge_large(cat([b4, b8])); return fuse(cat([small, large])), all cat on dim=1"
+        "every branch sees the same input x; the first two branches' outputs are merged by "
+        "merge_small, the last two by merge_large, and fuse merges the two results; each "
+        "merge joins its inputs along the channel dimension, in branch order"
     )
     _expect_shape(
         got, (2, channels, 9, 9), f"PASPP({channels}) on a (2, {channels}, 9, 9) input", hint
     )
     expect(got, expected, "the output with labkit's weights loaded into yours", hint=hint)
+    # other dilations (a keyword of the given __init__) and a non-square input
+    ref = reference(8, dilations=(1, 3, 5, 7))
+    _randomise_batch_norms(ref, seed=1)
+    mine = student(8, dilations=(1, 3, 5, 7))
+    mine.load_state_dict(ref.state_dict())
+    x = torch.randn(1, 8, 7, 10, generator=torch.Generator().manual_seed(64))
+    with torch.no_grad():
+        got, expected = mine.eval()(x), ref.eval()(x)
+    expect(
+        got,
+        expected,
+        "PASPP(8, dilations=(1, 3, 5, 7)) on a (1, 8, 7, 10) input, with labkit's weights",
+        hint=hint,
+    )
 
 
 # ---------------------------------------------------------------------------- cases
+def _probability_mse(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A plain function as the base loss (any callable ``loss(logits, target)`` is allowed)."""
+    return ((torch.sigmoid(logits) - target) ** 2).mean()
+
+
 def deep_supervision_cases() -> list[Case]:
     from labkit.losses import BCEDiceLoss
 
@@ -217,6 +242,11 @@ def deep_supervision_cases() -> list[Case]:
         ),
         Case((outs[0], target, base), label="one tensor (a model in eval mode)"),
         Case(([outs[1]], target, base), label="a list with the final output only"),
+        Case(
+            (outs, target, _probability_mse),
+            {"final_weight": 0.25},
+            label="3 auxiliary heads, final_weight=0.25, a plain function as base_loss",
+        ),
     ]
 
 
@@ -232,6 +262,13 @@ for _exercise in (
         "labkit.exercises.lab06:ContrastGate",
         test=test_contrast_gate,
         points=2,
+        hint="one gate per image: average each channel over the image, squeeze the C "
+        "averages into ONE number with two fully connected layers, and make it a weight in "
+        "(0, 1) with a sigmoid",
+        hints=(
+            "the layers go C -> C // 2 -> (ReLU) -> 1; the gate must have the shape "
+            "(B, 1, 1, 1) so that it multiplies every channel and pixel",
+        ),
     ),
     Exercise(
         "06.PASPP",
@@ -240,6 +277,12 @@ for _exercise in (
         "labkit.models.fvpaspp:PASPP",
         test=test_paspp,
         points=2,
+        hint="run the four branches on the same input, merge them in pairs (dilations 1 with "
+        "2, 4 with 8), then merge the two halves",
+        hints=(
+            "each merge concatenates along the channel dimension and applies the layer "
+            "given for it in __init__: merge_small, merge_large, then fuse",
+        ),
     ),
     Exercise(
         "06.deep_supervision_loss",
@@ -248,9 +291,13 @@ for _exercise in (
         "labkit.exercises.lab06:deep_supervision_loss",
         test=test_deep_supervision_loss,
         points=2,
-        hint="a tensor: return base_loss(outputs, target); a list: final, *aux = outputs; "
-        "final_weight * base(final) + (1 - final_weight) * the MEAN of base(aux) over the "
-        "auxiliary heads (just base(final) when there are none)",
+        hint="the final output gets final_weight of the loss, and the auxiliary heads share "
+        "the rest equally; a single tensor (eval mode) is just the base loss",
+        hints=(
+            "a list is [final, aux_1, aux_2, ...]: the auxiliary part is the MEAN of the base "
+            "loss over the auxiliary heads; with none, the loss is the final output's alone; "
+            "base_loss is any function loss(logits, target)",
+        ),
     ),
 ):
     register(_exercise)

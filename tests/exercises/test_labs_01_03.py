@@ -161,7 +161,7 @@ WRONG = [
     ("01.one_hot", lambda: (lambda m: m.float()),
      "expected shape (2, 2, 4, 4), got shape (2, 1, 4, 4)"),
     ("01.count_images", lambda: _count_everything,
-     "in the result['Train']['COVID-19']: expected 3, got 5"),
+     "in the result['Train']['COVID-19']: expected 3, got 7"),
     ("01.count_images", lambda: _count_without_checking, "your function raised FileNotFoundError"),
     ("01.infection_fraction",
      lambda: (lambda inf, lung: inf.flatten(1).float().sum(1) / lung.flatten(1).float().sum(1)),
@@ -222,7 +222,8 @@ def test_count_case_tree_is_what_its_label_says():
     (case,) = lab01.count_cases()
     base = case.args[0]
     assert sorted(p.name for p in (base / "Train" / "COVID-19" / "images").iterdir()) == [
-        "Thumbs.db", "img (1).png", "img (2).png", "img (3).png", "notes.txt",
+        "Thumbs.db", "img (1).png", "img (2).png", "img (3).png", "notes.png.txt", "notes.txt",
+        "scan.jpg",
     ]  # fmt: skip
     assert not (base / "Val" / "Normal" / "images").exists()
     counts = EXERCISES["01.count_images"].reference_impl()(base)
