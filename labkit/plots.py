@@ -74,7 +74,7 @@ def error_overlay(image: Any, truth: Any, pred: Any, alpha: float = 0.5) -> np.n
 
 
 def plot_history(history: Any, path: str | Path | None = None) -> Any:
-    """Loss (train and validation) and validation Dice/IoU per epoch.
+    """Loss, and Dice/IoU (train and validation) per epoch.
 
     Args:
         history: a ``labkit.train.History`` or its ``to_dict()``.
@@ -90,14 +90,20 @@ def plot_history(history: Any, path: str | Path | None = None) -> Any:
     ax_loss.plot(epochs, h["val_loss"], "o-", label="validation")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_loss.legend()
-    for key in ("val_dice", "val_iou"):
+    # train_dice / train_iou (from the training batches) exist in histories since issue 15
+    for key in ("train_dice", "train_iou", "val_dice", "val_iou"):
+        if key not in h or not any(v == v for v in h[key] if v is not None):  # missing/all NaN
+            continue
         vals = [np.nan if v is None else v for v in h[key]]
-        ax_score.plot(epochs, vals, "o-", label=key.replace("val_", "validation "))
+        style = "o--" if key.startswith("train") else "o-"
+        ax_score.plot(
+            epochs, vals, style, label=key.replace("val_", "validation ").replace("_", " ")
+        )
     if h.get("best_epoch"):
         ax_score.axvline(
             h["best_epoch"], color="grey", ls="--", label=f"best (epoch {h['best_epoch']})"
         )
-    ax_score.set(xlabel="epoch", ylabel="score", title="validation scores", ylim=(0, 1))
+    ax_score.set(xlabel="epoch", ylabel="score", title="scores", ylim=(0, 1))
     ax_score.legend()
     for ax in (ax_loss, ax_score):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -138,7 +144,7 @@ def _panels(axes: Any, image: Any, truth: Any, pred: Any) -> None:
 
 
 def plot_threshold_sweep(sweep: dict[str, list[float]], path: str | Path | None = None) -> Any:
-    """Dice and IoU against the threshold (from ``labkit.evaluate.threshold_sweep``)."""
+    """Dice and IoU against the threshold (from ``labkit.evaluation.threshold_sweep``)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.8))
     for key in ("dice", "iou"):

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from labkit.device import amp_dtype
+
 MODELS = ("unet", "unet-resnet34")
 SIZE_MULTIPLE = 32  # unet-resnet34's encoder halves the image 5 times
 
@@ -200,7 +202,6 @@ def _cpu_model() -> str:
 def machine_facts(device: torch.device) -> dict[str, Any]:
     """What the figures were measured on: versions, CPU, threads, GPU, AMP dtype, date."""
     from labkit import __version__
-    from labkit.device import amp_dtype
 
     facts: dict[str, Any] = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from labkit.bench.common import BenchSettings, Timer, count_syncs, rate
+from labkit.data import Augment, BatchLoader, load_split
 
 
 def naive_transform():
@@ -153,7 +154,6 @@ def bench_labkit(
     ``resident=False`` on CUDA keeps the split on the CPU and copies each gathered batch
     from pinned memory asynchronously (for splits larger than the GPU's memory).
     """
-    from labkit.data import Augment, BatchLoader
 
     t0 = time.perf_counter()  # resident: the uint8 split is copied to the device once, here
     loader = BatchLoader(
@@ -178,7 +178,6 @@ def bench_data_path(
     root: Path, records: list, s: BenchSettings, device: torch.device, log: Callable[[str], None]
 ) -> dict[str, Any]:
     """Section 1: (a) naive, (b) labkit on the CPU, (c) resident on the GPU, (d) pinned copies."""
-    from labkit.data import load_split
 
     if len(records) < s.data_batch:
         raise ValueError(

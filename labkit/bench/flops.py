@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from labkit.bench.common import BenchSettings
+from labkit.bench.model import build
 
 EPOCH_IMAGES = 5826  # the COVID-QU-Ex infection subset: 2913 COVID-19 + 1457 + 1456 images
 
@@ -62,19 +63,19 @@ def device_peak(device: torch.device) -> tuple[float | None, str]:
     return found
 
 
-def _count(model: torch.nn.Module, x: torch.Tensor, backward: bool) -> int:
+def count_model_flops(model: torch.nn.Module, x: torch.Tensor, backward: bool) -> int:
+    """FLOPs of one forward (and backward) of ``model`` on ``x`` (use the ``meta`` device)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
         out = model(x)
-        if backward:
-            out.float().sum().backward()
+        if backward:  # a deep-supervision model returns a list of outputs
+            sum(o.float().sum() for o in (out if isinstance(out, list) else [out])).backward()
     return counter.get_total_flops()
 
 
 def count_flops(s: BenchSettings, log: Callable[[str], None]) -> dict[str, Any]:
     """GFLOP per image of one forward and of forward + backward, at the bench size and 256 px."""
-    from labkit.bench.model import build
 
     out: dict[str, Any] = {
         "counter": "torch.utils.flop_counter.FlopCounterMode on the meta device "
@@ -88,7 +89,7 @@ def count_flops(s: BenchSettings, log: Callable[[str], None]) -> dict[str, Any]:
         for size in sorted({s.size, 256}):
             # batch 2: batch norm in training mode refuses one value per channel
             x = torch.zeros(2, spec["in_channels"], size, size, device="meta")
-            fwd, train = _count(model, x, False) / 2, _count(model, x, True) / 2
+            fwd, train = count_model_flops(model, x, False) / 2, count_model_flops(model, x, True) / 2
             per_size[str(size)] = {
                 "forward_gflop_per_image": fwd / 1e9,
                 "train_gflop_per_image": train / 1e9,

@@ -1,7 +1,7 @@
 """Sections 2-4 of ``labkit bench``: training steps, inference, FLOPs, peak fraction, epoch time.
 
-Training figures go through the very step ``labkit.train.fit`` runs (``_Forward`` +
-``_Step.train_epoch``: autocast, loss, backward, GradScaler, optimizer), fed either by one
+Training figures go through the very step ``labkit.train.fit`` runs (``Forward`` +
+``TrainStep.train_epoch``: autocast, loss, backward, GradScaler, optimizer), fed either by one
 synthetic batch already on the device (the model-only bound: no data work at all) or by
 labkit's real pipeline (``BatchLoader`` + report 003's augmentation: end to end). Their
 ratio says how much of the GPU the data pipeline leaves idle.
@@ -23,6 +23,15 @@ from torch import nn
 
 from labkit.bench.common import BenchSettings, Timer, rate
 from labkit.bench.data import endless
+from labkit.data import Augment, BatchLoader, load_split
+from labkit.device import amp_dtype, autocast, make_grad_scaler
+from labkit.device import channels_last as to_channels_last
+from labkit.losses import build_loss
+from labkit.models import build_model
+from labkit.reports import settings_for_model
+from labkit.train.config import TrainConfig
+from labkit.train.loop import make_optimizer
+from labkit.train.step import Forward, TrainStep
 
 IN_CHANNELS = {"grey": 1, "rgb": 3, "grey+lung": 2, "rgb+lung": 4}
 
@@ -47,20 +56,17 @@ VARIANTS = (
 
 def model_spec(name: str) -> dict[str, Any]:
     """Inputs, channels, loss and builder arguments of ``labkit train --model name``."""
-    from labkit.commands.train import MODEL_DEFAULTS
-
-    d = MODEL_DEFAULTS[name]
+    d = settings_for_model(name)
     return {
-        "inputs": d["inputs"],
-        "in_channels": IN_CHANNELS[d["inputs"]],
-        "loss": d["loss"],
-        "kwargs": dict(d.get("kwargs", {})),
+        "inputs": d.inputs,
+        "in_channels": IN_CHANNELS[d.inputs],
+        "loss": d.loss,
+        "kwargs": dict(d.kwargs),
     }
 
 
 def build(name: str) -> tuple[nn.Module, dict[str, Any]]:
     """The model as ``labkit train`` builds it, randomly initialised (weights do not change speed)."""
-    from labkit.models import build_model
 
     spec = model_spec(name)
     torch.manual_seed(0)
@@ -98,13 +104,6 @@ def _cleanup(device: torch.device) -> None:
 def _train_variant(
     name: str, v: Variant, data: Any, s: BenchSettings, device: torch.device
 ) -> dict[str, Any]:
-    from labkit.data import Augment, BatchLoader
-    from labkit.device import amp_dtype, make_grad_scaler
-    from labkit.device import channels_last as to_channels_last
-    from labkit.losses import build_loss
-    from labkit.train.config import TrainConfig
-    from labkit.train.loop import make_optimizer
-    from labkit.train.step import _Forward, _Step
 
     model, spec = build(name)
     model = model.to(device)
@@ -116,9 +115,9 @@ def _train_variant(
         device=str(device), progress=False, batch_size=s.batch_size,
     )  # fmt: skip
     dtype = amp_dtype(device, cfg.amp)
-    forward = _Forward(model, cfg.compile)
+    forward = Forward(model, cfg.compile)
     opt = make_optimizer(model, cfg)
-    step = _Step(
+    step = TrainStep(
         forward, build_loss(cfg.loss), opt, make_grad_scaler(device, dtype), device, dtype, cfg
     )
     b, c, size = s.batch_size, spec["in_channels"], s.size
@@ -132,7 +131,7 @@ def _train_variant(
     with warnings.catch_warnings(record=True) as caught, Timer(device) as first:
         warnings.simplefilter("always")
         step.train_epoch([(x, y)] * s.warmup, 0)  # cuDNN autotuning / compilation happen here
-    if v.compile and forward.compiled is None:  # _Forward fell back to eager: not a compile figure
+    if v.compile and forward.compiled is None:  # Forward fell back to eager: not a compile figure
         reason = next((str(w.message) for w in caught), "torch.compile fell back to eager")
         raise RuntimeError(reason.splitlines()[0])
     if device.type == "cuda":
@@ -165,8 +164,6 @@ def bench_training(
     root: Path, s: BenchSettings, device: torch.device, log: Callable[[str], None]
 ) -> dict[str, list[dict[str, Any]]]:
     """Section 2: images/s of training steps per model and variant, model-only and end to end."""
-    from labkit.data import load_split
-    from labkit.device import amp_dtype
 
     data = load_split(root, "Train", size=s.size, progress=False)
     if len(data) < s.batch_size:
@@ -260,8 +257,6 @@ class PeakRSS:
 
 
 def _infer_variant(name: str, v: Variant, s: BenchSettings, device: torch.device) -> dict[str, Any]:
-    from labkit.device import amp_dtype, autocast
-    from labkit.device import channels_last as to_channels_last
 
     model, spec = build(name)
     model = model.to(device).eval()
@@ -301,7 +296,6 @@ def bench_inference(
     s: BenchSettings, device: torch.device, log: Callable[[str], None]
 ) -> dict[str, list[dict[str, Any]]]:
     """Section 3: inference images/s and peak memory, fp32 and AMP + channels_last."""
-    from labkit.device import amp_dtype
 
     out: dict[str, list[dict[str, Any]]] = {}
     for name in s.models:

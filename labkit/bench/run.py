@@ -8,7 +8,12 @@ from typing import Any
 
 import torch
 
+import labkit.bench.data as bench_data
+import labkit.bench.flops as bench_flops
+import labkit.bench.model as bench_model
 from labkit.bench.common import BenchSettings, load_average, machine_facts
+from labkit.data import index_dataset, resolve_data
+from labkit.device import pick_device
 
 # ---- the run ------------------------------------------------------------------------------
 
@@ -33,7 +38,6 @@ def run_bench(
         ``{"settings", "machine", "data_path", "flops", "training", "inference",
         "epoch_estimate", "notes"}``.
     """
-    from labkit.device import pick_device
 
     settings = settings or BenchSettings()
     dev = pick_device(device)
@@ -58,11 +62,6 @@ def _run(
     command: str | None,
 ) -> dict[str, Any]:
     import sys
-
-    from labkit.bench import data as bench_data
-    from labkit.bench import flops as bench_flops
-    from labkit.bench import model as bench_model
-    from labkit.data import index_dataset, resolve_data
 
     def log(message: str) -> None:
         if progress:

@@ -31,8 +31,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
+
+from labkit.device import pick_device
+from labkit.models import build_from_spec
 
 FORMAT = "labkit-checkpoint"
 FORMAT_VERSION = 1
@@ -76,8 +80,6 @@ def _check_plain(obj: Any, where: str) -> None:
 
 def rng_state() -> dict[str, Any]:
     """Every random generator training touches (python, numpy, torch CPU, CUDA)."""
-    import numpy as np
-
     np_state = np.random.get_state()
     state: dict[str, Any] = {
         "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
@@ -91,8 +93,6 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore generators saved by `rng_state`."""
-    import numpy as np
-
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     name, keys, *rest = state["numpy"]
@@ -234,9 +234,6 @@ def load_model(
     Returns:
         The model with its trained weights.
     """
-    from labkit.device import pick_device
-    from labkit.models import build_from_spec
-
     ckpt = load_checkpoint(path)
     spec = ckpt.get("model")
     if not spec:

@@ -14,7 +14,19 @@ from typing import Any
 
 from torch import nn
 
-MONITORS = {"val_dice": "max", "val_iou": "max", "val_loss": "min"}  # metric -> better when
+from labkit.losses import LOSSES
+
+# metric -> which way is better. val_dice / val_iou skip images with an empty mask (the
+# labkit policy), so they cannot see false positives on healthy images; val_dice_all
+# (empty mask: 1 if nothing predicted, else 0) and val_dice_pooled (one Dice of all pixels)
+# can. See TrainConfig.monitor.
+MONITORS = {
+    "val_dice": "max",
+    "val_iou": "max",
+    "val_loss": "min",
+    "val_dice_all": "max",
+    "val_dice_pooled": "max",
+}
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULERS = (None, "plateau", "cosine")
 STOP_REASONS = ("completed", "early_stopping", "time_budget")
@@ -26,8 +38,10 @@ class TrainConfig:
 
     Args:
         epochs: passes over the training set.
-        batch_size: informational when you pass loaders (the loader sets the batch size);
-            ``labkit train`` uses it to build them.
+        batch_size: images per batch *per process* (under torchrun the effective batch is
+            ``batch_size * world_size``). The training loader sets it: None (default) takes
+            the loader's ``batch_size``; a number must equal it (`fit` raises otherwise), so
+            the config stored in checkpoints says what really trained.
         lr: learning rate.
         optimizer: ``"adam"`` or ``"adamw"`` (decoupled weight decay).
         weight_decay: L2 (adam) or decoupled (adamw) weight decay, >= 0.
@@ -43,8 +57,16 @@ class TrainConfig:
         grad_clip: clip the gradient norm to this value (report 003 uses 1.0), or None.
         patience: early stopping: stop after this many epochs without improvement of
             ``monitor``; None trains all ``epochs``.
-        monitor: ``"val_dice"`` (default, higher is better), ``"val_iou"`` or ``"val_loss"``
-            (lower is better). Also chooses the best checkpoint.
+        monitor: the validation score that chooses the best epoch (checkpoint,
+            ``restore_best``, early stopping, the plateau schedule): ``"val_dice"``
+            (default), ``"val_iou"``, ``"val_loss"`` (lower is better),
+            ``"val_dice_all"`` or ``"val_dice_pooled"``. ``val_dice`` / ``val_iou`` average
+            over the images *with* infection only, so they cannot see a model that marks
+            healthy images as infected: use them when training on COVID-19 images only.
+            When training on all classes use ``"val_dice_all"`` (per-image Dice over every
+            image; a healthy image scores 1 if nothing is predicted, else 0) or
+            ``"val_dice_pooled"`` (one Dice over all pixels: false positives anywhere
+            count, but large lesions weigh more than small ones).
         amp: mixed precision where it helps: bf16 on recent GPUs, fp16 + GradScaler on
             older ones, none on CPU/MPS (see ``labkit.device``).
         channels_last: NHWC memory layout for model and inputs (faster convs on GPUs).
@@ -71,7 +93,7 @@ class TrainConfig:
     """
 
     epochs: int = 10
-    batch_size: int = 16
+    batch_size: int | None = None
     lr: float = 1e-4
     optimizer: str = "adam"
     weight_decay: float = 0.0
@@ -110,7 +132,11 @@ class TrainConfig:
             return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
         need(is_int(self.epochs) and self.epochs >= 1, "epochs", "an int >= 1")
-        need(is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "an int >= 1")
+        need(
+            self.batch_size is None or (is_int(self.batch_size) and self.batch_size >= 1),
+            "batch_size",
+            "None or an int >= 1",
+        )
         need(is_num(self.lr) and self.lr > 0, "lr", "a finite number > 0")
         need(self.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}")
         need(is_num(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "a number >= 0")
@@ -146,8 +172,6 @@ class TrainConfig:
                      "restore_best", "progress"):  # fmt: skip
             need(isinstance(getattr(self, flag), bool), flag, "True or False")
         if isinstance(self.loss, str):
-            from labkit.losses import LOSSES
-
             need(self.loss in LOSSES, "loss", f"one of {tuple(LOSSES)} or an nn.Module")
 
     @property
@@ -173,42 +197,67 @@ class History:
     """What happened in each epoch (lists indexed by epoch - 1) and how training ended.
 
     ``best_epoch`` / ``best_metric`` refer to ``monitor``; ``stopped_reason`` is one of
-    ``"completed"``, ``"early_stopping"``, ``"time_budget"``; ``train_seconds`` is the total
-    wall time of all epochs (across resumes).
+    ``"completed"``, ``"early_stopping"``, ``"time_budget"``. ``train_dice`` / ``train_iou``
+    score the training batches as they were predicted during the epoch (training mode,
+    augmented, the weights still changing: no extra pass), so they sit a little below what
+    the end-of-epoch model would score; compare them with ``val_dice`` / ``val_iou`` to see
+    over-fitting. ``val_dice_all`` / ``val_dice_pooled``: see ``TrainConfig.monitor``.
     """
 
     epoch: list[int] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
+    train_dice: list[float] = field(default_factory=list)
+    train_iou: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_dice: list[float] = field(default_factory=list)
     val_iou: list[float] = field(default_factory=list)
     val_sensitivity: list[float] = field(default_factory=list)
     val_precision: list[float] = field(default_factory=list)
+    val_dice_all: list[float] = field(default_factory=list)
+    val_dice_pooled: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     monitor: str = "val_dice"
     best_epoch: int | None = None
     best_metric: float | None = None
     stopped_reason: str = "completed"
-    train_seconds: float = 0.0
+    world_size: int = 1  # processes that trained (torchrun); 1 without it
 
     def __len__(self) -> int:
         return len(self.epoch)
 
+    @property
+    def train_seconds(self) -> float:
+        """Wall time of all epochs (across resumes): the sum of ``seconds``."""
+        return float(sum(self.seconds))
+
+    def epochs_without_improvement(self) -> int:
+        """Epochs since ``monitor`` last improved (all of them if it never did)."""
+        if not self.epoch:
+            return 0
+        return self.epoch[-1] - (self.best_epoch or 0)
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (NaN stays NaN; ``json.dumps`` writes it as ``NaN``)."""
-        return {
+        """A JSON-ready dict (NaN stays NaN; ``json.dumps`` writes it as ``NaN``), with
+        ``train_seconds`` for readers of metrics.json and checkpoints."""
+        out = {
             f.name: (list(v) if isinstance(v := getattr(self, f.name), list) else v)
             for f in fields(self)
         }
+        out["train_seconds"] = self.train_seconds
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> History:
-        """Inverse of `to_dict` (unknown keys are ignored)."""
+        """Inverse of `to_dict` (unknown and derived keys are ignored; a history written
+        before a field existed gets NaN for it in every epoch, so all lists stay aligned)."""
         names = {f.name for f in fields(cls)}
-        return cls(
-            **{k: (list(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
-        )
+        h = cls(**{k: (list(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})
+        for f in fields(cls):
+            values = getattr(h, f.name)
+            if isinstance(values, list) and f.name != "epoch" and len(values) < len(h.epoch):
+                values[:0] = [math.nan] * (len(h.epoch) - len(values))
+        return h
 
 
 def make_config(config: TrainConfig | None = None, **overrides: Any) -> TrainConfig:

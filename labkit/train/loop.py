@@ -18,11 +18,19 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
+
+import labkit.train.checkpoint as ckpt
+import labkit.train.distributed as distributed
+from labkit.device import amp_dtype, make_grad_scaler, pick_device, seed_everything
+from labkit.device import channels_last as to_channels_last
+from labkit.losses import DeepSupervisionLoss, build_loss
 
 # Re-exported: these names have always been importable from labkit.train.
 from labkit.train.config import (
@@ -34,7 +42,7 @@ from labkit.train.config import (
     TrainConfig,
     make_config,
 )
-from labkit.train.step import NonFiniteLossError, _Forward, _Step, _validate
+from labkit.train.step import Forward, NonFiniteLossError, TrainStep, validate
 
 __all__ = [
     "MONITORS",
@@ -50,6 +58,12 @@ __all__ = [
     "make_scheduler",
 ]
 
+# What each epoch records, in History's names; the step and validation return them.
+_RECORDED = (
+    "train_loss", "train_dice", "train_iou", "val_loss", "val_dice", "val_iou",
+    "val_sensitivity", "val_precision", "val_dice_all", "val_dice_pooled",
+)  # fmt: skip
+
 
 def fit(
     model: nn.Module,
@@ -62,12 +76,18 @@ def fit(
 ) -> History:
     """Train ``model`` on ``train``, score it on ``val`` after every epoch.
 
+    Under ``torchrun --nproc-per-node N`` the same call trains in N processes
+    (DistributedDataParallel, see ``labkit.train.distributed``): each process trains on its
+    shard of every epoch, validation scores are gathered so every process sees the same
+    numbers, and only rank 0 prints and writes checkpoints.
+
     Args:
         model: any ``nn.Module`` returning logits ``(B, 1|2, H, W)``, or a list of them
             (deep supervision, final output first) in training mode.
         train: a ``labkit.data.BatchLoader`` or any iterable of ``Batch(x, y, ...)`` or
             ``(x, y)`` pairs; ``set_epoch(epoch)`` is called on it if it has one, so the
-            shuffle order (and augmentation) of every epoch is reproducible.
+            shuffle order (and augmentation) of every epoch is reproducible. Under torchrun
+            it must have ``shard(rank, world_size)`` (a ``BatchLoader`` has).
         val: the same for validation (not shuffled, not augmented).
         config: a `TrainConfig`; ``**overrides`` replace its fields
             (``fit(model, tr, va, epochs=3, lr=1e-3)``).
@@ -80,17 +100,22 @@ def fit(
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf (the message names epoch and step).
+        ValueError: ``batch_size`` differs from the training loader's, or (under torchrun)
+            the training loader cannot be sharded.
     """
-    from labkit.device import amp_dtype, make_grad_scaler, pick_device, seed_everything
-    from labkit.device import channels_last as to_channels_last
-    from labkit.losses import DeepSupervisionLoss, build_loss
-    from labkit.train import checkpoint as ckpt
-
     cfg = make_config(config, **overrides)
+    cfg = _with_loader_batch_size(cfg, train)
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
+    ranks = distributed.join(device.type)  # rank 0 of 1 outside torchrun
+    device = distributed.rank_device(device, ranks)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
+    train = distributed.shard(train, ranks, "train", required=True)
+    val_shard = distributed.shard(val, ranks, "val", required=False)
+    # a validation iterable that cannot be sharded is scored whole on every rank
+    val_ranks = ranks if val_shard is not val else distributed.Ranks()
+    show = cfg.progress and ranks.is_main  # only rank 0 prints
     model = model.to(device)
     if cfg.channels_last:
         model = to_channels_last(model)
@@ -101,11 +126,8 @@ def fit(
     scheduler = make_scheduler(optimizer, cfg)
     dtype = amp_dtype(device, cfg.amp)  # bfloat16, float16 or None (fp32)
     scaler = make_grad_scaler(device, dtype)  # only active for float16
-    forward = _Forward(model, cfg.compile)
-    step = _Step(forward, loss_fn, optimizer, scaler, device, dtype, cfg)
 
-    history = History(monitor=cfg.monitor)
-    bad_epochs = 0  # epochs since the monitored metric last improved
+    history = History(monitor=cfg.monitor, world_size=ranks.world_size)
     data_spec: dict[str, Any] = {}
     start = 1
     if resume_from is not None:
@@ -114,32 +136,33 @@ def fit(
         model.load_state_dict(state["state_dict"])
         ckpt.restore_training_state(ts, optimizer, scheduler, scaler)
         history = History.from_dict(state["history"])
-        bad_epochs, data_spec, start = ts["bad_epochs"], state["data"], state["epoch"] + 1
-    out_dir = Path(cfg.out_dir) if cfg.out_dir is not None else None
+        history.world_size = ranks.world_size
+        data_spec, start = state["data"], state["epoch"] + 1
+    net = distributed.wrap(model, device, ranks)  # DDP under torchrun, else the model
+    forward = Forward(net, cfg.compile)
+    # validation calls the plain model: no DDP collectives, so uneven shards cannot hang
+    val_forward = forward if net is model else Forward(model, cfg.compile)
+    step = TrainStep(forward, loss_fn, optimizer, scaler, device, dtype, cfg, ranks)
+    out_dir = Path(cfg.out_dir) if cfg.out_dir is not None and ranks.is_main else None
     best_state = _best_before(resume_from, history) if cfg.restore_best else None
     better = (lambda a, b: a > b) if cfg.mode == "max" else (lambda a, b: a < b)
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
-        range(start, cfg.epochs + 1),
-        desc="epochs",
-        initial=start - 1,
-        total=cfg.epochs,
-        disable=not cfg.progress,
-    )
+    # The bar is advanced by hand after each epoch, so an early stop still counts the
+    # epoch it stopped after, and the bar's label says why it stopped.
+    bar = tqdm(desc="epochs", initial=start - 1, total=cfg.epochs, disable=not show)
     t_fit = time.perf_counter()
-    for epoch in bar:
+    for epoch in range(start, cfg.epochs + 1):
         t0 = time.perf_counter()
         # ---- train: one pass over the training batches --------------------------------
         model.train()
         if hasattr(train, "set_epoch"):
             train.set_epoch(epoch)  # reproducible shuffle/augmentation for this epoch
-        train_loss, shape = step.train_epoch(train, epoch)
+        train_scores, shape = step.train_epoch(train, epoch)
+        distributed.sync_buffers(model, ranks)  # one set of batch-norm statistics
         data_spec = data_spec or _data_spec(train, shape)
         # ---- validate: loss and metrics on the validation set, no gradients -----------
         model.eval()
-        val_scores = _validate(forward, val, loss_fn, device, dtype, cfg)
+        val_scores = validate(val_forward, val_shard, loss_fn, device, dtype, cfg, val_ranks)
         lr = optimizer.param_groups[0]["lr"]  # the lr this epoch trained with
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(val_scores[cfg.monitor])
@@ -147,57 +170,74 @@ def fit(
             scheduler.step()
         seconds = time.perf_counter() - t0
         # ---- record the epoch ----------------------------------------------------------
+        scores = {**train_scores, **val_scores}
         history.epoch.append(epoch)
-        history.train_loss.append(train_loss)
-        for key in ("val_loss", "val_dice", "val_iou", "val_sensitivity", "val_precision"):
-            getattr(history, key).append(val_scores[key])
+        for key in _RECORDED:
+            getattr(history, key).append(scores[key])
         history.lr.append(lr)
         history.seconds.append(seconds)
-        history.train_seconds += seconds
         value = val_scores[cfg.monitor]
         improved = not math.isnan(value) and (
             history.best_metric is None or better(value, history.best_metric)
         )
         if improved:
-            history.best_epoch, history.best_metric, bad_epochs = epoch, value, 0
+            history.best_epoch, history.best_metric = epoch, value
             if cfg.restore_best:  # a CPU copy: GPU memory stays free for training
                 best_state = {
                     k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
                 }
-        else:
-            bad_epochs += 1
         # ---- decide whether to stop ----------------------------------------------------
         history.stopped_reason = "completed"
-        if epoch < cfg.epochs and cfg.patience is not None and bad_epochs >= cfg.patience:
+        stalled = history.epochs_without_improvement()
+        if epoch < cfg.epochs and cfg.patience is not None and stalled >= cfg.patience:
             history.stopped_reason = "early_stopping"
         budget = cfg.time_budget_min  # per call of fit: a resumed session gets a fresh one
-        if epoch < cfg.epochs and budget is not None and time.perf_counter() - t_fit >= 60 * budget:
+        over = budget is not None and time.perf_counter() - t_fit >= 60 * budget
+        if epoch < cfg.epochs and distributed.agree(over, ranks):  # rank 0's clock decides
             history.stopped_reason = "time_budget"
         # ---- checkpoints: best.pt (weights) when improved, last.pt (everything) always --
         if out_dir is not None:
             kw = dict(epoch=epoch, config=cfg.to_dict(), history=history.to_dict(), data=data_spec)
             if improved:
                 ckpt.save_checkpoint(out_dir / "best.pt", model, **kw)
-            ts = ckpt.training_state(optimizer, scheduler, scaler, bad_epochs=bad_epochs)
+            ts = ckpt.training_state(optimizer, scheduler, scaler)
             ckpt.save_checkpoint(out_dir / "last.pt", model, training_state=ts, **kw)
         summary = _summary(history)
+        bar.update(1)
         bar.set_postfix_str(summary)
-        if cfg.progress:
+        if show:
             bar.write(f"epoch {epoch}/{cfg.epochs}  {summary}  lr {lr:.2g}  {seconds:.1f}s")
         if history.stopped_reason != "completed":
             break
+    bar.set_description(f"epochs ({history.stopped_reason})")
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)  # copies back onto the model's device
     if out_dir is not None and history.best_epoch is not None:
         ckpt.update_history(out_dir / "best.pt", history.to_dict())  # the whole run, not part
-    if history.best_epoch is None and len(history):
+    if history.best_epoch is None and len(history) and ranks.is_main:
         warnings.warn(
             f"{cfg.monitor} was NaN in every epoch (no validation image with infection?); "
             "no best checkpoint was chosen",
             stacklevel=2,
         )
     return history
+
+
+def _with_loader_batch_size(cfg: TrainConfig, train: Any) -> TrainConfig:
+    """``cfg`` with the training loader's batch size, which must agree with one given."""
+    loader_batch = getattr(train, "batch_size", None)
+    if not isinstance(loader_batch, int):
+        return cfg
+    if cfg.batch_size is None:
+        return replace(cfg, batch_size=loader_batch)
+    if cfg.batch_size != loader_batch:
+        raise ValueError(
+            f"TrainConfig.batch_size is {cfg.batch_size} but the training loader's batch_size "
+            f"is {loader_batch}: the loader sets the batch, so pass batch_size={loader_batch} "
+            "or leave batch_size=None"
+        )
+    return cfg
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -240,8 +280,6 @@ def _best_before(resume_from: str | Path | None, history: History) -> dict[str, 
     resume, read from the ``best.pt`` beside ``last.pt``; ``None`` when there is none yet."""
     if resume_from is None or history.best_epoch is None:
         return None
-    from labkit.train import checkpoint as ckpt
-
     best = Path(resume_from).with_name("best.pt")
     if not best.is_file():
         warnings.warn(
