@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from labkit.checks import Case, CheckFailed, Exercise, expect, register
+from labkit.models.init import randomise_batch_norms
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 
@@ -160,19 +161,6 @@ def copy_weights(
                 dst.copy_(src)
 
 
-def _randomise_batch_norms(module: nn.Module, seed: int = 0) -> None:
-    """Non-trivial batch-norm statistics, so a batch norm in the wrong place shows."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
-                m.weight.copy_(0.5 + torch.rand(n, generator=g))
-                m.bias.copy_(0.1 * torch.randn(n, generator=g))
-
-
 def build(cls: Any, *args: Any, what: str, **kwargs: Any) -> nn.Module:
     """``cls(*args, **kwargs)``, with a student-readable failure if it is not a module."""
     obj = cls(*args, **kwargs)  # NotImplementedError from a stub propagates: "not implemented"
@@ -190,7 +178,7 @@ def same_function(
     atol: float = 1e-4,
 ) -> None:
     """Copy the reference's weights into the student's module; both must then agree on ``x``."""
-    _randomise_batch_norms(reference)
+    randomise_batch_norms(reference)
     copy_weights(reference, student, x, hint=hint, what=what)
     with torch.no_grad():
         got, expected = student.eval()(x), reference.eval()(x)

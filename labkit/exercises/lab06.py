@@ -22,6 +22,7 @@ from torch import nn
 
 from labkit.checks import Case, CheckFailed, Exercise, describe, expect, register
 from labkit.exercises.lab04 import check_scalar_cases
+from labkit.models.init import randomise_batch_norms
 
 
 # ---------------------------------------------------------------------------- references
@@ -102,19 +103,6 @@ def _describe_fcs(layers: list[nn.Module]) -> str:
     return ", ".join(f"FC {i} -> {o}" for i, o in map(_fc_shape, layers)) or "none"
 
 
-def _randomise_batch_norms(module: nn.Module, seed: int = 0) -> None:
-    """Non-trivial batch-norm statistics, so that a layer used in the wrong place shows."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
-                m.weight.copy_(0.5 + torch.rand(n, generator=g))
-                m.bias.copy_(0.1 * torch.randn(n, generator=g))
-
-
 # ---------------------------------------------------------------------------- tests
 def _expect_shape(out: Any, shape: tuple[int, ...], what: str, hint: str) -> None:
     if not isinstance(out, torch.Tensor):
@@ -175,7 +163,7 @@ def _gate_matches(student: Any, channels: int, shape: tuple[int, ...]) -> None:
 def test_paspp(student: Any, reference: Any) -> None:
     channels = 16
     ref = reference(channels)
-    _randomise_batch_norms(ref)
+    randomise_batch_norms(ref)
     mine = _build(student, channels, what=f"PASPP({channels})")
     theirs, yours = ref.state_dict(), mine.state_dict()
     missing, extra = sorted(set(theirs) - set(yours)), sorted(set(yours) - set(theirs))
@@ -206,7 +194,7 @@ def test_paspp(student: Any, reference: Any) -> None:
     expect(got, expected, "the output with labkit's weights loaded into yours", hint=hint)
     # other dilations (a keyword of the given __init__) and a non-square input
     ref = reference(8, dilations=(1, 3, 5, 7))
-    _randomise_batch_norms(ref, seed=1)
+    randomise_batch_norms(ref, seed=1)
     mine = student(8, dilations=(1, 3, 5, 7))
     mine.load_state_dict(ref.state_dict())
     x = torch.randn(1, 8, 7, 10, generator=torch.Generator().manual_seed(64))

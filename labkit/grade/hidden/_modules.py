@@ -11,23 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 from labkit.exercises.lab02 import build, copy_weights
 from labkit.grade.hidden import Probe
-
-
-def _randomise_batch_norms(module: nn.Module, seed: int) -> None:
-    """Non-trivial batch-norm statistics, so a batch norm in the wrong place shows."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(0.2 * torch.randn(n, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
-                m.weight.copy_(0.5 + torch.rand(n, generator=g))
-                m.bias.copy_(0.2 * torch.randn(n, generator=g))
+from labkit.models.init import randomise_batch_norms
 
 
 def _make(obj: Any, reference: Any, what: str, args: tuple, kwargs: dict, ref_kwargs: dict):
@@ -57,7 +44,7 @@ def output_probe(
         x = torch.randn(*x_shape, generator=torch.Generator().manual_seed(11))
         torch.manual_seed(0)
         labkit_module = reference(*args, **ref_kwargs)
-        _randomise_batch_norms(labkit_module, seed=5)
+        randomise_batch_norms(labkit_module, seed=5, spread=0.2)
         module = _make(obj, reference, what, args, kwargs, ref_kwargs)
         copy_weights(labkit_module, module, x, what=what)
         with torch.no_grad():

@@ -10,9 +10,10 @@ from typing import Any
 import torch
 
 from labkit.checks import CheckFailed, get_exercise
-from labkit.exercises.lab06 import _build, _fc_layers, _randomise_batch_norms
+from labkit.exercises.lab06 import _build, _fc_layers
 from labkit.grade.hidden import Probe, hidden
 from labkit.grade.hidden._losses import scalar
+from labkit.models.init import randomise_batch_norms
 
 
 def _gate_probe(reference: type, channels: int, shape: tuple[int, ...]) -> Probe:
@@ -59,7 +60,7 @@ def _paspp_probe(reference: type, channels: int, shape: tuple[int, ...], **kwarg
     def run(cls: Any) -> torch.Tensor:
         torch.manual_seed(0)
         labkit_paspp = reference(channels, **kwargs)
-        _randomise_batch_norms(labkit_paspp, seed=7)
+        randomise_batch_norms(labkit_paspp, seed=7)
         mine = cls(channels, **kwargs)
         mine.load_state_dict(labkit_paspp.state_dict())
         x = torch.randn(*shape, generator=torch.Generator().manual_seed(67))
