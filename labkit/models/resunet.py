@@ -1,4 +1,4 @@
-"""The residual-encoder U-Net of lab 03 (report 000).
+"""The residual-encoder U-Net of lab 03 (report 000): a `UNet` with ``block="residual"``.
 
 Report 000 keeps the U-Net decoder and replaces each encoder level's two plain
 convolutions by a residual block (two 3x3 conv + BN, plus a shortcut; a 1x1 projection
@@ -7,18 +7,16 @@ where the channel count changes). Lab 03 trains it twice, with BCE and with MSE.
 
 from __future__ import annotations
 
-from torch import Tensor, nn
-
-from ._sizes import crop_back, fit_to_stride
-from .blocks import ResidualBlock, Upsample
-from .unet import UNetDecoder, check_arch_args, encoder_widths, plain_encoder
+from .blocks import Upsample
+from .unet import UNet
 
 
-class ResUNet(nn.Module):
-    """U-Net with residual encoder levels (lab 03, report 000); decoder as in :class:`UNet`.
+class ResUNet(UNet):
+    """``UNet(..., block="residual")`` under its lab-03 name (lab 03, report 000).
 
     Every encoder level is a :class:`~labkit.models.blocks.ResidualBlock`; since each
-    level changes the channel count, each has a projection shortcut (1x1 conv + BN).
+    level changes the channel count, each has a projection shortcut (1x1 conv + BN). The
+    decoder and head are :class:`UNet`'s. This class adds no parts: it only fixes ``block``.
 
     Args:
         in_channels: image channels (report 000: 1, grey scaled to [0, 1]).
@@ -45,19 +43,4 @@ class ResUNet(nn.Module):
         upsample: Upsample = "transpose",
         pad: bool = False,
     ) -> None:
-        super().__init__()
-        check_arch_args(in_channels, classes, depth, base_width)
-        widths = encoder_widths(base_width, depth)
-        self.in_channels, self.classes, self.pad = in_channels, classes, pad
-        self.stride = 2**depth
-        self.encoder = plain_encoder(in_channels, widths, ResidualBlock)
-        self.decoder = UNetDecoder(widths, upsample)
-        self.head = nn.Conv2d(widths[0], classes, kernel_size=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x, size = fit_to_stride(
-            x, self.stride, pad=self.pad, name="resunet", in_channels=self.in_channels
-        )
-        features = self.encoder(x)
-        decoded = self.decoder(features)[-1]
-        return crop_back(self.head(decoded), size)
+        super().__init__(in_channels, classes, depth, base_width, upsample, pad, block="residual")

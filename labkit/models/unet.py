@@ -16,7 +16,15 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from ._sizes import crop_back, fit_to_stride
-from .blocks import DoubleConv, UpBlock, Upsample
+from .blocks import DoubleConv, ResidualBlock, UpBlock, Upsample
+
+# The encoder level a U-Net is built from, by name (names keep ``model.labkit_spec`` plain
+# data, so a checkpoint can rebuild the model): report 001's two plain convolutions, or
+# report 000's residual block.
+ENCODER_BLOCKS: dict[str, Callable[[int, int], nn.Module]] = {
+    "double_conv": DoubleConv,
+    "residual": ResidualBlock,
+}
 
 
 def check_arch_args(in_channels: int, classes: int, depth: int, base_width: int) -> None:
@@ -98,8 +106,9 @@ def plain_encoder(
 
 
 class UNet(nn.Module):
-    """Baseline U-Net (lab 02, report 001): two 3x3 conv + BN + ReLU per level, max-pool,
-    transposed-conv (or bilinear) decoder with concatenated skips, 1x1 conv head.
+    """U-Net (lab 02, report 001; with ``block="residual"`` lab 03, report 000): an encoder
+    of ``depth + 1`` levels joined by max-pools, a transposed-conv (or bilinear) decoder with
+    concatenated skips, and a 1x1 conv head. The class only wires these parts.
 
     Args:
         in_channels: image channels (1 for grey X-rays, 3 for RGB-replicated).
@@ -109,6 +118,9 @@ class UNet(nn.Module):
         upsample: ``"transpose"`` (original U-Net) or ``"bilinear"``.
         pad: pad inputs whose size is not a multiple of the stride and crop the output
             back, instead of raising ``ValueError``.
+        block: the encoder level, a key of ``ENCODER_BLOCKS``: ``"double_conv"`` (two 3x3
+            conv + BN + ReLU, report 001) or ``"residual"`` (the same plus a shortcut,
+            report 000). The decoder is the same for both.
 
     Returns:
         Logits (no sigmoid/softmax) of shape ``(B, classes, H, W)``.
@@ -116,6 +128,9 @@ class UNet(nn.Module):
     Shape:
         ``(B, in_channels, H, W)`` -> ``(B, classes, H, W)``; H and W multiples of
         ``model.stride`` unless ``pad=True``.
+
+    Raises:
+        ValueError: an argument out of range or an unknown ``block``.
     """
 
     def __init__(
@@ -126,19 +141,23 @@ class UNet(nn.Module):
         base_width: int = 64,
         upsample: Upsample = "transpose",
         pad: bool = False,
+        block: str = "double_conv",
     ) -> None:
         super().__init__()
         check_arch_args(in_channels, classes, depth, base_width)
+        if block not in ENCODER_BLOCKS:
+            raise ValueError(f"block must be one of {tuple(ENCODER_BLOCKS)}, got {block!r}")
         widths = encoder_widths(base_width, depth)
         self.in_channels, self.classes, self.pad = in_channels, classes, pad
         self.stride = 2**depth
-        self.encoder = plain_encoder(in_channels, widths, DoubleConv)
+        self.arch_name = "unet" if block == "double_conv" else "resunet"  # for error messages
+        self.encoder = plain_encoder(in_channels, widths, ENCODER_BLOCKS[block])
         self.decoder = UNetDecoder(widths, upsample)
         self.head = nn.Conv2d(widths[0], classes, kernel_size=1)
 
     def forward(self, x: Tensor) -> Tensor:
         x, size = fit_to_stride(
-            x, self.stride, pad=self.pad, name="unet", in_channels=self.in_channels
+            x, self.stride, pad=self.pad, name=self.arch_name, in_channels=self.in_channels
         )
         features = self.encoder(x)  # depth + 1 maps, bottleneck last
         decoded = self.decoder(features)[-1]  # (B, base_width, H, W)
