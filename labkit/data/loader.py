@@ -9,6 +9,7 @@ training loop. Augmentation runs on the whole batch on the device, then normalis
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -135,9 +136,43 @@ class BatchLoader:
         self.target, self.inputs, self.lung_only = target, inputs, lung_only
         self.augment, self.seed, self.channels_last = augment, seed, channels_last
         self.epoch = 0
+        self.rank, self.world_size = 0, 1  # one process; see shard()
+
+    def shard(self, rank: int, world_size: int) -> BatchLoader:
+        """This process's part of every epoch, for training in several processes (torchrun).
+
+        As ``DistributedSampler`` does: every epoch's order (a function of ``(seed, epoch)``,
+        the same in every process) is split so that ``rank`` gets positions ``rank, rank +
+        world_size, ...``; together the ranks see each image once per epoch. Augmentation
+        draws differ between ranks. ``labkit.train.fit`` calls this under torchrun.
+
+        Args:
+            rank: this process, in ``[0, world_size)``.
+            world_size: number of processes.
+
+        Returns:
+            A new loader sharing the data (this one is unchanged).
+
+        Raises:
+            ValueError: a bad rank or world size, an already sharded loader, or fewer
+                images than processes.
+        """
+        if not (isinstance(world_size, int) and world_size >= 1):
+            raise ValueError(f"world_size: expected an int >= 1, got {world_size!r}")
+        if not (isinstance(rank, int) and 0 <= rank < world_size):
+            raise ValueError(f"rank: expected an int in [0, {world_size}), got {rank!r}")
+        if self.world_size != 1:
+            raise ValueError("shard: this loader is already one shard; shard the full loader")
+        if len(self.data) < world_size:
+            raise ValueError(
+                f"data: {len(self.data)} image(s) cannot be split among {world_size} processes"
+            )
+        part = copy.copy(self)
+        part.rank, part.world_size = rank, world_size
+        return part
 
     def __len__(self) -> int:
-        n = len(self.data)
+        n = len(range(self.rank, len(self.data), self.world_size))  # this shard's images
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
@@ -145,18 +180,20 @@ class BatchLoader:
         self.epoch = int(epoch)
 
     def order(self, epoch: int | None = None) -> torch.Tensor:
-        """Sample order for ``epoch`` (default: the current one), a CPU long tensor."""
+        """Sample order for ``epoch`` (default: the current one), a CPU long tensor: this
+        shard's part (every ``world_size``-th position from ``rank``) of the full order."""
         epoch = self.epoch if epoch is None else epoch
         n = len(self.data)
         if not self.shuffle:
-            return torch.arange(n)
+            return torch.arange(n)[self.rank :: self.world_size]
         g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
-        return torch.randperm(n, generator=g)
+        return torch.randperm(n, generator=g)[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[Batch]:
         order, epoch = self.order(), self.epoch
         self.epoch += 1
-        aug_gen = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63 + 7919)
+        aug_seed = (self.seed * 1_000_003 + epoch) % 2**63 + 7919 + 104_729 * self.rank
+        aug_gen = torch.Generator().manual_seed(aug_seed)  # rank 0: as without shards
         d = self.data
         # The order goes to where the data lives once per epoch, not once per gathered tensor:
         # each copy to a GPU would make the CPU wait instead of preparing the next batch.
