@@ -1,146 +1,41 @@
-"""Run profiles: one place that says how big a run is.
+"""Run profiles: how big a run is, and how (and why) it departs from the report it rebuilds.
 
-* ``smoke`` — CPU-friendly: 64 px images, a few dozen images per split, 1–2 epochs.
-  Used by CI, nbval and a student's first look. Results are not comparable to the reports.
-* ``full`` — the reports' settings: their image size, all the data, their epochs.
-  Meant for a GPU with the real COVID-QU-Ex data.
+* ``smoke`` — a fixed amount of work on a CPU (64 px phantom images, a few hundred images,
+  a few epochs): CI, nbval and a student's first look. Never timed by the clock: the same
+  seed and thread count give the same epochs and metrics on a quiet or a busy machine.
+* ``practical`` — the real COVID-QU-Ex data, sized per lab so that a lab's training fits a
+  free Colab T4 (fp16 AMP) in about 20 minutes (``labkit course plan`` estimates it).
+* ``full`` — the reports' settings (``labkit.reports.REPORT_SETTINGS``), unchanged.
 
-A notebook reads the profile in a cell tagged ``parameters`` (papermill convention), so it
-can be overridden there; otherwise ``LABKIT_PROFILE`` or ``--profile`` chooses it.
+A lab asks its profile for a report's run by key: ``R = P.recipe("001.unet")`` gives the
+epochs, lr, loss, width, batch, image size and Train images to use, with every departure
+from the report and its reason (``print(R)``). ``lk.setup(lab=...)`` binds the profile to
+the lab (``Profile.for_lab``), so a lab's own changes (lab 06 trains six models, so fewer
+epochs each) live here, in ``LAB_CHANGES``, beside the profile's reasons.
 
-Labs ask the profile for a setting *relative to the report*, e.g. ``P.epochs(100)`` is the
-report's 100 epochs in ``full`` and at most ``max_epochs`` in ``smoke``.
-
-``labkit train`` and the lab notebooks in ``smoke`` depart further from the reports
-(``Profile.recipe``, from ``Profile.cli_train``, a :class:`CLITraining`): the caps alone (2
-epochs of 48 images at the report's lr) give a 7.7M-parameter U-Net 6 Adam steps at lr 1e-4,
-which leaves it predicting background everywhere (test Dice 0). A smoke run should show a
-model that learns, so it trains a narrower U-Net (base width 16) on every Train image for 10
-epochs at lr >= 3e-3 decaying to 0 (cosine), with a Dice term added to plain BCE, and stops
-after the epoch that passes 1.5 minutes. On the phantom data ``labkit train --model unet``
-takes about 25-35 s on 2 idle CPU cores (a busy machine may stop it after fewer epochs) and
-reached a test COVID-19 Dice of 0.6-0.67 (seeds 0-2) without the cosine decay, 0.69 with it
-(seed 0), against 0.26 for predicting the whole lung and 0 for the caps alone. A notebook
-may change the recipe for its lab (``Profile.recipe(smoke=...)``: fewer epochs for a lab
-that trains several models, no Dice term for one that compares plain losses).
-Every departure is printed with its reason (``labkit train`` also writes them to
-``metrics.json``, ``departures``). The ``full`` profile has no ``cli_train``: the reports'
-settings, unchanged.
+Why smoke departs (phantom data, 64 px, 2 CPU cores; measured with lab 02's U-Net): the caps
+alone (2 epochs of 48 images at lr 1e-4) give a 7.7M-parameter U-Net 6 Adam steps, which
+leaves it predicting background everywhere (test Dice 0). So smoke trains a narrower net
+(base width 16) on every Train image for 10 epochs at lr >= 3e-3 with a cosine decay, and
+adds a Dice term to plain BCE (:class:`CLITraining` says why for each). A time limit stays
+only as a safety net far above the expected time; when it stops a run,
+``Recipe.warn_if_stopped`` / ``Profile.warn_if_stopped`` print a warning with the epochs
+actually trained (``labkit train`` prints it too, and ``labkit course run`` marks the lab).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from labkit.recipes import SAFETY_STOP, CLITraining, Recipe, build_recipe, stop_warning
 
 ENV_VAR = "LABKIT_PROFILE"
 DEFAULT_PROFILE = "smoke"
-
-
-@dataclass(frozen=True)
-class CLITraining:
-    """How ``labkit train`` departs from the report in a profile (``smoke`` only).
-
-    Why each one (phantom data, 64 px, 2 CPU cores; measured with the baseline U-Net):
-
-    * ``epochs``: the notebooks' cap of 2 epochs is 6 Adam steps on 48 images, far too few
-      to learn anything; 10 epochs of all 153 phantom Train images is about 100 steps.
-    * ``all_train_images``: 48 images (24 with infection) is too little signal; Val and
-      Test keep ``max_images``, so the scores stay comparable with the notebooks'.
-    * ``base_width``: the from-scratch U-Nets (``unet``, ``resunet``, ``fvpaspp``) use 16
-      channels in their first level instead of the reports' 64: 16x fewer multiply-adds
-      per pixel (0.48M parameters instead of 7.7M): 10 epochs take about 20 s. Pretrained-encoder models keep
-      their encoders (their width is the encoder's).
-    * ``min_lr``: the reports' lr 1e-4 (1e-3 for report 002) is tuned for tens of
-      thousands of steps; with ~100 steps it barely moves the weights. 3e-3 does.
-    * ``dice_term``: infection is about 2.5% of the pixels, and plain BCE first learns
-      "background everywhere" (measured: all-background for the first 6-8 epochs at lr
-      3e-3, for all 10 at 1e-2); report 004's BCE + Dice (``bce_dice``) gets a gradient
-      from the rare infected pixels from the first step. Only a plain ``bce`` is replaced.
-    * ``scheduler``: ``"cosine"`` decays the lr to 0 over the run. At lr 3e-3 the validation
-      Dice jumps by 0.1-0.3 from one epoch to the next; decaying it lets the last epochs
-      settle, so the last epoch's weights (which labs 02 and 03 keep) are about as good as
-      the best ones (measured: lab 02's U-Net 0.69 test Dice at the last epoch with it,
-      0.44-0.51 without).
-    * ``time_budget_min``: the pretrained-encoder models (ResNet34, EfficientNet, the
-      cascade) cost 3-5x more per epoch; every model stops after the epoch that passes
-      this budget, so any ``labkit train`` smoke run ends within about 2 minutes.
-
-    Flags (``--epochs``, ``--lr``, ``--loss``, ``--time-budget``) override these too.
-
-    Args:
-        epochs: epochs for every model (instead of ``min(report, max_epochs)``).
-        all_train_images: train on the whole Train split (instead of ``max_images``).
-        base_width: first-level channels of the from-scratch U-Nets (reports: 64).
-        min_lr: learning-rate floor: ``max(report, min_lr)``.
-        dice_term: train ``bce_dice`` (0.5 BCE + Dice) where the report trains ``bce``.
-        time_budget_min: minutes per run (instead of ``Profile.time_budget_min``).
-        scheduler: ``TrainConfig.scheduler`` (the reports use a constant lr: ``None``).
-        batch_size: images per batch (instead of the report's, capped by the profile);
-            ``None`` keeps it. A smaller batch gives more Adam steps for the same work.
-    """
-
-    epochs: int
-    all_train_images: bool
-    base_width: int
-    min_lr: float
-    dice_term: bool
-    time_budget_min: float
-    scheduler: str | None = None
-    batch_size: int | None = None
-
-    def lr(self, report: float) -> float:
-        """Learning rate to use where the report used ``report``."""
-        return max(report, self.min_lr)
-
-    def loss(self, report: str) -> str:
-        """Loss name to use where the report used ``report``."""
-        return "bce_dice" if self.dice_term and report == "bce" else report
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """One training run's settings in a profile, and how (and why) they depart from the report.
-
-    Made by :meth:`Profile.recipe`, used by ``labkit train`` and by the lab notebooks, which
-    print it (``print(R)``) so that a student sees every departure and its reason.
-
-    Attributes:
-        epochs: epochs to train.
-        lr: learning rate.
-        loss: loss name (``labkit.losses.build_loss``).
-        base_width: first-level channels of a from-scratch U-Net, or ``None`` (no such model).
-        batch_size: images per batch, or ``None`` (the caller did not give the report's).
-        train_images: Train images to load (``None`` = all of them).
-        time_budget_min: stop after the epoch that passes this many minutes, or ``None``.
-        scheduler: ``TrainConfig.scheduler`` (``None``: a constant lr, as in the reports).
-        profile: the profile's name.
-        departures: why each setting differs from the report, keyed by the setting's name
-            (``epochs``, ``train_images``, ``base_width``, ``batch_size``, ``lr``,
-            ``scheduler``, ``loss``, ``time_budget_min``), in that order; empty in ``full``.
-    """
-
-    epochs: int
-    lr: float
-    loss: str
-    base_width: int | None
-    batch_size: int | None
-    train_images: int | None
-    time_budget_min: float | None
-    scheduler: str | None
-    profile: str
-    departures: dict[str, str] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        if not self.departures:
-            return f"{self.profile} profile: the report's training settings"
-        return (
-            f"{self.profile} profile: this run departs from the report so that it learns "
-            "something in a minute or two on a CPU (labkit.profiles.CLITraining says why; the "
-            "full profile keeps the report's settings):\n  - "
-            + "\n  - ".join(self.departures.values())
-        )
+__all__ = [
+    "CLITraining", "PROFILES", "SAFETY_STOP", "Profile", "Recipe", "get_profile", "stop_warning",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -155,9 +50,13 @@ class Profile:
         max_images: images kept per split (stratified by class), or ``None`` for all.
         max_batch_size: upper bound on batch size, or ``None`` for the report's.
         phantom_n: images per subset when the phantom dataset is generated.
-        time_budget_min: per-training time budget in minutes, or ``None``.
-        cli_train: how ``labkit train`` departs from the report beyond the caps above
-            (:class:`CLITraining`), or ``None`` for the report's settings.
+        time_budget_min: the safety limit per training, minutes, or ``None``.
+        cli_train: the smoke departures (:class:`CLITraining`), or ``None``.
+        lab_changes: per lab: ``cli_train`` changes (smoke) or ``{setting: (value,
+            reason)}`` departures (practical: ``epochs``, ``base_width``, ``size``,
+            ``images``, ``lung_images``).
+        lab: the lab this profile is bound to (``for_lab``), or ``None``.
+        phantom: ``labkit course plan`` sizes this profile's data as the phantom set.
     """
 
     name: str
@@ -169,153 +68,169 @@ class Profile:
     phantom_n: int
     time_budget_min: float | None
     cli_train: CLITraining | None = None
+    lab_changes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lab: str | None = None
+    phantom: bool = False
+
+    def for_lab(self, lab: str) -> Profile:
+        """This profile with ``lab``'s own changes (``lk.setup`` calls it)."""
+        return replace(self, lab=str(lab))
+
+    def _practical(self, key: str) -> Any:
+        """A practical departure's value for the bound lab, or ``None``."""
+        change = self.lab_changes.get(self.lab or "", {}).get(key)
+        return None if self.cli_train is not None or change is None else change[0]
 
     def size(self, report: int = 256) -> int:
         """Image side to use where the report used ``report`` pixels."""
-        return self.image_size if self.image_size is not None else report
+        if self.image_size is not None:
+            return self.image_size
+        return self._practical("size") or report
 
     def epochs(self, report: int) -> int:
         """Epochs to use where the report trained for ``report`` epochs."""
-        return report if self.max_epochs is None else min(report, self.max_epochs)
+        cap = self._practical("epochs") or self.max_epochs
+        return report if cap is None else min(report, cap)
 
     def batch_size(self, report: int) -> int:
         """Batch size to use where the report used ``report``."""
         return report if self.max_batch_size is None else min(report, self.max_batch_size)
 
-    def images(self, report: int | None = None) -> int | None:
-        """Images per split to load (``None`` = all of them)."""
-        if self.max_images is None:
+    def images(self, report: int | None = None, subset: str = "infection") -> int | None:
+        """Images per split to load (``None`` = all of them) from ``subset``."""
+        cap = self._practical("lung_images" if subset == "lung" else "images")
+        cap = cap or self.max_images
+        if cap is None:
             return report
-        return self.max_images if report is None else min(report, self.max_images)
+        return cap if report is None else min(report, cap)
+
+    def departures_text(self) -> str:
+        """How this profile departs from the report in the bound lab, one reason per line."""
+        if self.cli_train is not None:
+            return (
+                f"{self.name} profile: {self.image_size} px, at most {self.max_epochs} epochs "
+                f"and {self.max_images} images per split: a fixed amount of CPU work to see "
+                "the code run (the full profile keeps the report's settings)"
+            )
+        changes = self.lab_changes.get(self.lab or "", {})
+        if not changes:
+            return f"{self.name} profile: the report's settings"
+        return f"{self.name} profile: lab {self.lab} departs from the report:\n  - " + (
+            "\n  - ".join(why for _, why in changes.values())
+        )
+
+    def warn_if_stopped(self, history: Any) -> str:
+        """Print (and return) a warning when the safety limit stopped ``history``'s run."""
+        text = stop_warning(history, self.time_budget_min)
+        if text:
+            print(text)
+        return text
 
     def recipe(
         self,
+        report: str | None = None,
         *,
-        epochs: int,
-        lr: float,
-        loss: str,
+        epochs: int | None = None,
+        lr: float | None = None,
+        loss: str | None = None,
         base_width: int | None = None,
         batch_size: int | None = None,
         smoke: dict[str, Any] | None = None,
     ) -> Recipe:
-        """Training settings for a run whose report used these, with every departure.
-
-        Without ``cli_train`` (the ``full`` profile) these are the report's settings (epochs
-        capped by ``max_epochs``, if any) and there are no departures. With it (``smoke``)
-        the run departs as :class:`CLITraining` says, and each departure is listed with its
-        reason.
+        """Training settings for a report's run in this profile, with every departure.
 
         Args:
-            epochs: the report's epochs.
-            lr: the report's learning rate.
-            loss: the report's loss name.
-            base_width: the report's first-level width of a from-scratch U-Net, or ``None``
-                for a model without one (a pretrained encoder).
-            batch_size: the report's batch size (capped by the profile), or ``None`` when
-                the caller chooses its own batch.
-            smoke: changes to ``cli_train`` for this run, e.g. ``{"epochs": 5}`` for a lab
-                that trains six models, ``{"dice_term": False}`` for a lab that compares
-                plain losses, ``{"batch_size": 8}`` for more steps. Ignored without
-                ``cli_train``.
+            report: a ``labkit.reports.REPORT_SETTINGS`` key, e.g. ``"001.unet"``; the
+                keyword arguments below replace its values (or give them all, without it).
+            epochs, lr, loss, batch_size: the report's values.
+            base_width: the report's first-level width, or ``None`` (a pretrained encoder).
+            smoke: changes to ``cli_train`` for this run (after the bound lab's own), e.g.
+                ``{"epochs": 5}``; ignored without ``cli_train``.
 
         Returns:
             a :class:`Recipe`; ``print`` it to show the departures.
+
+        Raises:
+            ValueError: an unknown report key or smoke setting, or a missing setting.
         """
-        capped, images, budget = self.epochs(epochs), self.images(), self.time_budget_min
-        batch = None if batch_size is None else self.batch_size(batch_size)
-        out: dict[str, Any] = dict(
-            epochs=capped, lr=lr, loss=loss, base_width=base_width, batch_size=batch,
-            train_images=images, time_budget_min=budget, scheduler=None,
+        return build_recipe(
+            self, report, epochs=epochs, lr=lr, loss=loss, base_width=base_width,
+            batch_size=batch_size, smoke=smoke,
         )  # fmt: skip
-        cli = self.cli_train
-        if cli is None:
-            return Recipe(**out, profile=self.name)
-        if smoke:
-            known = {f.name for f in fields(CLITraining)}
-            unknown = sorted(set(smoke) - known)
-            if unknown:
-                raise ValueError(
-                    f"smoke: unknown setting(s) {unknown}; expected some of {sorted(known)}"
-                )
-            cli = replace(cli, **smoke)
-        why: dict[str, str] = {}
-
-        def depart(key: str, value: Any, reason: str) -> None:  # one setting, one reason
-            out[key], why[key] = value, reason
-
-        if min(cli.epochs, epochs) != capped:
-            depart(
-                "epochs",
-                min(cli.epochs, epochs),
-                f"{min(cli.epochs, epochs)} epochs instead of {capped} (report: {epochs}): "
-                f"{capped} epochs of a few batches are too few steps to learn",
-            )
-        if cli.all_train_images and images is not None:
-            depart(
-                "train_images",
-                None,
-                f"every Train image instead of {images} (Val and Test keep {images})",
-            )
-        if base_width is not None and cli.base_width != base_width:
-            depart(
-                "base_width",
-                cli.base_width,
-                f"base width {cli.base_width} instead of the report's {base_width}: "
-                f"{(base_width / cli.base_width) ** 2:g}x fewer multiply-adds per pixel",
-            )
-        if batch is not None and cli.batch_size is not None and cli.batch_size != batch:
-            depart(
-                "batch_size",
-                cli.batch_size,
-                f"batch {cli.batch_size} instead of {batch}: {batch / cli.batch_size:g}x as "
-                "many (smaller) Adam steps for the same work",
-            )
-        if cli.lr(lr) != lr:
-            depart("lr", cli.lr(lr), f"lr {cli.lr(lr):g} instead of the report's {lr:g}: few steps")
-        if cli.scheduler is not None:
-            depart(
-                "scheduler",
-                cli.scheduler,
-                f"{cli.scheduler} lr decay instead of the report's constant lr: the last "
-                "epochs settle instead of jumping about at a large lr",
-            )
-        if cli.loss(loss) != loss:
-            depart(
-                "loss",
-                cli.loss(loss),
-                f"loss {cli.loss(loss)} (0.5 BCE + Dice) instead of the report's {loss}: plain "
-                "BCE first predicts background everywhere",
-            )
-        if cli.time_budget_min != budget:
-            depart(
-                "time_budget_min",
-                cli.time_budget_min,
-                f"stops after the epoch that passes {cli.time_budget_min:g} min "
-                f"(instead of {budget:g})",
-            )
-        return Recipe(**out, profile=self.name, departures=why)
 
 
+_T4 = "a free Colab T4 (fp16 AMP) in about 20 min"
+_WIDTH32 = "base width 32 instead of 64: 4x fewer multiply-adds per pixel"
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
-        description="CPU-friendly first look and CI: 64 px, a few dozen images, 1-2 epochs",
+        description="a fixed amount of CPU work per lab: 64 px phantom data, a few epochs",
         image_size=64,
         max_epochs=2,
         max_images=48,
         max_batch_size=16,
         phantom_n=240,
-        time_budget_min=5.0,
+        time_budget_min=10.0,  # a safety net: each smoke training takes well under a minute
         cli_train=CLITraining(
             epochs=10,
             all_train_images=True,
             base_width=16,
             min_lr=3e-3,
             dice_term=True,
-            time_budget_min=1.5,
             scheduler="cosine",
         ),
-    ),
+        lab_changes={  # the lab's markdown says why
+            "03": {"epochs": 15, "dice_term": False, "batch_size": 8},  # plain losses
+            "06": {"epochs": 3, "base_width": 8, "batch_size": 4},  # six models
+        },
+        phantom=True,
+    ),  # fmt: skip
+    "practical": Profile(
+        name="practical",
+        description="the real data, sized so that each lab's training fits a free Colab T4 in "
+        "about 20 min",
+        image_size=None,
+        max_epochs=None,
+        max_images=None,
+        max_batch_size=None,
+        phantom_n=2000,
+        time_budget_min=40.0,  # a safety net, twice the 20-minute target
+        lab_changes={  # setting: (value, reason); `labkit course plan` gives the estimates
+            "02": {"base_width": (32, _WIDTH32 + " (report 001 does not state its width)")},
+            "03": {
+                "epochs": (25, f"25 epochs instead of 100 per model: two models must fit {_T4}"),
+                "base_width": (32, _WIDTH32 + " (report 000 does not state its width)"),
+            },
+            "04": {
+                "epochs": (15, f"15 epochs instead of 50 per model: three models must fit {_T4}")
+            },
+            "05": {
+                "size": (
+                    256,
+                    "256 px instead of 448: the dataset's own size, 3x fewer "
+                    "multiply-adds, and the lung split fits in GPU memory",
+                ),
+                "epochs": (
+                    6,
+                    "at most 6 epochs per stage instead of 15 / 50 (early stopping "
+                    f"may end sooner): three models must fit {_T4}",
+                ),
+                "lung_images": (
+                    3000,
+                    "3,000 lung-subset images per split instead of 21,715 / "
+                    "5,417: report 003's lung model converged in about 6 epochs",
+                ),
+            },
+            "06": {
+                "size": (
+                    128,
+                    "128 px instead of 256: report 004's own patch side, 4x fewer multiply-adds",
+                ),
+                "epochs": (12, f"12 epochs instead of 200 per model: six models must fit {_T4}"),
+                "base_width": (32, _WIDTH32 + ", the same for every row"),
+            },
+        },
+    ),  # fmt: skip
     "full": Profile(
         name="full",
         description="the reports' settings: their image size, all data, their epochs (GPU)",
@@ -325,7 +240,7 @@ PROFILES: dict[str, Profile] = {
         max_batch_size=None,
         phantom_n=2000,
         time_budget_min=None,
-    ),
+    ),  # fmt: skip
 }
 
 

@@ -43,14 +43,16 @@ import torch
 from torch import nn
 
 import labkit as lk
+from labkit.course.plan import lab_estimate
 
 S = lk.setup(lab="02", profile=PROFILE, data=DATA)
 P = S.profile
-SIZE = P.size(256)  # report 001: 256 x 256
-# report 001: 10 epochs, batch 16, Adam with learning rate 1e-4, BCE, 64 channels in the first level
-R = P.recipe(epochs=10, lr=1e-4, loss="bce", base_width=64, batch_size=16)
-EPOCHS, LR, LOSS, WIDTH, BATCH = R.epochs, R.lr, R.loss, R.base_width, R.batch_size
+# report 001: 256 x 256 px, 10 epochs, batch 16, Adam with learning rate 1e-4, BCE, 64
+# channels in the first level (labkit.reports.REPORT_SETTINGS["001.unet"] holds the numbers)
+R = P.recipe("001.unet")
+SIZE, EPOCHS, LR, LOSS, WIDTH, BATCH = R.size, R.epochs, R.lr, R.loss, R.base_width, R.batch_size
 print(R)
+print(lab_estimate(P, S.device))  # an ESTIMATE of this lab's training time on this device
 
 # %% [markdown]
 # **Why the smoke profile departs from the report.** Report 001 trains a U-Net with 7.7
@@ -214,7 +216,7 @@ config = lk.TrainConfig(
     scheduler=R.scheduler,  # None (a constant lr) in the full profile
     optimizer="adam",
     loss=LOSS,
-    time_budget_min=R.time_budget_min,  # stops a long run early (None: no limit)
+    time_budget_min=R.time_budget_min,  # a safety limit only, far above the expected time
     device=str(S.device),
     seed=S.seed,
 )
@@ -222,6 +224,7 @@ history = lk.fit(model, train_loader, val_loader, config)
 print(
     f"trained {len(history)} epoch(s) in {history.train_seconds:.1f} s ({history.stopped_reason})"
 )
+R.warn_if_stopped(history)  # says so if the safety limit cut the training short
 fig = lk.plots.plot_history(history)
 plt.show()
 

@@ -42,25 +42,20 @@ import torch
 from torch import nn
 
 import labkit as lk
+from labkit.course.plan import lab_estimate
 from labkit.models import DoubleConv
 
 S = lk.setup(lab="03", profile=PROFILE, data=DATA)
 P = S.profile
-SIZE = P.size(256)  # report 000: 256 x 256
-# report 000: 100 epochs with BCE and with MSE; its learning rate and width are not stated:
-# lab 02's Adam 1e-4 and 64 channels in the first level. In the smoke profile: no Dice term
-# (this lab compares the plain losses), hence 15 epochs instead of lab 02's 10 (plain BCE
-# takes longer to start marking infection). Both runs share R; only the loss differs.
-R = P.recipe(
-    epochs=100,
-    lr=1e-4,
-    loss="bce",
-    base_width=64,
-    batch_size=16,  # not stated in report 000: lab 02's 16
-    smoke={"epochs": 15, "dice_term": False, "batch_size": 8},
-)
-EPOCHS, LR, WIDTH, BATCH = R.epochs, R.lr, R.base_width, R.batch_size
+# report 000: 256 x 256 px, 100 epochs with BCE and with MSE; its learning rate, batch and
+# width are not stated: lab 02's Adam 1e-4, batch 16 and 64 channels in the first level
+# (labkit.reports.REPORT_SETTINGS["000.resunet"]). In the smoke profile: no Dice term (this
+# lab compares the plain losses), hence 15 epochs instead of lab 02's 10 (plain BCE takes
+# longer to start marking infection). Both runs share R; only the loss differs.
+R = P.recipe("000.resunet")
+SIZE, EPOCHS, LR, WIDTH, BATCH = R.size, R.epochs, R.lr, R.base_width, R.batch_size
 print(R)
+print(lab_estimate(P, S.device))  # an ESTIMATE of this lab's training time on this device
 
 # %% [markdown]
 # **Why the smoke profile departs from the report.** With the smoke profile's caps alone
@@ -260,12 +255,13 @@ for loss in ("bce", "mse"):
         lr=LR,
         scheduler=R.scheduler,  # None (a constant lr) in the full profile
         loss=loss,  # "bce" or "mse": the one difference between the two runs
-        time_budget_min=R.time_budget_min,  # stops a long run early (None: no limit)
+        time_budget_min=R.time_budget_min,  # a safety limit only, far above the expected time
         device=str(S.device),
         seed=S.seed,
     )
     print(f"--- training with {loss.upper()}")
     histories[loss] = lk.fit(models[loss], train_loader, val_loader, config)
+    R.warn_if_stopped(histories[loss])  # says so if the safety limit cut it short
 
 # %%
 REPORT_FINAL_VAL_LOSS = {"bce": 0.246, "mse": 0.040}

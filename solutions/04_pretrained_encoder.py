@@ -54,9 +54,12 @@ import numpy as np
 import torch
 
 import labkit as lk
+from labkit.course.plan import lab_estimate
 
 S = lk.setup(lab="04", profile=PROFILE, data=DATA)
 P = S.profile
+print(P.departures_text())  # the profile's changes to report 002's settings, with reasons
+print(lab_estimate(P, S.device))  # an ESTIMATE of this lab's training time on this device
 SIZE = P.size(256)  # report 002: 256 x 256 (a multiple of 32, as smp's encoders need)
 EPOCHS = P.epochs(50)  # report 002: 50 epochs
 BATCH = P.batch_size(32)  # report 002: batch 32
@@ -320,7 +323,7 @@ config = lk.TrainConfig(
     lr=LR,
     optimizer="adam",
     loss="focal_jaccard",
-    time_budget_min=P.time_budget_min,  # the smoke profile stops long runs early
+    time_budget_min=P.time_budget_min,  # a safety limit only, far above the expected time
     device=str(S.device),
     seed=S.seed,
 )
@@ -333,6 +336,7 @@ for start, model in starts.items():
     history = lk.fit(model, train_loader, val_loader, config)
     runs[f"unet-resnet34 ({start})"] = (model, history)
     print(f"{len(history)} epoch(s), {history.train_seconds:.1f} s, {history.stopped_reason}")
+    P.warn_if_stopped(history)  # says so if the safety limit cut it short
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -379,6 +383,7 @@ start = "ImageNet" if b0_source.startswith("ImageNet") else "random"
 history = lk.fit(b0, train_loader, val_loader, config)
 runs[f"unet-efficientnet-b0 ({start})"] = (b0, history)
 print(f"{len(history)} epoch(s), {history.train_seconds:.1f} s, {history.stopped_reason}")
+P.warn_if_stopped(history)  # says so if the safety limit cut it short
 
 # %% [markdown]
 # ## 8. Test results beside report 002

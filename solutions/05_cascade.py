@@ -53,14 +53,17 @@ import torch
 import torch.nn.functional as F
 
 import labkit as lk
+from labkit.course.plan import lab_estimate
 
 S = lk.setup(lab="05", profile=PROFILE, data=DATA)
 P = S.profile
+print(P.departures_text())  # the profile's changes to report 003's settings, with reasons
+print(lab_estimate(P, S.device))  # an ESTIMATE of this lab's training time on this device
 SIZE = P.size(448)  # report 003: 448 x 448 (a multiple of 32, as smp's encoders need)
 BATCH = P.batch_size(32)  # report 003: batch 32 (stated for stage 1; we use it for both)
 LUNG_EPOCHS = P.epochs(15)  # stage 1: up to 15 epochs, early stopping patience 5
 INFECTION_EPOCHS = P.epochs(50)  # stage 2: up to 50 epochs, early stopping patience 12
-LUNG_LIMIT = P.images()  # lung-subset images per split (None = all; see section 1)
+LUNG_LIMIT = P.images(subset="lung")  # lung-subset images per split (None = all; see section 1)
 AUGMENT = lk.data.Augment.report003()
 
 # %% [markdown]
@@ -136,6 +139,7 @@ def train_best(model, train_loader, val_loader, **settings):
         f"{len(history)} epoch(s) in {history.train_seconds:.1f} s ({history.stopped_reason}); "
         f"best validation Dice {best:.4f} at epoch {history.best_epoch}"
     )
+    P.warn_if_stopped(history)  # says so if the safety limit cut it short
     return history
 
 
@@ -143,7 +147,7 @@ COMMON = dict(
     batch_size=BATCH,
     lr=1e-4,  # report 003, both stages
     optimizer="adamw",  # Adam with decoupled weight decay
-    time_budget_min=P.time_budget_min,  # the smoke profile stops long runs early
+    time_budget_min=P.time_budget_min,  # a safety limit only, far above the expected time
     device=str(S.device),
     seed=S.seed,
 )

@@ -50,25 +50,21 @@ import torch
 from torch import nn
 
 import labkit as lk
+from labkit.course.plan import lab_estimate
 from labkit.models import ConvBNReLU
 
 S = lk.setup(lab="06", profile=PROFILE, data=DATA)
 P = S.profile
-SIZE = P.size(256)  # COVID-QU-Ex's own size (report 004: CT patches of 128 x 128 x 8)
 PATIENCE = 20  # labkit's addition: stop a run after 20 epochs without progress (6 runs!)
 # report 004: 200 epochs, Adam with learning rate 1e-4, loss 0.5 BCE + Dice; 64 channels in
-# the first level (the U-Net's). This lab trains six networks, so in the smoke profile
-# each gets 3 epochs (lab 02: 10) and half of lab 02's width; the same for every row.
-R = P.recipe(
-    epochs=200,
-    lr=1e-4,
-    loss="bce_dice",
-    base_width=64,
-    batch_size=16,  # report 004: 5 3-D patches; 16 2-D images here
-    smoke={"epochs": 3, "base_width": 8, "batch_size": 4},
-)
-EPOCHS, LR, WIDTH, BATCH = R.epochs, R.lr, R.base_width, R.batch_size
+# the first level (the U-Net's); 256 px, COVID-QU-Ex's own size (report 004: CT patches of
+# 128 x 128 x 8, batch 5; 16 2-D images here): labkit.reports.REPORT_SETTINGS["004.fvpaspp"].
+# This lab trains six networks, so in the smoke profile each gets 3 epochs (lab 02: 10) and
+# half of lab 02's width; the same for every row.
+R = P.recipe("004.fvpaspp")
+SIZE, EPOCHS, LR, WIDTH, BATCH = R.size, R.epochs, R.lr, R.base_width, R.batch_size
 print(R)
+print(lab_estimate(P, S.device))  # an ESTIMATE of this lab's training time on this device
 
 # %% [markdown]
 # **Why the smoke profile departs from the report.** With the smoke profile's caps alone
@@ -323,7 +319,7 @@ for name, switches, lung_only in RUNS:
         optimizer="adam",
         loss=loss,
         patience=PATIENCE,
-        time_budget_min=R.time_budget_min,  # stops a long run early (None: no limit)
+        time_budget_min=R.time_budget_min,  # a safety limit only, far above the expected time
         device=str(S.device),
         seed=S.seed,
         progress=False,
@@ -332,6 +328,7 @@ for name, switches, lung_only in RUNS:
         model, test, lung_only=lung_only, batch_size=BATCH, device=S.device, progress=False
     )
     runs[name] = (model, history, result)
+    R.warn_if_stopped(history)  # says so if the safety limit cut it short
     print(f"{len(history)} epoch(s), {history.train_seconds:.1f} s; test Dice "
           f"{result.covid['dice']:.3f}")  # fmt: skip
 

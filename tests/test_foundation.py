@@ -1,4 +1,4 @@
-"""Foundation: light import, run profiles, device/AMP decisions, `labkit info`."""
+"""Foundation: light import, device/AMP decisions, `labkit info` (profiles: test_profiles.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 import labkit
 from labkit import device as dev
 from labkit.cli import main as cli_main
-from labkit.profiles import PROFILES, get_profile
+from labkit.profiles import get_profile
 
 
 def test_import_is_light_and_side_effect_free():
@@ -37,79 +37,6 @@ def test_lazy_submodules_and_shortcuts():
     assert labkit.get_profile is get_profile
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         labkit.nope  # noqa: B018
-
-
-@pytest.mark.parametrize("name", sorted(PROFILES))
-def test_profiles_by_name_and_env(name, monkeypatch):
-    assert get_profile(name).name == name
-    assert get_profile(name.upper()).name == name
-    monkeypatch.setenv("LABKIT_PROFILE", name)
-    assert get_profile().name == name
-
-
-def test_default_profile_is_smoke(monkeypatch):
-    monkeypatch.delenv("LABKIT_PROFILE", raising=False)
-    assert get_profile().name == "smoke"
-
-
-def test_unknown_profile_lists_valid_ones(monkeypatch):
-    with pytest.raises(ValueError, match=r"'fast'.*valid profiles: full, smoke"):
-        get_profile("fast")
-    monkeypatch.setenv("LABKIT_PROFILE", "tiny")
-    with pytest.raises(ValueError, match="LABKIT_PROFILE"):
-        get_profile()
-
-
-def test_profile_scales_report_settings():
-    smoke, full = get_profile("smoke"), get_profile("full")
-    # full keeps the report's numbers; smoke caps them.
-    assert (full.size(448), full.epochs(100), full.batch_size(32)) == (448, 100, 32)
-    assert smoke.size(448) <= 128
-    assert smoke.epochs(100) <= 2 and smoke.epochs(1) == 1
-    assert smoke.batch_size(32) <= 32
-    assert full.images() is None and smoke.images() is not None
-
-
-def test_smoke_cli_training_departs_from_the_report_and_full_does_not():
-    # the notebooks' caps stay as they are (their timing depends on them) ...
-    smoke, full = get_profile("smoke"), get_profile("full")
-    assert (smoke.image_size, smoke.max_epochs, smoke.max_images) == (64, 2, 48)
-    assert (smoke.max_batch_size, smoke.phantom_n, smoke.time_budget_min) == (16, 240, 5.0)
-    # ... while `labkit train` in smoke trains longer, narrower, faster, with a Dice term
-    cli = smoke.cli_train
-    assert cli.epochs > smoke.max_epochs and cli.all_train_images and cli.base_width < 64
-    assert cli.lr(1e-4) == cli.min_lr and cli.lr(1.0) == 1.0  # a floor, not a replacement
-    assert (cli.loss("bce"), cli.loss("mse"), cli.loss("focal_jaccard")) == (
-        "bce_dice", "mse", "focal_jaccard"
-    )  # fmt: skip
-    assert full.cli_train is None  # the reports' settings, unchanged
-
-
-def test_recipe_lists_each_smoke_departure_and_full_keeps_the_report():
-    smoke, full = get_profile("smoke"), get_profile("full")
-    report = dict(epochs=100, lr=1e-4, loss="bce", base_width=64, batch_size=16)
-    r = full.recipe(**report)
-    assert (r.epochs, r.lr, r.loss, r.base_width, r.batch_size) == (100, 1e-4, "bce", 64, 16)
-    assert r.departures == {} and r.scheduler is None and "report's" in str(r)
-    r = smoke.recipe(**report)
-    cli = smoke.cli_train
-    assert (r.epochs, r.lr, r.loss, r.base_width) == (cli.epochs, cli.min_lr, "bce_dice", 16)
-    assert r.batch_size == smoke.batch_size(16) and "batch_size" not in r.departures
-    assert r.train_images is None and r.scheduler == cli.scheduler
-    assert list(r.departures) == [
-        "epochs", "train_images", "base_width", "lr", "scheduler", "loss", "time_budget_min"
-    ]  # fmt: skip
-    for reason in r.departures.values():
-        assert reason in str(r)  # printed for the student, each with its reason
-    # a lab's own changes: fewer epochs, no Dice term, a smaller batch
-    r = smoke.recipe(**report, smoke={"epochs": 3, "dice_term": False, "batch_size": 4})
-    assert (r.epochs, r.loss, r.batch_size) == (3, "bce", 4)
-    assert "loss" not in r.departures and "batch 4 instead of 16" in r.departures["batch_size"]
-    # a caller that gives no batch gets none back, and no batch departure
-    r = smoke.recipe(epochs=10, lr=1e-3, loss="bce", smoke={"batch_size": 4})
-    assert r.batch_size is None and "batch_size" not in r.departures and r.base_width is None
-    with pytest.raises(ValueError, match="no_such_setting.*batch_size"):
-        smoke.recipe(**report, smoke={"no_such_setting": 1})
 
 
 @pytest.mark.parametrize(

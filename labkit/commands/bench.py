@@ -36,6 +36,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
     p.add_argument("--models", nargs="+", default=None, help="unet and/or unet-resnet34")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument(
+        "--labs",
+        nargs="*",
+        default=None,
+        help="instead: time every lab's smoke training and score it (labkit.bench.labs); "
+        "lab numbers, none = all",
+    )
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="with --labs: seeds (default: 0)"
+    )
+    p.add_argument("--profile", default="smoke", help="with --labs: run profile (smoke)")
     p.set_defaults(handler=run)
 
 
@@ -58,6 +69,8 @@ def settings_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from labkit.bench import run_bench
 
+    if args.labs is not None:
+        return run_labs(args)
     if args.device not in (None, "auto", "cpu", "cuda") and not str(args.device).startswith(
         "cuda:"
     ):
@@ -68,6 +81,20 @@ def run(args: argparse.Namespace) -> int:
     command = "labkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     results = run_bench(settings, args.device, args.data, not args.quiet, command)
     print(format_report(results))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        print(f"results written to {args.out}")
+    return 0
+
+
+def run_labs(args: argparse.Namespace) -> int:
+    """``labkit bench --labs``: every lab's smoke training, timed, with its test Dice."""
+    from labkit.bench.labs import bench_labs, format_labs
+
+    log = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
+    results = bench_labs(args.labs or None, tuple(args.seeds), args.profile, args.threads, log)
+    print(format_labs(results))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -1,4 +1,5 @@
-"""``labkit course run``: execute every lab's solution notebook; write HTML and results.md."""
+"""``labkit course run``: execute every lab's solution notebook; write HTML and results.md.
+``labkit course plan``: per lab, the work a profile asks for and an estimate of its time."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(default: $LABKIT_DATA, kagglehub cache, else phantom)",
     )
     r.add_argument(
-        "--profile", default=None, help="smoke or full (default: $LABKIT_PROFILE or smoke)"
+        "--profile",
+        default=None,
+        help="smoke, practical or full (default: $LABKIT_PROFILE or smoke)",
     )
     r.add_argument("--out", default="runs/course", help="output folder (default: runs/course)")
     r.add_argument("--labs", default=None, help="comma-separated lab numbers (default: all)")
@@ -33,6 +36,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--source", default="solutions", help="folder of NN_name.py lab sources")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(handler=run)
+    pl = course_sub.add_parser(
+        "plan",
+        help="per lab: images x epochs, counted training FLOPs, estimated minutes and GPU "
+        "memory on a device (estimates)",
+    )
+    pl.add_argument("--profile", default=None, help="smoke, practical or full")
+    pl.add_argument(
+        "--gpu", default="t4", help="t4, l4, a100, h100 or cpu (default: t4, a free Colab GPU)"
+    )
+    pl.add_argument("--labs", default=None, help="comma-separated lab numbers (default: all)")
+    pl.add_argument("--source", default="solutions", help="folder of NN_name.py lab sources")
+    pl.set_defaults(handler=plan)
     p.set_defaults(handler=lambda args: p.print_help() or 0)
 
 
@@ -58,3 +73,30 @@ def run(args: argparse.Namespace) -> int:
     for r in failed:
         print(f"FAILED lab {r.lab} ({r.stem}): {r.error}")
     return 1 if failed else 0
+
+
+def plan(args: argparse.Namespace) -> int:
+    from labkit.course.build import find_labs
+    from labkit.course.plan import DEVICES, describe_plan, plan_lab
+    from labkit.profiles import get_profile
+
+    gpu = str(args.gpu).strip().lower()
+    if gpu not in DEVICES:
+        raise ValueError(
+            f"--gpu: unknown device {args.gpu!r}; expected one of {', '.join(DEVICES)}"
+        )
+    prof = get_profile(args.profile)
+    labs = [x.strip() for x in args.labs.split(",") if x.strip()] if args.labs else None
+    sources = find_labs(args.source, labs)
+    print(
+        f"labkit course plan: profile {prof.name}, device {gpu}. Every time and memory figure "
+        "is an ESTIMATE (counted FLOPs at an assumed share of the device's peak; see "
+        "labkit.course.plan), not a measurement."
+    )
+    total = 0.0
+    for src in sources:
+        p = plan_lab(prof, src.stem[:2], gpu)
+        total += p["minutes"]
+        print(describe_plan(p))
+    print(f"all labs: about {total:.0f} min of training on {gpu} (an estimate)")
+    return 0

@@ -2,13 +2,15 @@
 
 Trains on Train, picks the best epoch on Val, and reports Test (never seen in training or
 model selection). Writes DIR/best.pt, DIR/last.pt (to resume), DIR/metrics.json and
-DIR/training_curves.png. Each model's defaults come from its report (``MODEL_DEFAULTS``);
-the run profile scales size, epochs, batch size and images; flags override both.
+DIR/training_curves.png. Each model's settings come from its report
+(``labkit.reports.REPORT_SETTINGS``); the run profile departs from them (``Profile.recipe``);
+flags override both.
 
-In the smoke profile the run also departs from the report so that it learns something in
-under 2 CPU minutes (``labkit.profiles.CLITraining``): 10 epochs on every Train image, base
-width 16 for the from-scratch U-Nets, lr >= 3e-3 with a cosine decay, BCE + Dice instead of
-plain BCE, and a 1.5-minute budget. The run prints each departure and records it in metrics.json.
+In the smoke profile the run departs from the report so that it learns something from a
+fixed amount of CPU work (``labkit.recipes.CLITraining``): 10 epochs on every Train image,
+base width 16 for the from-scratch U-Nets, lr >= 3e-3 with a cosine decay, BCE + Dice instead
+of plain BCE. Its time limit is only a safety net; if it stops the run, the run says so. The
+run prints each departure and records it in metrics.json.
 """
 
 from __future__ import annotations
@@ -20,60 +22,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-# One place for the reports' settings. size / epochs / batch_size are the report's values,
-# which the profile scales down (smoke) or keeps (full).
-_REPORT003 = dict(
-    inputs="rgb", loss="combined", optimizer="adamw", lr=1e-4, weight_decay=1e-3,
-    grad_clip=1.0, patience=12, epochs=50, batch_size=32, size=448, augment="report003",
-)  # fmt: skip
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    # lab 02, report 001: grey 256 px, BCE, Adam 1e-4, 10 epochs, batch 16
-    "unet": dict(inputs="grey", loss="bce", lr=1e-4, epochs=10, batch_size=16, size=256),
-    # lab 03, report 000: residual encoder, BCE (vs MSE), COVID images only, 100 epochs
-    "resunet": dict(
-        inputs="grey", loss="bce", lr=1e-4, epochs=100, batch_size=16, size=256, covid_only=True
-    ),
-    # lab 04, report 002: ImageNet ResNet34, grey->RGB, 2-class softmax, focal + Jaccard
-    "unet-resnet34": dict(
-        inputs="rgb",
-        loss="focal_jaccard",
-        lr=1e-3,
-        epochs=50,
-        batch_size=32,
-        size=256,
-        covid_only=True,
-        augment="flips",
-        kwargs={"classes": 2},
-        pretrained=True,
-    ),  # fmt: skip
-    # labs 04-05, report 003's infection stage (B0; B3 was its lung encoder)
-    "unet-efficientnet-b0": dict(_REPORT003, kwargs={"dropout": 0.3}, pretrained=True),
-    "unet-efficientnet-b3": dict(_REPORT003, pretrained=True),
-    # lab 05, report 003: lungs (B3, 0.7 Dice + 0.3 BCE) then infection (B0 on RGB + lung mask)
-    "cascade": dict(
-        _REPORT003,
-        pretrained=True,
-        lung_loss="dice_bce",
-        lung_epochs=15,
-        lung_patience=5,
-        kwargs={
-            "lung_model": "unet-efficientnet-b3",
-            "infection_model": "unet-efficientnet-b0",
-            "infection_kwargs": {"dropout": 0.3},
-        },
-    ),  # fmt: skip
-    # lab 06, report 004: FV + PASPP + deep supervision, 0.5 BCE + Dice, lung-masked input
-    "fvpaspp": dict(
-        inputs="grey",
-        loss="bce_dice",
-        deep_supervision=True,
-        lung_only=True,
-        lr=1e-4,
-        epochs=200,
-        batch_size=16,
-        size=256,
-    ),  # fmt: skip
-}
+from labkit.profiles import get_profile, stop_warning
+from labkit.reports import settings_for_model
+
+# `labkit train --model NAME` -> the lab whose profile changes apply (the lab that trains it)
+TRAIN_MODELS = {
+    "unet": "02", "resunet": "03", "unet-resnet34": "04", "unet-efficientnet-b0": "04",
+    "unet-efficientnet-b3": "05", "cascade": "05", "fvpaspp": "06",
+}  # fmt: skip
+
 AUGMENTS = ("none", "flips", "report003")
 
 
@@ -82,14 +39,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train", help="train a lab's model, report the test split", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    p.add_argument("--model", required=True, help=f"one of: {', '.join(MODEL_DEFAULTS)}")
+    p.add_argument("--model", required=True, help=f"one of: {', '.join(TRAIN_MODELS)}")
     p.add_argument(
         "--data",
         default=None,
         help="dataset root or 'phantom' (default: $LABKIT_DATA, kagglehub cache, phantom)",
     )
     p.add_argument(
-        "--profile", default=None, help="smoke or full (default: $LABKIT_PROFILE or smoke)"
+        "--profile",
+        default=None,
+        help="smoke, practical or full (default: $LABKIT_PROFILE or smoke)",
     )
     p.add_argument("--out", default=None, help="output folder (default: runs/<model>)")
     p.add_argument("--epochs", type=int, help="override the profile/report epochs")
@@ -112,7 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="mask the input to the lungs (report 004)",
     )
     p.add_argument("--augment", choices=AUGMENTS, help="training augmentation")
-    p.add_argument("--time-budget", type=float, help="minutes; stop after the epoch that passes it")
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        help="minutes; stop after the epoch that passes it (default: the profile's safety limit)",
+    )
     p.add_argument("--device", default=None, help="cuda, mps, cpu or auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--inputs", choices=("grey", "rgb", "grey+lung", "rgb+lung"))
@@ -129,17 +92,14 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
     Raises:
         ValueError: an unknown model or a flag that does not apply to it.
     """
-    from labkit.profiles import get_profile
-
-    if args.model not in MODEL_DEFAULTS:
-        raise ValueError(f"unknown model {args.model!r}; valid names: {', '.join(MODEL_DEFAULTS)}")
-    d, prof = MODEL_DEFAULTS[args.model], get_profile(args.profile)
-    inputs = args.inputs or d["inputs"]
-    kwargs = dict(
-        d.get("kwargs", {}), in_channels=1 + 2 * inputs.startswith("rgb") + inputs.endswith("+lung")
-    )
+    d = settings_for_model(args.model)  # ValueError naming the valid models
+    prof = get_profile(args.profile)
+    if prof.cli_train is None:  # practical: the lab's sizes. (Smoke's lab changes exist
+        prof = prof.for_lab(TRAIN_MODELS[args.model])  # for several models in one notebook.)
+    inputs = args.inputs or d.inputs
+    kwargs = dict(d.kwargs, in_channels=1 + 2 * inputs.startswith("rgb") + inputs.endswith("+lung"))
     weights = args.encoder_weights or (
-        "imagenet" if d.get("pretrained") and prof.name == "full" else None
+        "imagenet" if d.pretrained and prof.name != "smoke" else None
     )
     weights = None if weights in (None, "none") else weights
     if args.model == "cascade":  # weights go to both stages
@@ -148,15 +108,14 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
             if args.weights_path:
                 raise ValueError("--weights-path is ambiguous for the cascade (two encoders)")
     elif weights or args.weights_path:
-        if not d.get("pretrained"):
+        if not d.pretrained:
             raise ValueError(
                 f"--encoder-weights/--weights-path: {args.model!r} has no pretrained encoder"
             )
         kwargs.update(encoder_weights=weights, weights_path=args.weights_path)
-    # smoke: departures from the report, each with its reason (labkit.profiles.CLITraining);
-    # the notebooks use the same Profile.recipe. A flag is the user's choice, not a departure.
-    report_width = _builder_args(args.model).get("base_width")  # from-scratch U-Nets only
-    r = prof.recipe(epochs=d["epochs"], lr=d["lr"], loss=d["loss"], base_width=report_width)
+    # departures from the report, each with its reason (labkit.recipes); the notebooks use
+    # the same Profile.recipe. A flag is the user's choice, not a departure.
+    r = prof.recipe(d.key)
     flags = dict(epochs=args.epochs, lr=args.lr, loss=args.loss, time_budget_min=args.time_budget)
     flags["scheduler"] = args.lr  # --lr sets a constant lr, as in the reports
     kept = {key: why for key, why in r.departures.items() if flags.get(key) is None}
@@ -164,32 +123,23 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
     epochs, lr, loss, time_budget, train_images = (
         r.epochs, r.lr, r.loss, r.time_budget_min, r.train_images
     )  # fmt: skip
-    if "base_width" in r.departures and "base_width" not in kwargs:
-        kwargs["base_width"] = r.base_width
+    if r.base_width is not None and "base_width" not in kwargs:
+        kwargs["base_width"] = r.base_width  # the table's, or the profile's departure
     return dict(
         model=args.model, kwargs=kwargs, profile=prof, inputs=inputs, target=args.target,
-        size=args.size or prof.size(d["size"]), epochs=args.epochs or epochs,
-        batch_size=args.batch_size or prof.batch_size(d["batch_size"]), train_images=train_images,
-        loss=args.loss or loss, lr=args.lr or lr, optimizer=d.get("optimizer", "adam"),
-        weight_decay=d.get("weight_decay", 0.0), grad_clip=d.get("grad_clip"),
-        patience=d.get("patience"), deep_supervision=d.get("deep_supervision", False),
-        covid_only=d.get("covid_only", False) if args.covid_only is None else args.covid_only,
-        lung_only=d.get("lung_only", False) if args.lung_only is None else args.lung_only,
-        augment=args.augment or d.get("augment", "none"),
+        size=args.size or r.size, epochs=args.epochs or epochs,
+        batch_size=args.batch_size or prof.batch_size(d.batch_size), train_images=train_images,
+        loss=args.loss or loss, lr=args.lr or lr, optimizer=d.optimizer,
+        weight_decay=d.weight_decay, grad_clip=d.grad_clip,
+        patience=d.patience, deep_supervision=d.deep_supervision,
+        covid_only=d.covid_only if args.covid_only is None else args.covid_only,
+        lung_only=d.lung_only if args.lung_only is None else args.lung_only,
+        augment=args.augment or d.augment, settings=d,
         time_budget=args.time_budget if args.time_budget is not None else time_budget,
         seed=args.seed, device=args.device, progress=not args.no_progress,
         out=Path(args.out or Path("runs") / args.model), departures=departures,
         scheduler=r.scheduler if "scheduler" in kept else None,  # full: None anyway
     )  # fmt: skip
-
-
-def _builder_args(model: str) -> dict[str, Any]:
-    """The keyword arguments of a model's builder and their defaults (the reports' values)."""
-    import inspect
-
-    from labkit.models import MODELS
-
-    return {k: v.default for k, v in inspect.signature(MODELS[model]).parameters.items()}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -200,11 +150,13 @@ def run(args: argparse.Namespace) -> int:
     from labkit.evaluate import evaluate
     from labkit.models import build_model
     from labkit.plots import plot_history
-    from labkit.train import TrainConfig, fit
+    from labkit.train import TrainConfig, distributed, fit
     from labkit.train.checkpoint import load_model
 
     p = plan(args)
-    device = pick_device(p["device"])
+    # under torchrun: join the process group, one GPU per process (labkit.train.distributed)
+    ranks = distributed.join(pick_device(p["device"]).type)
+    device = distributed.rank_device(pick_device(p["device"]), ranks)
     seed_everything(p["seed"])  # the model's initial weights depend on it too
     model = build_model(p["model"], **p["kwargs"])  # ValueError (exit 2) for bad arguments
     root = resolve_data(args.data, profile=p["profile"], progress=p["progress"])
@@ -255,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if p["model"] == "cascade":
             lung_history = _train_cascade_lungs(
-                model, loaders("lung"), config, MODEL_DEFAULTS["cascade"]
+                model, loaders("lung"), config, p["settings"].stages["lung"]
             )
             if config.time_budget_min:  # stage 2 gets what stage 1 left of the budget
                 left = config.time_budget_min - lung_history.train_seconds / 60
@@ -263,6 +215,8 @@ def run(args: argparse.Namespace) -> int:
         history = fit(model, *loaders(p["target"]), config)
     except FloatingPointError as err:  # NaN/inf loss: a message, not a traceback
         raise CommandError(str(err)) from None
+    if not ranks.is_main:  # rank 0 evaluates and writes metrics.json; the others are done
+        return 0
     best = p["out"] / "best.pt"
     if history.best_epoch is None:
         raise CommandError(
@@ -279,7 +233,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"], device=str(device),
         data=str(root), model_kwargs=p["kwargs"], wall_seconds=time.perf_counter() - t0,
         lung_history=lung_history.to_dict() if lung_history else None,
-        departures=p["departures"],
+        departures=p["departures"], world_size=ranks.world_size,
+        safety_stop=stop_warning(history, config.time_budget_min) or None,
     )  # fmt: skip
     write_json(p["out"] / "metrics.json", record)
     fig = plot_history(history, path=p["out"] / "training_curves.png")
@@ -287,6 +242,9 @@ def run(args: argparse.Namespace) -> int:
 
     plt.close(fig)
     print(result.table())
+    for h in (lung_history, history):  # the safety limit cut a run short: say so, loudly
+        if h is not None and stop_warning(h, config.time_budget_min):
+            print(stop_warning(h, config.time_budget_min), file=sys.stderr)
     print(
         f"wrote {p['out'] / 'metrics.json'}, best.pt (epoch {history.best_epoch}), training_curves.png"
     )
@@ -294,14 +252,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train_cascade_lungs(model: Any, loaders: tuple, config: Any, d: dict[str, Any]) -> Any:
-    """Stage 1 of the cascade: train its lung model on lung masks, then freeze it."""
+    """Stage 1 of the cascade: train its lung model on lung masks, then freeze it.
+
+    ``d`` is report 003's lung stage (``REPORT_SETTINGS["003.cascade"].stages["lung"]``).
+    """
     from labkit.train import fit
     from labkit.train.checkpoint import load_checkpoint
 
     budget = config.time_budget_min
     lung_cfg = replace(
-        config, loss=d["lung_loss"], epochs=min(config.epochs, d["lung_epochs"]),
-        patience=d["lung_patience"], weight_decay=1e-4, out_dir=Path(config.out_dir) / "lung",
+        config, loss=d["loss"], epochs=min(config.epochs, d["epochs"]),
+        patience=d["patience"], weight_decay=d["weight_decay"], out_dir=Path(config.out_dir) / "lung",
         time_budget_min=budget / 2 if budget else None,
     )  # fmt: skip
     history = fit(model.lung, *loaders, lung_cfg)

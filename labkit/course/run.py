@@ -32,7 +32,9 @@ import nbformat
 
 from labkit.course.build import BuildError, build_lab, find_labs
 from labkit.course.kernel import execute_notebook, inject_parameters
-from labkit.course.setup import METRIC_KEYS, RESULTS_ENV_VAR
+from labkit.course.setup import RESULTS_ENV_VAR
+from labkit.metrics import SCORE_NAMES
+from labkit.profiles import SAFETY_STOP, get_profile
 
 
 def export_html(nb: nbformat.NotebookNode, path: Path) -> None:
@@ -51,6 +53,7 @@ class LabRun:
     ok: bool
     seconds: float
     error: str = ""
+    safety_stops: int = 0  # trainings the profile's safety limit stopped (warnings printed)
 
 
 def _error_summary(err: BaseException) -> str:
@@ -77,7 +80,8 @@ def run_course(
         source: folder of ``NN_name.py`` lab sources.
         out: output folder (created).
         data: ``"phantom"``, a dataset root, or ``None`` (each notebook's own search).
-        profile: ``"smoke"``, ``"full"`` or ``None`` (``LABKIT_PROFILE``, else smoke).
+        profile: ``"smoke"``, ``"practical"``, ``"full"`` or ``None`` (``LABKIT_PROFILE``,
+            else smoke).
         labs: lab numbers to run (default: all).
         timeout: seconds allowed per cell; ``None``: 900 in the smoke profile, no limit in
             full (a full training cell may take an hour on a GPU).
@@ -88,8 +92,6 @@ def run_course(
     """
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
     from tqdm.auto import tqdm
-
-    from labkit.profiles import get_profile
 
     prof = get_profile(profile)
     if timeout is None:
@@ -134,17 +136,30 @@ def run_course(
         except Exception as err:  # kernel failed to start, ...: report, go on
             error = f"{type(err).__name__}: {err}"[:300]
         seconds = time.perf_counter() - start
+        stops = count_safety_stops(nb)
         nbformat.write(nb, out / f"{lab.stem}.ipynb")
         try:
             export_html(nb, out / f"{lab.stem}.html")
         except Exception as err:  # HTML is a convenience; a failed export must not hide results
             error = error or f"HTML export failed: {type(err).__name__}: {err}"
-        runs.append(LabRun(lab.lab, lab.stem, not error, seconds, error))
+        runs.append(LabRun(lab.lab, lab.stem, not error, seconds, error, stops))
         status = "ok" if not error else f"FAILED ({error})"
+        if stops:
+            status += f"; {stops} training(s) STOPPED BY THE SAFETY LIMIT"
         tqdm.write(f"lab {lab.lab} {lab.stem}: {status} in {seconds:.0f} s")
     rows = read_results(results_path)
     write_results_md(out / "results.md", runs, rows, prof.name, data)
     return runs
+
+
+def count_safety_stops(nb: nbformat.NotebookNode) -> int:
+    """How many safety-limit warnings (``labkit.profiles.SAFETY_STOP``) a notebook printed."""
+    n = 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            text = output.get("text", "")
+            n += (text if isinstance(text, str) else "".join(text)).count(SAFETY_STOP)
+    return n
 
 
 # ---------------------------------------------------------------------------- results.md
@@ -180,7 +195,7 @@ def _report_cell(row: dict) -> str:
         figure = find_figure(row["lab"], report)
         return describe_figure(figure) if figure else f"{report} (unknown key)"
     parts = [str(report.get("source", "report"))]
-    parts += [f"{k} {_num(report[k])}" for k in METRIC_KEYS if report.get(k) is not None]
+    parts += [f"{k} {_num(report[k])}" for k in SCORE_NAMES if report.get(k) is not None]
     return ": ".join([parts[0], ", ".join(parts[1:])]) if len(parts) > 1 else parts[0]
 
 
@@ -213,6 +228,11 @@ def write_results_md(
     lines += ["## Labs", "", "| lab | notebook | status | time |", "| --- | --- | --- | --- |"]
     for run in runs:
         status = "ok" if run.ok else f"**FAILED**: {run.error}".replace("|", "\\|")
+        if run.safety_stops:  # the models trained less than the lab's text assumes
+            status += (
+                f"; **{run.safety_stops} training(s) stopped by the safety limit**: "
+                "fewer epochs than planned, scores not comparable"
+            )
         html = path.parent / f"{run.stem}.html"
         name = f"[{run.stem}]({html.name})" if html.is_file() else run.stem
         lines.append(f"| {run.lab} | {name} | {status} | {run.seconds:.0f} s |")
@@ -230,7 +250,7 @@ def write_results_md(
     for row in rows:
         seconds = row.get("train_seconds")
         time_text = "-" if seconds is None else f"{seconds:.1f} s"
-        metrics = " | ".join(_num(row.get(k)) for k in METRIC_KEYS)
+        metrics = " | ".join(_num(row.get(k)) for k in SCORE_NAMES)
         lines.append(
             f"| {row['lab']} | {row['model']} | {row['loss']} | {metrics} | {time_text} | "
             f"{_report_cell(row)} |"

@@ -186,7 +186,7 @@ def setup(
     from labkit.profiles import get_profile
 
     lab = str(lab)
-    prof = get_profile(profile)
+    prof = get_profile(profile).for_lab(lab)  # the lab's own sizes (labkit.profiles)
     colab = on_colab()
     dev = pick_device(device)
     seed_everything(seed)

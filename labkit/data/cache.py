@@ -25,6 +25,42 @@ from labkit.data.check import DataFileError, decode_record
 from labkit.data.layout import CLASSES, Record, find_subset_dir, index_dataset, relative_name
 
 CACHE_VERSION = 1  # bump when the decoding or resizing changes
+# A split goes onto the GPU only if it takes at most this share of the memory left free:
+# the rest is headroom for the model, its activations and the other splits. Lab 05's lung
+# subset at 448 px (about 13.6 GB with its masks) never goes onto a 16 GB T4.
+GPU_DATA_SHARE = 0.5
+
+
+def fits_on_gpu(nbytes: float, free_bytes: float) -> bool:
+    """Whether a split of ``nbytes`` may live on a GPU with ``free_bytes`` free."""
+    return nbytes <= GPU_DATA_SHARE * free_bytes
+
+
+_SAID: set[str] = set()  # the pinned-CPU fallback is said once per process and device
+
+
+def resident_on(data: SegData, device: torch.device) -> bool:
+    """Whether ``BatchLoader`` should copy ``data`` to ``device`` once (``fits_on_gpu``).
+
+    Always on a CPU or MPS device (nothing to gain by keeping a copy elsewhere); on CUDA
+    only when the split fits beside the model; otherwise batches are gathered in pinned
+    CPU memory, and the first time this happens a line says so.
+    """
+    if device.type != "cuda" or data.device == device:
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    tensors = (data.images, data.lung, data.infection)
+    nbytes = sum(t.numel() * t.element_size() for t in tensors if t is not None)
+    if fits_on_gpu(nbytes, free):
+        return True
+    if str(device) not in _SAID:
+        _SAID.add(str(device))
+        print(
+            f"{data.subset}/{data.split}: {nbytes / 1e9:.1f} GB of images and masks stay in "
+            f"pinned CPU memory ({free / 1e9:.1f} GB free on {device}; a split may take at "
+            f"most {GPU_DATA_SHARE:.0%} of it): batches are copied as they are needed"
+        )
+    return False
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 
 from labkit.data.augment import Augment
-from labkit.data.cache import SegData
+from labkit.data.cache import SegData, resident_on
 from labkit.data.preprocess import imagenet_normalize
 
 INPUT_MODES = ("grey", "rgb", "grey+lung", "rgb+lung")
@@ -102,7 +102,9 @@ class BatchLoader:
         seed: seeds the shuffle order and the augmentation.
         resident: copy the whole split to ``device`` once (uint8); with ``False`` on CUDA the
             data stays on the CPU and each batch is gathered into pinned memory and copied
-            asynchronously (for splits larger than the GPU's memory).
+            asynchronously (for splits larger than the GPU's memory). ``None`` (default):
+            resident when the split fits in the GPU's free memory with headroom for the
+            model (``labkit.data.cache.fits_on_gpu``), else the pinned-CPU path, said once.
         channels_last: return ``x`` in ``torch.channels_last`` memory format.
 
     Iterating again without ``set_epoch`` moves on to the next epoch's order.
@@ -120,7 +122,7 @@ class BatchLoader:
         device: str | torch.device | None = None,
         drop_last: bool = False,
         seed: int = 0,
-        resident: bool = True,
+        resident: bool | None = None,
         channels_last: bool = False,
     ) -> None:
         _validate(data, target, inputs)
@@ -129,6 +131,8 @@ class BatchLoader:
         if len(data) == 0:
             raise ValueError("data: the SegData is empty")
         self.device = torch.device(device) if device is not None else data.device
+        if resident is None:
+            resident = resident_on(data, self.device)
         if resident and data.device != self.device:
             data = data.to(self.device)  # once: every batch is then a gather on the device
         self.data = data

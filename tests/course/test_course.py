@@ -57,6 +57,12 @@ S = setup(lab="02", profile=PROFILE, data=DATA, needs_data=False)
 print("profile", S.profile.name, "DATA", DATA, "strict", os.environ["LABKIT_CHECKS_STRICT"])
 print("MPLBACKEND", os.environ.get("MPLBACKEND"))
 S.record_result(model="unet3", loss="bce", metrics={"dice": 0.25, "iou": 1 / 7}, report="001.unet")
+
+from labkit.train import History
+
+stopped = History(epoch=[1])
+stopped.stopped_reason = "time_budget"  # as fit leaves it when the safety limit stops a run
+S.profile.warn_if_stopped(stopped)
 """
 
 
@@ -106,6 +112,8 @@ def test_course_run_end_to_end(tmp_path, monkeypatch, capsys):
     assert math.isclose(rows[0]["dice"], 0.9165, abs_tol=1e-3)
     md = (out / "results.md").read_text()
     assert "| 00 | [00_demo](00_demo.html) | ok |" in md
+    # the safety limit stopped a training in lab 02: its row says so
+    assert "| 02 | [02_plain](02_plain.html) | ok; **1 training(s) stopped by the safety" in md
     assert "| 01 | [01_broken](01_broken.html) | **FAILED**: CheckError" in md
     assert "| 03 | 03_unbuildable | **FAILED**: BuildError" in md
     assert "| 00 | threshold | none | 0.917 | - | - | - | 0.0 s | demo: dice 0.500 |" in md

@@ -1,0 +1,268 @@
+"""``labkit course plan``: what each lab trains in a profile, and how long it should take.
+
+Per lab: images x epochs of every training, the training FLOPs counted by
+``torch.utils.flop_counter`` on the ``meta`` device (``labkit.bench.flops``: shapes only, so
+448 px costs nothing on a CPU), the estimated minutes on a device, a peak GPU memory estimate
+and whether the cached split fits in GPU memory beside the model
+(``labkit.data.cache.fits_on_gpu``, the rule ``BatchLoader`` follows).
+
+Every figure here is an ESTIMATE: minutes = FLOPs / (the device's dense 16-bit peak x an
+assumed efficiency), with a low-high range from the efficiency's range; on the CPU a rate
+measured on a 2-core machine (``CPU_GFLOPS``). Memory = weights, gradients and Adam's two
+moments in fp32, plus the tensors autograd saves for one batch (counted on ``meta``; halved
+under fp16 AMP), plus the cached split when it is GPU-resident.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from labkit.bench.flops import EFFICIENCY, PEAK_TFLOPS, count_model_flops, peak_for_name
+from labkit.data.cache import fits_on_gpu
+from labkit.data.phantom import phantom_counts
+from labkit.models import build_model
+from labkit.reports import report_settings
+
+# COVID-QU-Ex per split and class (syllabus; the lung subset as published on Kaggle).
+REAL_COUNTS = {
+    "infection": {
+        "Train": {"COVID-19": 1864, "Non-COVID": 932, "Normal": 932},
+        "Val": {"COVID-19": 466, "Non-COVID": 233, "Normal": 233},
+        "Test": {"COVID-19": 583, "Non-COVID": 292, "Normal": 291},
+    },
+    "lung": {  # 33,920 images; Train 21,715 / Val 5,417 / Test 6,788
+        "Train": {"COVID-19": 7658, "Non-COVID": 7208, "Normal": 6849},
+        "Val": {"COVID-19": 1903, "Non-COVID": 1802, "Normal": 1712},
+        "Test": {"COVID-19": 2395, "Non-COVID": 2253, "Normal": 2140},
+    },
+}
+# name -> (label in labkit.bench.flops.PEAK_TFLOPS, usable memory GB). Memory: T4 16 GB
+# (about 15 usable), L4 24 GB, Colab's A100 40 GB, H100 80 GB.
+GPUS: dict[str, tuple[str, float]] = {
+    "t4": ("T4", 15.0),
+    "l4": ("L4", 22.5),
+    "a100": ("A100", 40.0),
+    "h100": ("H100 SXM", 80.0),
+}
+DEVICES = (*GPUS, "cpu")
+# Assumed fraction of the peak where labkit.bench.flops.EFFICIENCY has no figure: conv nets
+# train at roughly 8-20 % of a GPU's dense 16-bit peak (an assumption, not measured here).
+DEFAULT_EFFICIENCY = (0.08, 0.12, 0.20)
+# Effective training rate of the smoke labs on a CPU, GFLOP/s (counted FLOPs / wall time):
+# measured with `labkit bench --labs` (benchmarks/RESULTS.md), 2-core VM, one thread each.
+CPU_GFLOPS = (10.0, 20.0, 40.0)  # low, central, high
+
+
+@dataclass(frozen=True)
+class Training:
+    """One kind of training in a lab (``models`` times, the same settings each time).
+
+    Args:
+        report: ``labkit.reports.REPORT_SETTINGS`` key.
+        models: how many models the lab trains this way.
+        recipe: the lab uses ``Profile.recipe`` (else the profile's caps: ``P.epochs`` ...).
+        model: another model trained with the report's settings (e.g. lab 04's B0).
+        in_channels: input channels, if not the report's.
+        epochs: the report's epochs for this stage, if not the run's (a lung stage).
+        subset: ``"infection"`` or ``"lung"``.
+    """
+
+    report: str
+    models: int = 1
+    recipe: bool = False
+    model: str | None = None
+    in_channels: int | None = None
+    epochs: int | None = None
+    subset: str = "infection"
+
+
+LAB_TRAINING: dict[str, tuple[Training, ...]] = {
+    "01": (),
+    "02": (Training("001.unet", recipe=True),),
+    "03": (Training("000.resunet", models=2, recipe=True),),  # BCE and MSE
+    "04": (  # ResNet34 from random and from ImageNet weights, then B0, report 002's settings
+        Training("002.resnet34", models=2),
+        Training("002.resnet34", model="unet-efficientnet-b0", in_channels=3),
+    ),
+    "05": (  # stage 1 (B3, lungs), stage 2 (B0, RGB + lung) and the one-stage B0 (RGB)
+        Training("003.b3", epochs=15, subset="lung", in_channels=3),
+        Training("003.b0", in_channels=4),
+        Training("003.b0", in_channels=3),
+    ),
+    "06": (Training("004.fvpaspp", models=6, recipe=True),),  # five ablation rows + original
+}
+
+
+def _channels(inputs: str) -> int:
+    return 1 + 2 * inputs.startswith("rgb") + inputs.endswith("+lung")
+
+
+@functools.lru_cache(maxsize=64)
+def model_costs(model: str, in_channels: int, size: int, width: int | None, kw: str) -> dict:
+    """Training and forward GFLOP per image, parameters, and saved-activation bytes per image.
+
+    Counted on the ``meta`` device (shapes only) for a model in training mode.
+    """
+    kwargs = dict(eval(kw))  # noqa: S307 - our own repr of a dict of literals
+    if width is not None:
+        kwargs["base_width"] = width
+    net = build_model(model, in_channels=in_channels, **kwargs).to("meta").train()
+    x = torch.zeros(2, in_channels, size, size, device="meta")  # 2: batch norm needs > 1
+    fwd, train = count_model_flops(net, x, backward=False), count_model_flops(net, x, backward=True)
+    saved = [0]
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        net(x)
+    return {
+        "forward_gflop": fwd / 2e9,
+        "train_gflop": train / 2e9,
+        "params": sum(p.numel() for p in net.parameters()),
+        "saved_bytes": saved[0] / 2,
+    }
+
+
+def _count(profile: Any, subset: str, split: str, covid_only: bool) -> int:
+    counts = phantom_counts(profile.phantom_n)[split] if profile.phantom else None
+    counts = counts or REAL_COUNTS[subset][split]
+    return counts["COVID-19"] if covid_only else sum(counts.values())
+
+
+def plan_training(profile: Any, t: Training) -> dict[str, Any]:
+    """Images, epochs, size, FLOPs and memory of one ``Training`` in a (lab-bound) profile."""
+    s = report_settings(t.report)
+    if t.recipe:
+        r = profile.recipe(t.report)
+        epochs, width, batch, size, limit = (
+            r.epochs,
+            r.base_width,
+            r.batch_size,
+            r.size,
+            r.train_images,
+        )
+    else:
+        epochs, width, batch = (
+            profile.epochs(t.epochs or s.epochs),
+            s.base_width,
+            profile.batch_size(s.batch_size),
+        )
+        size, limit = profile.size(s.size), profile.images(subset=t.subset)
+    val_limit = profile.images(subset=t.subset)
+    n_train = _count(profile, t.subset, "Train", s.covid_only)
+    n_val = _count(profile, t.subset, "Val", s.covid_only)
+    n_train = n_train if limit is None else min(n_train, limit)
+    n_val = n_val if val_limit is None else min(n_val, val_limit)
+    model = t.model or s.model
+    kwargs = {} if t.model else {k: v for k, v in s.kwargs.items() if k != "infection_kwargs"}
+    costs = model_costs(model, t.in_channels or _channels(s.inputs), size, width, repr(kwargs))
+    gflop = t.models * epochs * (n_train * costs["train_gflop"] + n_val * costs["forward_gflop"])
+    planes = 2 if t.subset == "lung" else 3  # image + lung mask (+ infection mask), uint8
+    return {
+        "report": t.report, "model": model, "models": t.models, "train_images": n_train,
+        "val_images": n_val, "epochs": epochs, "size": size, "batch": batch, "gflop": gflop,
+        "params": costs["params"], "saved_bytes_per_image": costs["saved_bytes"],
+        "cache_bytes": (n_train + n_val) * size * size * planes,
+    }  # fmt: skip
+
+
+def _rate(device: str) -> tuple[tuple[float, float, float], str]:
+    """(low, central, high) effective GFLOP/s of ``device`` and how they were obtained."""
+    if device == "cpu":
+        return CPU_GFLOPS, "CPU rate measured on a 2-core machine"
+    label, _ = GPUS[device]
+    peak = next(t for _, name, t in PEAK_TFLOPS if name == label)
+    effs = EFFICIENCY.get(label, (peak, DEFAULT_EFFICIENCY))[1]
+    rates = tuple(peak * 1e3 * e for e in effs)
+    return rates, f"{peak:g} TFLOP/s peak x {effs[0]:.0%}-{effs[2]:.0%} (assumed)"  # type: ignore[return-value]
+
+
+def plan_lab(profile: Any, lab: str, device: str, memory_gb: float | None = None) -> dict:
+    """One lab's plan on ``device`` (one of ``DEVICES``): trainings, FLOPs, minutes, memory.
+
+    Raises:
+        ValueError: ``device`` or ``lab`` is unknown.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"--gpu: unknown device {device!r}; expected one of {', '.join(DEVICES)}")
+    if lab not in LAB_TRAINING:
+        raise ValueError(f"lab {lab!r} has no entry in labkit.course.plan.LAB_TRAINING")
+    p = profile.for_lab(lab)
+    rows = [plan_training(p, t) for t in LAB_TRAINING[lab]]
+    (low, mid, high), how = _rate(device)
+    gflop = sum(r["gflop"] for r in rows)
+    gpu = memory_gb if memory_gb is not None else GPUS.get(device, (None, None))[1]
+    amp = 0.5 if device != "cpu" else 1.0  # fp16 AMP roughly halves the saved activations
+    peak_gb, fits = 0.0, []
+    for r in rows:
+        model_gb = (16 * r["params"] + amp * r["batch"] * r["saved_bytes_per_image"]) / 1e9
+        ok = gpu is not None and fits_on_gpu(r["cache_bytes"], (gpu - model_gb) * 1e9)
+        fits.append(ok)
+        peak_gb = max(peak_gb, model_gb + (r["cache_bytes"] / 1e9 if ok else 0.0))
+    return {
+        "lab": lab, "profile": profile.name, "device": device, "trainings": rows,
+        "gflop": gflop, "minutes": gflop / mid / 60, "range": (gflop / high / 60, gflop / low / 60),
+        "rate": how, "peak_gb": peak_gb, "cache_fits": all(fits) if rows else None,
+        "cache_gb": max((r["cache_bytes"] for r in rows), default=0) / 1e9,
+    }  # fmt: skip
+
+
+def _minutes(m: float) -> str:
+    return f"{m:.0f} min" if m >= 1 else "under 1 min"
+
+
+def _flop(gflop: float) -> str:
+    for unit, scale in (("PFLOP", 1e6), ("TFLOP", 1e3)):
+        if gflop >= scale:
+            return f"{gflop / scale:.1f} {unit}"
+    return f"{gflop:.0f} GFLOP"
+
+
+def describe_plan(plan: dict) -> str:
+    """One line per lab, starting with the lab number."""
+    if not plan["trainings"]:
+        return f"{plan['lab']}  no training"
+    work = " + ".join(
+        f"{r['models']}x {r['model']} {r['train_images']} img x {r['epochs']} ep @{r['size']} px"
+        for r in plan["trainings"]
+    )
+    low, high = plan["range"]
+    if plan["device"] == "cpu":
+        memory = f"memory ~{plan['peak_gb']:.1f} GB"
+    else:
+        where = "fits in GPU memory" if plan["cache_fits"] else "stays in pinned CPU memory"
+        memory = f"peak GPU memory ~{plan['peak_gb']:.1f} GB; cached split {where}"
+    return (
+        f"{plan['lab']}  {work} | {_flop(plan['gflop'])} | about {_minutes(plan['minutes'])} "
+        f"({low:.0f}-{high:.0f} min) on {plan['device']} | {memory} "
+        f"({plan['cache_gb']:.2f} GB)"
+    )
+
+
+def lab_estimate(profile: Any, device: torch.device | str) -> str:
+    """``about 6 min on this Tesla T4 (an estimate ...)`` for the bound lab on ``device``."""
+    device = torch.device(device)
+    name, memory = "this CPU", None
+    key = "cpu"
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        memory = torch.cuda.get_device_properties(device).total_memory / 1e9
+        found = peak_for_name(name)
+        key = next((k for k, (label, _) in GPUS.items() if found and found[1] == label), "")
+        if not key:
+            return f"no time estimate for {name} (not in labkit.course.plan.GPUS)"
+        name = f"this {name}"
+    plan = plan_lab(profile, profile.lab, key, memory)
+    if not plan["trainings"]:
+        return "this lab trains no model"
+    low, high = plan["range"]
+    return (
+        f"training in this lab: about {_minutes(plan['minutes'])} on {name} (an estimate: "
+        f"{low:.0f}-{high:.0f} min from counted FLOPs and {plan['rate']}; labkit course plan)"
+    )

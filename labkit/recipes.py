@@ -1,0 +1,228 @@
+"""Recipes: one training run's settings in a run profile, and every departure from the report.
+
+``Profile.recipe`` (``labkit.profiles``) builds a :class:`Recipe` from a report's run
+(``labkit.reports.REPORT_SETTINGS``): ``full`` keeps it, ``practical`` applies the bound lab's
+departures (each with its reason), ``smoke`` departs as :class:`CLITraining` says. Notebooks
+print the recipe; ``labkit train`` prints it and writes it to ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from labkit.reports import report_settings
+
+# The warning's fixed words: `labkit course run` finds them in a notebook's output.
+SAFETY_STOP = "STOPPED BY THE SAFETY LIMIT"
+
+
+@dataclass(frozen=True)
+class CLITraining:
+    """How a ``smoke`` run departs from the report (phantom data, 64 px, 2 CPU cores).
+
+    * ``epochs`` / ``all_train_images``: 2 epochs of 48 images are 6 Adam steps; 10 epochs
+      of all 153 phantom Train images are about 100. Val and Test keep ``max_images``.
+    * ``base_width``: 16 channels in the first level instead of the reports' 64: 16x fewer
+      multiply-adds per pixel (0.48M parameters instead of 7.7M). Pretrained encoders keep
+      their width.
+    * ``min_lr``: the reports' lr 1e-4 is tuned for thousands of steps; 3e-3 moves the
+      weights in ~100.
+    * ``dice_term``: infection is ~2.5 % of the pixels and plain BCE first learns
+      "background everywhere" (measured: all background for 6-8 epochs at lr 3e-3); report
+      004's 0.5 BCE + Dice gets a gradient from the rare infected pixels at once.
+    * ``scheduler``: ``"cosine"`` decays the lr to 0, so the last epochs settle (lab 02's
+      last-epoch test Dice 0.69 with it, 0.44-0.51 without).
+
+    Args:
+        epochs: epochs for every model (instead of ``min(report, max_epochs)``).
+        all_train_images: train on the whole Train split (instead of ``max_images``).
+        base_width: first-level channels of the from-scratch U-Nets (reports: 64).
+        min_lr: learning-rate floor: ``max(report, min_lr)``.
+        dice_term: train ``bce_dice`` (0.5 BCE + Dice) where the report trains ``bce``.
+        scheduler: ``TrainConfig.scheduler`` (the reports use a constant lr: ``None``).
+        batch_size: images per batch; ``None`` keeps the report's (capped by the profile).
+    """
+
+    epochs: int
+    all_train_images: bool
+    base_width: int
+    min_lr: float
+    dice_term: bool
+    scheduler: str | None = None
+    batch_size: int | None = None
+
+    def lr(self, report: float) -> float:
+        """Learning rate to use where the report used ``report``."""
+        return max(report, self.min_lr)
+
+    def loss(self, report: str) -> str:
+        """Loss name to use where the report used ``report``."""
+        return "bce_dice" if self.dice_term and report == "bce" else report
+
+
+def stop_warning(history: Any, limit_min: float | None) -> str:
+    """The warning for a run the safety limit stopped, or ``""`` for any other run."""
+    if getattr(history, "stopped_reason", None) != "time_budget":
+        return ""
+    return (
+        f"WARNING: {SAFETY_STOP} ({limit_min:g} min) after {len(history)} epoch(s): this "
+        "model trained less than the lab assumes, so its scores are not the ones the text "
+        "discusses (a very slow or overloaded machine; run again, or raise time_budget_min)"
+    )
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One training run's settings in a profile, and how (and why) they depart from the report.
+
+    Made by :meth:`Profile.recipe`; a notebook prints it (``print(R)``) so that a student
+    sees every departure and its reason.
+
+    Attributes:
+        epochs, lr, loss, batch_size: as trained (``batch_size`` ``None``: caller's choice).
+        base_width: first-level channels of a from-scratch U-Net, or ``None``.
+        size: image side in pixels.
+        train_images: Train images to load (``None`` = all of them).
+        time_budget_min: the safety limit in minutes (``None``: none), far above the
+            expected time; ``warn_if_stopped`` says when it stopped a run.
+        scheduler: ``TrainConfig.scheduler`` (``None``: a constant lr, as in the reports).
+        profile: the profile's name.
+        report: the ``labkit.reports.REPORT_SETTINGS`` key, or ``None``.
+        departures: why each setting differs from the report, keyed by setting; empty in
+            ``full``.
+    """
+
+    epochs: int
+    lr: float
+    loss: str
+    base_width: int | None
+    batch_size: int | None
+    train_images: int | None
+    time_budget_min: float | None
+    scheduler: str | None
+    profile: str
+    size: int | None = None
+    report: str | None = None
+    departures: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        if not self.departures:
+            return f"{self.profile} profile: the report's training settings"
+        return (
+            f"{self.profile} profile: this run departs from the report (labkit.recipes.CLITraining "
+            "says why; the full profile keeps the report's settings):\n  - "
+            + "\n  - ".join(self.departures.values())
+        )
+
+    def warn_if_stopped(self, history: Any) -> str:
+        """Print (and return) a warning when the safety limit stopped ``history``'s run."""
+        text = stop_warning(history, self.time_budget_min)
+        if text:
+            print(text)
+        return text
+
+
+def build_recipe(
+    profile: Any,
+    report: str | None = None,
+    *,
+    epochs: int | None = None,
+    lr: float | None = None,
+    loss: str | None = None,
+    base_width: int | None = None,
+    batch_size: int | None = None,
+    smoke: dict[str, Any] | None = None,
+) -> Recipe:
+    """``Profile.recipe``'s work (see there): the settings, then each departure and its reason."""
+    s = report_settings(report) if report is not None else None
+    given = dict(epochs=epochs, lr=lr, loss=loss, base_width=base_width, batch_size=batch_size)
+    given = {k: (getattr(s, k) if v is None and s else v) for k, v in given.items()}
+    missing = [k for k in ("epochs", "lr", "loss") if given[k] is None]
+    if missing:
+        raise ValueError(f"recipe: give report= or {', '.join(missing)}")
+    epochs, lr, loss, base_width = (given[k] for k in ("epochs", "lr", "loss", "base_width"))
+    size = profile.size(s.size) if s else None
+    batch = None if given["batch_size"] is None else profile.batch_size(given["batch_size"])
+    capped, images = profile.epochs(epochs), profile.images()
+    out: dict[str, Any] = dict(
+        epochs=capped, lr=lr, loss=loss, base_width=base_width, batch_size=batch,
+        train_images=images, time_budget_min=profile.time_budget_min, scheduler=None,
+        size=size,
+    )  # fmt: skip
+    why: dict[str, str] = {}
+
+    def depart(key: str, value: Any, reason: str) -> None:  # one setting, one reason
+        out[key], why[key] = value, reason
+
+    if profile.cli_train is None:  # full (no changes) or practical (the lab's, with reasons)
+        for key, (value, reason) in profile.lab_changes.get(profile.lab or "", {}).items():
+            target = {"images": "train_images", "lung_images": None}.get(key, key)
+            if target == "base_width" and base_width is None:
+                continue  # a pretrained encoder has no width to change
+            if target:
+                depart(target, value, reason)
+        return Recipe(**out, profile=profile.name, report=report, departures=why)
+    cli = replace(profile.cli_train, **_checked(profile.lab_changes.get(profile.lab or "", {})))
+    cli = replace(cli, **_checked(smoke or {}))
+    if min(cli.epochs, epochs) != capped:
+        n = min(cli.epochs, epochs)
+        depart(
+            "epochs",
+            n,
+            f"{n} epochs instead of {capped} (report: {epochs}): "
+            f"{capped} epochs of a few batches are too few steps to learn",
+        )
+    if cli.all_train_images and images is not None:
+        depart(
+            "train_images",
+            None,
+            f"every Train image instead of {images} (Val and Test keep {images})",
+        )
+    if base_width is not None and cli.base_width != base_width:
+        depart(
+            "base_width",
+            cli.base_width,
+            f"base width {cli.base_width} instead of the "
+            f"report's {base_width}: {(base_width / cli.base_width) ** 2:g}x fewer "
+            "multiply-adds per pixel",
+        )
+    if batch is not None and cli.batch_size is not None and cli.batch_size != batch:
+        depart(
+            "batch_size",
+            cli.batch_size,
+            f"batch {cli.batch_size} instead of {batch}: "
+            f"{batch / cli.batch_size:g}x as many (smaller) Adam steps for the same "
+            "work",
+        )
+    if cli.lr(lr) != lr:
+        depart("lr", cli.lr(lr), f"lr {cli.lr(lr):g} instead of the report's {lr:g}: few steps")
+    if cli.scheduler is not None:
+        depart(
+            "scheduler",
+            cli.scheduler,
+            f"{cli.scheduler} lr decay instead of the "
+            "report's constant lr: the last epochs settle instead of jumping about at "
+            "a large lr",
+        )
+    if cli.loss(loss) != loss:
+        depart(
+            "loss",
+            cli.loss(loss),
+            f"loss {cli.loss(loss)} (0.5 BCE + Dice) instead of "
+            f"the report's {loss}: plain BCE first predicts background everywhere",
+        )
+    if profile.time_budget_min is not None:
+        why["time_budget_min"] = (
+            f"a fixed amount of work, not a time budget: {profile.time_budget_min:g} min is "
+            "only a safety limit, and a warning says so if it stops the run"
+        )
+    return Recipe(**out, profile=profile.name, report=report, departures=why)
+
+
+def _checked(changes: dict[str, Any]) -> dict[str, Any]:
+    known = {f.name for f in fields(CLITraining)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ValueError(f"smoke: unknown setting(s) {unknown}; expected some of {sorted(known)}")
+    return changes

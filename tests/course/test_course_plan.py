@@ -1,0 +1,85 @@
+"""`labkit course plan`: one row per lab for every device, FLOPs that scale as counted, and
+the rule that keeps a split off a GPU it does not fit."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from labkit.cli import main as cli_main
+from labkit.course.build import find_labs
+from labkit.course.plan import DEVICES, LAB_TRAINING, lab_estimate, plan_lab
+from labkit.data.cache import fits_on_gpu
+from labkit.profiles import get_profile
+
+SOLUTIONS = Path(__file__).resolve().parents[2] / "solutions"
+LABS = [p.stem[:2] for p in find_labs(SOLUTIONS)]
+
+
+def test_every_lab_source_has_a_plan_entry():
+    assert LABS and set(LABS) <= set(LAB_TRAINING)
+
+
+@pytest.mark.parametrize("gpu", DEVICES)
+def test_course_plan_prints_a_row_per_lab_on_every_device(gpu, capsys):
+    assert cli_main(["course", "plan", "--profile", "practical", "--gpu", gpu,
+                     "--source", str(SOLUTIONS)]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "ESTIMATE" in out.splitlines()[0]
+    for lab in LABS:
+        row = next(line for line in out.splitlines() if line.startswith(f"{lab}  "))
+        assert row.endswith("no training") or re.search(r"about (\d+ min|under 1 min)", row), row
+        if not row.endswith("no training"):
+            assert "img x" in row and "FLOP" in row and f"on {gpu}" in row
+
+
+def test_unknown_device_is_a_one_line_error(capsys):
+    assert cli_main(["course", "plan", "--gpu", "tpu", "--source", str(SOLUTIONS)]) == 2
+    assert "--gpu: unknown device 'tpu'" in capsys.readouterr().err
+
+
+def test_plan_counts_what_the_profile_asks_for():
+    full, practical = get_profile("full"), get_profile("practical")
+    # lab 03 trains two models on the 1,864 COVID-19 Train images for the report's 100 epochs
+    f03 = plan_lab(full, "03", "t4")
+    (t,) = f03["trainings"]
+    assert (t["models"], t["train_images"], t["epochs"], t["size"]) == (2, 1864, 100, 256)
+    # practical: 25 epochs at width 32: 4x fewer FLOPs per image, 4x fewer epochs
+    p03 = plan_lab(practical, "03", "t4")
+    assert p03["gflop"] == pytest.approx(f03["gflop"] / 16, rel=0.05)
+    # the same work on a faster device takes fewer minutes; the CPU far more
+    assert (
+        plan_lab(full, "03", "h100")["minutes"]
+        < f03["minutes"]
+        < plan_lab(full, "03", "cpu")["minutes"]
+    )
+    assert plan_lab(full, "01", "t4")["trainings"] == []
+
+
+def test_practical_labs_fit_a_t4_in_about_20_minutes():
+    for lab in LABS:
+        plan = plan_lab(get_profile("practical"), lab, "t4")
+        assert plan["minutes"] <= 20, (lab, plan["minutes"])  # the central estimate
+
+
+def test_lab05_lung_split_stays_off_a_t4_in_full():
+    # 21,715 + 5,417 lung images at 448 px with their masks: ~10.9 GB, not beside a model
+    plan = plan_lab(get_profile("full"), "05", "t4")
+    assert plan["cache_gb"] > 10 and plan["cache_fits"] is False
+    assert plan_lab(get_profile("full"), "05", "h100")["cache_fits"] is True
+    assert plan_lab(get_profile("practical"), "05", "t4")["cache_fits"] is True
+
+
+def test_fits_on_gpu_keeps_headroom():
+    gb = 1e9
+    assert fits_on_gpu(0.92 * gb, 15 * gb)  # the infection subset at 256 px on a T4
+    assert not fits_on_gpu(13.6 * gb, 15 * gb)  # lab 05's lung subset at 448 px
+    assert not fits_on_gpu(8 * gb, 15 * gb)  # fits in the memory, but leaves no headroom
+
+
+def test_a_notebook_gets_its_own_estimate_on_this_cpu():
+    text = lab_estimate(get_profile("smoke").for_lab("02"), "cpu")
+    assert text.startswith("training in this lab: about ") and "on this CPU (an estimate" in text
+    assert lab_estimate(get_profile("smoke").for_lab("01"), "cpu") == "this lab trains no model"
