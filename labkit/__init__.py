@@ -24,7 +24,7 @@ _SUBMODULES = (
     "checks",
     "data",
     "device",
-    "evaluate",
+    "evaluation",
     "exercises",
     "losses",
     "metrics",
@@ -45,6 +45,7 @@ _SHORTCUTS = {
     "build_model": ("models", "build_model"),
     "load_model": ("train.checkpoint", "load_model"),
     "fit": ("train", "fit"),
+    "evaluate": ("evaluation", "evaluate"),
     "TrainConfig": ("train", "TrainConfig"),
 }
 

@@ -4,22 +4,30 @@
     viewer          # shows: class filter, threshold slider, image slider, three panels
 
 Panels: the X-ray; the ground-truth infection (lung outline if given); the prediction at the
-current threshold coloured by agreement (green = true positive, red = false positive,
-blue = missed). The line above says the file, class, pixel counts and this image's Dice
-(``n/a`` for an empty ground truth: labkit's empty-mask policy).
+current threshold coloured by agreement in ``labkit.plots``' colours (green = true positive,
+red = false positive, blue = missed; drawn by ``plots.error_overlay``). The line above says
+the file, class, pixel counts and this image's Dice from ``labkit.metrics`` (``n/a`` for an
+empty ground truth: labkit's empty-mask policy).
 
 The figure is drawn with matplotlib's Agg canvas into an ``ipywidgets.Image`` (PNG), so it
 works in Jupyter, Colab and VS Code alike and needs no interactive backend; executed
 headless (nbval, ``labkit course run``) it only adds a widget output. ipywidgets and
-matplotlib are imported when a viewer is made, not with labkit.
+matplotlib are imported when a viewer is made, not with labkit. Works with ipywidgets 7.7
+(what Colab's front end renders) and 8.x: only widgets and calls both versions have.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from typing import Any
 
 import numpy as np
+import torch
+
+from labkit.metrics import confusion_counts
+from labkit.metrics import dice as dice_score
+from labkit.plots import error_overlay
 
 ALL = "all classes"
 
@@ -149,38 +157,44 @@ class SegmentationViewer:
         from matplotlib.figure import Figure
 
         i = self.visible[min(self.index.value, len(self.visible) - 1)]
-        image = self.images[i]
-        truth = self.truth[i] > 0 if self.truth is not None else None
+        image = self.images[i]  # (H, W)
+        truth = self.truth[i] > 0 if self.truth is not None else None  # (H, W) bool
         pred = self.probs[i] >= self.threshold.value if self.probs is not None else None
         panels = 1 + (truth is not None) + (pred is not None)
         fig = Figure(figsize=(3.2 * panels, 3.4), dpi=72)
         FigureCanvasAgg(fig)
         axes = fig.subplots(1, panels, squeeze=False)[0]
-        for ax in axes:
-            ax.imshow(image, cmap="gray")
+        # The same colours as lk.plots: the ground truth alone is all "found" (green); the
+        # prediction is green where right, red where wrong, blue where infection was missed.
+        # Without a ground truth the prediction is its own reference (all green).
+        reference = truth if truth is not None else pred
+        shown = [image]
+        if truth is not None:
+            shown.append(error_overlay(image, truth, truth))
+        if pred is not None:
+            shown.append(error_overlay(image, reference, pred))
+        for ax, picture in zip(axes, shown):
+            ax.imshow(picture, cmap="gray")
             ax.set_axis_off()
             if self.lung is not None:
                 ax.contour(self.lung[i] > 0, levels=[0.5], colors="yellow", linewidths=0.6)
         axes[0].set_title("image")
         if truth is not None:
-            axes[1].imshow(np.ma.masked_where(~truth, truth), cmap="autumn", alpha=0.5)
             axes[1].set_title("ground truth")
         if pred is not None:
-            agree = np.zeros((*pred.shape, 4))
-            reference = truth if truth is not None else pred
-            agree[pred & reference] = (0.0, 0.8, 0.0, 0.6)  # true positive
-            agree[pred & ~reference] = (1.0, 0.0, 0.0, 0.6)  # false positive
-            agree[~pred & reference] = (0.0, 0.3, 1.0, 0.6)  # missed
-            axes[-1].imshow(agree)
             axes[-1].set_title(f"prediction >= {self.threshold.value:.2f}")
         fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9, wspace=0.04)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")
         self.image.value = buffer.getvalue()
 
-        dice = None
-        if truth is not None and pred is not None and truth.any():
-            dice = 2 * float((truth & pred).sum()) / float(truth.sum() + pred.sum())
+        dice = None  # labkit's empty-mask policy: no Dice for an empty ground truth
+        if truth is not None and pred is not None:
+            counts = confusion_counts(
+                torch.from_numpy(pred)[None, None], torch.from_numpy(truth)[None, None]
+            )
+            score = float(dice_score(*counts)[0])  # NaN when the ground truth is empty
+            dice = None if math.isnan(score) else score
         self.state = {
             "index": i,
             "name": self.names[i],

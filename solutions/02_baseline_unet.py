@@ -303,7 +303,7 @@ print(
     f"COVID-19 test images: mean Dice {np.nanmean(my_dice):.3f}, mean IoU {np.nanmean(my_iou):.3f}"
 )
 
-result = lk.evaluate.evaluate(model, test, batch_size=BATCH, device=S.device, progress=False)
+result = lk.evaluate(model, test, batch_size=BATCH, device=S.device, progress=False)
 print(result.table())
 fig = lk.plots.plot_worst_cases(result, k=2)
 plt.show()
@@ -317,9 +317,9 @@ plt.show()
 # equal: it is the maximum over the choices of exactly the numbers being reported.
 
 # %%
-val_result = lk.evaluate.evaluate(model, val, batch_size=BATCH, device=S.device, progress=False)
-val_sweep = lk.evaluate.threshold_sweep(val_result)
-test_sweep = lk.evaluate.threshold_sweep(result)
+val_result = lk.evaluate(model, val, batch_size=BATCH, device=S.device, progress=False)
+val_sweep = lk.evaluation.threshold_sweep(val_result)
+test_sweep = lk.evaluation.threshold_sweep(result)
 ts = val_sweep["threshold"]
 honest_t = ts[int(np.nanargmax(val_sweep["dice"]))]
 leaky_t = ts[int(np.nanargmax(test_sweep["dice"]))]

@@ -330,7 +330,7 @@ for loss, model in models.items():
 results, probs, mae = {}, {}, {}
 infected = test.infection.bool()  # (N, 1, H, W): the true mask
 for loss, model in models.items():
-    results[loss] = lk.evaluate.evaluate(
+    results[loss] = lk.evaluate(
         model, test, batch_size=BATCH, device=S.device, progress=False
     )
     probs[loss] = predict(model, test)

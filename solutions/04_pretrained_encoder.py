@@ -397,7 +397,7 @@ P.warn_if_stopped(history)  # says so if the safety limit cut it short
 # %%
 results = {}
 for label, (model, _) in runs.items():
-    results[label] = lk.evaluate.evaluate(
+    results[label] = lk.evaluate(
         model, test, inputs="rgb", batch_size=BATCH, device=S.device, progress=False
     )
 print(results["unet-resnet34 (random)"].table())

@@ -177,7 +177,7 @@ lung_history = train_best(
     patience=5,
     **COMMON,
 )
-lung_result = lk.evaluate.evaluate(
+lung_result = lk.evaluate(
     lung_model, lung_val, target="lung", inputs="rgb", batch_size=BATCH, device=S.device,
     progress=False,
 )  # fmt: skip
@@ -410,11 +410,11 @@ print(f"false-positive pixels outside the true lungs: {before:,} without the con
 # %% [markdown]
 # labkit's `CascadeModel` does exactly these steps (lung mask at probability 0.5, the mask
 # as the last input channel, logits outside the lung set so that the probability is 0), so
-# `lk.evaluate.evaluate` on it gives the cascade's row again:
+# `lk.evaluate` on it gives the cascade's row again:
 
 # %%
 cascade = lk.models.CascadeModel(lung_model, infection_model)
-cascade_result = lk.evaluate.evaluate(
+cascade_result = lk.evaluate(
     cascade, test, inputs="rgb", batch_size=BATCH, device=S.device, progress=False
 )
 print(f"CascadeModel: COVID-19 Dice {fmt(cascade_result.covid['dice'])}, "

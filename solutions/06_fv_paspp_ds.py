@@ -324,7 +324,7 @@ for name, switches, lung_only in RUNS:
         seed=S.seed,
         progress=False,
     )
-    result = lk.evaluate.evaluate(
+    result = lk.evaluate(
         model, test, lung_only=lung_only, batch_size=BATCH, device=S.device, progress=False
     )
     runs[name] = (model, history, result)

@@ -71,3 +71,18 @@ def test_viewer_without_predictions_and_bad_input():
         SegmentationViewer(images, truth, probs=np.full(images.shape, 3.0))
     with pytest.raises(ValueError, match="images must have shape"):
         SegmentationViewer(np.zeros((16, 16)))
+
+
+def test_notebook_progress_bar_is_a_real_widget_that_ends_showing_the_count():
+    # tqdm.auto picks tqdm.notebook in Jupyter and Colab: its bar is an ipywidgets
+    # FloatProgress, which must work with Colab's ipywidgets 7.7 and with 8.x.
+    import ipywidgets
+    from tqdm.notebook import tqdm
+
+    bar = tqdm(range(3), desc="epochs", disable=False)
+    for _ in bar:
+        pass
+    progress = bar.container.children[1]
+    assert isinstance(progress, ipywidgets.FloatProgress)
+    assert (progress.value, progress.max, progress.bar_style) == (3, 3, "success")
+    assert "3/3" in bar.container.children[2].value

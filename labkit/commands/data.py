@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import socket
-import ssl
-import threading
 from pathlib import Path
-
-KAGGLE_HOST = ("www.kaggle.com", 443)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -96,73 +91,15 @@ def run_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def kaggle_reachable(
-    host: str = KAGGLE_HOST[0], port: int = KAGGLE_HOST[1], timeout: float = 3.0
-) -> bool:
-    """Whether a verified TLS connection to ``host:port`` opens within ``timeout`` seconds.
-
-    A TLS handshake with certificate check, not just a TCP connect: some sandboxes and proxies
-    accept any TCP connection. Runs in a thread so a slow DNS lookup cannot make it wait
-    longer than ``timeout``.
-    """
-    result: list[bool] = []
-
-    def probe() -> None:
-        try:
-            context = ssl.create_default_context()
-            with socket.create_connection((host, port), timeout=timeout) as raw:
-                with context.wrap_socket(raw, server_hostname=host):
-                    result.append(True)
-        except (OSError, ssl.SSLError):
-            result.append(False)
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(result and result[0])
-
-
-def manual_instructions(dest: Path | None = None) -> str:
-    from labkit.data.locate import KAGGLE_URL
-
-    where = dest or Path.home() / "data" / "covidqu"
-    return (
-        "Download it by hand instead:\n"
-        f"  1. open {KAGGLE_URL} (sign in) and click Download (about 1 GB zip)\n"
-        f"  2. unzip it into {where}, so that '{where}/Infection Segmentation Data/"
-        "Infection Segmentation Data/Train' exists\n"
-        f"  3. export LABKIT_DATA={where}   (or pass data='{where}' / --data {where})\n"
-        f"  4. labkit data check {where}\n"
-        "Until then labkit uses the synthetic phantom dataset (--data phantom)."
-    )
-
-
 def run_download(args: argparse.Namespace) -> int:
     from labkit.cli import CommandError
-    from labkit.data.locate import KAGGLE_HANDLE
-
-    if not kaggle_reachable():
-        raise CommandError(
-            f"cannot reach {KAGGLE_HOST[0]} (offline?).\n{manual_instructions(args.dest)}"
-        )
-    try:
-        import kagglehub
-    except ImportError as err:
-        raise CommandError(
-            f"kagglehub is not installed (pip install kagglehub).\n{manual_instructions(args.dest)}"
-        ) from err
-    try:
-        if args.dest is not None:
-            args.dest.mkdir(parents=True, exist_ok=True)
-            path = kagglehub.dataset_download(KAGGLE_HANDLE, output_dir=str(args.dest))
-        else:
-            path = kagglehub.dataset_download(KAGGLE_HANDLE)
-    except Exception as err:  # network, credentials, disk: all end in the same advice
-        raise CommandError(
-            f"kagglehub download failed ({type(err).__name__}: {err}).\n{manual_instructions(args.dest)}"
-        ) from err
+    from labkit.data.download import DownloadError, download_covidqu
     from labkit.data.locate import resolve_data
 
+    try:
+        path = download_covidqu(args.dest)
+    except DownloadError as err:
+        raise CommandError(str(err)) from err
     root = resolve_data(path)
     print(f"COVID-QU-Ex downloaded to {root}")
     _print_counts(root)

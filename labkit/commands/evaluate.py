@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write strict JSON (NaN -> null) atomically: a temporary file, then a rename."""
-    from labkit.evaluate import jsonable
+    from labkit.evaluation import jsonable
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,7 +80,7 @@ def metrics_record(
 def run(args: argparse.Namespace) -> int:
     from labkit.cli import CommandError
     from labkit.data import load_split, resolve_data
-    from labkit.evaluate import evaluate
+    from labkit.evaluation import evaluate
     from labkit.profiles import get_profile
     from labkit.train.checkpoint import load_model
 

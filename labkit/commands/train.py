@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     from labkit.commands.evaluate import metrics_record, write_json
     from labkit.data import BatchLoader, load_split, resolve_data
     from labkit.device import pick_device, seed_everything
-    from labkit.evaluate import evaluate
+    from labkit.evaluation import evaluate
     from labkit.models import build_model
     from labkit.plots import plot_history
     from labkit.train import TrainConfig, distributed, fit

@@ -11,12 +11,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from labkit.data.download import KAGGLE_HANDLE
 from labkit.data.layout import SUBSETS, _subdirs, find_subset_dir, nearest_match, normalize_root
 
 DATA_ENV_VAR = "LABKIT_DATA"
 CACHE_ENV_VAR = "LABKIT_CACHE"
-KAGGLE_HANDLE = "anasmohammedtahir/covidqu"
-KAGGLE_URL = "https://www.kaggle.com/datasets/anasmohammedtahir/covidqu"
 PHANTOM = "phantom"
 PHANTOM_SEED = 0
 PHANTOM_SIZE = 256  # the real images' size; the loader resizes to the profile's size

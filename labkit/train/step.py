@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from labkit.device import autocast, channels_last
-from labkit.metrics import confusion_counts, dice, nanmean, scores_from_counts
+from labkit.metrics import SCORE_NAMES, confusion_counts, dice, nanmean, scores_from_counts
 from labkit.models.heads import final_output, infection_probability
 from labkit.train.config import TrainConfig
 from labkit.train.distributed import Ranks, gather_rows
@@ -257,6 +257,6 @@ def validate(
     totals = gather_rows(torch.stack([total.cpu(), torch.tensor(float(count))])[None], ranks)
     s = scores(gather_rows(torch.cat(counts), ranks))
     out = {"val_loss": float(totals[:, 0].sum() / totals[:, 1].sum())}
-    for name in ("dice", "iou", "sensitivity", "precision", "dice_all", "dice_pooled"):
+    for name in (*SCORE_NAMES, "dice_all", "dice_pooled"):
         out[f"val_{name}"] = s[name]
     return out

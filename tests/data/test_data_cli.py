@@ -12,8 +12,8 @@ import pytest
 from _data_trees import make_tree
 
 from labkit.cli import main
-from labkit.commands.data import kaggle_reachable, manual_instructions
 from labkit.data.check import check_dataset
+from labkit.data.download import kaggle_reachable, manual_instructions
 from labkit.data.locate import ensure_phantom, phantom_root
 
 

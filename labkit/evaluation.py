@@ -1,4 +1,8 @@
-"""Evaluation: ``evaluate(model, data)`` -> per-image scores and aggregates by class.
+"""Evaluation: ``lk.evaluate(model, data)`` -> per-image scores and aggregates by class.
+
+Students call ``lk.evaluate(...)`` and ``lk.evaluation.threshold_sweep(...)``; notebooks
+written for labkit 0.1 call ``lk.evaluate.evaluate(...)`` and ``lk.evaluate.threshold_sweep``,
+which still work (the two names are attributes of the function, see the end of this file).
 
 The headline numbers are **COVID-19-only per-image means** under labkit's empty-mask policy
 (ARCHITECTURE.md, ``labkit.metrics``): an image whose true infection mask is empty is scored
@@ -19,10 +23,18 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
+
+from labkit.data.cache import SegData, load_split
+from labkit.data.layout import SPLITS
+from labkit.data.loader import BatchLoader
+from labkit.data.locate import resolve_data
+from labkit.device import amp_dtype, autocast, pick_device
+from labkit.metrics import SCORES, MetricAccumulator, probabilities
 
 COVID = "COVID-19"
 HEALTHY = ("Non-COVID", "Normal")  # classes whose infection masks are empty
-SCORE_KEYS = ("dice", "iou", "sensitivity", "precision", "specificity", "mae", "rmse")
+SCORE_KEYS = (*SCORES, "mae", "rmse")  # the columns of EvalResult.table
 POLICY = (
     "per-image means; images with an empty true mask are excluded from Dice/IoU/sensitivity "
     "(n_excluded) and an empty prediction is excluded from precision"
@@ -139,8 +151,6 @@ def _loader(
     data: Any, split: str | None, batch_size: int, device, inputs, target, lung_only, size, progress
 ):
     """A non-shuffled ``BatchLoader`` for ``data`` (a SegData, BatchLoader, or dataset root)."""
-    from labkit.data import SPLITS, BatchLoader, SegData, load_split, resolve_data
-
     if split is not None:
         by_lower = {s.lower(): s for s in SPLITS}
         if str(split).lower() not in by_lower:
@@ -210,10 +220,6 @@ def evaluate(
     Returns:
         An `EvalResult`.
     """
-    from tqdm.auto import tqdm
-
-    from labkit.device import amp_dtype, autocast, pick_device
-    from labkit.metrics import MetricAccumulator, probabilities
 
     trained = (getattr(model, "labkit_checkpoint", None) or {}).get("data") or {}
     inputs = inputs or trained.get("inputs") or "grey"
@@ -274,8 +280,6 @@ def threshold_sweep(
     Returns:
         ``{"threshold": [...], "dice": [...], "iou": [...]}``.
     """
-    from labkit.metrics import MetricAccumulator
-
     if result.probabilities is None:
         raise ValueError("threshold_sweep needs evaluate(..., keep_predictions=True)")
     thresholds = [t / 20 for t in range(1, 20)] if thresholds is None else list(thresholds)
@@ -288,3 +292,10 @@ def threshold_sweep(
         out["dice"].append(scores["dice"])
         out["iou"].append(scores["iou"])
     return out
+
+
+# labkit 0.1 spelled these lk.evaluate.evaluate(...) and lk.evaluate.threshold_sweep(...)
+# (lk.evaluate was this module); now lk.evaluate is the function, and these two attributes
+# keep notebooks that students already have running.
+evaluate.evaluate = evaluate  # type: ignore[attr-defined]
+evaluate.threshold_sweep = threshold_sweep  # type: ignore[attr-defined]

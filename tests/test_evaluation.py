@@ -12,7 +12,7 @@ from torch import nn
 
 from labkit.data import BatchLoader, load_split
 from labkit.data.phantom import make_phantom
-from labkit.evaluate import EvalResult, evaluate, threshold_sweep
+from labkit.evaluation import EvalResult, evaluate, threshold_sweep
 from labkit.models import build_model
 from labkit.plots import (
     FN_COLOUR,
@@ -204,3 +204,14 @@ def test_table_says_when_no_healthy_image_can_show_a_false_positive(test_split):
     assert result.fp_image_rate == {}
     last = result.table().splitlines()[-1]
     assert last == "false-positive image rate: n/a (no image with an empty mask in this split)"
+
+
+def test_students_spell_it_lk_evaluate_and_old_notebooks_still_run(test_split):
+    import labkit as lk
+
+    assert lk.evaluate is evaluate and lk.evaluation.threshold_sweep is threshold_sweep
+    # Notebooks written for labkit 0.1 call lk.evaluate.evaluate / lk.evaluate.threshold_sweep.
+    old = lk.evaluate.evaluate(lung_predictor(), test_split, inputs="grey+lung", progress=False)
+    assert old.covid["dice"] == lk.evaluate(lung_predictor(), test_split, inputs="grey+lung",
+                                            progress=False).covid["dice"]  # fmt: skip
+    assert lk.evaluate.threshold_sweep(old, [0.5])["dice"] == [old.covid["dice"]]
