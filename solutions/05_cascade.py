@@ -28,8 +28,9 @@
 # The price: if stage 1 misses part of a lung (dense infection makes a lung look white,
 # much like the tissue around it), the constraint also erases any true infection there.
 #
-# **Report 003's settings.** Stage 1 (lungs): U-Net with an EfficientNet-B3 encoder,
-# 3-channel input at 448 x 448, batch 32, up to 15 epochs with early stopping (patience 5),
+# **Report 003's settings.** Both stages: batch 32, 448 x 448 input. Stage 1 (lungs):
+# U-Net with an EfficientNet-B3 encoder, 3-channel input, up to 15 epochs with early
+# stopping (patience 5),
 # learning rate 1e-4, weight decay 1e-4, loss 0.7 Dice + 0.3 BCE; it reports validation
 # Dice 0.9774 / IoU 0.9561. Stage 2 (infection): EfficientNet-B0 encoder, 4-channel input,
 # learning rate 1e-4, weight decay 1e-3, dropout 0.3, gradient clipping at norm 1.0, loss
@@ -60,7 +61,7 @@ P = S.profile
 print(P.departures_text())  # the profile's changes to report 003's settings, with reasons
 print(lab_estimate(P, S.device))  # an ESTIMATE of this lab's training time on this device
 SIZE = P.size(448)  # report 003: 448 x 448 (a multiple of 32, as smp's encoders need)
-BATCH = P.batch_size(32)  # report 003: batch 32 (stated for stage 1; we use it for both)
+BATCH = P.batch_size(32)  # report 003: batch 32, both stages
 LUNG_EPOCHS = P.epochs(15)  # stage 1: up to 15 epochs, early stopping patience 5
 INFECTION_EPOCHS = P.epochs(50)  # stage 2: up to 50 epochs, early stopping patience 12
 LUNG_LIMIT = P.images(subset="lung")  # lung-subset images per split (None = all; see section 1)
@@ -73,9 +74,11 @@ AUGMENT = lk.data.Augment.report003()
 # stage 2 from the **infection subset**, whose images have both masks. We use each subset's
 # own Train / Val / Test split (report 003 made its own 70/15/15 split).
 #
-# Memory: the whole lung subset at 448 x 448 takes about 9 GB (image and lung mask, 8 bits
-# per pixel). On a runtime with less memory set `LUNG_LIMIT` above to, say, 6000 (the
-# classes are kept in proportion).
+# Memory: the whole lung subset at 448 x 448 takes about 13.6 GB before any model (an
+# estimate: 448 x 448 pixels x 33,920 images is about 6.8 GB per 8-bit channel, and the
+# lung masks double it), more than a T4 GPU's 15 GB leaves next to a model and more than
+# many runtimes' RAM. With less memory set `LUNG_LIMIT` above to, say, 6000 (about 2.4 GB
+# at 448 px; the classes are kept in proportion). The cell below prints what was loaded.
 
 # %%
 lung_train = lk.data.load_split(S.data, "Train", subset="lung", size=SIZE, limit=LUNG_LIMIT)
@@ -85,6 +88,13 @@ val = lk.data.load_split(S.data, "Val", size=SIZE, limit=P.images())
 test = lk.data.load_split(S.data, "Test", size=SIZE, limit=P.images())
 for split in (lung_train, lung_val, train, val, test):
     print(split)
+loaded = sum(
+    t.numel() * t.element_size()
+    for split in (lung_train, lung_val, train, val, test)
+    for t in (split.images, split.lung, split.infection)
+    if t is not None
+)
+print(f"images and masks loaded: {loaded / 1e9:.2f} GB")
 
 # %% [markdown]
 # The two subsets share X-rays. If an infection **test** image was among the lung
@@ -131,13 +141,14 @@ def train_best(model, train_loader, val_loader, **settings):
     """``lk.fit``, ending with the weights of the best validation epoch.
 
     With early stopping, training goes on for `patience` epochs after the best one;
-    ``restore_best=True`` makes ``fit`` put the best epoch's weights back at the end.
+    ``restore_best=True`` makes ``fit`` put the best epoch's weights back at the end; "best"
+    is judged by ``settings["monitor"]`` (``val_dice`` unless given).
     """
     history = lk.fit(model, train_loader, val_loader, restore_best=True, **settings)
     best = float("nan") if history.best_metric is None else history.best_metric
     print(
         f"{len(history)} epoch(s) in {history.train_seconds:.1f} s ({history.stopped_reason}); "
-        f"best validation Dice {best:.4f} at epoch {history.best_epoch}"
+        f"best {history.monitor} {best:.4f} at epoch {history.best_epoch}"
     )
     P.warn_if_stopped(history)  # says so if the safety limit cut it short
     return history
@@ -190,7 +201,8 @@ print("report 003, lung validation: Dice 0.9774, IoU 0.9561")
 #
 # Stage 2 sees the image with the lung mask appended as one more channel: an RGB image
 # `(B, 3, H, W)` and a mask `(B, 1, H, W)` make `(B, 4, H, W)`; a grey image makes
-# `(B, 2, H, W)`. The mask may come as `uint8` or `bool`: give it the image's dtype.
+# `(B, 2, H, W)`. The image may be float32 or float64 and the mask `uint8`, `bool` or
+# float: give the mask the image's dtype.
 #
 # Write `infection_input(image, lung_mask)`.
 
@@ -229,7 +241,8 @@ print("identical:", torch.equal(batch.x, infection_input(rgb, batch.lung)))
 # * **focal loss** with gamma 2 (lab 04): `lk.losses.focal_loss(z, y)`.
 #
 # `loss = 0.5 * Dice + 0.3 * BCE + 0.2 * focal`. Write `combined_loss(logits, target)`;
-# return a tensor with one number. It is the loss stage 2 trains with below.
+# return a tensor with one number, computed with torch operations on the logits (the check
+# compares its gradient with labkit's too). It is the loss stage 2 trains with below.
 
 
 # %% tags=["exercise"] exercise="05.combined_loss"
@@ -259,6 +272,23 @@ combined_loss = lk.checks.check("05.combined_loss", combined_loss)
 # Stage 2 sees all three classes, so it also learns that most X-rays have no infection.
 # The report's regularisation: dropout 0.3 before the head, weight decay 1e-3, gradients
 # clipped to norm 1.0.
+#
+# **Which epoch is "best" when healthy images are in the data.** Early stopping and
+# `restore_best` keep the epoch with the best validation score. labkit's default score,
+# `val_dice`, is the mean Dice over the images *with* infection: a healthy image has an
+# empty true mask, no Dice, and is left out. That is right for reporting how well a model
+# outlines infection, but as a *selection* score it is blind to false alarms: the epoch it
+# picks may mark every healthy image as infected, and nothing in `val_dice` would show it.
+# So stage 2 is selected with `monitor="val_dice_all"`: the mean over **every** validation
+# image, where a healthy image scores 1 if nothing is predicted in it and 0 otherwise. It
+# is a blend of the infection Dice and one minus the false-positive image rate, weighted by
+# how many images of each kind Val holds (in COVID-QU-Ex's Val, as many healthy images as
+# COVID-19 ones). The trade-off: one stray pixel costs a healthy image its whole point,
+# and the blend depends on the class mix of Val. The alternative, `"val_dice_pooled"` (one Dice over all pixels
+# of all images), counts false alarms by their area instead, and lets large lesions weigh
+# more than small ones. Neither is "the" right choice; what matters is that the score that
+# chooses the model can see the mistakes you care about. Stage 1 keeps `val_dice`: every
+# image has lungs, so no image is left out.
 
 # %%
 infection_model = build("unet-efficientnet-b0", in_channels=4, dropout=0.3)
@@ -268,6 +298,7 @@ stage2 = dict(
     weight_decay=1e-3,
     grad_clip=1.0,
     patience=12,
+    monitor="val_dice_all",  # sees false alarms on healthy images (see above)
     **COMMON,
 )
 infection_history = train_best(
@@ -296,12 +327,13 @@ single_history = train_best(
 # ## 7. Exercises 3 and 4: the lung constraint, and false positives outside the lung
 #
 # **Exercise 3.** Write `constrain_to_lung(probs, lung_mask)`: infection probabilities
-# `(B, 1, H, W)`, unchanged where `lung_mask > 0` and 0 elsewhere (the mask may be float,
-# `uint8` or `bool`).
+# `(B, 1, H, W)`, float32 or float64, unchanged where `lung_mask > 0` and 0 elsewhere,
+# with the dtype of `probs` (the mask may be float, `bool`, or `uint8` 0/1 or 0/255).
 #
 # **Exercise 4.** Write `fp_outside_lung(pred, truth, lung)`: for each image, the number of
 # pixels that are predicted infected (`pred`), not infected in the truth, and outside the
-# lung mask. All three are `(N, 1, H, W)`, bool or 0/1; return an `int64` tensor `(N,)`.
+# lung mask. All three are `(N, 1, H, W)`, bool, 0/1 or 0/255 (any value above 0 counts);
+# return an `int64` tensor `(N,)`.
 # (Why "not infected in the truth"? Hand-drawn masks are imperfect: a little infection can
 # be drawn just outside the lung mask, and predicting it is not a false positive.)
 
@@ -454,7 +486,10 @@ plt.show()
 #
 # Stage 1 is scored on the lung subset's validation split (as report 003's lung figure);
 # the infection models on the COVID-19 test images (per-image means; images with an empty
-# true mask are left out of Dice and IoU: labkit's empty-mask policy).
+# true mask are left out of Dice and IoU: labkit's empty-mask policy). Report 003 does not
+# say how it averages its Dice and IoU (per image or over all pixels pooled; with or
+# without the healthy images, whose empty masks score 1 or 0 depending on the convention),
+# so its figures and ours need not measure the same thing even on the same data.
 
 # %%
 data_note = "PHANTOM data, not comparable with the report" if S.phantom else "COVID-QU-Ex"
@@ -466,7 +501,8 @@ rows = [
         metrics=lung_scores,
         train_seconds=lung_history.train_seconds,
         report="003.lung",
-        notes=f"lung Val split; {len(lung_history)} epoch(s), best {lung_history.best_epoch}",
+        notes=f"lung Val split; {len(lung_history)} of {LUNG_EPOCHS} epoch(s) "
+        f"({lung_history.stopped_reason}), weights of epoch {lung_history.best_epoch}",
     )
 ]
 for name, history, figure in (
@@ -483,7 +519,8 @@ for name, history, figure in (
             + (lung_history.train_seconds if name == "cascade" else 0.0),
             report=figure or {"source": "report 003 has no such model"},
             notes=f"{int(outside[name].sum())} FP pixels outside the lungs on {len(test)} test "
-            f"images; {len(history)} epoch(s) at {SIZE} px",
+            f"images; {len(history)} of {INFECTION_EPOCHS} epoch(s) ({history.stopped_reason}), "
+            f"weights of epoch {history.best_epoch}, at {SIZE} px",
         )
     )
 print(f"Lab 05 ({data_note}; profile {P.name}, {SIZE} px)")
