@@ -40,11 +40,10 @@
 # Adam with learning rate 1e-3, batch 32, 50 epochs, flips as augmentation, COVID-19 images
 # only (1,864 / 466 / 583). It reports a best IoU of 0.83 on train and 0.77 on validation.
 #
-# **What report 002's IoU may mean.** The report does not define its IoU. Its words
-# (categorical focal loss, Jaccard loss, `iou_score`) match the Keras `segmentation_models`
-# library, whose `iou_score` by default averages over **all** classes, background
-# included, and computes one value from all the pixels of a batch rather than one per
-# image. Background fills most of every image and is easy to get right, so such an IoU of
+# **What report 002's IoU may mean.** The report does not define its IoU. Its wording
+# matches the Keras `segmentation_models` library, whose IoU metric (`iou_score`) by
+# default averages over **all** classes, background included, and computes one value from
+# all the pixels of a batch rather than one per image. Background fills most of every image and is easy to get right, so such an IoU of
 # 0.77 can go with a much lower infection IoU. labkit's IoU is per image, infection only,
 # on COVID-19 images; section 8 computes both for our models, so you can see how far apart
 # the two conventions are. The report also contradicts itself on its data: it mentions
