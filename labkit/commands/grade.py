@@ -10,8 +10,11 @@ SUBMISSIONS is a folder of .ipynb files, one per student; the student id is the 
 (letters, digits, '.', '_' and '-' kept). With --per-student-folders it holds one folder per
 student (the folder name is the id) with that student's notebook inside.
 
+Students' code runs in a bubblewrap sandbox (no network, no view of your files, nothing
+left running); without bubblewrap it runs with weaker isolation and a loud warning.
+
 Writes OUT/gradebook.csv (student, lab, one column per exercise, score, max_score, status,
-seconds, detail) and OUT/feedback/<student>.md (rewritten on every run: use one OUT per lab).
+sandbox, seconds, detail) and OUT/feedback/<student>.md (rewritten on every run: use one OUT per lab).
 Status: ok, error (a cell raised), timeout, invalid (not JSON, not a notebook, another lab,
 no exercise cells), not-run (--no-run). Exercises are graded from their own cells with hidden
 tests in fresh processes; marks never depend on what a notebook prints or stores.
@@ -77,6 +80,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="only the hidden tests: do not execute the notebooks (status 'not-run')",
     )
+    sandbox = p.add_mutually_exclusive_group()
+    sandbox.add_argument(
+        "--require-sandbox",
+        action="store_true",
+        help="refuse to grade when bubblewrap cannot sandbox the students' code",
+    )
+    sandbox.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="do not use bubblewrap (only inside a throw-away container of your own)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -98,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         per_student_folders=args.per_student_folders,
         run=not args.no_run,
         progress=not args.no_progress,
+        sandbox="require" if args.require_sandbox else "off" if args.no_sandbox else "auto",
     )
     start = time.perf_counter()
     results = grade(args.submissions, args.lab, args.out, options)

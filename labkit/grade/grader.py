@@ -15,6 +15,7 @@ from labkit.data.locate import ensure_phantom
 from labkit.grade.judge import ExerciseResult, LabSpec, prepare_lab
 from labkit.grade.report import write_feedback, write_gradebook
 from labkit.grade.run import execute, run_hidden_tests
+from labkit.grade.sandbox import sandbox_problem
 from labkit.grade.submissions import (
     Options,
     StudentResult,
@@ -27,10 +28,17 @@ from labkit.grade.workspace import Workspace
 from labkit.profiles import get_profile
 
 
-def grade_student(sub: Submission, lab: LabSpec, options: Options, root: Path) -> StudentResult:
-    """Grade one submission; never raises for anything the submission does."""
+def grade_student(
+    sub: Submission, lab: LabSpec, options: Options, root: Path, sandbox: bool = False
+) -> StudentResult:
+    """Grade one submission; never raises for anything the submission does.
+
+    Args:
+        sandbox: run the student's code under bubblewrap (``labkit.grade.sandbox``).
+    """
     start = time.perf_counter()
     result = StudentResult(sub.student, lab.lab, sub.path.name, "invalid")
+    result.sandbox = "bwrap" if sandbox else "none"
     nb, problem = read_notebook(sub, lab.lab)
     cells = exercise_cells(nb) if nb is not None else {}
     if nb is not None and not any(s.exercise.id in cells for s in lab.specs):
@@ -48,7 +56,7 @@ def grade_student(sub: Submission, lab: LabSpec, options: Options, root: Path) -
             for s in lab.specs
         ]
         return result
-    ws = Workspace(root, sub.student, lab, options)
+    ws = Workspace(root, sub.student, lab, options, sandbox)
     try:
         result.exercises = run_hidden_tests(nb, cells, lab, options, ws)
         result.run = execute(nb, lab, options, ws) if options.run else {"status": "not-run"}
@@ -92,8 +100,15 @@ def grade(
         raise ValueError(f"--jobs must be at least 1, got {options.jobs}")
     if options.timeout <= 0 or options.exercise_timeout <= 0:
         raise ValueError("--timeout and --test-timeout must be positive (seconds)")
+    if options.sandbox not in ("auto", "require", "off"):
+        raise ValueError(
+            f"Options.sandbox must be 'auto', 'require' or 'off', got {options.sandbox!r}"
+        )
+    problem = sandbox_problem() if options.sandbox != "off" else "the sandbox was turned off"
+    if problem and options.sandbox == "require":
+        raise ValueError(f"--require-sandbox: no sandbox here: {problem}")
     subs = find_submissions(submissions, lab, options.per_student_folders)
-    prepared = prepare_lab(lab, options.source, options.hidden_dirs)
+    prepared = prepare_lab(lab, options.source, options.hidden_dirs, options.seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)  # fail early if it cannot be created
     if prepared.needs_data and options.data == "phantom":
@@ -107,7 +122,9 @@ def grade(
     )
     try:
         with ThreadPoolExecutor(max_workers=options.jobs) as pool:
-            futures = {pool.submit(_safe_grade, s, prepared, options, root): s for s in subs}
+            futures = {
+                pool.submit(_safe_grade, s, prepared, options, root, not problem): s for s in subs
+            }
             for future in as_completed(futures):
                 results.append(future.result())
                 bar.set_postfix_str(results[-1].student[:20])
@@ -122,11 +139,14 @@ def grade(
     return results
 
 
-def _safe_grade(sub: Submission, lab: LabSpec, options: Options, root: Path) -> StudentResult:
+def _safe_grade(
+    sub: Submission, lab: LabSpec, options: Options, root: Path, sandbox: bool
+) -> StudentResult:
     try:
-        return grade_student(sub, lab, options, root)
+        return grade_student(sub, lab, options, root, sandbox)
     except Exception as err:  # noqa: BLE001 (a grader bug must not stop the other students)
         result = StudentResult(sub.student, lab.lab, sub.path.name, "error")
+        result.sandbox = "bwrap" if sandbox else "none"
         result.detail = f"labkit grade failed on this submission: {type(err).__name__}: {err}"[:300]
         result.exercises = [
             ExerciseResult(

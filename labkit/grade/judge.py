@@ -10,11 +10,11 @@ passes when every test does, and the message names the first one that did not.
 
 from __future__ import annotations
 
-import ast
 import copy
 import importlib.util
 import os
 import re
+import secrets
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,15 @@ from labkit.checks.compare import describe
 from labkit.checks.registry import EXERCISE_MODULES_ENV_VAR, Case, Exercise, get_exercise
 from labkit.checks.verdict import STUB, verdict
 from labkit.course.build import build_lab, find_labs
-from labkit.grade.hidden import Probe, describe_test, exercise_tests, load_hidden_tests
+from labkit.grade.absent import stub_reference
+from labkit.grade.hidden import (
+    Probe,
+    describe_test,
+    exercise_tests,
+    load_hidden_tests,
+    set_run_seed,
+)
+from labkit.grade.source import imports_of
 from labkit.grade.wire import decode, encode, has_opaque
 
 
@@ -52,6 +60,7 @@ class ExerciseSpec:
     exercise: Exercise
     tests: list[Case | Probe]
     expected: list[dict]
+    absent: dict[str, bytes] = field(default_factory=dict)  # the copy's stubbed reference
 
 
 @dataclass
@@ -63,18 +72,24 @@ class LabSpec:
     snapshot: dict[str, bytes]
     hidden_rel: list[str]  # the hidden-test folders inside the private copy of labkit
     needs_data: bool
+    seed: int = 0  # the run's secret seed for random hidden inputs
     phantom_root: Path | None = None  # phantom data to copy into each working folder
 
 
-def snapshot_sources(hidden_dirs: tuple[Path, ...]) -> tuple[dict[str, bytes], list[str]]:
+def snapshot_sources(
+    hidden_dirs: tuple[Path, ...],
+) -> tuple[dict[str, bytes], list[str], dict[str, Path]]:
     """labkit, the exercise modules and the hidden-test files as bytes, read now.
 
     Returns:
-        ``(files, hidden)``: relative path -> bytes, and the hidden folders relative to the copy.
+        ``(files, hidden, roots)``: relative path -> bytes, the hidden folders relative to
+        the copy, and each top-level entry of the copy -> the real file or folder it came from.
     """
     files: dict[str, bytes] = {}
+    roots: dict[str, Path] = {}
 
     def add_tree(src: Path, dest: str) -> None:
+        roots[dest] = src
         if src.is_file():
             files[dest] = src.read_bytes()
             return
@@ -98,26 +113,7 @@ def snapshot_sources(hidden_dirs: tuple[Path, ...]) -> tuple[dict[str, bytes], l
     for i, folder in enumerate(hidden_dirs):
         add_tree(Path(folder), f"_hidden/{i}")
         hidden.append(f"_hidden/{i}")
-    return files, hidden
-
-
-def imports_of(source: str) -> list[str]:
-    """Top-level import statements of a code cell (magics turned into Python first)."""
-    try:
-        tree = ast.parse(python_source(source))
-    except SyntaxError:
-        return []
-    return [ast.unparse(n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-
-
-def python_source(source: str) -> str:
-    """A cell's source as plain Python (``%magic`` and ``!shell`` lines become calls)."""
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    try:
-        return TransformerManager().transform_cell(source)
-    except Exception:  # noqa: BLE001 (left as is: the parse will report it)
-        return source
+    return files, hidden, roots
 
 
 def expected_observation(test: Case | Probe, reference: Any) -> dict:
@@ -138,20 +134,30 @@ def expected_observation(test: Case | Probe, reference: Any) -> dict:
 _PREPARE = threading.Lock()  # the exercise and hidden-test registries are process-wide
 
 
-def prepare_lab(lab: str, source_dir: Path, hidden_dirs: tuple[Path, ...] = ()) -> LabSpec:
+def prepare_lab(
+    lab: str, source_dir: Path, hidden_dirs: tuple[Path, ...] = (), seed: int | None = None
+) -> LabSpec:
     """Everything the grader needs before any submission runs (nothing runs student code).
+
+    Args:
+        seed: the seed of the hidden tests' random inputs; by default a secret drawn now, so
+            no student can compute answers for them in advance.
 
     Thread-safe: two ``grade`` calls in one process (threads) prepare one after the other.
     """
     with _PREPARE:
-        return _prepare_lab(lab, source_dir, hidden_dirs)
+        return _prepare_lab(lab, source_dir, hidden_dirs, seed)
 
 
-def _prepare_lab(lab: str, source_dir: Path, hidden_dirs: tuple[Path, ...]) -> LabSpec:
+def _prepare_lab(
+    lab: str, source_dir: Path, hidden_dirs: tuple[Path, ...], seed: int | None
+) -> LabSpec:
     (source,) = find_labs(source_dir, [lab])
     info, _, solution = build_lab(source, notebooks_dir=source_dir)
-    snapshot, hidden_rel = snapshot_sources(hidden_dirs)
+    snapshot, hidden_rel, roots = snapshot_sources(hidden_dirs)
     load_hidden_tests(lab, list(hidden_dirs))
+    seed = secrets.randbits(62) if seed is None else int(seed)
+    set_run_seed(seed)
     specs = []
     for exercise_id in info.exercises:
         try:
@@ -168,11 +174,12 @@ def _prepare_lab(lab: str, source_dir: Path, hidden_dirs: tuple[Path, ...]) -> L
                     "compared across processes; make the test return numbers, strings, "
                     "tuples, lists, dicts, arrays or tensors"
                 )
-        specs.append(ExerciseSpec(exercise, tests, expected))
+        absent = stub_reference(exercise, snapshot, roots)
+        specs.append(ExerciseSpec(exercise, tests, expected, absent))
     prelude = [s for c in solution.cells if c.cell_type == "code" for s in imports_of(c.source)]
     text = Path(source).read_text(encoding="utf-8")
     needs_data = not re.search(r"needs_data\s*=\s*False", text)
-    return LabSpec(lab, info.stem, specs, prelude, snapshot, hidden_rel, needs_data)
+    return LabSpec(lab, info.stem, specs, prelude, snapshot, hidden_rel, needs_data, seed)
 
 
 def judge(spec: ExerciseSpec, meta: dict) -> ExerciseResult:

@@ -1,7 +1,8 @@
 """What ``labkit grade`` writes: ``gradebook.csv``, one feedback page per student, a summary.
 
 ``gradebook.csv``: one row per student: ``student, lab, <one column per exercise id: points
-earned>, score, max_score, status, seconds, detail`` (status ``ok`` / ``error`` / ``timeout`` /
+earned>, score, max_score, status, sandbox, seconds, detail`` (sandbox: ``bwrap``, or ``none``
+when the student's code ran with the weaker fallback isolation) (status ``ok`` / ``error`` / ``timeout`` /
 ``invalid``; detail: why, in a few words). ``feedback/<student>.md``: the score, a table of
 exercises, then per exercise whether it passed and, if not, the first failing test in a
 student's words with the lab's hint, and how the notebook ran (the last traceback lines of an
@@ -26,6 +27,15 @@ _VERDICT = {
 }
 
 
+SANDBOX_WARNING = (
+    "WARNING: {n} submission(s) ran WITHOUT the sandbox (bubblewrap missing or unable to "
+    "start): their code could read your files, reach the network and tamper with the "
+    "grading of later students. Install bubblewrap (apt-get install bubblewrap) or grade "
+    "inside a throw-away container; --require-sandbox refuses to grade without it. See "
+    "ARCHITECTURE.md, Trust."
+)
+
+
 def _num(value: float) -> str:
     return f"{value:g}"
 
@@ -43,7 +53,7 @@ def write_gradebook(path: Path, results: list, exercises: list) -> None:
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(
-            ["student", "lab", *ids, "score", "max_score", "status", "seconds", "detail"]
+            ["student", "lab", *ids, "score", "max_score", "status", "sandbox", "seconds", "detail"]
         )
         for r in results:
             points = {e.id: e.points for e in r.exercises}
@@ -55,6 +65,7 @@ def write_gradebook(path: Path, results: list, exercises: list) -> None:
                     _num(r.score),
                     _num(r.max_score),
                     r.status,
+                    r.sandbox,
                     f"{r.seconds:.1f}",
                     _cell(r.detail),
                 ]
@@ -180,3 +191,6 @@ def write_summary(results: list, seconds: float, print_fn: Any = print) -> None:
         f"{len(results)} submission(s) graded in {seconds:.0f} s · mean score {mean:.2f} / "
         f"{_num(top)} · {statuses}"
     )
+    unsandboxed = [r.student for r in results if r.sandbox == "none"]
+    if unsandboxed:
+        print_fn(SANDBOX_WARNING.format(n=len(unsandboxed)))

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import re
-import stat
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import nbformat
 
 from labkit.grade.judge import ExerciseResult
+from labkit.grade.wire import read_regular_file
 
 STATUSES = ("ok", "timeout", "error", "invalid", "not-run")
 MAX_NOTEBOOK_BYTES = 50 * 2**20  # a bigger file is refused (outputs are never read anyway)
@@ -37,7 +37,10 @@ class Options:
     run: bool = True  # execute the notebooks (False: hidden tests only; status "not-run")
     progress: bool = True
     max_output_bytes: int = 2_000_000  # notebook output kept while executing
-    max_file_bytes: int = 2 * 2**30  # largest file a submission's processes may write
+    max_file_bytes: int = 2**30  # largest file a submission's processes may write
+    max_memory_bytes: int = 8 * 2**30  # address space of each of a submission's processes
+    sandbox: str = "auto"  # "auto": bubblewrap where it works; "require": refuse without; "off"
+    seed: int | None = None  # hidden tests' random inputs; None: a secret drawn per run
 
 
 @dataclass
@@ -58,6 +61,7 @@ class StudentResult:
     seconds: float = 0.0
     exercises: list[ExerciseResult] = field(default_factory=list)
     run: dict = field(default_factory=dict)  # what the notebook's execution showed
+    sandbox: str = ""  # "bwrap", or "none" when it ran with the weaker fallback isolation
 
     @property
     def score(self) -> float:
@@ -161,45 +165,6 @@ def _notebooks_in(folder: Path) -> list[Path]:
         # A link to a folder is listed in dirs, never entered; a link named *.ipynb is listed.
         found += [Path(root) / d for d in dirs if d.endswith(".ipynb")]
     return sorted(found)
-
-
-def read_regular_file(path: Path, limit: int) -> tuple[bytes | None, str]:
-    """``(bytes, "")`` or ``(None, why)``: only a regular file, never through a link, capped.
-
-    Opened with ``O_NOFOLLOW | O_NONBLOCK`` and checked with ``fstat`` on the open file, so a
-    link, a named pipe (which would block a plain ``open`` forever) or a device is refused,
-    and nothing can swap the file between the check and the read.
-    """
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as err:
-        if os.path.islink(path):
-            return None, f"{path.name} is a symbolic link; submit the notebook file itself"
-        return None, f"the file could not be read ({err.strerror or err})"
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return None, f"{path.name} is not a regular file (a folder, pipe or device)"
-        if info.st_size > limit:
-            return (
-                None,
-                f"the file is {info.st_size / 2**20:.0f} MB; the limit is {limit / 2**20:.0f} MB",
-            )
-        chunks, size = [], 0
-        while size <= limit:
-            chunk = os.read(fd, min(2**20, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > limit:
-            return None, f"the file is larger than {limit / 2**20:.0f} MB"
-        return b"".join(chunks), ""
-    except OSError as err:
-        return None, f"the file could not be read ({err.strerror or err})"
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------- one student

@@ -9,8 +9,11 @@ and never equals anything.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import stat
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +23,9 @@ import torch
 from labkit.checks.compare import describe, is_tensor
 
 MAX_TEXT = 2000  # characters kept of any string a student's process reports
-MAX_RESULT_BYTES = 256 * 2**20  # observations one exercise may report
-
-
-def write_json(path: Path, value: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value), encoding="utf-8")
-    os.replace(tmp, path)
+MAX_RESULT_BYTES = 64 * 2**20  # observations one exercise may report, as a file
+MAX_UNPACKED_BYTES = 256 * 2**20  # ... and once decompressed (the zip's own sizes are checked)
+MAX_ARRAYS = 10_000
 
 
 def encode(x: Any, arrays: dict, depth: int = 0) -> dict:
@@ -124,11 +123,58 @@ def decode(tree: Any, arrays: Any, depth: int = 0) -> Any:
     raise ValueError(f"unknown kind {kind!r}")
 
 
+def read_regular_file(path: Path, limit: int) -> tuple[bytes | None, str]:
+    """``(bytes, "")`` or ``(None, why)``: only a regular file, never through a link, capped.
+
+    Opened with ``O_NOFOLLOW | O_NONBLOCK`` and checked with ``fstat`` on the open file, so a
+    link, a named pipe (which would block a plain ``open`` forever) or a device is refused,
+    and nothing can swap the file between the check and the read.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        if os.path.islink(path):
+            return None, f"{path.name} is a symbolic link; submit the notebook file itself"
+        return None, f"the file could not be read ({err.strerror or err})"
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None, f"{path.name} is not a regular file (a folder, pipe or device)"
+        if info.st_size > limit:
+            return (
+                None,
+                f"the file is {info.st_size / 2**20:.0f} MB; the limit is {limit / 2**20:.0f} MB",
+            )
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(2**20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            return None, f"the file is larger than {limit / 2**20:.0f} MB"
+        return b"".join(chunks), ""
+    except OSError as err:
+        return None, f"the file could not be read ({err.strerror or err})"
+    finally:
+        os.close(fd)
+
+
 def read_observations(path: Path) -> dict:
-    """A worker's ``NN.npz`` (size-checked, no pickles)."""
-    if path.stat().st_size > MAX_RESULT_BYTES:
-        raise ValueError("results too large")
-    with np.load(path, allow_pickle=False) as npz:
+    """A worker's ``NN.npz``: a regular file (no link, no pipe), size-capped on disk and
+    once decompressed, no pickles, JSON nesting bounded; raises on anything else."""
+    data, problem = read_regular_file(path, MAX_RESULT_BYTES)
+    if data is None:
+        if not os.path.lexists(path):
+            raise FileNotFoundError(path)
+        raise ValueError(problem)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        members = archive.infolist()
+        if len(members) > MAX_ARRAYS or sum(m.file_size for m in members) > MAX_UNPACKED_BYTES:
+            raise ValueError("results too large once decompressed")
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
     meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
     for obs in meta["observations"]:

@@ -1,27 +1,27 @@
 """The grader's worker processes: they run student code, so ``labkit.grade`` never has to.
 
-``labkit.grade`` (the parent) starts each worker as a fresh ``python -I -c BOOT LIB MODE JOB``
-with a stripped environment, its own session (so the whole process group can be killed), a
-working folder of its own and ``LIB`` = a private copy of labkit taken when grading started
-(so a submission that edits labkit's files on disk changes only its own copy). Two modes:
+Every worker runs in the student's sandbox (``labkit.grade.sandbox``: bubblewrap where it
+works) and gets its job on stdin, never from a file. Two kinds:
 
-``probe``: the hidden tests. For each exercise, a forked child (own process group, stdin/out/
-    err on /dev/null, a time limit) starts from the lab source's imports and labkit's
-    references of the lab's *other* exercises (under their names), runs the student's own
-    imports, then the *definitions* in the exercise cell (imports, ``def``, ``class``,
-    assignments to names, ``if``/``try``;
-    other top-level statements such as prints, loops or ``lk.checks.RESULTS[...] = ...`` are
-    skipped), with the exercise's reference blocked; it then calls the student's object on
-    every test and writes what it *observed* (return values, raised exceptions, whether an
-    input changed) to ``NN.npz``. No verdict is reached here: the parent compares the
-    observations with expected values it computed itself from an untouched labkit.
+hidden tests: ``labkit/grade/probe_boot.py`` (which never imports labkit) forks one child per
+    exercise; the child imports labkit from that exercise's read-only copy, in which the
+    exercise's reference is absent (a stub), and runs ``observe_exercise``: the lab source's
+    imports and labkit's references of the lab's *other* exercises (under their names), the
+    student's own imports, then only the *definitions* in the exercise cell (imports,
+    ``def``, ``class``, assignments to names, ``if``/``try``; prints, loops or
+    ``lk.checks.RESULTS[...] = ...`` are skipped); then it calls the student's object on every
+    test (random inputs drawn from the run's secret seed, fixed edge cases) and writes what it
+    *observed* (return values, raised exceptions, whether an input changed) to ``NN.npz``. No
+    verdict is reached here: the grader compares the observations with expected values it
+    computed itself.
 ``execute``: the whole notebook on a fresh Jupyter kernel (nbclient) in the working copy, with
-    a deadline for the notebook as a whole; outputs beyond a size cap are dropped. Writes
-    ``status.json``: ok / error (+ the last traceback lines) / timeout. Grading never depends
-    on it; it tells the student whether their notebook runs.
+    a deadline for the notebook as a whole; outputs beyond a size cap are dropped. It prints
+    its result as one line on stdout, after the job's nonce: the kernel (student code) runs
+    in another process that cannot reach this one's pipe, and the grader also requires exit
+    code 0, so a kernel that writes files or kills this process cannot report "ok".
 
-Results travel as files: JSON, and ``.npz`` arrays read back with ``allow_pickle=False`` (a
-pickle from a student's process could run code in the parent).
+Results travel as JSON and ``.npz`` arrays read back with ``allow_pickle=False`` (a pickle
+from a student's process could run code in the grader).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import copy
 import importlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -43,11 +42,13 @@ import numpy as np
 
 from labkit.checks.registry import Case, get_exercise
 from labkit.checks.verdict import changed
-from labkit.grade.hidden import exercise_tests, load_hidden_tests
-from labkit.grade.wire import MAX_TEXT, encode, write_json
+from labkit.grade.absent import USED_MESSAGE, where_of
+from labkit.grade.hidden import exercise_tests, load_hidden_tests, set_run_seed
+from labkit.grade.source import imports_of, python_source
+from labkit.grade.wire import MAX_TEXT, encode
 
-# The worker's command line: python -I -c BOOT <lib> <mode> <job.json>. -I ignores PYTHONPATH,
-# user site-packages and the current folder, so `import labkit` finds the private copy first.
+# The execute worker's command line: python -I -c BOOT <lib> execute (job on stdin). -I ignores
+# PYTHONPATH, user site-packages and the current folder, so `import labkit` finds the copy.
 BOOT = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
     "from labkit.grade.worker import main; main(sys.argv[2:])"
@@ -69,113 +70,14 @@ RUN_STATEMENTS = (
 
 
 def main(argv: list[str]) -> None:
-    mode, job_path = argv
-    job = json.loads(Path(job_path).read_text(encoding="utf-8"))
-    limit_resources(job.get("max_file_bytes"))
-    if mode == "probe":
-        probe(job)
-    elif mode == "execute":
-        execute(job)
-    else:
+    (mode,) = argv
+    job = json.loads(sys.stdin.readline())
+    if mode != "execute":
         raise SystemExit(f"unknown mode {mode!r}")
-
-
-def limit_resources(max_file_bytes: int | None) -> None:
-    """No core dumps; no file larger than ``max_file_bytes`` (inherited by the kernel)."""
-    try:
-        import resource
-    except ImportError:  # Windows: no limits
-        return
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if max_file_bytes:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+    execute(job)
 
 
 # ---------------------------------------------------------------------------- probe
-def probe(job: dict) -> None:
-    """Run every exercise's tests on the student's definitions; one child process each."""
-    # One thread: the tests are small, and a forked child must not inherit a thread pool.
-    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
-    out = Path(job["out"])
-    for name in job["exercise_modules"]:  # registered first: no need to import every lab
-        importlib.import_module(name)
-    load_hidden_tests(job["lab"], job["hidden_dirs"])
-    # The lab's own imports (trusted: from the lab source) and, under their function names,
-    # labkit's references of all the lab's exercises: an exercise that uses another one
-    # (UNet3 uses DoubleConv) gets labkit's, as the notebook does after a failed check.
-    base: dict = {"__name__": "__main__"}
-    for statement in job["lab_imports"]:
-        try:
-            exec(compile(statement, "<lab imports>", "exec"), base)
-        except Exception:  # noqa: BLE001 (e.g. a plotting module missing here)
-            pass
-    references = {}
-    for exercise_id in job["lab_exercises"]:
-        other = get_exercise(exercise_id)
-        references[other.function] = (exercise_id, other.reference_impl())
-    states: dict[str, dict] = {}
-    for i, item in enumerate(job["exercises"]):
-        exercise = get_exercise(item["id"])
-        # Built before any student code runs in this process tree.
-        tests = exercise_tests(exercise)
-        namespace = dict(base)
-        namespace.update({f: r for f, (owner, r) in references.items() if owner != exercise.id})
-        start = time.perf_counter()
-        state = run_child(
-            lambda exercise=exercise, tests=tests, item=item, i=i, ns=namespace: observe_exercise(
-                exercise, tests, item, job, ns, out / f"{i:02d}"
-            ),
-            timeout=job["exercise_timeout"],
-        )
-        state["seconds"] = round(time.perf_counter() - start, 3)
-        states[item["id"]] = state
-        write_json(out / "states.json", states)
-
-
-def run_child(body: Any, timeout: float) -> dict:
-    """``body()`` in a forked child with a time limit; ``{"state": done|timeout|crashed}``."""
-    if not hasattr(os, "fork"):  # Windows: in this process, without a hard limit
-        try:
-            body()
-            return {"state": "done"}
-        except BaseException as err:  # noqa: BLE001
-            return {"state": "crashed", "error": f"{type(err).__name__}: {err}"[:MAX_TEXT]}
-    pid = os.fork()
-    if pid == 0:  # child: never return into the caller's code
-        code = 0
-        try:
-            os.setpgid(0, 0)
-            null = os.open(os.devnull, os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(null, fd)
-            body()
-        except BaseException:  # noqa: BLE001
-            code = 70
-        finally:
-            os._exit(code)
-    deadline = time.monotonic() + timeout
-    status = None
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.02)
-    else:
-        kill_group(pid)
-        os.waitpid(pid, 0)
-        return {"state": "timeout"}
-    kill_group(pid)  # anything the student's code left running
-    code = os.waitstatus_to_exitcode(status)
-    return {"state": "done"} if code == 0 else {"state": "crashed", "code": code}
-
-
-def kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def block_reference(exercise: Any, namespace: dict) -> None:
     """Make labkit's reference unusable here: every module attribute (and name) bound to it.
 
@@ -183,17 +85,10 @@ def block_reference(exercise: Any, namespace: dict) -> None:
     Tests keep the reference they captured before this ran.
     """
     reference = exercise.reference_impl()
-    where = (
-        exercise.reference.replace(":", ".")
-        if isinstance(exercise.reference, str)
-        else getattr(reference, "__qualname__", "the reference")
-    )
+    message = USED_MESSAGE.format(where=where_of(exercise))
 
     def blocked(*args: Any, **kwargs: Any) -> Any:
-        raise ReferenceUsedError(
-            f"your code calls labkit's own implementation ({where}); the exercise asks you "
-            "to write it yourself"
-        )
+        raise ReferenceUsedError(message)
 
     tops = {"labkit", str(getattr(reference, "__module__", "labkit")).split(".")[0]}
     for name, module in list(sys.modules.items()):
@@ -270,21 +165,48 @@ def _error_text(err: BaseException) -> str:
     return text[:MAX_TEXT]
 
 
-def observe_exercise(
-    exercise: Any, tests: list, item: dict, job: dict, namespace: dict, out: Path
-) -> None:
-    """Child: define the student's object, run every test on it, save the observations."""
+def observe_exercise(item: dict, job: dict) -> None:
+    """Child: define the student's object, run every test on it, save the observations.
+
+    Args:
+        item: this exercise: ``id``, ``source`` (the exercise cell), ``out`` (``NN.npz``
+            without suffix), ``lib`` (the copy of labkit this process imported).
+        job: the student's job: ``lab``, ``cells`` (every code cell's source, for the
+            student's imports), ``lab_imports``, ``lab_exercises``, ``exercise_modules``,
+            ``hidden_rel``, ``seed`` (the run's secret seed for random hidden inputs).
+    """
+    out = Path(item["out"])
     scratch = out.parent / f"scratch-{out.name}"
     scratch.mkdir(parents=True, exist_ok=True)
     os.chdir(scratch)
+    for name in job["exercise_modules"]:  # registered first: no need to import every lab
+        importlib.import_module(name)
+    load_hidden_tests(job["lab"], [Path(item["lib"]) / rel for rel in job["hidden_rel"]])
+    set_run_seed(job["seed"])
+    exercise = get_exercise(item["id"])
+    tests = exercise_tests(exercise)  # built before any student code runs here
+    # The lab's own imports (trusted: from the lab source) and, under their function names,
+    # labkit's references of the lab's other exercises: an exercise that uses another one
+    # (UNet3 uses DoubleConv) gets labkit's, as the notebook does after a failed check.
+    namespace: dict = {"__name__": "__main__"}
+    for statement in job["lab_imports"]:
+        try:
+            exec(compile(statement, "<lab imports>", "exec"), namespace)
+        except Exception:  # noqa: BLE001 (e.g. a plotting module missing here)
+            pass
+    for other_id in job["lab_exercises"]:
+        if other_id != exercise.id:
+            other = get_exercise(other_id)
+            namespace[other.function] = other.reference_impl()
     block_reference(exercise, namespace)
-    for statement in job["student_imports"]:  # the student's own imports, from any cell
+    student_imports = [s for cell in job["cells"] for s in imports_of(cell)]
+    for statement in student_imports:  # the student's own imports, from any cell
         try:
             exec(compile(statement, "<imports>", "exec"), namespace)
         except BaseException:  # noqa: BLE001 (a module the student imported may be missing)
             pass
     before = namespace.get(exercise.function)  # e.g. a name the lab's imports bound
-    notes = run_definitions(item["source"], namespace)
+    notes = run_definitions(python_source(item["source"]), namespace)
     defined = namespace.get(exercise.function, before) is not before
     meta: dict[str, Any] = {"notes": notes, "defined": defined}
     observations: list[dict] = []
@@ -316,7 +238,8 @@ def _observe(call: Any, arrays: dict) -> dict:
         return {
             "kind": "raised",
             "type": type(err).__name__,
-            "reference_used": isinstance(err, ReferenceUsedError),
+            "reference_used": isinstance(err, ReferenceUsedError)
+            or str(err).startswith(USED_MESSAGE.split("(")[0]),
             "text": _error_text(err),
         }
     return {"kind": "value", "value": encode(value, arrays)}
@@ -332,13 +255,12 @@ def execute(job: dict) -> None:
 
     from labkit.course.kernel import capped_client, traceback_tail
 
-    out = Path(job["out"])
     start = time.monotonic()
     deadline = start + job["timeout"]
     nb = nbformat.read(job["notebook"], as_version=4)
     result: dict[str, Any] = {"status": "ok"}
     client = capped_client(
-        nb, deadline, job["max_output_bytes"], job["cwd"], pgid_file=out / "kernel.pgid"
+        nb, deadline, job["max_output_bytes"], job["cwd"], pgid_file=Path(job["pgid_file"])
     )
     try:
         client.execute(env=job["kernel_env"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -365,7 +287,7 @@ def execute(job: dict) -> None:
     result["cells"] = sum(c.cell_type == "code" for c in nb.cells) - len(injected)
     result["seconds"] = round(time.monotonic() - start, 3)
     result["output_truncated"] = client.dropped > 0
-    write_json(out / "status.json", result)
+    print(f"{job['nonce']} {json.dumps(result)}", flush=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

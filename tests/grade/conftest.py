@@ -20,7 +20,7 @@ from labkit import checks
 from labkit.grade import Options, grade
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def demo_env():
     """The fixture lab's exercises for the grader and its worker processes."""
     with pytest.MonkeyPatch.context() as mp:
@@ -29,7 +29,7 @@ def demo_env():
         yield
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def graded(demo_env, tmp_path_factory):
     """Both batches, graded at the same time: A through the Python API, B by the command line.
 
@@ -72,11 +72,11 @@ def graded(demo_env, tmp_path_factory):
     return batch_a, batch_b
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def batch_a(graded):
     return graded[0]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def batch_b(graded):
     return graded[1]

@@ -44,7 +44,11 @@ def test_monkeypatching_labkit_earns_nothing_and_stays_in_its_copy(batch_a):
 
 def test_vandalising_files_changes_nothing_for_anyone(batch_a):
     subs, out = batch_a["subs"], batch_a["out"]
-    assert [p.name for p in subs.glob("*.ipynb")] == ["vandal.ipynb"]  # the attack happened
+    remaining = [p.name for p in subs.glob("*.ipynb")]
+    if batch_a["results"]["vandal"].sandbox == "bwrap":
+        assert len(remaining) == 9  # in the sandbox it cannot even see the submissions
+    else:
+        assert remaining == ["vandal.ipynb"]  # the attack happened
     table = batch_a["rows"]
     assert len(table) == 9 and table["vandal"]["score"] == "4"
     assert (table["solution"]["score"], table["partial"]["score"]) == ("4", "2")

@@ -28,7 +28,10 @@ When the instructor's folder registers tests for an exercise, they replace labki
 hidden tests for it.
 
 Rules, because the grader builds every test twice, in two processes:
-    * deterministic: fixed seeds, the same inputs on every call (a test may create temporary
+    * deterministic given the run's seed: draw random inputs from ``run_rng("a tag")``, a
+      generator seeded from a secret the grader draws for each run (so a student cannot
+      compute answers for them in advance from this published file), and keep fixed edge
+      cases fixed; the same inputs on every call within a run (a test may create temporary
       files, but its expected result must not depend on their path);
     * the expected values are computed in the grader's own process, from the reference; the
       student's process only reports what it observed, so no verdict is reached next to
@@ -43,12 +46,16 @@ import importlib
 import importlib.util
 import re
 import sys
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labkit.checks import Case, CheckFailed, Exercise, resolve
+import numpy as np
+
+from labkit.checks.compare import CheckFailed
+from labkit.checks.registry import Case, Exercise, resolve
 
 BUILTIN = "builtin"
 INSTRUCTOR = "instructor"
@@ -88,6 +95,28 @@ class _Factory:
 HIDDEN: dict[str, list[_Factory]] = {}
 _origin = BUILTIN  # set while an instructor's file is imported
 _LAB_FILE = re.compile(r"^lab(?P<lab>\d\d)(_[A-Za-z0-9_]+)?\.py$")
+
+
+_run_seed = 0  # set by the grader (secret, per run) and by its workers (from their job)
+
+
+def set_run_seed(seed: int) -> None:
+    """The seed ``run_rng`` draws from (the grader's per-run secret)."""
+    global _run_seed
+    _run_seed = int(seed)
+
+
+def run_seed(tag: str) -> int:
+    """A seed for hidden inputs (e.g. ``torch.Generator().manual_seed(run_seed("01 x"))``):
+    the run's secret seed mixed with ``tag``."""
+    return int(
+        np.random.SeedSequence([_run_seed, zlib.crc32(tag.encode("utf-8"))]).generate_state(1)[0]
+    )
+
+
+def run_rng(tag: str) -> np.random.Generator:
+    """A random generator for hidden inputs: the run's secret seed and ``tag`` (per test)."""
+    return np.random.default_rng([_run_seed, zlib.crc32(tag.encode("utf-8"))])
 
 
 def hidden(exercise_id: str, public: bool = True) -> Callable:
@@ -209,4 +238,7 @@ __all__ = [
     "hidden_files",
     "load_hidden_tests",
     "exercise_tests",
+    "run_rng",
+    "run_seed",
+    "set_run_seed",
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from labkit.checks import Case, get_exercise
-from labkit.grade.hidden import hidden
+from labkit.grade.hidden import hidden, run_rng
 from labkit.grade.hidden._modules import output_probe, train_shape_probe
 
 
@@ -33,7 +33,7 @@ def resunet3_tests():
 
 @hidden("03.bce_and_mse")
 def bce_and_mse_tests():
-    rng = np.random.default_rng(9)
+    rng = run_rng("03 9")
     labels = (rng.random(50) > 0.5).astype(np.uint8)
     return [
         Case((labels.astype(np.float64), labels), label="confident and right everywhere (p = y)"),

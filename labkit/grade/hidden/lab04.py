@@ -11,13 +11,13 @@ import torch
 from torch import nn
 
 from labkit.checks import Case
-from labkit.grade.hidden import Probe, hidden
+from labkit.grade.hidden import Probe, hidden, run_seed
 from labkit.grade.hidden._losses import gradient_probe, value_probe
 
 
 @hidden("04.imagenet_normalize")
 def imagenet_normalize_tests():
-    g = torch.Generator().manual_seed(14)
+    g = torch.Generator().manual_seed(run_seed("04 14"))
     return [
         Case((torch.full((1, 1, 2, 3), 255, dtype=torch.uint8),), label="an all-white uint8 image"),
         Case((torch.zeros(2, 1, 1, 1, dtype=torch.uint8),), label="two black 1x1 uint8 images"),
@@ -74,7 +74,7 @@ def set_encoder_trainable_tests():
 
 @hidden("04.focal_loss")
 def focal_loss_tests():
-    g = torch.Generator().manual_seed(16)
+    g = torch.Generator().manual_seed(run_seed("04 16"))
     logits = 3 * torch.randn(3, 2, 5, 7, generator=g)
     target = (torch.rand(3, 1, 5, 7, generator=g) > 0.8).float()
     one = torch.tensor([[[[0.3]], [[-1.2]]]])  # a single pixel

@@ -11,7 +11,7 @@ import torch
 
 from labkit.checks import CheckFailed, get_exercise
 from labkit.exercises.lab06 import _build, _fc_layers
-from labkit.grade.hidden import Probe, hidden
+from labkit.grade.hidden import Probe, hidden, run_seed
 from labkit.grade.hidden._losses import scalar
 from labkit.models.init import randomise_batch_norms
 
@@ -21,7 +21,9 @@ def _gate_probe(reference: type, channels: int, shape: tuple[int, ...]) -> Probe
         torch.manual_seed(0)
         labkit_gate = reference(channels)
         gate = _build(cls, channels, what=f"ContrastGate({channels})")
-        probe = torch.randn(2, channels, 4, 4, generator=torch.Generator().manual_seed(65))
+        probe = torch.randn(
+            2, channels, 4, 4, generator=torch.Generator().manual_seed(run_seed("06 65"))
+        )
         theirs, mine = _fc_layers(labkit_gate, probe), _fc_layers(gate, probe)
         if len(mine) != len(theirs):
             raise CheckFailed(
@@ -38,7 +40,7 @@ def _gate_probe(reference: type, channels: int, shape: tuple[int, ...]) -> Probe
                     )
                 b.weight.copy_(a.weight.reshape(b.weight.shape))
                 b.bias.copy_(a.bias)
-            f = 3 * torch.randn(*shape, generator=torch.Generator().manual_seed(66))
+            f = 3 * torch.randn(*shape, generator=torch.Generator().manual_seed(run_seed("06 66")))
             return gate.eval()(f)
 
     return Probe(
@@ -63,7 +65,7 @@ def _paspp_probe(reference: type, channels: int, shape: tuple[int, ...], **kwarg
         randomise_batch_norms(labkit_paspp, seed=7)
         mine = cls(channels, **kwargs)
         mine.load_state_dict(labkit_paspp.state_dict())
-        x = torch.randn(*shape, generator=torch.Generator().manual_seed(67))
+        x = torch.randn(*shape, generator=torch.Generator().manual_seed(run_seed("06 67")))
         with torch.no_grad():
             return mine.eval()(x)
 
