@@ -159,8 +159,8 @@ def _expect_count(got: Any, expected: int, trainable: str) -> None:
         raise CheckFailed(
             f"set_encoder_trainable(model, {trainable}) should return {expected:,} trainable "
             f"parameters, got {describe(got)}",
-            "return sum(p.numel() for p in model.parameters() if p.requires_grad): numel() "
-            "counts the numbers in a tensor",
+            "count numbers, not tensors: a parameter tensor holds numel() numbers, and only "
+            "the parameters that require gradients count",
         )
 
 
@@ -178,7 +178,7 @@ def test_set_encoder_trainable(student: Any, reference: Any) -> None:
         raise CheckFailed(
             f"after set_encoder_trainable(model, False), expected 0 of the encoder's {n} "
             f"parameter tensors to require gradients, got {on}",
-            "loop over model.encoder.parameters() and call p.requires_grad_(False)",
+            "every parameter of model.encoder must stop requiring gradients, not only some",
         )
     for part, frozen in (("decoder", 1), ("segmentation_head", 0)):
         on, n = _trainable_names(model, part)
@@ -195,7 +195,7 @@ def test_set_encoder_trainable(student: Any, reference: Any) -> None:
         raise CheckFailed(
             f"after set_encoder_trainable(model, True), expected all {n} encoder parameter "
             f"tensors to require gradients, got {on}",
-            "p.requires_grad_(trainable) sets it to the value you pass",
+            "unfreezing sets the same flag back, to the value passed as trainable",
         )
     if decoder_frozen.requires_grad:
         raise CheckFailed(

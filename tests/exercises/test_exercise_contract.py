@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -226,3 +227,24 @@ def test_hints_teach_in_steps_and_never_print_the_solution(exercise_id):
 def test_the_solution_lines_are_found():  # the test above would pass vacuously otherwise
     assert len(SOLUTIONS) == 21
     assert "return float((pred & truth).sum() / (pred | truth).sum())" in SOLUTIONS["02.iou"]
+
+
+def _strings(path: Path) -> list[str]:
+    """Every string in a module (f-strings by their fixed parts): what a check can print."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.JoinedStr):
+            out.append("".join(v.value for v in node.values if isinstance(v, ast.Constant)))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            out.append(node.value)
+    return out
+
+
+@pytest.mark.parametrize("lab", sorted(SOURCES))
+def test_no_message_of_a_labs_checks_holds_a_line_of_its_solution(lab):
+    module = Path(labkit.exercises.__file__).parent / f"lab{lab}.py"
+    squash = lambda s: re.sub(r"\s+", "", s)  # noqa: E731
+    lines = [line for k, v in SOLUTIONS.items() if k.startswith(lab) for line in v]
+    for text in _strings(module):
+        for line in lines:
+            assert squash(line) not in squash(text), f"lab{lab}.py prints {line!r}"
