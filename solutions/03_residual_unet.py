@@ -335,9 +335,7 @@ for loss, model in models.items():
 results, probs, mae = {}, {}, {}
 infected = test.infection.bool()  # (N, 1, H, W): the true mask
 for loss, model in models.items():
-    results[loss] = lk.evaluate(
-        model, test, batch_size=BATCH, device=S.device, progress=False
-    )
+    results[loss] = lk.evaluate(model, test, batch_size=BATCH, device=S.device, progress=False)
     probs[loss] = predict(model, test)
     mae[loss] = float((probs[loss] - test.infection.float()).abs().mean())
     print(f"{loss.upper()} model:\n{results[loss].table()}")
