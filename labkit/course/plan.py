@@ -52,9 +52,11 @@ DEVICES = (*GPUS, "cpu")
 # Assumed fraction of the peak where labkit.bench.flops.EFFICIENCY has no figure: conv nets
 # train at roughly 8-20 % of a GPU's dense 16-bit peak (an assumption, not measured here).
 DEFAULT_EFFICIENCY = (0.08, 0.12, 0.20)
-# Effective training rate of the smoke labs on a CPU, GFLOP/s (counted FLOPs / wall time):
-# measured with `labkit bench --labs` (benchmarks/RESULTS.md), 2-core VM, one thread each.
-CPU_GFLOPS = (10.0, 20.0, 40.0)  # low, central, high
+# Effective training rate on a CPU, GFLOP/s = counted FLOPs / wall time of lab 02's smoke U-Net
+# (1.4 TFLOP): low 5 = 189-277 s with one thread on a 2-core VM kept busy by five other jobs
+# (`labkit bench --labs`, benchmarks/RESULTS.md); high 50 = 25-35 s with two threads on the
+# same VM idle (an earlier session's measurement); central 20 between them.
+CPU_GFLOPS = (5.0, 20.0, 50.0)  # low, central, high
 
 
 @dataclass(frozen=True)
@@ -214,7 +216,7 @@ def plan_lab(profile: Any, lab: str, device: str, memory_gb: float | None = None
 
 
 def _minutes(m: float) -> str:
-    return f"{m:.0f} min" if m >= 1 else "under 1 min"
+    return f"about {m:.0f} min" if m >= 0.5 else "under 1 min"
 
 
 def _flop(gflop: float) -> str:
@@ -237,11 +239,13 @@ def describe_plan(plan: dict) -> str:
         memory = f"memory ~{plan['peak_gb']:.1f} GB"
     else:
         where = "fits in GPU memory" if plan["cache_fits"] else "stays in pinned CPU memory"
-        memory = f"peak GPU memory ~{plan['peak_gb']:.1f} GB; cached split {where}"
+        memory = (
+            f"peak GPU memory ~{plan['peak_gb']:.1f} GB; cached split "
+            f"({plan['cache_gb']:.2f} GB) {where}"
+        )
     return (
-        f"{plan['lab']}  {work} | {_flop(plan['gflop'])} | about {_minutes(plan['minutes'])} "
-        f"({low:.0f}-{high:.0f} min) on {plan['device']} | {memory} "
-        f"({plan['cache_gb']:.2f} GB)"
+        f"{plan['lab']}  {work} | {_flop(plan['gflop'])} | {_minutes(plan['minutes'])} "
+        f"({low:.0f}-{high:.0f} min) on {plan['device']} | {memory}"
     )
 
 
@@ -263,6 +267,6 @@ def lab_estimate(profile: Any, device: torch.device | str) -> str:
         return "this lab trains no model"
     low, high = plan["range"]
     return (
-        f"training in this lab: about {_minutes(plan['minutes'])} on {name} (an estimate: "
+        f"training in this lab: {_minutes(plan['minutes'])} on {name} (an estimate: "
         f"{low:.0f}-{high:.0f} min from counted FLOPs and {plan['rate']}; labkit course plan)"
     )
