@@ -89,7 +89,10 @@ def count_flops(s: BenchSettings, log: Callable[[str], None]) -> dict[str, Any]:
         for size in sorted({s.size, 256}):
             # batch 2: batch norm in training mode refuses one value per channel
             x = torch.zeros(2, spec["in_channels"], size, size, device="meta")
-            fwd, train = count_model_flops(model, x, False) / 2, count_model_flops(model, x, True) / 2
+            fwd, train = (
+                count_model_flops(model, x, False) / 2,
+                count_model_flops(model, x, True) / 2,
+            )
             per_size[str(size)] = {
                 "forward_gflop_per_image": fwd / 1e9,
                 "train_gflop_per_image": train / 1e9,
