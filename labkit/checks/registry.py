@@ -26,11 +26,16 @@ _loaded_modules = False
 
 @dataclass(frozen=True)
 class Case:
-    """One input to try: ``fn(*args, **kwargs)``; ``label`` says it in words ("a 2x3 image")."""
+    """One input to try: ``fn(*args, **kwargs)``; ``label`` says it in words ("a 2x3 image").
+
+    ``points``: for ``labkit grade`` only, this test's weight when the exercise gives partial
+    credit (set on any of its tests; the others weigh 1). Default: all or nothing.
+    """
 
     args: tuple = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     label: str = ""
+    points: float | None = None
 
 
 @dataclass(frozen=True)

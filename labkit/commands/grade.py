@@ -91,6 +91,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="do not use bubblewrap (only inside a throw-away container of your own)",
     )
+    p.add_argument(
+        "--manual",
+        metavar="CSV",
+        help="merge hand-given marks for the written answers (OUT/manual_marks.csv, filled in)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -112,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         per_student_folders=args.per_student_folders,
         run=not args.no_run,
         progress=not args.no_progress,
+        manual=Path(args.manual) if args.manual else None,
         sandbox="require" if args.require_sandbox else "off" if args.no_sandbox else "auto",
     )
     start = time.perf_counter()

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from labkit.course.build import exercise_cells
 from labkit.data.locate import ensure_phantom
 from labkit.grade.judge import ExerciseResult, LabSpec, prepare_lab
+from labkit.grade.manual import answers_of, read_marks, write_marks_template
 from labkit.grade.report import write_feedback, write_gradebook
 from labkit.grade.run import execute, run_hidden_tests
 from labkit.grade.sandbox import sandbox_problem
@@ -56,6 +57,7 @@ def grade_student(
             for s in lab.specs
         ]
         return result
+    result.answers = answers_of(nb, lab.questions)
     ws = Workspace(root, sub.student, lab, options, sandbox)
     try:
         result.exercises = run_hidden_tests(nb, cells, lab, options, ws)
@@ -109,6 +111,9 @@ def grade(
         raise ValueError(f"--require-sandbox: no sandbox here: {problem}")
     subs = find_submissions(submissions, lab, options.per_student_folders)
     prepared = prepare_lab(lab, options.source, options.hidden_dirs, options.seed)
+    marks = None
+    if options.manual is not None:  # checked now: a typo must not cost a whole grading run
+        marks = read_marks(options.manual, prepared.questions, [s.student for s in subs])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)  # fail early if it cannot be created
     if prepared.needs_data and options.data == "phantom":
@@ -133,8 +138,19 @@ def grade(
         bar.close()
         shutil.rmtree(root, ignore_errors=True)
     results.sort(key=lambda r: r.student)
+    if marks is not None:
+        given, maxima = marks
+        for r in results:
+            r.manual = {q: given.get(r.student, {}).get(q, 0.0) for q in maxima}
+            r.manual_max = sum(maxima.values())
     out.mkdir(parents=True, exist_ok=True)  # again: a submission may have deleted it
-    write_gradebook(out / "gradebook.csv", results, [s.exercise for s in prepared.specs])
+    template = out / "manual_marks.csv"
+    if prepared.questions and not (
+        options.manual and template.resolve() == Path(options.manual).resolve()
+    ):
+        write_marks_template(template, [r.student for r in results], prepared.questions)
+    columns = [q.id for q in prepared.questions] if marks is not None else []
+    write_gradebook(out / "gradebook.csv", results, [s.exercise for s in prepared.specs], columns)
     write_feedback(out / "feedback", results, options)
     return results
 

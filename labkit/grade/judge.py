@@ -32,6 +32,7 @@ from labkit.grade.hidden import (
     load_hidden_tests,
     set_run_seed,
 )
+from labkit.grade.manual import Question, questions_of
 from labkit.grade.source import imports_of
 from labkit.grade.wire import decode, encode, has_opaque
 
@@ -47,9 +48,12 @@ class ExerciseResult:
     passed: int = 0
     tests: int = 0
     notes: list[str] = field(default_factory=list)
+    earned: float | None = None  # partial credit (tests with points), else all or nothing
 
     @property
     def points(self) -> float:
+        if self.earned is not None and self.status in ("pass", "fail"):
+            return self.earned
         return self.max_points if self.status == "pass" else 0.0
 
 
@@ -73,6 +77,7 @@ class LabSpec:
     hidden_rel: list[str]  # the hidden-test folders inside the private copy of labkit
     needs_data: bool
     seed: int = 0  # the run's secret seed for random hidden inputs
+    questions: list[Question] = field(default_factory=list)  # written answers, marked by hand
     phantom_root: Path | None = None  # phantom data to copy into each working folder
 
 
@@ -153,7 +158,7 @@ def _prepare_lab(
     lab: str, source_dir: Path, hidden_dirs: tuple[Path, ...], seed: int | None
 ) -> LabSpec:
     (source,) = find_labs(source_dir, [lab])
-    info, _, solution = build_lab(source, notebooks_dir=source_dir)
+    info, student, solution = build_lab(source, notebooks_dir=source_dir)
     snapshot, hidden_rel, roots = snapshot_sources(hidden_dirs)
     load_hidden_tests(lab, list(hidden_dirs))
     seed = secrets.randbits(62) if seed is None else int(seed)
@@ -179,7 +184,9 @@ def _prepare_lab(
     prelude = [s for c in solution.cells if c.cell_type == "code" for s in imports_of(c.source)]
     text = Path(source).read_text(encoding="utf-8")
     needs_data = not re.search(r"needs_data\s*=\s*False", text)
-    return LabSpec(lab, info.stem, specs, prelude, snapshot, hidden_rel, needs_data, seed)
+    spec = LabSpec(lab, info.stem, specs, prelude, snapshot, hidden_rel, needs_data, seed)
+    spec.questions = questions_of(student)
+    return spec
 
 
 def judge(spec: ExerciseSpec, meta: dict) -> ExerciseResult:
@@ -198,6 +205,12 @@ def judge(spec: ExerciseSpec, meta: dict) -> ExerciseResult:
     observations = meta["observations"]
     if len(observations) != len(spec.tests):
         raise ValueError(f"{len(observations)} observations for {len(spec.tests)} tests")
+    # Partial credit when any test has points: every test is judged, each weighs its points
+    # (1 when unset) and the exercise earns its share; otherwise the first failure decides.
+    weights = [getattr(t, "points", None) for t in spec.tests]
+    partial = any(w is not None for w in weights)
+    weights = [1.0 if w is None else float(w) for w in weights]
+    first_failure, passed_weight = None, 0.0
     for number, (test, exp, obs) in enumerate(zip(spec.tests, spec.expected, observations), 1):
         label = describe_test(test, number)
         where = f"on {label}: " if isinstance(test, Case) else f"{label}: "
@@ -207,11 +220,20 @@ def judge(spec: ExerciseSpec, meta: dict) -> ExerciseResult:
         if message == "stub":
             return _failed(result, "stub", STUB)
         if message:
-            result.hint = ex.hint
-            if obs.get("reference_used"):
-                result.hint = ""
-            return _failed(result, "fail", where + message)
-        result.passed += 1
+            if first_failure is None:
+                first_failure = where + message
+                result.hint = "" if obs.get("reference_used") else ex.hint
+            if not partial:
+                break
+            continue
+        passed_weight += weights[number - 1]
+        if first_failure is None:
+            result.passed += 1
+    if partial:
+        total = sum(weights) or 1.0
+        result.earned = round(float(ex.points) * passed_weight / total, 4)
+    if first_failure is not None:
+        return _failed(result, "fail", first_failure)
     return result
 
 

@@ -46,14 +46,27 @@ def _cell(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
-def write_gradebook(path: Path, results: list, exercises: list) -> None:
-    """``gradebook.csv``: student, lab, one column per exercise, score, max_score, status, ..."""
+def write_gradebook(path: Path, results: list, exercises: list, questions: list = ()) -> None:
+    """``gradebook.csv``: student, lab, one column per exercise (and per hand-marked question),
+    score, max_score, status, sandbox, seconds, detail."""
     ids = [e.id for e in exercises]
+    questions = list(questions)
     tmp = path.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(
-            ["student", "lab", *ids, "score", "max_score", "status", "sandbox", "seconds", "detail"]
+            [
+                "student",
+                "lab",
+                *ids,
+                *questions,
+                "score",
+                "max_score",
+                "status",
+                "sandbox",
+                "seconds",
+                "detail",
+            ]
         )
         for r in results:
             points = {e.id: e.points for e in r.exercises}
@@ -62,6 +75,7 @@ def write_gradebook(path: Path, results: list, exercises: list) -> None:
                     r.student,
                     r.lab,
                     *(_num(points.get(i, 0.0)) for i in ids),
+                    *(_num(r.manual.get(q, 0.0)) for q in questions),
                     _num(r.score),
                     _num(r.max_score),
                     r.status,
@@ -103,6 +117,7 @@ def feedback_text(r: Any, options: Any) -> str:
     if r.status != "invalid":
         for e in r.exercises:
             lines += _exercise_section(e)
+        lines += _answers_section(r)
         lines += _run_section(r, options)
     lines += [
         "---",
@@ -132,6 +147,21 @@ def _exercise_section(e: Any) -> list[str]:
             lines += ["", "Notes from running your exercise cell:"]
             lines += [f"- {n}" for n in e.notes]
     lines.append("")
+    return lines
+
+
+def _answers_section(r: Any) -> list[str]:
+    """The student's written answers, quoted, with the hand-given marks once merged."""
+    if not r.answers:
+        return []
+    lines = ["## Written answers (marked by your instructor)", ""]
+    for qid, text in r.answers.items():
+        mark = f" ({_num(r.manual[qid])} points)" if qid in r.manual else ""
+        lines.append(f"**{qid}**{mark}:")
+        lines.append("")
+        body = text.splitlines() or ["(not answered)"]
+        lines += [f"> {line}" for line in body]
+        lines.append("")
     return lines
 
 

@@ -41,6 +41,7 @@ class Options:
     max_memory_bytes: int = 8 * 2**30  # address space of each of a submission's processes
     sandbox: str = "auto"  # "auto": bubblewrap where it works; "require": refuse without; "off"
     seed: int | None = None  # hidden tests' random inputs; None: a secret drawn per run
+    manual: Path | None = None  # a filled-in manual_marks.csv to merge
 
 
 @dataclass
@@ -62,14 +63,17 @@ class StudentResult:
     exercises: list[ExerciseResult] = field(default_factory=list)
     run: dict = field(default_factory=dict)  # what the notebook's execution showed
     sandbox: str = ""  # "bwrap", or "none" when it ran with the weaker fallback isolation
+    answers: dict[str, str] = field(default_factory=dict)  # written answers by question id
+    manual: dict[str, float] = field(default_factory=dict)  # hand-given marks (--manual)
+    manual_max: float = 0.0  # what the hand-marked questions are worth together
 
     @property
     def score(self) -> float:
-        return sum(e.points for e in self.exercises)
+        return sum(e.points for e in self.exercises) + sum(self.manual.values())
 
     @property
     def max_score(self) -> float:
-        return sum(e.max_points for e in self.exercises)
+        return sum(e.max_points for e in self.exercises) + self.manual_max
 
 
 # ---------------------------------------------------------------------------- set-up

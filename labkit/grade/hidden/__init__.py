@@ -75,6 +75,7 @@ class Probe:
         verdict: the observation is already a verdict, ``"passed"`` or a message for the
             student (the exercise's own ``test=``); reached in the student's process, so
             weaker than an observation compared here: give such exercises other probes too.
+        points: this test's weight for partial credit (as ``Case.points``).
     """
 
     label: str
@@ -82,6 +83,7 @@ class Probe:
     atol: float | None = None  # tolerances for this probe (default: the exercise's)
     rtol: float | None = None
     verdict: bool = False  # run() returns "passed" or a failure message (judged in-process)
+    points: float | None = None  # a weight for partial credit; None: all or nothing
 
 
 @dataclass

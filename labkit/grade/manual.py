@@ -1,0 +1,122 @@
+"""Written answers, marked by hand: exported per student, merged back with ``--manual``.
+
+A lab's markdown questions are the cells whose student version reads "YOUR ANSWER HERE"
+(a ``### BEGIN SOLUTION`` block in a markdown cell of the lab source). The grader copies each
+student's answer into their feedback and writes ``manual_marks.csv``: one row per student,
+one column per question (``Q1``, ``Q2``, ...), plus a ``max`` row for the points each
+question is worth. The instructor fills it in; ``labkit grade ... --manual marks.csv`` adds
+the marks to the gradebook (a column per question) and to the score.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from labkit.course.build import MARKDOWN_STUB
+
+MAX_ANSWER_CHARS = 5000  # of one answer, in feedback and exports
+MAX_ROW = "max"  # the marks file's row of maximum points per question
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str  # "Q1"
+    cell_id: str  # the cell's id in the generated notebooks (stable across builds)
+    prompt: str  # the question's first line, for the feedback
+
+
+def questions_of(student_nb: Any) -> list[Question]:
+    """The markdown questions of a lab, from its generated student notebook."""
+    found = []
+    for cell in student_nb.cells:
+        if cell.cell_type == "markdown" and MARKDOWN_STUB in cell.source:
+            lines = [ln.strip("# ").strip() for ln in cell.source.splitlines()]
+            prompt = next((ln for ln in lines if ln and ln != MARKDOWN_STUB), "")
+            found.append(Question(f"Q{len(found) + 1}", str(cell.get("id", "")), prompt[:120]))
+    return found
+
+
+def answers_of(nb: Any, questions: list[Question]) -> dict[str, str]:
+    """Each question's answer in a student's notebook ("" when missing or not answered)."""
+    by_id = {str(c.get("id", "")): c for c in nb.cells if c.cell_type == "markdown"}
+    answers = {}
+    for q in questions:
+        cell = by_id.get(q.cell_id)
+        text = str(cell.source).strip() if cell is not None else ""
+        if text.replace(MARKDOWN_STUB, "").strip("# \n") == q.prompt.strip() or not text:
+            text = ""  # the stub, untouched
+        answers[q.id] = text[:MAX_ANSWER_CHARS]
+    return answers
+
+
+def write_marks_template(path: Path, students: list[str], questions: list[Question]) -> None:
+    """``manual_marks.csv``: student, Q1, Q2, ...; a ``max`` row first; marks left blank."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student", *(q.id for q in questions)])
+        writer.writerow([MAX_ROW, *("" for _ in questions)])
+        for student in students:
+            writer.writerow([student, *("" for _ in questions)])
+
+
+def read_marks(
+    path: Path, questions: list[Question], students: list[str]
+) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """``(marks per student, maximum per question)`` from a filled-in ``manual_marks.csv``.
+
+    Blank cells are "not marked" (0). Raises ``ValueError`` naming the file, the row and the
+    column for anything else that is not a number from 0 to the question's maximum, an
+    unknown student or question, or a missing ``max`` row.
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except OSError as err:
+        raise ValueError(f"--manual {path}: cannot read it ({err.strerror or err})") from None
+    if not rows or not rows[0] or rows[0][0] != "student":
+        raise ValueError(f"--manual {path}: the first row must be 'student, Q1, Q2, ...'")
+    header = rows[0][1:]
+    known = {q.id for q in questions}
+    unknown = [h for h in header if h not in known]
+    if unknown:
+        raise ValueError(
+            f"--manual {path}: unknown question column(s) {unknown}; this lab has "
+            f"{sorted(known) or 'no written questions'}"
+        )
+    maxima: dict[str, float] | None = None
+    marks: dict[str, dict[str, float]] = {}
+    for number, row in enumerate(rows[1:], 2):
+        if not row:
+            continue
+        who, cells = row[0], row[1:]
+        values = {}
+        for column, text in zip(header, cells):
+            if not text.strip():
+                continue
+            try:
+                value = float(text)
+            except ValueError:
+                value = math.nan
+            limit = (maxima or {}).get(column, math.inf) if who != MAX_ROW else math.inf
+            if not (0 <= value <= limit):
+                raise ValueError(
+                    f"--manual {path}, row {number}, column {column}: expected a number from 0 "
+                    f"to {limit:g}, got {text!r}"
+                )
+            values[column] = value
+        if who == MAX_ROW:
+            maxima = values
+        elif maxima is None:
+            raise ValueError(f"--manual {path}, row {number}: the '{MAX_ROW}' row must come first")
+        elif who not in students:
+            raise ValueError(f"--manual {path}, row {number}: no submission of student {who!r}")
+        else:
+            marks[who] = values
+    if maxima is None:
+        raise ValueError(f"--manual {path}: no '{MAX_ROW}' row giving each question's points")
+    return marks, maxima
