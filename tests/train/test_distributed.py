@@ -20,7 +20,10 @@ import torch
 
 from labkit.data import BatchLoader, load_split
 from labkit.data.phantom import make_phantom
-from labkit.train.checkpoint import load_checkpoint
+from labkit.losses import build_loss
+from labkit.train import TrainConfig
+from labkit.train.checkpoint import load_checkpoint, load_model
+from labkit.train.step import Forward, validate
 
 SCRIPT = textwrap.dedent(
     """
@@ -106,6 +109,16 @@ def test_two_processes_share_every_epoch_and_write_one_checkpoint_set(phantom, t
     last = load_checkpoint(tmp_path / "last.pt")
     assert last["epoch"] == 2 and last["history"]["world_size"] == 2
     assert not list(tmp_path.glob(".*.tmp"))
+    # the gathered scores are those of the whole validation set: one process scoring
+    # last.pt's weights on all of Val gets the numbers the two shards reported for epoch 2
+    model = load_model(tmp_path / "last.pt", device="cpu")
+    val = BatchLoader(
+        load_split(root, "Val", size=32, progress=False, cache=False), 4, shuffle=False
+    )
+    cfg = TrainConfig(progress=False)
+    whole = validate(Forward(model, False), val, build_loss("bce"), torch.device("cpu"), None, cfg)
+    for key in ("val_loss", "val_dice", "val_dice_all", "val_dice_pooled"):
+        assert whole[key] == pytest.approx(h0[key][-1], rel=1e-5, nan_ok=True), key
     # resume under torchrun: one more epoch after the two
     run(script, root, tmp_path, epochs=3, resume=tmp_path / "last.pt")
     again = [json.loads((tmp_path / f"rank{r}-True.json").read_text()) for r in (0, 1)]
