@@ -32,8 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("submissions", help="folder of submitted .ipynb files (or one notebook)")
-    p.add_argument("--lab", required=True, help="lab number, e.g. 01")
+    p.add_argument(
+        "submissions",
+        nargs="+",
+        help="folder of submitted .ipynb files (or one notebook); or: merge DIR_1 ... DIR_N",
+    )
+    p.add_argument("--lab", help="lab number, e.g. 01 (required unless merging)")
     p.add_argument("--out", required=True, help="output folder (gradebook.csv, feedback/)")
     p.add_argument("--jobs", type=int, default=1, help="students graded in parallel (default: 1)")
     p.add_argument(
@@ -96,6 +100,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="CSV",
         help="merge hand-given marks for the written answers (OUT/manual_marks.csv, filled in)",
     )
+    p.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="grade only shard K of N (a fixed split by student id); join with "
+        "`labkit grade merge DIR_1 ... DIR_N --out DIR`",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -104,7 +114,23 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from labkit.grade import Options, grade, write_summary
+    from labkit.grade.shards import merge, parse_shard
     from labkit.profiles import get_profile
+
+    if args.submissions[0] == "merge":
+        start = time.perf_counter()
+        results = merge(args.submissions[1:], args.out)
+        write_summary(results, time.perf_counter() - start)
+        print(
+            f"gradebook: {Path(args.out) / 'gradebook.csv'}; feedback: {Path(args.out) / 'feedback'}/"
+        )
+        return 0
+    if len(args.submissions) != 1:
+        raise ValueError(
+            f"give one SUBMISSIONS folder (or `merge DIR ...`), got {len(args.submissions)}"
+        )
+    if not args.lab:
+        raise ValueError("--lab is required (e.g. --lab 02)")
 
     options = Options(
         source=Path(args.source),
@@ -118,10 +144,11 @@ def run(args: argparse.Namespace) -> int:
         run=not args.no_run,
         progress=not args.no_progress,
         manual=Path(args.manual) if args.manual else None,
+        shard=parse_shard(args.shard) if args.shard else None,
         sandbox="require" if args.require_sandbox else "off" if args.no_sandbox else "auto",
     )
     start = time.perf_counter()
-    results = grade(args.submissions, args.lab, args.out, options)
+    results = grade(args.submissions[0], args.lab, args.out, options)
     write_summary(results, time.perf_counter() - start)
     print(
         f"gradebook: {Path(args.out) / 'gradebook.csv'}; feedback: {Path(args.out) / 'feedback'}/"

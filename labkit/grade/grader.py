@@ -17,6 +17,7 @@ from labkit.grade.manual import answers_of, read_marks, write_marks_template
 from labkit.grade.report import write_feedback, write_gradebook
 from labkit.grade.run import execute, run_hidden_tests
 from labkit.grade.sandbox import sandbox_problem
+from labkit.grade.shards import select, write_record
 from labkit.grade.submissions import (
     Options,
     StudentResult,
@@ -110,6 +111,8 @@ def grade(
     if problem and options.sandbox == "require":
         raise ValueError(f"--require-sandbox: no sandbox here: {problem}")
     subs = find_submissions(submissions, lab, options.per_student_folders)
+    if options.shard is not None:  # after the ids: ambiguity is judged over the whole class
+        subs = select(subs, options.shard)
     prepared = prepare_lab(lab, options.source, options.hidden_dirs, options.seed)
     marks = None
     if options.manual is not None:  # checked now: a typo must not cost a whole grading run
@@ -152,6 +155,8 @@ def grade(
     columns = [q.id for q in prepared.questions] if marks is not None else []
     write_gradebook(out / "gradebook.csv", results, [s.exercise for s in prepared.specs], columns)
     write_feedback(out / "feedback", results, options)
+    if options.shard is not None:
+        write_record(out, prepared, options.shard, results, {"timeout": options.timeout})
     return results
 
 

@@ -42,6 +42,7 @@ class Options:
     sandbox: str = "auto"  # "auto": bubblewrap where it works; "require": refuse without; "off"
     seed: int | None = None  # hidden tests' random inputs; None: a secret drawn per run
     manual: Path | None = None  # a filled-in manual_marks.csv to merge
+    shard: tuple[int, int] | None = None  # (K, N): grade only shard K of N (labkit.grade.shards)
 
 
 @dataclass
