@@ -106,6 +106,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="grade only shard K of N (a fixed split by student id); join with "
         "`labkit grade merge DIR_1 ... DIR_N --out DIR`",
     )
+    p.add_argument(
+        "--seed",
+        type=int,
+        help="seed of the hidden tests' random inputs (default: a secret drawn per run); give "
+        "every shard the same one, and keep it secret from students",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -145,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         manual=Path(args.manual) if args.manual else None,
         shard=parse_shard(args.shard) if args.shard else None,
+        seed=args.seed,
         sandbox="require" if args.require_sandbox else "off" if args.no_sandbox else "auto",
     )
     start = time.perf_counter()

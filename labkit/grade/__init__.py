@@ -17,19 +17,19 @@ For each submitted notebook (one per student) the grader
    stops early still gets the points of every exercise whose cell passes the hidden tests:
    only what could not be graded scores 0.
 
-Trust: nothing a notebook prints or stores is read for marks: not its outputs, not
-``lk.checks.RESULTS``, not what a kernel's ``check`` returned. Workers get a stripped
-environment, a private copy of labkit (and of the exercise and hidden-test modules) taken when
-grading started, temporary folders of their own, no core dumps and a file-size limit; their
-process groups are killed when they finish or time out. Submissions are read into memory
-before any of them runs, and the gradebook and feedback are written at the end, so a
-notebook that deletes or writes files cannot change another student's marks or the reports.
-This is not a sandbox against a determined attacker with the grader's user rights (a daemon
-that escapes its process group could still touch files): for that, grade inside a container.
+Trust (ARCHITECTURE.md, "Trust"): nothing a notebook prints or stores is read for marks: not
+its outputs, not ``lk.checks.RESULTS``, not what a kernel's ``check`` returned. Every process
+that runs student code runs in a bubblewrap sandbox (``labkit.grade.sandbox``: no network, its
+own PID namespace, read-only system, Python and labkit, no view of other files) with resource
+limits; an exercise's function reference is absent from the process testing it; hidden random
+inputs come from a secret per-run seed. Without bubblewrap the grader falls back to weaker
+isolation and says so loudly (``--require-sandbox`` refuses instead).
 
 Writes ``OUT/gradebook.csv`` (student, lab, one column per exercise, score, max_score,
-status, seconds, detail) and ``OUT/feedback/<student>.md`` (``OUT/feedback`` is rewritten on
-every run), and prints a summary table.
+status, sandbox, seconds, detail) and ``OUT/feedback/<student>.md`` (``OUT/feedback`` is rewritten on
+every run), ``OUT/manual_marks.csv`` when the lab has written questions (``--manual`` merges
+it back), ``OUT/shard.json`` with ``--shard K/N`` (``labkit.grade.shards.merge`` joins them),
+and prints a summary table.
 """
 
 from labkit.grade.grader import grade, grade_student
