@@ -1,0 +1,92 @@
+"""Lab 07's training settings per profile: report 004's in ``full``, and each departure of
+the smaller profiles with its reason (printed by the lab, like ``Profile.recipe``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from labkit.ct.patches import POSITIVE_SHARE, REPORT_PATCH
+
+
+@dataclass(frozen=True)
+class CTSettings:
+    """What lab 07 trains with. ``departures`` maps a field to why it differs from the report."""
+
+    patch: tuple[int, int, int] = REPORT_PATCH  # (X, Y, Z)
+    batch_size: int = 5
+    epochs: int = 200
+    lr: float = 1e-4
+    base_width: int = 32  # report 004 gives no 3-D width; 32 as in the 3-D U-Net (Cicek 2016)
+    depth: int = 3
+    patches_per_volume: int = 40
+    positive_share: float = POSITIVE_SHARE
+    overlap: float = 0.5
+    ablation: tuple[str, ...] = ("unet", "fv_se", "fv_ce", "fv_paspp", "fv_paspp_ds")
+    departures: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [
+            f"patch {'x'.join(map(str, self.patch))}, batch {self.batch_size}, "
+            f"{self.epochs} epochs x {self.patches_per_volume} patches per volume, Adam lr "
+            f"{self.lr:g}, width {self.base_width}, {self.positive_share:.0%} positive patches, "
+            f"overlap {self.overlap}, Table 3 rows: {', '.join(self.ablation)}"
+        ]
+        if not self.departures:
+            return lines[0] + "\n(report 004's settings)"
+        lines.append("departures from report 004:")
+        lines += [f"  {name}: {why}" for name, why in self.departures.items()]
+        return "\n".join(lines)
+
+
+REPORT = CTSettings()
+_SMOKE = replace(
+    REPORT,
+    patch=(32, 32, 8),
+    epochs=4,
+    lr=3e-3,
+    base_width=4,
+    patches_per_volume=5,
+    overlap=0.25,
+    ablation=("unet", "fv_paspp_ds"),
+    departures={
+        "patch": "32x32x8 instead of 128x128x8: the phantom volumes are 48 to 80 voxels wide",
+        "epochs": "4 x 5 patches per volume (about 56 steps) instead of 200 epochs: a CPU budget",
+        "lr": "3e-3 instead of 1e-4: 56 Adam steps at 1e-4 barely move the weights",
+        "base_width": "4 instead of 32: 3-D convolutions on a CPU",
+        "overlap": "0.25 instead of 0.5: fewer windows per test volume",
+        "ablation": "2 of Table 3's 5 rows (UNet and the full model)",
+    },
+)
+_PRACTICAL = replace(
+    REPORT,
+    epochs=40,
+    base_width=16,
+    lr=3e-4,
+    departures={
+        "epochs": "40 instead of 200: about an hour on a Colab T4 (an estimate)",
+        "base_width": "16 instead of 32: 3-D activations fit a T4's memory with batch 5",
+        "lr": "3e-4 instead of 1e-4: fewer epochs",
+    },
+)
+CT_SETTINGS = {"smoke": _SMOKE, "practical": _PRACTICAL, "full": REPORT}
+
+
+def ct_settings(profile: str) -> CTSettings:
+    """The settings for a profile name (``smoke``, ``practical``, ``full``).
+
+    Raises:
+        ValueError: an unknown profile name.
+    """
+    if profile not in CT_SETTINGS:
+        raise ValueError(f"profile must be one of {tuple(CT_SETTINGS)}, got {profile!r}")
+    return CT_SETTINGS[profile]
+
+
+# Table 3's rows: name -> (label, fvpaspp3d switches). Lab 06 builds the same rows in 2-D.
+ABLATION_ROWS: dict[str, tuple[str, dict]] = {
+    "unet": ("UNet", {"fv": False, "paspp": False, "deep_supervision": False}),
+    "fv_se": ("UNet + FV (SE gate)", {"gate": "se", "paspp": False, "deep_supervision": False}),
+    "fv_ce": ("UNet + FV (CE gate)", {"gate": "ce", "paspp": False, "deep_supervision": False}),
+    "fv_paspp": ("UNet + FV + PASPP", {"deep_supervision": False}),
+    "fv_paspp_ds": ("UNet + FV + PASPP + deep supervision", {}),
+}

@@ -1,0 +1,282 @@
+"""Lab 07 (report 004 on CT volumes) exercises: HU windowing for both intensity conventions,
+the patch sampler's positive share, per-subject Dice over a volume, and the 3-D CE gate.
+
+* ``window_ct`` and ``subject_dice`` are compared with labkit's on hand-made volumes.
+* ``sample_patch_starts`` is random, so it is checked by behaviour: shape and dtype, every
+  patch inside the volume, the first ``round(n * share)`` patches holding infection,
+  reproducible with the same generator, and the errors for bad arguments.
+* ``ContrastGate3d``: labkit's ``FVBlock(C, gate="ce", dims=3).channel_gate`` is run, its
+  two fully connected layers are copied into the student's (found in the order they run,
+  as ``nn.Linear`` or 1x1x1 ``nn.Conv3d``) and both must give the same gate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from labkit.checks import Case, CheckFailed, Exercise, describe, expect, register
+from labkit.ct.scores import volume_scores
+
+
+# ---------------------------------------------------------------------------- references
+def subject_dice(pred: torch.Tensor, truth: torch.Tensor) -> float:
+    """Dice of one subject, counted over every voxel of its volume: ``2 TP / (2 TP + FP + FN)``.
+
+    NaN when the truth is empty (labkit's empty-mask policy).
+    """
+    return volume_scores(pred, truth)["dice"]
+
+
+class ContrastGate3d(nn.Module):
+    """Report 004's contrast-enhancement gate in 3-D: ONE number in (0, 1) per volume.
+
+    global average pool over (D, H, W) -> FC C -> C/2 -> ReLU -> FC C/2 -> 1 -> sigmoid.
+
+    Shape:
+        ``(B, C, D, H, W)`` -> ``(B, 1, 1, 1, 1)``.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        half = max(1, channels // 2)
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.fc1 = nn.Linear(channels, half)
+        self.fc2 = nn.Linear(half, 1)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        z = self.pool(f).flatten(1)  # (B, C): the mean of each channel over the volume
+        g = torch.sigmoid(self.fc2(torch.relu(self.fc1(z))))  # (B, 1)
+        return g[:, :, None, None, None]  # (B, 1, 1, 1, 1): broadcasts over C, D, H, W
+
+
+# ---------------------------------------------------------------------------- window_ct
+def window_cases() -> list[Case]:
+    hu = torch.tensor([[[-3024.0, -1250.0, -1000.0], [-500.0, 0.0, 250.0], [400.0, 40.0, -850.0]]])
+    g = torch.Generator().manual_seed(70)
+    raw = torch.randint(-1400, 600, (4, 5, 3), generator=g).to(torch.int16)
+    windowed = torch.tensor([[[0, 51, 102], [153, 204, 255]]], dtype=torch.uint8)
+    return [
+        Case((hu, "hu"), label="raw HU from -3024 (outside the scanner's view) to 400"),
+        Case((raw, "hu"), label="a 4x5x3 int16 HU volume"),
+        Case((windowed, "windowed"), label="a uint8 volume already windowed to 0-255"),
+        Case((windowed.float(), "windowed"), label="the same as float32"),
+    ]
+
+
+# ---------------------------------------------------------------------------- subject_dice
+def _volume(shape: tuple[int, ...], boxes: list[tuple[slice, ...]]) -> torch.Tensor:
+    v = torch.zeros(shape, dtype=torch.uint8)
+    for box in boxes:
+        v[box] = 1
+    return v
+
+
+def subject_dice_cases() -> list[Case]:
+    s = slice
+    truth = _volume((6, 6, 4), [(s(1, 4), s(1, 4), s(0, 2))])  # 18 voxels
+    half = _volume((6, 6, 4), [(s(1, 4), s(1, 4), s(0, 1))])  # 9 of them: Dice 2*9/27
+    shifted = _volume((6, 6, 4), [(s(2, 5), s(1, 4), s(0, 2))])  # 12 shared: Dice 24/36
+    empty = torch.zeros(6, 6, 4, dtype=torch.uint8)
+    return [
+        Case((truth, truth), label="a perfect prediction (Dice 1)"),
+        Case((half, truth), label="half of the infection found, no false positive (Dice 2/3)"),
+        Case((shifted, truth), label="a prediction shifted by one voxel (Dice 2/3)"),
+        Case((empty, truth), label="nothing predicted (Dice 0)"),
+        Case((truth.bool(), shifted.bool()), label="bool volumes"),
+        Case((half, empty), label="no infection in the truth (NaN: not scored)"),
+    ]
+
+
+# ---------------------------------------------------------------------------- sampler
+def _sampler_volume() -> tuple[tuple[int, int, int], torch.Tensor]:
+    """A 20x18x12 volume whose only infection is a 2x2x2 cube at the far corner."""
+    mask = torch.zeros(20, 18, 12, dtype=torch.uint8)
+    mask[17:19, 15:17, 9:11] = 1
+    return tuple(mask.shape), mask.nonzero()
+
+
+def sampler_observations(fn: Any, share: float, n: int = 40, seed: int = 71) -> dict:
+    """What a sampler does on :func:`_sampler_volume`: shape, dtype, bounds, positives."""
+    shape, positives = _sampler_volume()
+    patch = (8, 6, 4)
+    starts = fn(shape, positives, patch, n, share, torch.Generator().manual_seed(seed))
+    if not isinstance(starts, torch.Tensor):
+        raise CheckFailed(f"expected a tensor of patch starts, got {describe(starts)}")
+    if tuple(starts.shape) != (n, 3):
+        return {"shape": tuple(starts.shape)}
+    s = starts.long()
+    inside = bool(((s >= 0) & (s <= torch.tensor(shape) - torch.tensor(patch))).all())
+    hits = [
+        bool(((positives >= st) & (positives < st + torch.tensor(patch))).all(1).any()) for st in s
+    ]
+    n_pos = round(n * share)
+    return {
+        "shape": (n, 3),
+        "integer": not starts.is_floating_point(),
+        "inside": inside,
+        "first_all_positive": all(hits[:n_pos]),
+        "n_positive_first": sum(hits[:n_pos]),
+    }
+
+
+def test_sampler(student: Any, reference: Any) -> None:
+    for share in (0.5, 1.0, 0.25):
+        got, expected = sampler_observations(student, share), sampler_observations(reference, share)
+        what = f"40 patches of 8x6x4 in a 20x18x12 volume, positive_share={share}"
+        if got.get("shape") != (40, 3):
+            raise CheckFailed(
+                f"{what}: expected starts of shape (40, 3), got {got['shape']}",
+                "one row (x, y, z) per patch",
+            )
+        if not got["integer"]:
+            raise CheckFailed(f"{what}: expected integer starts, got floats", "use .long()")
+        if not got["inside"]:
+            raise CheckFailed(
+                f"{what}: a patch sticks out of the volume",
+                "clamp each start into [0, side - patch] on its axis",
+            )
+        if not got["first_all_positive"]:
+            raise CheckFailed(
+                f"{what}: expected the first {round(40 * share)} patches to contain infection; "
+                f"{got['n_positive_first']} do",
+                "pick a random infection voxel v and an offset o in [0, patch): start = v - o, "
+                "then clamp; the voxel stays inside the patch",
+            )
+        if got != expected:
+            raise CheckFailed(f"{what}: expected {expected}, got {got}")
+    shape, positives = _sampler_volume()
+    one = student(shape, positives, (8, 6, 4), 10, 0.5, torch.Generator().manual_seed(5))
+    two = student(shape, positives, (8, 6, 4), 10, 0.5, torch.Generator().manual_seed(5))
+    expect(two, one, "the starts drawn twice with the same seed", hint="draw only from generator")
+    none = student(shape, positives[:0], (8, 6, 4), 6, 0.5, torch.Generator().manual_seed(5))
+    if not isinstance(none, torch.Tensor) or tuple(none.shape) != (6, 3):
+        raise CheckFailed(
+            f"a volume without infection: expected 6 uniform patches, got {describe(none)}",
+            "with no infection voxel, every patch is uniform",
+        )
+
+
+# ---------------------------------------------------------------------------- CE gate 3-D
+def fc_layers(module: nn.Module, x: torch.Tensor) -> list[nn.Module]:
+    """The fully connected layers (Linear, or 1x1(x1) conv) of ``module`` in the order they run."""
+    order: list[nn.Module] = []
+
+    def record(mod: nn.Module, _inputs: Any) -> None:
+        if mod not in order:
+            order.append(mod)
+
+    def is_fc(m: nn.Module) -> bool:
+        conv = isinstance(m, (nn.Conv2d, nn.Conv3d)) and set(m.kernel_size) == {1}
+        return isinstance(m, nn.Linear) or conv
+
+    hooks = [m.register_forward_pre_hook(record) for m in module.modules() if is_fc(m)]
+    try:
+        with torch.no_grad():
+            module.eval()(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return order
+
+
+def copy_fc_weights(theirs: list[nn.Module], mine: list[nn.Module], what: str) -> None:
+    """Copy labkit's FC weights into the student's layers (same count and sizes, with biases)."""
+    if len(mine) != len(theirs):
+        raise CheckFailed(
+            f"{what}: expected {len(theirs)} fully connected layers to run "
+            f"(FC C -> C/2, FC C/2 -> 1), yours runs {len(mine)}",
+            "nn.Linear(C, C // 2) then nn.Linear(C // 2, 1): the CE gate ends in ONE number",
+        )
+    with torch.no_grad():
+        for a, b in zip(theirs, mine):
+            if a.weight.numel() != b.weight.numel() or b.bias is None:
+                raise CheckFailed(
+                    f"{what}: a fully connected layer of shape {tuple(b.weight.shape)} where "
+                    f"labkit's is {tuple(a.weight.shape)}, with a bias"
+                )
+            b.weight.copy_(a.weight.reshape(b.weight.shape))
+            b.bias.copy_(a.bias)
+
+
+def gate_output(cls: Any, channels: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """The student's gate on a ``shape`` input with labkit's FC weights copied in."""
+    from labkit.models import FVBlock
+
+    what = f"ContrastGate3d({channels})"
+    torch.manual_seed(0)
+    labkit_gate = FVBlock(channels, gate="ce", dims=3).channel_gate
+    gate = cls(channels)
+    if not isinstance(gate, nn.Module):
+        raise CheckFailed(f"{what} should be an nn.Module, got {describe(gate)}")
+    probe = torch.randn(2, channels, 2, 3, 2, generator=torch.Generator().manual_seed(72))
+    copy_fc_weights(fc_layers(labkit_gate, probe), fc_layers(gate, probe), what)
+    f = 3 * torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return gate.eval()(f)
+
+
+def test_contrast_gate_3d(student: Any, reference: Any) -> None:
+    from labkit.models import FVBlock
+
+    hint = (
+        "average over D, H and W (nn.AdaptiveAvgPool3d(1), or f.mean((2, 3, 4))), FC, ReLU, "
+        "FC, sigmoid, then g[:, :, None, None, None] so that it broadcasts over the volume"
+    )
+    for channels, shape, seed in ((8, (2, 8, 4, 5, 3), 73), (6, (3, 6, 2, 2, 6), 74)):
+        got = gate_output(student, channels, shape, seed)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != (shape[0], 1, 1, 1, 1):
+            raise CheckFailed(
+                f"ContrastGate3d({channels}) on a {'x'.join(map(str, shape))} input: expected "
+                f"shape {(shape[0], 1, 1, 1, 1)}, got {describe(got)}",
+                hint,
+            )
+        torch.manual_seed(0)
+        labkit_gate = FVBlock(channels, gate="ce", dims=3).channel_gate
+        f = 3 * torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            want = labkit_gate.eval()(f)[:, :, None, None, None]
+        expect(got, want, "the gate values with labkit's weights copied into yours", hint=hint)
+
+
+for _exercise in (
+    Exercise(
+        "07.window_ct",
+        "HU windowing for both intensity conventions",
+        "window_ct",
+        "labkit.ct.volume:window_ct",
+        cases=window_cases,
+        points=2,
+        hint="'hu': clip to [-1250, 250], subtract -1250, divide by 1500; 'windowed': the "
+        "file is already clipped and rescaled to 0-255, so divide by 255. Return float32",
+    ),
+    Exercise(
+        "07.sample_patch_starts",
+        "The patch sampler's positive share",
+        "sample_patch_starts",
+        "labkit.ct.patches:sample_patch_starts",
+        test=test_sampler,
+        points=2,
+    ),
+    Exercise(
+        "07.subject_dice",
+        "Per-subject Dice over a whole volume",
+        "subject_dice",
+        "labkit.exercises.lab07:subject_dice",
+        cases=subject_dice_cases,
+        points=1,
+        hint="count TP, FP, FN over ALL voxels of the volume (not per slice), then "
+        "2 TP / (2 TP + FP + FN); return float('nan') when the truth has no infection",
+    ),
+    Exercise(
+        "07.ContrastGate3d",
+        "The 3-D contrast-enhancement gate",
+        "ContrastGate3d",
+        "labkit.exercises.lab07:ContrastGate3d",
+        test=test_contrast_gate_3d,
+        points=2,
+    ),
+):
+    register(_exercise)
