@@ -18,13 +18,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     ph.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
     ph.add_argument("--overwrite", action="store_true", help="replace an existing dataset in OUT")
     ph.add_argument("--quiet", action="store_true", help="no progress bar")
+    ph.add_argument(
+        "--ct", action="store_true", help="CT volumes in the Kaggle CT layout instead (lab 07)"
+    )
+    ph.add_argument("--volumes", type=int, default=20, help="with --ct: subjects (default 20)")
     ph.set_defaults(handler=run_phantom)
 
     ck = data_sub.add_parser(
         "check", help="report every problem in a dataset tree (exit 0 if usable)"
     )
     ck.add_argument(
-        "root", help="dataset root (any level: both subsets, a subset, its inner folder)"
+        "root",
+        help="dataset root (any level: both subsets, a subset, its inner folder), or a CT tree "
+        "(metadata.csv / ct_scans/: lab 07), detected by its layout",
     )
     ck.add_argument(
         "--subset", choices=("infection", "lung"), default=None, help="check one subset only"
@@ -38,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     dl.add_argument(
         "--dest", type=Path, default=None, help="folder to download into (default: kagglehub cache)"
     )
+    dl.add_argument("--ct", action="store_true", help="the COVID-19 CT scans set (lab 07) instead")
     dl.set_defaults(handler=run_download)
 
     inf = data_sub.add_parser("info", help="print image counts per split and class")
@@ -49,6 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_phantom(args: argparse.Namespace) -> int:
     from labkit.data.phantom import make_phantom
 
+    if getattr(args, "ct", False):
+        return run_ct_phantom(args)
     for name in ("n", "size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name}: expected a positive integer, got {getattr(args, name)}")
@@ -70,6 +79,8 @@ def run_check(args: argparse.Namespace) -> int:
     from labkit.data.check import check_dataset
     from labkit.data.explore import counts_table
 
+    if is_ct_path(args.root):
+        return run_ct_check(args)
     subsets = (args.subset,) if args.subset else None
     report = check_dataset(
         args.root, subsets=subsets, decode=not args.no_decode, progress=not args.quiet
@@ -96,6 +107,8 @@ def run_download(args: argparse.Namespace) -> int:
     from labkit.data.download import DownloadError, download_covidqu
     from labkit.data.locate import resolve_data
 
+    if getattr(args, "ct", False):
+        return run_ct_download(args)
     try:
         path = download_covidqu(args.dest)
     except DownloadError as err:
@@ -126,3 +139,71 @@ def _print_counts(root: Path) -> None:
             print(f"{subset} subset: not present")
             continue
         print(counts_table(count_images(root, subset), title=f"{subset} subset (image files):"))
+
+
+# ---------------------------------------------------------------------------- CT (lab 07)
+def is_ct_path(root: str | Path) -> bool:
+    """A CT tree at ``root``, or below it when ``root`` holds no X-ray subset."""
+    from labkit.ct.layout import find_ct_root, is_ct_tree
+    from labkit.data.layout import present_subsets
+
+    if not Path(root).is_dir():
+        return False
+    if is_ct_tree(root):
+        return True
+    if present_subsets(root):
+        return False
+    try:
+        find_ct_root(root)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def run_ct_check(args: argparse.Namespace) -> int:
+    from labkit.ct.check import check_ct
+
+    report = check_ct(args.root, progress=not args.quiet)
+    limit = None if args.all else 30
+    for level, problems in (("error", report.errors), ("warning", report.warnings)):
+        for p in problems[:limit]:
+            print(p)
+        if limit is not None and len(problems) > limit:
+            print(f"... and {len(problems) - limit} more {level}s (use --all to list them)")
+    print()
+    print(f"CT tree: {len(report.rows)} readable volume(s)")
+    print(report.table())
+    print()
+    verdict = "usable" if report.ok else "NOT usable"
+    print(
+        f"{report.root}: {verdict}: {len(report.errors)} error(s), {len(report.warnings)} warning(s)"
+    )
+    return 0 if report.ok else 1
+
+
+def run_ct_phantom(args: argparse.Namespace) -> int:
+    from labkit.ct.phantom import make_ct_phantom
+
+    if args.volumes < 3:
+        raise ValueError(f"--volumes: expected at least 3 (train/val/test), got {args.volumes}")
+    out = make_ct_phantom(
+        args.out, n=args.volumes, seed=args.seed, overwrite=args.overwrite, progress=not args.quiet
+    )
+    print(f"phantom CT set ({args.volumes} volumes) written to {out}")
+    print(f"use it with: export LABKIT_CT_DATA={out}   (or --ct-data {out})")
+    return 0
+
+
+def run_ct_download(args: argparse.Namespace) -> int:
+    from labkit.cli import CommandError
+    from labkit.ct.locate import CT_ENV_VAR, download_ct
+    from labkit.data.download import DownloadError
+
+    try:
+        root = download_ct(args.dest)
+    except DownloadError as err:
+        raise CommandError(str(err)) from err
+    print(f"COVID-19 CT scans downloaded to {root}")
+    print(f"check it with: labkit data check {root}")
+    print(f"use it with: export {CT_ENV_VAR}={root}")
+    return 0
