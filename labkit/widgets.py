@@ -225,3 +225,51 @@ class SegmentationViewer:
 def viewer(data: Any, probs: Any = None, **kwargs: Any) -> SegmentationViewer:
     """Shortcut for ``SegmentationViewer.from_data(data, probs, ...)``."""
     return SegmentationViewer.from_data(data, probs=probs, **kwargs)
+
+
+def slice_viewer(
+    volume: Any, truth: Any = None, probs: Any = None, lung: Any = None, name: str = "volume"
+) -> SegmentationViewer:
+    """Browse a CT volume slice by slice (lab 07): the same viewer, one "image" per slice.
+
+    Args:
+        volume: ``(X, Y, Z)`` CT (uint8 0-255 or float in [0, 1]); Z = slices.
+        truth: ``(X, Y, Z)`` infection {0, 1}, or None.
+        probs: ``(X, Y, Z)`` predicted probabilities (or a 0/1 prediction), or None.
+        lung: ``(X, Y, Z)`` lung mask (outline), or None.
+        name: shown with the slice number.
+
+    Returns:
+        A :class:`SegmentationViewer` whose slider moves through the slices and whose
+        filter shows slices with or without infection; each slice's Dice is shown.
+
+    Raises:
+        ValueError: an input that is not 3-D, or of another shape than ``volume``.
+    """
+
+    def slices(x: Any, arg: str) -> Any:
+        if x is None:
+            return None
+        x = torch.as_tensor(x)
+        if x.ndim != 3 or (arg != "volume" and tuple(x.shape) != tuple(volume.shape)):
+            raise ValueError(f"{arg} must be an (X, Y, Z) volume like volume, got {tuple(x.shape)}")
+        return x.permute(2, 0, 1).float()  # (Z, X, Y): one image per slice
+
+    volume = torch.as_tensor(volume)
+    images = slices(volume, "volume")
+    if volume.dtype == torch.uint8:
+        images = images / 255.0
+    masks = slices(truth, "truth")
+    classes = None
+    if masks is not None:
+        classes = ["infection" if m.any() else "no infection" for m in masks]
+    view = SegmentationViewer(
+        images,
+        truth=masks,
+        probs=slices(probs, "probs"),
+        classes=classes,
+        names=[f"{name} slice {z}" for z in range(len(images))],
+        lung=slices(lung, "lung"),
+    )
+    view.index.description = "slice"
+    return view
