@@ -342,6 +342,13 @@ REPORT_FIGURES: dict[str, list[ReportFigure]] = {
     ],
 }
 _CT_NOTE = "CT volumes (3-D patches), not X-rays: a different task"
+# Lab 07: report 004 on CT: Table 3 (lab 06's rows), Table 5's other row, Table 4.
+_DS = "UNet + FV + PASPP + DS"
+REPORT_FIGURES["07"] = [*REPORT_FIGURES["06"], ReportFigure(
+    "004.original", "report 004", f"{_DS}, original input (Table 5)", dice=0.5074,
+    note="not lung-masked; no other metric given"), ReportFigure(
+    "004.per_subject", "report 004", f"{_DS}, per test subject (Table 4)",
+    other={"Dice": "83.04, 65.66, 70.74, 85.64"}, note="512x512x301 to 630x630x93")]  # fmt: skip
 
 
 def find_figure(lab: str, key: str) -> ReportFigure | None:
