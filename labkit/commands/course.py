@@ -21,6 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(default: $LABKIT_DATA, kagglehub cache, else phantom)",
     )
     r.add_argument(
+        "--ct-data",
+        default=None,
+        help="lab 07's CT tree (Kaggle COVID-19 CT scans) or 'phantom' "
+        "(default: $LABKIT_CT_DATA, kagglehub cache, else the phantom CT set)",
+    )
+    r.add_argument(
         "--profile",
         default=None,
         help="smoke, practical or full (default: $LABKIT_PROFILE or smoke)",
@@ -59,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         source=args.source,
         out=args.out,
         data=args.data,
+        ct_data=args.ct_data,
         profile=args.profile,
         labs=labs,
         timeout=args.timeout,

@@ -69,6 +69,7 @@ def run_course(
     source: str | Path = "solutions",
     out: str | Path = "runs/course",
     data: str | None = None,
+    ct_data: str | None = None,
     profile: str | None = None,
     labs: list[str] | None = None,
     timeout: float | None = None,
@@ -80,6 +81,9 @@ def run_course(
         source: folder of ``NN_name.py`` lab sources.
         out: output folder (created).
         data: ``"phantom"``, a dataset root, or ``None`` (each notebook's own search).
+        ct_data: lab 07's CT tree, ``"phantom"`` or ``None`` (the lab's own search:
+            ``LABKIT_CT_DATA``, kagglehub cache, phantom CT); injected as ``CT_DATA`` into
+            the labs whose parameters cell has it.
         profile: ``"smoke"``, ``"practical"``, ``"full"`` or ``None`` (``LABKIT_PROFILE``,
             else smoke).
         labs: lab numbers to run (default: all).
@@ -101,6 +105,8 @@ def run_course(
         raise FileNotFoundError(f"no lab sources (NN_name.py) in {source}")
     if data is not None and str(data).lower() != "phantom":
         data = str(Path(data).expanduser().resolve())
+    if ct_data is not None and str(ct_data).lower() not in ("phantom", "kaggle"):
+        ct_data = str(Path(ct_data).expanduser().resolve())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = (out / "results.jsonl").resolve()
@@ -124,7 +130,12 @@ def run_course(
             runs.append(LabRun(src.stem[:2], src.stem, False, 0.0, f"BuildError: {err}"))
             tqdm.write(f"lab {src.stem}: FAILED to build ({err})")
             continue
-        inject_parameters(nb, {"PROFILE": prof.name, "DATA": data})
+        values = {"PROFILE": prof.name, "DATA": data}
+        if any(
+            "CT_DATA" in c.source for c in nb.cells if "parameters" in c.metadata.get("tags", [])
+        ):
+            values["CT_DATA"] = ct_data  # lab 07 only: the other labs have no such parameter
+        inject_parameters(nb, values)
         work = out / "work" / lab.stem
         work.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
