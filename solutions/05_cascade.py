@@ -94,7 +94,7 @@ loaded = sum(
     for t in (split.images, split.lung, split.infection)
     if t is not None
 )
-print(f"images and masks loaded: {loaded / 1e9:.2f} GB")
+print(f"images and masks loaded: {loaded / 1e6:,.1f} MB")
 
 # %% [markdown]
 # The two subsets share X-rays. If an infection **test** image was among the lung
