@@ -1,6 +1,7 @@
 # Two commands for a newcomer (see README):
 #   make course   # install, then run the whole course on the embedded phantom data
 #   make test     # install, then lint + notebook freshness + the whole test suite
+#   make colab-check  # install labkit into a venv with Colab's versions, run the labs there
 #
 # VENV can point elsewhere (CI caches one per requirements.txt hash).
 VENV ?= .venv
@@ -9,7 +10,7 @@ PROFILE ?= smoke
 DATA ?= phantom
 OUT ?= runs/course
 
-.PHONY: install course test lint
+.PHONY: install course test lint colab-check
 
 # Re-install when requirements.txt or pyproject.toml change; always re-point the
 # editable labkit install at this checkout (a cached venv may come from another clone).
@@ -39,3 +40,25 @@ test: lint
 	LABKIT_PROFILE=smoke MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile \
 		--nbval-lax --nbval-current-env tests notebooks solutions; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+# Colab's recorded versions (constraints/colab-*.txt names its source and date) in a venv of
+# their own, rebuilt only when the file's content changes (CI caches it like the main one).
+# The venv runs on this machine's python3, not Colab's Python 3.13, and holds PyPI's torch
+# wheel of Colab's version (CUDA 13 build, used on CPU here): .ci/colab_check.py says so.
+COLAB_CONSTRAINTS ?= constraints/colab-2026-08.txt
+COLAB_VENV ?= .venv-colab
+COLAB_TOOLS := pytest==9.2.0 pytest-xdist==3.8.0 nbval==0.11.0 ipykernel==7.4.0
+
+# Installs labkit the way a student notebook does on Colab and fails if that changes any
+# recorded version; then `labkit info`, the widget tests under ipywidgets 7.7.1 and every
+# student notebook under nbval (smoke, phantom data). See README, "On Colab".
+colab-check:
+	@if ! cmp -s $(COLAB_CONSTRAINTS) $(COLAB_VENV)/constraints.txt; then \
+		echo "colab-check: building $(COLAB_VENV) from $(COLAB_CONSTRAINTS)"; \
+		rm -rf $(COLAB_VENV) && python3 -m venv $(COLAB_VENV) && \
+		$(COLAB_VENV)/bin/python -m pip install -q -r $(COLAB_CONSTRAINTS) \
+			-c $(COLAB_CONSTRAINTS) $(COLAB_TOOLS) && \
+		$(COLAB_VENV)/bin/python .ci/colab_check.py --constraints $(COLAB_CONSTRAINTS) --snapshot && \
+		cp $(COLAB_CONSTRAINTS) $(COLAB_VENV)/constraints.txt || exit 1; \
+	fi
+	$(COLAB_VENV)/bin/python .ci/colab_check.py --constraints $(COLAB_CONSTRAINTS)

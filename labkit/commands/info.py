@@ -32,6 +32,7 @@ def collect(
 ) -> dict[str, Any]:
     """Everything ``labkit info`` reports, as a dict."""
     from labkit import __version__
+    from labkit.data.download import kaggle_credentials
     from labkit.device import device_facts, on_colab
     from labkit.profiles import get_profile
 
@@ -43,10 +44,16 @@ def collect(
         "torchvision": _version("torchvision"),
         "segmentation-models-pytorch": _version("segmentation-models-pytorch"),
         "timm": _version("timm"),
+        # Colab preinstalls these; labkit must work with its versions (README, "On Colab").
+        "numpy": _version("numpy"),
+        "pillow": _version("pillow"),
+        "ipywidgets": _version("ipywidgets"),
+        "kagglehub": _version("kagglehub"),
     }
     facts.update(device_facts(device))
     facts["colab"] = on_colab()
     facts["data"] = _describe_data(data)
+    facts["kaggle credentials"] = kaggle_credentials() or "none found"
     facts["profile"] = f"{prof.name} ({prof.description})"
     return facts
 

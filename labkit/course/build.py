@@ -4,7 +4,9 @@ One source of truth per lab: ``solutions/NN_name.py`` in jupytext "percent" form
 ``labkit build`` writes two notebooks:
 
 * ``notebooks/NN_name.ipynb`` (students): an "Open in Colab" badge first, the Colab install
-  cell before the first code cell, and every solution block replaced by a stub.
+  cell before the first code cell, and every solution block replaced by a stub. Badge and
+  install cell come from the course's ``[tool.labkit]`` configuration in ``pyproject.toml``
+  (``labkit.course.colab``), found from the lab sources' folder upwards.
 * ``solutions/NN_name.ipynb`` (instructors, CI, ``labkit course run``): the same cells with
   the markers removed, so it runs as written.
 
@@ -44,7 +46,7 @@ import jupytext
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from labkit.course.setup import colab_url, install_cell_source
+from labkit.course.colab import CourseConfig, badge_markdown, find_config, install_cell_source
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -178,15 +180,22 @@ def _notebook(cells: list, lab: Lab, kind: str) -> nbformat.NotebookNode:
 
 
 def build_lab(
-    source: str | Path, notebooks_dir: str | Path = "notebooks"
+    source: str | Path, notebooks_dir: str | Path = "notebooks", config: CourseConfig | None = None
 ) -> tuple[Lab, nbformat.NotebookNode, nbformat.NotebookNode]:
     """Read one lab source and return ``(lab, student_notebook, solution_notebook)``.
 
+    Args:
+        source: the lab source ``NN_name.py``.
+        notebooks_dir: folder of the student notebooks (names the badge's target).
+        config: where the course is published; None = ``find_config(source)``.
+
     Raises:
+        FileNotFoundError: no ``[tool.labkit]`` configuration above the source.
         BuildError: unbalanced or misplaced markers, a marked cell without an exercise id,
             an exercise id of another lab, a duplicate id, or no ``parameters`` cell.
     """
     lab = lab_info(source, notebooks_dir)
+    config = config or find_config(lab.source)
     text = lab.source.read_text(encoding="utf-8")
     src = jupytext.reads(text, fmt="py:percent")
     student_cells: list = []
@@ -201,7 +210,7 @@ def build_lab(
         if cell.cell_type == "code" and not install_added:
             # The Colab install cell must run before the first `import labkit`.
             for cells in (student_cells, solution_cells):
-                install = new_code_cell(install_cell_source(), metadata={"tags": ["setup"]})
+                install = new_code_cell(install_cell_source(config), metadata={"tags": ["setup"]})
                 install.id = f"{lab.stem}-install"[:64]
                 cells.append(install)
             install_added = True
@@ -244,10 +253,7 @@ def build_lab(
             f"{lab.source}: no cell tagged 'parameters' (add '# %% tags=[\"parameters\"]' "
             "with PROFILE = None and DATA = None before the set-up call)"
         )
-    badge = new_markdown_cell(
-        f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-        f"({colab_url(f'notebooks/{lab.student.name}')})"
-    )
+    badge = new_markdown_cell(badge_markdown(config, f"notebooks/{lab.student.name}"))
     badge.id = f"{lab.stem}-badge"[:64]
     student = _notebook([badge, *student_cells], lab, "student")
     solution = _notebook(solution_cells, lab, "solution")
@@ -292,9 +298,10 @@ def build(
     """
     source_dir, notebooks_dir = Path(source_dir), Path(notebooks_dir)
     sources = find_labs(source_dir, labs)
+    config = find_config(source_dir) if sources else None
     report = BuildReport(labs=[], written=[], stale=[], orphans=[])
     for src in sources:
-        lab, student, solution = build_lab(src, notebooks_dir)
+        lab, student, solution = build_lab(src, notebooks_dir, config)
         report.labs.append(lab)
         for path, nb in ((lab.student, student), (lab.solution, solution)):
             text = dumps(nb)

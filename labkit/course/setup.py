@@ -1,14 +1,12 @@
 """The first cells of every lab notebook, and the results protocol of ``labkit course run``.
 
-A generated notebook starts like this (``labkit build`` writes the install cell; the lab
-source holds the other two)::
+A generated notebook starts like this (``labkit build`` writes the install cell from
+``labkit.course.colab``; the lab source holds the other two)::
 
-    # (generated) on Colab only: install labkit, keeping Colab's own torch
+    # (generated) on Colab only: install labkit, keeping Colab's own torch, numpy, ipywidgets
     import os
     if "COLAB_RELEASE_TAG" in os.environ:
-        import torch
-        import torchvision
-        %pip install -q "labkit @ git+<REPO_URL>" "torch=={torch.__version__}" ...
+        ...  # pip install labkit with Colab's versions pinned, then check nothing changed
 
     # %% tags=["parameters"]
     PROFILE = None   # "smoke" | "full" | None ($LABKIT_PROFILE, else smoke)
@@ -16,23 +14,21 @@ source holds the other two)::
 
     # %%
     import labkit as lk
-    from labkit.course.setup import setup
 
-    S = setup(lab="01", profile=PROFILE, data=DATA)
+    S = lk.setup(lab="01", profile=PROFILE, data=DATA)
 
-Why the install pins torch: pip leaves an installed package alone when it satisfies a
-requirement, and labkit's ranges are loose, but a dependency's newer lower bound could still
-make pip pull a 2 GB torch that does not match Colab's CUDA. Naming the installed versions
-(``torch==2.x.y+cu12z``) makes pip keep them or fail with a clear conflict; it never swaps
-them. The repository URL lives here only (``REPO_URL``); ``labkit build`` writes it into the
-install cell and the "Open in Colab" badges.
+Data on Colab: with ``DATA = None`` and nothing in ``$LABKIT_DATA`` or the kagglehub cache,
+``setup`` downloads COVID-QU-Ex with Colab's preinstalled kagglehub when the student has Kaggle
+credentials (``labkit.data.download.kaggle_credentials``); otherwise it uses phantom data and
+its banner says why and how to get the real set.
 
 Results protocol: a notebook reports each trained model with ``record_result(...)``. When
 the environment variable ``LABKIT_RESULTS`` names a file (``labkit course run`` sets it), one
 JSON object per call is appended to it; otherwise nothing is written. Metrics are fractions
 in [0, 1] (or NaN).
 
-This module imports neither torch nor labkit.data at import time (``labkit build`` uses it).
+This module imports neither torch nor labkit.data at import time (``labkit course run``
+imports it).
 """
 
 from __future__ import annotations
@@ -45,36 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# PLACEHOLDER: the course's public repository. Change it here (and only here) when the
-# course is published; then run `labkit build` to refresh the badges and install cells.
-REPO_URL = "https://github.com/labkit-course/labkit"
-REPO_BRANCH = "main"
-
 RESULTS_ENV_VAR = "LABKIT_RESULTS"
-METRIC_KEYS = ("dice", "iou", "sensitivity", "precision")
-KAGGLE_HANDLE = "anasmohammedtahir/covidqu"
-
-_INSTALL_CELL = """\
-# Set-up, step 1 of 2. On Google Colab this installs labkit; elsewhere it does nothing.
-# The torch/torchvision pins name the versions Colab already has, so pip never replaces them.
-import os
-
-if "COLAB_RELEASE_TAG" in os.environ:
-    import torch
-    import torchvision
-
-    %pip install -q "labkit @ git+{repo}@{branch}" "torch=={{torch.__version__}}" "torchvision=={{torchvision.__version__}}\""""
-
-
-def install_cell_source() -> str:
-    """The Colab install cell that ``labkit build`` puts before a lab's first code cell."""
-    return _INSTALL_CELL.format(repo=REPO_URL, branch=REPO_BRANCH)
-
-
-def colab_url(path_in_repo: str) -> str:
-    """Colab's address for a notebook of this repository, e.g. ``notebooks/01_x.ipynb``."""
-    repo = REPO_URL.removeprefix("https://github.com/").rstrip("/")
-    return f"https://colab.research.google.com/github/{repo}/blob/{REPO_BRANCH}/{path_in_repo}"
 
 
 # ---------------------------------------------------------------------------- set-up
@@ -118,44 +85,54 @@ def _rule(lines: list[str]) -> str:
     return "\n".join([bar, *(f"  {line}" for line in lines), bar])
 
 
-def _kaggle_download() -> Path:
-    """Download COVID-QU-Ex into the kagglehub cache (needs a network and Kaggle login)."""
-    try:
-        import kagglehub
-    except ImportError as err:
-        raise ImportError(
-            "DATA='kaggle' needs the kagglehub package: pip install kagglehub"
-        ) from err
-    try:
-        return Path(kagglehub.dataset_download(KAGGLE_HANDLE))
-    except Exception as err:
-        raise RuntimeError(
-            f"could not download COVID-QU-Ex ({KAGGLE_HANDLE}) with kagglehub: "
-            f"{type(err).__name__}: {str(err)[:200].rstrip('.')}. This needs a network and Kaggle "
-            "credentials (KAGGLE_USERNAME/KAGGLE_KEY or ~/.kaggle/kaggle.json); or set DATA "
-            "to a local copy of the dataset."
-        ) from err
-
-
-def _resolve(data: Any, profile: Any, colab: bool) -> tuple[Path, str, bool]:
-    """(root, source, phantom) for the DATA parameter; see ``setup``."""
-    from labkit.data import resolve_data
-    from labkit.data.locate import PHANTOM, locate_data
+def _resolve(data: Any, profile: Any, colab: bool) -> tuple[Path, str, bool, str | None]:
+    """(root, source, phantom, why phantom) for the DATA parameter; see ``setup``."""
+    from labkit.data.download import DownloadError, download_covidqu, kaggle_credentials
+    from labkit.data.locate import PHANTOM, locate_data, resolve_data
 
     if isinstance(data, str) and data.strip().lower() == "kaggle":
-        _kaggle_download()
-        return resolve_data(None, profile=profile), "kaggle download", False
+        return resolve_data(download_covidqu(), profile=profile), "kaggle download", False, None
     where, source = locate_data(data)
+    why = None
     if where == PHANTOM and source == "default" and colab:
-        # On Colab, try the download before settling for phantom data.
-        try:
-            _kaggle_download()
-            return resolve_data(None, profile=profile), "kaggle download", False
-        except Exception as err:  # no credentials, no network: phantom, and say why
-            print(f"Could not download COVID-QU-Ex with kagglehub ({type(err).__name__}: {err})")
+        # On Colab, download with the preinstalled kagglehub when the student has credentials.
+        credentials = kaggle_credentials()
+        if credentials is None:
+            why = "no Kaggle credentials found"
+        else:
+            try:
+                root = resolve_data(download_covidqu(), profile=profile)
+                return root, f"kaggle download, credentials from {credentials}", False, None
+            except DownloadError as err:  # network or account trouble: phantom, and say why
+                why = str(err).splitlines()[0].rstrip(".")
     root = resolve_data(data, profile=profile)
     # A path may point at a phantom dataset too: its generator leaves phantom.json behind.
-    return root, source, where == PHANTOM or (root / "phantom.json").is_file()
+    phantom = where == PHANTOM or (root / "phantom.json").is_file()
+    return root, source, phantom, why
+
+
+def phantom_banner(why: str | None = None) -> list[str]:
+    """The lines of the banner that says a lab runs on phantom data, and how to get real data.
+
+    Args:
+        why: the reason there is no real data (e.g. "no Kaggle credentials found"), or None.
+    """
+    from labkit.data.download import KAGGLE_URL
+
+    lines = [
+        "PHANTOM DATA: synthetic chest X-rays, not COVID-QU-Ex.",
+        "Results are NOT comparable with the reports' figures.",
+    ]
+    if why:
+        lines.append(f"Why: {why}.")
+    return [
+        *lines,
+        "Real data, any of:",
+        "- on Colab: add the secrets KAGGLE_USERNAME and KAGGLE_KEY (key icon, left bar;",
+        "  the key comes from kaggle.com > Settings > API), then run all cells again;",
+        "- DATA = 'kaggle' with credentials in ~/.kaggle/kaggle.json or the environment;",
+        f"- DATA = '/path/to/covidqu' or $LABKIT_DATA (download: {KAGGLE_URL}).",
+    ]
 
 
 def setup(
@@ -190,9 +167,9 @@ def setup(
     colab = on_colab()
     dev = pick_device(device)
     seed_everything(seed)
-    root, source, phantom = (None, "not used by this lab", False)
+    root, source, phantom, why = (None, "not used by this lab", False, None)
     if needs_data:
-        root, source, phantom = _resolve(data, prof, colab)
+        root, source, phantom, why = _resolve(data, prof, colab)
 
     print(f"labkit lab {lab} | profile: {prof.name} ({prof.description})")
     print(f"device: {dev} | data: {root if root is not None else '-'} ({source}) | seed {seed}")
@@ -209,16 +186,7 @@ def setup(
     elif prof.name == "full" and dev.type == "cpu":
         print("Note: the full profile on a CPU is very slow; consider PROFILE = 'smoke'.")
     if phantom:
-        print(
-            _rule(
-                [
-                    "PHANTOM DATA: synthetic chest X-rays, not COVID-QU-Ex.",
-                    "Results are NOT comparable with the reports' figures.",
-                    "Real data: set DATA = '/path/to/covidqu' or $LABKIT_DATA,",
-                    "or DATA = 'kaggle' with Kaggle credentials.",
-                ]
-            )
-        )
+        print(_rule(phantom_banner(why)))
     _CURRENT = LabSetup(
         lab=lab,
         profile=prof,
@@ -276,6 +244,8 @@ def record_result(
     Returns:
         The row as a dict (also appended as one JSON line to ``$LABKIT_RESULTS``).
     """
+    from labkit.metrics import SCORE_NAMES  # here: `labkit course run` imports this module
+
     if not model or not isinstance(model, str):
         raise ValueError(f"record_result: model must be a non-empty string, got {model!r}")
     if lab is None:
@@ -286,7 +256,7 @@ def record_result(
         "lab": str(lab),
         "model": model,
         "loss": str(loss),
-        **{key: _metric(metrics, key) for key in METRIC_KEYS},
+        **{key: _metric(metrics, key) for key in SCORE_NAMES},
         "train_seconds": None if train_seconds is None else float(train_seconds),
         "report": report if report is None or isinstance(report, str) else dict(report),
         "notes": notes,

@@ -14,9 +14,10 @@ import pytest
 
 from labkit.cli import main as cli_main
 from labkit.course.build import BuildError, build, build_lab, exercise_cells
-from labkit.course.setup import REPO_URL
+from labkit.course.colab import CourseConfig
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+REPOSITORY = "https://github.com/a-teacher/covid-course"  # the course's [tool.labkit]
 DEMO = FIXTURES / "labs" / "00_demo.py"
 
 # Lines that exist only between the markers of the demo lab: none may reach students.
@@ -34,6 +35,9 @@ def course(tmp_path: Path) -> Path:
     """A course tree with the demo lab as solutions/00_demo.py."""
     (tmp_path / "solutions").mkdir()
     shutil.copy(DEMO, tmp_path / "solutions" / DEMO.name)
+    (tmp_path / "pyproject.toml").write_text(
+        f'[tool.labkit]\nrepository = "{REPOSITORY}"\nbranch = "spring-26"\n'
+    )
     return tmp_path
 
 
@@ -74,10 +78,13 @@ def test_badge_install_cell_and_clean_deterministic_json(course):
     path = course / "notebooks" / "00_demo.ipynb"
     nb = nbformat.read(path, as_version=4)
     badge = nb.cells[0].source
-    repo = REPO_URL.removeprefix("https://github.com/")
-    assert f"colab.research.google.com/github/{repo}/blob/main/notebooks/00_demo.ipynb" in badge
+    # Badge and install cell name the repository and branch of the course's pyproject.toml.
+    assert (
+        "colab.research.google.com/github/a-teacher/covid-course/blob/spring-26/"
+        "notebooks/00_demo.ipynb" in badge
+    )
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "%pip install" in code[0].source and REPO_URL in code[0].source
+    assert f'"labkit @ git+{REPOSITORY}@spring-26"' in code[0].source
     assert "COLAB_RELEASE_TAG" in code[0].source
     assert "parameters" in code[1].metadata["tags"]
     assert all(c.outputs == [] and c.execution_count is None for c in code)
@@ -133,8 +140,9 @@ def test_broken_sources_are_refused_with_the_file_named(tmp_path, edit, message)
     assert old in text
     bad = tmp_path / "00_demo.py"
     bad.write_text(text.replace(old, new, count))
+    config = CourseConfig(REPOSITORY)
     with pytest.raises(BuildError, match=message) as info:
-        build_lab(bad, tmp_path / "notebooks")
+        build_lab(bad, tmp_path / "notebooks", config)
     assert str(bad) in str(info.value)
 
 

@@ -184,8 +184,43 @@ def test_kaggle_download_offline_fails_fast_and_clearly(tmp_path, monkeypatch):
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
-    with pytest.raises(RuntimeError, match="could not download COVID-QU-Ex .*local copy"):
+    with pytest.raises(RuntimeError, match="(cannot reach|could not download).*\n.*by hand"):
         course_setup.setup(lab="01", profile="smoke", data="kaggle", device="cpu")
+
+
+def _no_kaggle(tmp_path, monkeypatch, credentials: bool) -> None:
+    """A Colab-like environment without data; Kaggle credentials in a kaggle.json or none."""
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "test")
+    for var in ("LABKIT_DATA", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "kaggle"))
+    if credentials:
+        (tmp_path / "kaggle").mkdir()
+        (tmp_path / "kaggle" / "kaggle.json").write_text('{"username": "me", "key": "0123"}')
+
+
+def test_setup_on_colab_without_credentials_says_phantom_and_how_to_get_data(
+    tmp_path, monkeypatch, capsys
+):
+    _no_kaggle(tmp_path, monkeypatch, credentials=False)
+    s = course_setup.setup(lab="01", profile="smoke", device="cpu")
+    out = capsys.readouterr().out
+    assert s.colab and s.phantom and s.data_source == "default"
+    assert "PHANTOM DATA" in out and "Why: no Kaggle credentials found." in out
+    assert "secrets KAGGLE_USERNAME and KAGGLE_KEY" in out
+    assert "https://www.kaggle.com/datasets/anasmohammedtahir/covidqu" in out
+
+
+def test_setup_on_colab_with_credentials_but_offline_says_why(tmp_path, monkeypatch, capsys):
+    from labkit.data.download import kaggle_reachable
+
+    if kaggle_reachable():
+        pytest.skip("www.kaggle.com is reachable here: the offline path cannot be exercised")
+    _no_kaggle(tmp_path, monkeypatch, credentials=True)
+    s = course_setup.setup(lab="01", profile="smoke", device="cpu")
+    out = capsys.readouterr().out
+    assert s.phantom and "Why: cannot reach www.kaggle.com (offline?)." in out
 
 
 def test_inject_parameters_needs_a_parameters_cell():
