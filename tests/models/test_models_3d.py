@@ -1,0 +1,50 @@
+"""Lab 07's 3-D network, wired from lab 06's parts built with dims=3."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from labkit.models import PASPP, ConvBNReLU, FVBlock, FVPASPPUNet, build_model
+
+
+def test_the_3d_model_returns_deep_supervision_in_training_and_one_tensor_in_eval():
+    model = build_model("fvpaspp3d", base_width=4, depth=3)
+    x = torch.randn(2, 1, 16, 8, 8)
+    outs = model.train()(x)
+    assert isinstance(outs, list) and len(outs) == 3
+    assert all(o.shape == (2, 1, 16, 8, 8) for o in outs)
+    assert model.eval()(x).shape == (2, 1, 16, 8, 8)
+    plain = build_model("fvpaspp3d", base_width=4, deep_supervision=False).train()
+    assert isinstance(plain(x), torch.Tensor)
+
+
+def test_bad_volume_inputs_are_named():
+    model = build_model("fvpaspp3d", base_width=2, depth=2)
+    with pytest.raises(ValueError, match="multiple of the stride 4"):
+        model(torch.randn(1, 1, 8, 8, 6))
+    with pytest.raises(ValueError, match=r"\(B, 1, X, Y, Z\) volume batch"):
+        model(torch.randn(1, 1, 8, 8))
+
+
+def test_the_fv_block_gates_in_3d_have_one_value_per_volume_channel_or_voxel():
+    x = torch.randn(2, 8, 4, 6, 5)
+    ce = FVBlock(8, "ce", dims=3)
+    gates = ce.gates(x)
+    assert gates["channel"].shape == (2, 1, 1, 1, 1) and gates["spatial"].shape == (2, 1, 4, 6, 5)
+    assert FVBlock(8, "se", se_reduction=2, dims=3).gates(x)["channel"].shape == (2, 8, 1, 1, 1)
+    assert ce(x).shape == x.shape and PASPP(8, dims=3)(x).shape == x.shape
+
+
+def test_3d_parts_are_the_2d_parts_with_one_more_kernel_axis():
+    for make in (lambda d: FVBlock(8, "ce", dims=d), lambda d: PASPP(8, dims=d)):
+        flat, deep = make(2).state_dict(), make(3).state_dict()
+        assert flat.keys() == deep.keys()
+        for key, weight in flat.items():
+            if weight.ndim == 4:  # conv kernels (out, in, k, k) -> (out, in, k, k, k)
+                assert deep[key].shape == (*weight.shape, weight.shape[-1])
+    # the 2-D network is unchanged by the dims switch: same parameters as before it existed
+    two = FVPASPPUNet(base_width=4)
+    assert all(p.ndim in (1, 2, 4) for p in two.parameters())
+    with pytest.raises(ValueError, match="dims must be 2"):
+        ConvBNReLU(1, 2, dims=4)
