@@ -195,7 +195,9 @@ def copy_fc_weights(theirs: list[nn.Module], mine: list[nn.Module], what: str) -
             if a.weight.numel() != b.weight.numel() or b.bias is None:
                 raise CheckFailed(
                     f"{what}: a fully connected layer of shape {tuple(b.weight.shape)} where "
-                    f"labkit's is {tuple(a.weight.shape)}, with a bias"
+                    f"labkit's is {tuple(a.weight.shape)}, with a bias",
+                    "FC C -> C/2, then FC C/2 -> 1: the CE gate ends in ONE number per volume "
+                    "(a squeeze-and-excitation gate would end in C)",
                 )
             b.weight.copy_(a.weight.reshape(b.weight.shape))
             b.bias.copy_(a.bias)
