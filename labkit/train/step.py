@@ -24,7 +24,7 @@ from labkit.models.heads import final_output, infection_probability
 from labkit.train.config import TrainConfig
 from labkit.train.distributed import Ranks, gather_rows
 
-__all__ = ["Forward", "NonFiniteLossError", "TrainStep", "batch_xy", "validate"]
+__all__ = ["Forward", "NonFiniteLossError", "TrainStep", "batch_xy", "scores", "validate"]
 
 
 class NonFiniteLossError(FloatingPointError):
