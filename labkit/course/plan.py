@@ -99,12 +99,72 @@ LAB_TRAINING: dict[str, tuple[Training, ...]] = {
 }
 
 
+CT_LAB = "07"  # lab 07 trains 3-D patches with its own settings (labkit.ct.settings)
+CT_TRAIN_VOLUMES = 14  # report 004: 20 CT volumes, 14 / 2 / 4 train / val / test
+
+
+@functools.lru_cache(maxsize=16)
+def ct_costs(width: int, depth: int, patch: tuple[int, int, int]) -> dict:
+    """``count_costs`` for lab 07's 3-D network on one ``(X, Y, Z)`` patch (``meta`` device)."""
+    net = build_model("fvpaspp3d", base_width=width, depth=depth).to("meta").train()
+    x = torch.zeros(2, 1, *patch, device="meta")
+    fwd, train = count_model_flops(net, x, backward=False), count_model_flops(net, x, backward=True)
+    saved = [0]
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        net(x)
+    params = sum(p.numel() for p in net.parameters())
+    return {"train_gflop": train / 2e9, "forward_gflop": fwd / 2e9, "params": params,
+            "saved_bytes": saved[0] / 2}  # fmt: skip
+
+
+def plan_ct(profile: Any) -> list[dict[str, Any]]:
+    """Lab 07's trainings (one per Table 3 row) as ``plan_training`` rows."""
+    from labkit.ct.settings import ct_settings
+
+    c = ct_settings(profile.name)
+    costs = ct_costs(c.base_width, c.depth, tuple(c.patch))
+    n = CT_TRAIN_VOLUMES * c.patches_per_volume  # patches per epoch
+    return [{
+        "report": "004.ct", "model": "fvpaspp3d", "models": len(c.ablation), "train_images": n,
+        "val_images": 0, "epochs": c.epochs, "size": "x".join(map(str, c.patch)),
+        "batch": c.batch_size, "gflop": len(c.ablation) * c.epochs * n * costs["train_gflop"],
+        "params": costs["params"], "saved_bytes_per_image": costs["saved_bytes"],
+        "cache_bytes": 0, "counted": "now", "unit": "patches",
+    }]  # fmt: skip
+
+
 def _channels(inputs: str) -> int:
     return 1 + 2 * inputs.startswith("rgb") + inputs.endswith("+lung")
 
 
-@functools.lru_cache(maxsize=64)
-def model_costs(model: str, in_channels: int, size: int, width: int | None, kw: str) -> dict:
+# Counted once at 256 px by `count_costs` (train GFLOP/image, forward GFLOP/image, parameters,
+# bytes autograd saves per image): (model, in_channels, base_width, repr(kwargs)) -> figures.
+# Looking them up keeps a notebook's estimate instant (counting builds every model, which
+# takes minutes for the smp encoders on a busy CPU); tests recount entries against this.
+COUNTED_256: dict[tuple, tuple[float, float, int, float]] = {
+    ("fvpaspp", 1, 32, "{}"): (94.9281, 31.6553, 4333259, 380315552),
+    ("fvpaspp", 1, 64, "{}"): (379.3051, 126.4602, 17313163, 776965920),
+    ("fvpaspp", 1, 8, "{}"): (5.9712, 1.9935, 272699, 94176512),
+    ("resunet", 1, 16, "{}"): (13.9398, 4.6536, 493697, 122627648),
+    ("resunet", 1, 32, "{}"): (55.6626, 18.5682, 1970433, 246697088),
+    ("resunet", 1, 64, "{}"): (222.4575, 74.1805, 7873025, 500734208),
+    ("unet", 1, 16, "{}"): (13.7846, 4.6012, 482449, 112642240),
+    ("unet", 1, 32, "{}"): (55.0502, 18.3627, 1926433, 226945408),
+    ("unet", 1, 64, "{}"): (220.0248, 73.3668, 7699009, 461320960),
+    ("unet-efficientnet-b0", 3, None, "{'dropout': 0.3}"): (56.7621, 5.9156, 5839309, 193627024),
+    ("unet-efficientnet-b0", 3, None, "{}"): (56.7621, 5.9156, 5839309, 193626960),
+    ("unet-efficientnet-b0", 4, None, "{'dropout': 0.3}"): (56.7809, 5.9251, 5839597, 193891796),
+    ("unet-efficientnet-b3", 3, None, "{}"): (126.9836, 7.6341, 12566137, 319390952),
+    ("unet-resnet34", 3, None, "{'classes': 2}"): (46.6323, 15.6469, 24436514, 178429184),
+}
+
+
+def count_costs(model: str, in_channels: int, size: int, width: int | None, kw: str) -> dict:
     """Training and forward GFLOP per image, parameters, and saved-activation bytes per image.
 
     Counted on the ``meta`` device (shapes only) for a model in training mode.
@@ -131,10 +191,31 @@ def model_costs(model: str, in_channels: int, size: int, width: int | None, kw: 
     }
 
 
+@functools.lru_cache(maxsize=64)
+def model_costs(model: str, in_channels: int, size: int, width: int | None, kw: str) -> dict:
+    """``count_costs``, from ``COUNTED_256`` scaled by the pixel count where it has the model
+    (a convolution's FLOPs and activations are proportional to the pixels), else counted."""
+    found = COUNTED_256.get((model, in_channels, width, kw))
+    if found is None:
+        return count_costs(model, in_channels, size, width, kw)
+    scale = (size / 256) ** 2
+    train, fwd, params, saved = found
+    return {
+        "train_gflop": train * scale,
+        "forward_gflop": fwd * scale,
+        "params": params,
+        "saved_bytes": saved * scale,
+    }
+
+
 def _count(profile: Any, subset: str, split: str, covid_only: bool) -> int:
     counts = phantom_counts(profile.phantom_n)[split] if profile.phantom else None
     counts = counts or REAL_COUNTS[subset][split]
     return counts["COVID-19"] if covid_only else sum(counts.values())
+
+
+def _key(model: str, t: Training, s: Any, width: int | None, kwargs: dict) -> tuple:
+    return (model, t.in_channels or _channels(s.inputs), width, repr(kwargs))
 
 
 def plan_training(profile: Any, t: Training) -> dict[str, Any]:
@@ -171,6 +252,8 @@ def plan_training(profile: Any, t: Training) -> dict[str, Any]:
         "val_images": n_val, "epochs": epochs, "size": size, "batch": batch, "gflop": gflop,
         "params": costs["params"], "saved_bytes_per_image": costs["saved_bytes"],
         "cache_bytes": (n_train + n_val) * size * size * planes,
+        "counted": "table" if _key(model, t, s, width, kwargs) in COUNTED_256 else "now",
+        "unit": "img",
     }  # fmt: skip
 
 
@@ -193,10 +276,10 @@ def plan_lab(profile: Any, lab: str, device: str, memory_gb: float | None = None
     """
     if device not in DEVICES:
         raise ValueError(f"--gpu: unknown device {device!r}; expected one of {', '.join(DEVICES)}")
-    if lab not in LAB_TRAINING:
+    if lab not in LAB_TRAINING and lab != CT_LAB:
         raise ValueError(f"lab {lab!r} has no entry in labkit.course.plan.LAB_TRAINING")
     p = profile.for_lab(lab)
-    rows = [plan_training(p, t) for t in LAB_TRAINING[lab]]
+    rows = plan_ct(p) if lab == CT_LAB else [plan_training(p, t) for t in LAB_TRAINING[lab]]
     (low, mid, high), how = _rate(device)
     gflop = sum(r["gflop"] for r in rows)
     gpu = memory_gb if memory_gb is not None else GPUS.get(device, (None, None))[1]
@@ -231,7 +314,8 @@ def describe_plan(plan: dict) -> str:
     if not plan["trainings"]:
         return f"{plan['lab']}  no training"
     work = " + ".join(
-        f"{r['models']}x {r['model']} {r['train_images']} img x {r['epochs']} ep @{r['size']} px"
+        f"{r['models']}x {r['model']} {r['train_images']} {r['unit']} x {r['epochs']} ep "
+        f"@{r['size']} px"
         for r in plan["trainings"]
     )
     low, high = plan["range"]

@@ -10,7 +10,7 @@ import pytest
 
 from labkit.cli import main as cli_main
 from labkit.course.build import find_labs
-from labkit.course.plan import DEVICES, LAB_TRAINING, lab_estimate, plan_lab
+from labkit.course.plan import CT_LAB, DEVICES, LAB_TRAINING, lab_estimate, plan_lab
 from labkit.data.cache import fits_on_gpu
 from labkit.profiles import get_profile
 
@@ -19,7 +19,7 @@ LABS = [p.stem[:2] for p in find_labs(SOLUTIONS)]
 
 
 def test_every_lab_source_has_a_plan_entry():
-    assert LABS and set(LABS) <= set(LAB_TRAINING)
+    assert LABS and set(LABS) <= {*LAB_TRAINING, CT_LAB}
 
 
 @pytest.mark.parametrize("gpu", DEVICES)
@@ -32,7 +32,11 @@ def test_course_plan_prints_a_row_per_lab_on_every_device(gpu, capsys):
         row = next(line for line in out.splitlines() if line.startswith(f"{lab}  "))
         assert row.endswith("no training") or re.search(r"(about \d+ min|under 1 min)", row), row
         if not row.endswith("no training"):
-            assert "img x" in row and "FLOP" in row and f"on {gpu}" in row
+            assert (
+                re.search(r"\d+ (img|patches) x \d+ ep", row)
+                and "FLOP" in row
+                and f"on {gpu}" in row
+            )
 
 
 def test_unknown_device_is_a_one_line_error(capsys):
@@ -59,7 +63,7 @@ def test_plan_counts_what_the_profile_asks_for():
 
 
 def test_practical_labs_fit_a_t4_in_about_20_minutes():
-    for lab in LABS:
+    for lab in LAB_TRAINING:  # the X-ray labs (lab 07 sizes itself: labkit.ct.settings)
         plan = plan_lab(get_profile("practical"), lab, "t4")
         assert plan["minutes"] <= 20, (lab, plan["minutes"])  # the central estimate
 
@@ -84,3 +88,36 @@ def test_a_notebook_gets_its_own_estimate_on_this_cpu():
     assert text.startswith("training in this lab: ") and "on this CPU (an estimate" in text
     assert re.search(r"(about \d+ min|under 1 min) on this CPU", text)
     assert lab_estimate(get_profile("smoke").for_lab("01"), "cpu") == "this lab trains no model"
+
+
+def test_the_counted_table_matches_a_recount_and_scales_with_pixels():
+    from labkit.course.plan import COUNTED_256, count_costs, model_costs
+
+    key = ("unet", 1, 16, "{}")
+    train, fwd, params, saved = COUNTED_256[key]
+    again = count_costs("unet", 1, 256, 16, "{}")
+    assert again["train_gflop"] == pytest.approx(train, rel=1e-3)
+    assert again["forward_gflop"] == pytest.approx(fwd, rel=1e-3)
+    assert again["params"] == params and again["saved_bytes"] == pytest.approx(saved, rel=1e-3)
+    # at 64 px the table's figure scaled by the pixels is what the counter finds
+    small = count_costs("unet", 1, 64, 16, "{}")
+    assert model_costs("unet", 1, 64, 16, "{}")["train_gflop"] == pytest.approx(
+        small["train_gflop"], rel=0.02
+    )
+
+
+def test_every_2d_plan_uses_the_counted_table():
+    # a notebook's estimate must not build and count models (minutes on a busy CPU)
+    for name in ("smoke", "practical", "full"):
+        for lab in LAB_TRAINING:
+            rows = plan_lab(get_profile(name), lab, "t4")["trainings"]
+            assert all(r["counted"] == "table" for r in rows), (name, lab)
+
+
+def test_the_ct_lab_is_planned_from_its_own_settings():
+    from labkit.ct.settings import ct_settings
+
+    (row,) = plan_lab(get_profile("full"), CT_LAB, "t4")["trainings"]
+    c = ct_settings("full")
+    assert (row["models"], row["epochs"], row["batch"]) == (len(c.ablation), 200, 5)
+    assert row["train_images"] == 14 * c.patches_per_volume and row["unit"] == "patches"
