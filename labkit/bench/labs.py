@@ -20,7 +20,7 @@ import torch
 
 from labkit.data import BatchLoader, load_split, resolve_data
 from labkit.device import seed_everything
-from labkit.evaluate import evaluate
+from labkit.evaluation import evaluate
 from labkit.metrics import confusion_counts, dice
 from labkit.models import build_model
 from labkit.profiles import get_profile
