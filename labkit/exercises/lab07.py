@@ -251,8 +251,13 @@ for _exercise in (
         "labkit.ct.volume:window_ct",
         cases=window_cases,
         points=2,
-        hint="'hu': clip to [-1250, 250], subtract -1250, divide by 1500; 'windowed': the "
-        "file is already clipped and rescaled to 0-255, so divide by 255. Return float32",
+        hint="both conventions must end on one scale where 0 means -1250 HU and 1 means "
+        "250 HU; a raw HU volume still has to be cut to that window, a windowed one was "
+        "cut before it was saved",
+        hints=(
+            "'hu': clamp to the window, shift by 1250 and divide by the window's width, 1500; "
+            "'windowed': divide by 255; convert to float32 first",
+        ),
     ),
     Exercise(
         "07.sample_patch_starts",
@@ -261,6 +266,14 @@ for _exercise in (
         "labkit.ct.patches:sample_patch_starts",
         test=test_sampler,
         points=2,
+        hint="a positive patch is built around a voxel that is infected: choose one of the "
+        "positives at random, place it at a random position inside the patch, and keep "
+        "the patch inside the volume",
+        hints=(
+            "start = voxel - offset, the offset drawn in [0, patch) per axis, then clamp the "
+            "start between 0 and side - patch; the uniform patches start anywhere in that "
+            "range; draw every number from the generator",
+        ),
     ),
     Exercise(
         "07.subject_dice",
@@ -269,8 +282,12 @@ for _exercise in (
         "labkit.exercises.lab07:subject_dice",
         cases=subject_dice_cases,
         points=1,
-        hint="count TP, FP, FN over ALL voxels of the volume (not per slice), then "
-        "2 TP / (2 TP + FP + FN); return float('nan') when the truth has no infection",
+        hint="one Dice for the whole subject: count agreements over every voxel of the "
+        "volume at once, not slice by slice; an empty truth has no Dice (labkit's policy)",
+        hints=(
+            "Dice = 2 TP / (2 TP + FP + FN) with the counts over all voxels; return "
+            "float('nan') when the truth holds no infection voxel",
+        ),
     ),
     Exercise(
         "07.ContrastGate3d",
@@ -279,6 +296,12 @@ for _exercise in (
         "labkit.exercises.lab07:ContrastGate3d",
         test=test_contrast_gate_3d,
         points=2,
+        hint="as lab 06's gate, over a volume: average each channel over all its voxels, "
+        "squeeze the C averages into ONE number with two fully connected layers, sigmoid",
+        hints=(
+            "the layers go C -> C // 2 -> (ReLU) -> 1; the gate must have the shape "
+            "(B, 1, 1, 1, 1) so that it multiplies every channel and voxel",
+        ),
     ),
 ):
     register(_exercise)

@@ -20,6 +20,7 @@ SOURCES = {
     "04": ROOT / "solutions" / "04_pretrained_encoder.py",
     "05": ROOT / "solutions" / "05_cascade.py",
     "06": ROOT / "solutions" / "06_fv_paspp_ds.py",
+    "07": ROOT / "solutions" / "07_ct_volumes.py",
 }
 POINTS = {  # exercise id -> points
     "01.count_images": 2,
@@ -43,6 +44,10 @@ POINTS = {  # exercise id -> points
     "06.ContrastGate": 2,
     "06.PASPP": 2,
     "06.deep_supervision_loss": 2,
+    "07.ContrastGate3d": 2,
+    "07.sample_patch_starts": 2,
+    "07.subject_dice": 1,
+    "07.window_ct": 2,
 }
 
 # The imports a lab's notebook has made before its first exercise cell.
