@@ -169,11 +169,11 @@ def run(args: argparse.Namespace) -> int:
         f"{p['model']}: {p['profile'].name} profile, {p['size']} px, {len(train)}/{len(val)}/{len(test)} train/val/test images from {root}",
         file=sys.stderr,
     )
-    if p["departures"]:  # students must know the smoke run is not the report's setup
+    if p["departures"]:  # students must know the run is not the report's setup
         print(
-            f"{p['profile'].name} profile: `labkit train` departs from the report so that the "
-            "model learns something in under 2 CPU minutes (labkit.profiles.CLITraining says why; "
-            "--profile full keeps the report's settings):\n  - " + "\n  - ".join(p["departures"]),
+            f"{p['profile'].name} profile: `labkit train` departs from the report (labkit.profiles "
+            "says why; --profile full keeps the report's settings):\n  - "
+            + "\n  - ".join(p["departures"]),
             file=sys.stderr,
         )
 
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
             lung_history = _train_cascade_lungs(
                 model, loaders("lung"), config, p["settings"].stages["lung"]
             )
-            if config.time_budget_min:  # stage 2 gets what stage 1 left of the budget
+            if config.time_budget_min:  # the safety limit covers both stages together
                 left = config.time_budget_min - lung_history.train_seconds / 60
                 config = replace(config, time_budget_min=max(left, 1e-6))
         history = fit(model, *loaders(p["target"]), config)
