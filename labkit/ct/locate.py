@@ -51,7 +51,7 @@ def ct_manual_instructions(dest: Path | None = None) -> str:
     where = dest or Path.home() / "data" / "covid19-ct-scans"
     return (
         "Download it by hand instead:\n"
-        f"  1. open {CT_KAGGLE_URL} (sign in) and click Download (about 1 GB zip)\n"
+        f"  1. open {CT_KAGGLE_URL} (sign in) and click Download\n"
         f"  2. unzip it into {where}, so that '{where}/metadata.csv' exists\n"
         f"  3. export {CT_ENV_VAR}={where}   (or CT_DATA='{where}' / --ct-data {where})\n"
         f"  4. labkit data check {where}\n"
