@@ -295,7 +295,7 @@ model, seconds = train("fv_paspp_ds", lung_only=True)
 # size slides over it with `overlap` (0.5: each step moves half a window); where windows
 # overlap their predictions are averaged with Gaussian weights, which trust a window's
 # centre (more context) over its borders. MONAI's `sliding_window_inference` does the
-# same; labkit's 60-line version is in `labkit/ct/infer.py`.
+# same; labkit's short version is in `labkit/ct/infer.py`.
 #
 # **Exercise 4.** Write `subject_dice(pred, truth)`: the Dice of one subject, counted over
 # **all** voxels of the volume (not a mean over slices), `float('nan')` when the truth is

@@ -5,8 +5,8 @@ last window on each axis sits flush with the end, so every voxel is covered. Whe
 overlap their predictions are averaged, weighted by ``blend``: ``"gaussian"`` trusts a
 window's centre more than its borders (which saw less context), ``"constant"`` weighs all
 voxels alike. This is the behaviour of MONAI's ``sliding_window_inference`` (same overlap
-rule, Gaussian sigma = 1/8 of the window), written out in 60 lines so that students can read
-it and labkit does not depend on MONAI for one function (ARCHITECTURE.md, "CT").
+rule, Gaussian sigma = 1/8 of the window), written out in a few dozen lines so that students
+can read it and labkit does not depend on MONAI for one function (ARCHITECTURE.md, "CT").
 """
 
 from __future__ import annotations
