@@ -133,5 +133,16 @@ def test_labkit_and_the_install_cell_are_python_310_syntax():
     ast.parse(install_cell_source(CONFIG), feature_version=(3, 10))
     modules = sorted((ROOT / "labkit").rglob("*.py"))
     assert len(modules) > 50
+    # Modules Python 3.12/3.13 removed (PEP 594, distutils): Colab runs 3.13.
+    removed = {"aifc", "audioop", "cgi", "cgitb", "chunk", "crypt", "imghdr", "mailcap",
+               "msilib", "nis", "nntplib", "ossaudiodev", "pipes", "sndhdr", "spwd", "sunau",
+               "telnetlib", "uu", "xdrlib", "lib2to3", "distutils", "asynchat", "asyncore",
+               "imp", "smtpd"}  # fmt: skip
     for path in modules:  # nothing newer than 3.10 (Colab runs 3.13, labkit supports 3.10)
-        ast.parse(path.read_text(encoding="utf-8"), str(path), feature_version=(3, 10))
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path), feature_version=(3, 10))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            gone = {n.split(".")[0] for n in names} & removed
+            assert not gone, f"{path}:{node.lineno} imports {gone}, removed in Python 3.12/3.13"
