@@ -61,9 +61,11 @@ class CTCheckReport:
 
 
 def _check_subject(record: CTRecord, problems: list[Problem]) -> VolumeRow | None:
+    if not record.ct.is_file():
+        return None  # the listing already reported it
     try:
         ct, spacing = load_nifti(record.ct)
-    except (ValueError, FileNotFoundError) as err:
+    except ValueError as err:
         problems.append(Problem("error", record.ct, str(err).split(": ", 1)[-1]))
         return None
     infection_voxels = None

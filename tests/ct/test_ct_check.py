@@ -44,6 +44,17 @@ def test_each_defect_is_an_error_naming_its_file(tmp_path):
     assert len(report.rows) == 3  # the truncated CT has no row; the others do
 
 
+def test_a_missing_ct_is_reported_once(tmp_path):
+    root = small_ct_tree(tmp_path)
+    gone = root / "ct_scans" / "coronacases_org_000.nii"
+    gone.unlink()
+    report = check_ct(root, progress=False)
+    assert [(p.path, p.message) for p in report.errors] == [
+        (gone, "missing file (metadata.csv line 2, ct_scan)")
+    ]
+    assert len(report.rows) == 3
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "labkit", "data", *args], capture_output=True, text=True, timeout=120
