@@ -187,15 +187,15 @@ def build_lab(
     Args:
         source: the lab source ``NN_name.py``.
         notebooks_dir: folder of the student notebooks (names the badge's target).
-        config: where the course is published; None = ``find_config(source)``.
-
-    Raises:
-        FileNotFoundError: no ``[tool.labkit]`` configuration above the source.
+        config: where the course is published; None = ``find_config(source)``. Without a
+            ``[tool.labkit]`` table above the source (``labkit course run`` or the grader on
+            any folder) the student notebook gets no badge and an install cell that takes
+            only an uploaded wheel; ``build`` (which writes the files) requires the table.
         BuildError: unbalanced or misplaced markers, a marked cell without an exercise id,
             an exercise id of another lab, a duplicate id, or no ``parameters`` cell.
     """
     lab = lab_info(source, notebooks_dir)
-    config = config or find_config(lab.source)
+    config = config or find_config(lab.source, required=False)
     text = lab.source.read_text(encoding="utf-8")
     src = jupytext.reads(text, fmt="py:percent")
     student_cells: list = []
@@ -253,9 +253,11 @@ def build_lab(
             f"{lab.source}: no cell tagged 'parameters' (add '# %% tags=[\"parameters\"]' "
             "with PROFILE = None and DATA = None before the set-up call)"
         )
-    badge = new_markdown_cell(badge_markdown(config, f"notebooks/{lab.student.name}"))
-    badge.id = f"{lab.stem}-badge"[:64]
-    student = _notebook([badge, *student_cells], lab, "student")
+    if config is not None:
+        badge = new_markdown_cell(badge_markdown(config, f"notebooks/{lab.student.name}"))
+        badge.id = f"{lab.stem}-badge"[:64]
+        student_cells.insert(0, badge)
+    student = _notebook(student_cells, lab, "student")
     solution = _notebook(solution_cells, lab, "solution")
     for nb in (student, solution):
         nbformat.validate(nb)

@@ -104,14 +104,17 @@ def read_config(path: str | Path) -> CourseConfig | None:
     return CourseConfig(table["repository"], table.get("branch", "main"), source=path)
 
 
-def find_config(start: str | Path) -> CourseConfig:
+def find_config(start: str | Path, required: bool = True) -> CourseConfig | None:
     """The course configuration: the nearest ``pyproject.toml`` with ``[tool.labkit]``.
 
     Args:
         start: a file or folder of the course (``labkit build`` passes the lab sources).
+        required: raise when there is none (``labkit build``); else return None (``labkit
+            course run`` and the grader execute labs from any folder).
 
     Raises:
-        FileNotFoundError: no ``pyproject.toml`` at or above ``start`` has the table.
+        FileNotFoundError: ``required`` and no ``pyproject.toml`` at or above ``start`` has
+            the table.
     """
     start = Path(start).resolve()
     folder = start if start.is_dir() else start.parent
@@ -121,6 +124,8 @@ def find_config(start: str | Path) -> CourseConfig:
             found = read_config(config)
             if found is not None:
                 return found
+    if not required:
+        return None
     raise FileNotFoundError(
         f"no {CONFIG_FILE} with a [{CONFIG_TABLE}] table at or above {folder}: add one to the "
         f"course's {CONFIG_FILE}:\n[{CONFIG_TABLE}]\n"
@@ -165,7 +170,7 @@ if "COLAB_RELEASE_TAG" in os.environ:
     pins = [f"{{name}}=={{before[name]}}" for name in KEEP if name in before]
     uploaded = sorted(glob.glob("{wheel_here}"))  # the Files panel: this session's folder
     uploaded = uploaded or sorted(glob.glob("{wheel_drive}"))  # Drive, once mounted
-    labkit = uploaded[-1] if uploaded else "labkit @ git+{repository}@{branch}"
+{choose}
     print(f"Installing {{labkit}}, keeping {{', '.join(pins)}}")
     command = [sys.executable, "-m", "pip", "install", "-q", labkit, *pins]
     pip = subprocess.run(command, capture_output=True, text=True)
@@ -188,12 +193,31 @@ if "COLAB_RELEASE_TAG" in os.environ:
     print(f"labkit {{after['labkit']}} installed; Colab's packages unchanged.")"""
 
 
-def install_cell_source(config: CourseConfig) -> str:
-    """The Colab install cell that ``labkit build`` puts before a lab's first code cell."""
+_WHEEL_ONLY = """\
+    if not uploaded:
+        raise RuntimeError(
+            "This course has no public repository: upload the labkit-*.whl your instructor "
+            "gave you with the Files panel (left bar), or put it in Drive's MyDrive and mount "
+            "Drive, then run this cell again."
+        )
+    labkit = uploaded[-1]"""
+
+
+def install_cell_source(config: CourseConfig | None) -> str:
+    """The Colab install cell that ``labkit build`` puts before a lab's first code cell.
+
+    Args:
+        config: where the course is published; None: no public repository, so the cell
+            installs only an uploaded wheel (and says how to upload one).
+    """
+    if config is None:
+        choose = _WHEEL_ONLY
+    else:
+        where = f"labkit @ git+{config.repository}@{config.branch}"
+        choose = f'    labkit = uploaded[-1] if uploaded else "{where}"'
     return _INSTALL_CELL.format(
         keep=", ".join(f'"{name}"' for name in KEEP),
         wheel_here=WHEEL_GLOBS[0],
         wheel_drive=WHEEL_GLOBS[1],
-        repository=config.repository,
-        branch=config.branch,
+        choose=choose,
     )

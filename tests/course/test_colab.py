@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from labkit.cli import main as cli_main
+from labkit.course.build import build_lab
 from labkit.course.colab import (
     KEEP,
     CourseConfig,
@@ -94,14 +95,16 @@ def wheel_dir(tmp_path_factory) -> Path:
     return out
 
 
-def _run_cell(cwd: Path, colab: bool = True) -> subprocess.CompletedProcess:
+def _run_cell(
+    cwd: Path, colab: bool = True, config: CourseConfig | None = CONFIG
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env.update(PIP_DRY_RUN="1", PIP_NO_INDEX="1", PIP_FIND_LINKS=str(cwd))
     env.pop("COLAB_RELEASE_TAG", None)
     if colab:
         env["COLAB_RELEASE_TAG"] = "test"
     return subprocess.run(
-        [sys.executable, "-c", install_cell_source(CONFIG)],
+        [sys.executable, "-c", install_cell_source(config)],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
@@ -125,6 +128,22 @@ def test_install_cell_explains_a_pip_failure_and_does_nothing_outside_colab(tmp_
     assert "send the message above to your instructor" in run.stderr
     quiet = _run_cell(tmp_path, colab=False)
     assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
+
+
+def test_without_a_repository_the_cell_takes_only_an_uploaded_wheel(tmp_path, wheel_dir):
+    # No [tool.labkit] above the sources (labkit course run, the grader): no badge, and
+    # an install cell that asks for the wheel instead of naming a repository.
+    source = tmp_path / "00_demo.py"
+    source.write_text((ROOT / "tests" / "fixtures" / "labs" / "00_demo.py").read_text())
+    _, student, _ = build_lab(source, tmp_path / "notebooks")
+    text = "\n".join(cell.source for cell in student.cells)
+    assert "Open In Colab" not in text and "git+" not in text
+    assert install_cell_source(None) in text
+    (tmp_path / "empty").mkdir()
+    missing = _run_cell(tmp_path / "empty", config=None)
+    assert missing.returncode != 0 and "upload the labkit-*.whl" in missing.stderr
+    uploaded = _run_cell(wheel_dir, config=None)
+    assert uploaded.returncode == 0 and "Colab's packages unchanged." in uploaded.stdout
 
 
 def test_labkit_and_the_install_cell_are_python_310_syntax():
