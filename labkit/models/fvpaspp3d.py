@@ -97,6 +97,8 @@ class FVPASPPUNet3d(nn.Module):
                 f"fvpaspp3d: x must be a (B, {self.in_channels}, X, Y, Z) volume batch, "
                 f"got shape {tuple(getattr(x, 'shape', ()))}"
             )
+        if not x.is_floating_point():
+            raise ValueError(f"fvpaspp3d: x must be a float tensor, got {x.dtype}")
         bad = [n for n in x.shape[2:] if n % self.stride]
         if bad:
             raise ValueError(

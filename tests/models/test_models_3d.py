@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from labkit.models import PASPP, ConvBNReLU, FVBlock, FVPASPPUNet, build_model
+from labkit.models import (
+    PASPP,
+    ConvBNReLU,
+    FVBlock,
+    FVPASPPUNet,
+    build_from_spec,
+    build_model,
+    summary,
+)
 
 
 def test_the_3d_model_returns_deep_supervision_in_training_and_one_tensor_in_eval():
@@ -25,6 +33,20 @@ def test_bad_volume_inputs_are_named():
         model(torch.randn(1, 1, 8, 8, 6))
     with pytest.raises(ValueError, match=r"\(B, 1, X, Y, Z\) volume batch"):
         model(torch.randn(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="float tensor"):
+        model(torch.zeros(1, 1, 8, 8, 8, dtype=torch.uint8))
+
+
+def test_every_parameter_gets_a_finite_gradient_and_the_spec_rebuilds_it():
+    model = build_model("fvpaspp3d", base_width=4, depth=2, gate="se", se_reduction=2)
+    outs = model.train()(torch.randn(2, 1, 8, 8, 4))
+    sum(o.mean() for o in outs).backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not no_grad, f"parameters that got no gradient: {no_grad[:5]}"
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+    again = build_from_spec(model.labkit_spec)
+    assert again.state_dict().keys() == model.state_dict().keys()
+    assert summary(again).total == summary(model).total
 
 
 def test_the_fv_block_gates_in_3d_have_one_value_per_volume_channel_or_voxel():
