@@ -107,6 +107,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "`labkit grade merge DIR_1 ... DIR_N --out DIR`",
     )
     p.add_argument(
+        "--max-memory",
+        type=float,
+        default=8.0,
+        metavar="GB",
+        help="address space allowed to each process of a submission (default: 8 GiB)",
+    )
+    p.add_argument(
         "--seed",
         type=int,
         help="seed of the hidden tests' random inputs (default: a secret drawn per run); give "
@@ -152,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         manual=Path(args.manual) if args.manual else None,
         shard=parse_shard(args.shard) if args.shard else None,
         seed=args.seed,
+        max_memory_bytes=int(args.max_memory * 2**30),
         sandbox="require" if args.require_sandbox else "off" if args.no_sandbox else "auto",
     )
     start = time.perf_counter()

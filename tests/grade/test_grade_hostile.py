@@ -93,12 +93,20 @@ for target in [pathlib.Path(demo_exercises.__file__), pathlib.Path(labkit.__file
         hits.append(str(target))
     except OSError:
         pass
-try:
-    (pathlib.Path(sysconfig.get_paths()["purelib"]) / "zz_labkit_evil.pth").write_text("import os\\n")
-    hits.append("pth")
-except OSError:
-    pass
+for target in [pathlib.Path(sysconfig.get_paths()["purelib"]) / "zz_labkit_evil.pth",
+               pathlib.Path(r"{cache}") / "zz_poison.pt",
+               pathlib.Path(r"{real_home}") / ".bashrc"]:
+    try:
+        with open(target, "a") as f:
+            f.write("import os\\n")
+        hits.append(str(target))
+    except OSError:
+        pass
 print(hits)
+"""
+HOG = """\
+import numpy as np
+hog = np.ones(12 * 2**30, dtype=np.uint8)  # 12 GiB
 """
 DETACHED = f"""\
 import subprocess, sys
@@ -182,6 +190,10 @@ def hostile(demo_env, tmp_path_factory):
     protected = {p: p.read_bytes() for p in (real_labkit, real_demo)}
     purelib = Path(sysconfig.get_paths()["purelib"])
     pth_before = sorted(purelib.glob("*.pth"))
+    bashrc = Path.home() / ".bashrc"
+    protected[bashrc] = bashrc.read_bytes() if bashrc.exists() else b""
+    torch_home = base / "shared-torch-cache"  # the instructor's weight cache, shared read-only
+    torch_home.mkdir()
     notebooks = {
         "honest": solution,
         "reload": edited(solution, {"00.dice": RELOAD}),
@@ -197,7 +209,10 @@ def hostile(demo_env, tmp_path_factory):
         "tamper": edited(
             solution,
             at_end=TAMPER.format(
-                real_labkit=real_labkit if SANDBOX else "", real_demo=real_demo if SANDBOX else ""
+                real_labkit=real_labkit if SANDBOX else "",
+                real_demo=real_demo if SANDBOX else "",
+                real_home=Path.home() if SANDBOX else "",
+                cache=torch_home if SANDBOX else "",
             ),
         ),
         "snoop": edited(
@@ -208,6 +223,7 @@ def hostile(demo_env, tmp_path_factory):
     if SANDBOX:  # outside the sandbox these would kill the test run or outlive it
         notebooks["kill_all"] = edited(solution, after_setup=KILL_ALL)
         notebooks["detached"] = edited(solution, at_end=DETACHED)
+    notebooks["hog"] = edited(solution, at_end=HOG)
     for name, nb in notebooks.items():
         write(subs, f"{name}.ipynb", nb)
     options = Options(
@@ -219,7 +235,9 @@ def hostile(demo_env, tmp_path_factory):
         progress=False,
     )
     try:
-        results = grade(subs, "00", out, options)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("TORCH_HOME", str(torch_home))
+            results = grade(subs, "00", out, options)
     finally:
         stop.set()
         listener.join(timeout=5)
@@ -233,6 +251,7 @@ def hostile(demo_env, tmp_path_factory):
         "out": out,
         "protected": protected,
         "pth": (pth_before, sorted(purelib.glob("*.pth"))),
+        "poisoned": (torch_home / "zz_poison.pt").exists(),
         "contacts": contacts,
         "left": left,
     }
@@ -282,8 +301,9 @@ def test_a_forged_status_cannot_hide_an_error(hostile):
 
 def test_tampering_with_labkit_and_site_packages_changes_nothing(hostile):
     for path, before in hostile["protected"].items():
-        assert path.read_bytes() == before, path
+        assert (path.read_bytes() if path.exists() else b"") == before, path
     assert hostile["pth"][0] == hostile["pth"][1]
+    assert not hostile["poisoned"]  # the shared weight cache is read-only
     if SANDBOX:  # it could not even write its own copy
         assert hostile["rows"]["tamper"]["score"] == "4"
 
@@ -320,3 +340,9 @@ def test_observations_with_a_huge_decompressed_size_are_refused(tmp_path):
     os.mkfifo(path)
     with pytest.raises(ValueError, match="not a regular file"):
         read_observations(path)
+
+
+def test_memory_is_limited_per_process(hostile):
+    row = hostile["rows"]["hog"]
+    assert row["status"] == "error" and "MemoryError" in row["detail"], row
+    assert row["score"] == "4"
