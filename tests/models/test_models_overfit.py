@@ -63,7 +63,8 @@ SETUPS = {
 
 
 def test_every_model_is_covered():
-    assert set(SETUPS) == set(MODELS)
+    # lab 07's 3-D model overfits a batch of volumes in test_models_3d.py
+    assert set(SETUPS) == set(MODELS) - {"fvpaspp3d"}
 
 
 def train(model, loss_fn, lr: float, steps: int) -> tuple[float, float]:
