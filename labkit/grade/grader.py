@@ -101,6 +101,8 @@ def grade(
     lab = normalise_lab(lab)
     if options.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {options.jobs}")
+    if options.max_memory_bytes <= 0 or options.max_file_bytes <= 0:
+        raise ValueError("--max-memory and Options.max_file_bytes must be positive")
     if options.timeout <= 0 or options.exercise_timeout <= 0:
         raise ValueError("--timeout and --test-timeout must be positive (seconds)")
     if options.sandbox not in ("auto", "require", "off"):
