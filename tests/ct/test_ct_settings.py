@@ -1,0 +1,35 @@
+"""Lab 07's settings: one per run profile, patches the 3-D model can take, departures named."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from labkit.ct.settings import ABLATION_ROWS, CT_SETTINGS, REPORT, ct_settings
+from labkit.profiles import PROFILES
+
+
+def test_every_profile_has_settings_and_full_is_the_reports():
+    assert set(CT_SETTINGS) == set(PROFILES)
+    assert ct_settings("full") == REPORT and not REPORT.departures
+    assert (REPORT.patch, REPORT.batch_size, REPORT.epochs, REPORT.lr) == (
+        (128, 128, 8),
+        5,
+        200,
+        1e-4,
+    )
+    with pytest.raises(ValueError, match="profile must be one of"):
+        ct_settings("fast")
+
+
+@pytest.mark.parametrize("name", sorted(CT_SETTINGS))
+def test_patches_fit_the_model_and_departures_name_real_changes(name):
+    s = ct_settings(name)
+    assert all(side % 2**s.depth == 0 for side in s.patch)  # the 3-D model's stride
+    assert set(s.ablation) <= set(ABLATION_ROWS) and "fv_paspp_ds" in s.ablation
+    fields = {f.name for f in dataclasses.fields(s)} - {"departures"}
+    for changed in s.departures:
+        assert changed in fields and getattr(s, changed) != getattr(REPORT, changed), changed
+    changed = {f for f in fields if getattr(s, f) != getattr(REPORT, f)}
+    assert changed == set(s.departures), "every change from the report needs its reason"
