@@ -157,24 +157,28 @@ def run(args: argparse.Namespace) -> int:
     # under torchrun: join the process group, one GPU per process (labkit.train.distributed)
     ranks = distributed.join(pick_device(p["device"]).type)
     device = distributed.rank_device(pick_device(p["device"]), ranks)
+    shown = p["progress"] and ranks.is_main  # one set of bars and messages, from rank 0
+
+    def say(text: str) -> None:
+        if ranks.is_main:
+            print(text, file=sys.stderr)
+
     seed_everything(p["seed"])  # the model's initial weights depend on it too
     model = build_model(p["model"], **p["kwargs"])  # ValueError (exit 2) for bad arguments
-    root = resolve_data(args.data, profile=p["profile"], progress=p["progress"])
+    root = resolve_data(args.data, profile=p["profile"], progress=shown)
     classes = ["COVID-19"] if p["covid_only"] else None
-    load = dict(size=p["size"], limit=p["profile"].images(), progress=p["progress"])
+    load = dict(size=p["size"], limit=p["profile"].images(), progress=shown)
     train = load_split(root, "Train", classes=classes, **dict(load, limit=p["train_images"]))
     val = load_split(root, "Val", classes=classes, **load)
     test = load_split(root, "Test", **load)  # all classes: false positives on healthy images
-    print(
+    say(
         f"{p['model']}: {p['profile'].name} profile, {p['size']} px, {len(train)}/{len(val)}/{len(test)} train/val/test images from {root}",
-        file=sys.stderr,
     )
     if p["departures"]:  # students must know the run is not the report's setup
-        print(
+        say(
             f"{p['profile'].name} profile: `labkit train` departs from the report (labkit.profiles "
             "says why; --profile full keeps the report's settings):\n  - "
             + "\n  - ".join(p["departures"]),
-            file=sys.stderr,
         )
 
     def loaders(target: str) -> tuple[BatchLoader, BatchLoader]:
