@@ -59,7 +59,7 @@ PATIENCE = 20  # labkit's addition: stop a run after 20 epochs without progress 
 # report 004: 200 epochs, Adam with learning rate 1e-4, loss 0.5 BCE + Dice; 64 channels in
 # the first level (the U-Net's); 256 px, COVID-QU-Ex's own size (report 004: CT patches of
 # 128 x 128 x 8, batch 5; 16 2-D images here): labkit.reports.REPORT_SETTINGS["004.fvpaspp"].
-# This lab trains six networks, so in the smoke profile each gets 3 epochs (lab 02: 10) and
+# This lab trains six networks, so in the smoke profile each gets 4 epochs (lab 02: 10) and
 # half of lab 02's width; the same for every row.
 R = P.recipe("004.fvpaspp")
 SIZE, EPOCHS, LR, WIDTH, BATCH = R.size, R.epochs, R.lr, R.base_width, R.batch_size
@@ -75,7 +75,7 @@ print(lab_estimate(P, S.device))  # an ESTIMATE of this lab's training time on t
 # move from their random start, and the ablation table would compare six untrained
 # networks. So, in the smoke profile only (the list above says exactly what changes), every
 # network is 8 channels wide instead of 64 (64 times cheaper per pixel), sees every Train
-# image (153 phantom images) in batches of 4, for 3 epochs (about 115 steps) at a larger
+# image (153 phantom images) in batches of 4, for 4 epochs (about 155 steps) at a larger
 # learning rate that decays to 0 over the run (cosine). Every row of the table gets the
 # same settings, so the rows stay comparable with each other (not with the report). The
 # `full` profile keeps the report's settings.
@@ -354,7 +354,7 @@ for name, switches, lung_only in RUNS:
 # %% [markdown]
 # ## 6. Our table beside report 004's
 #
-# **What the smoke profile can show.** In the smoke profile (3 epochs on 153 phantom images
+# **What the smoke profile can show.** In the smoke profile (4 epochs on 153 phantom images
 # of 64 pixels, networks 8 channels wide: the settings printed at the top) expect most
 # networks to learn something and none to have finished learning; the table below gives
 # this run's numbers. Each row keeps the epoch with the best all-image validation Dice,

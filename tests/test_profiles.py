@@ -71,11 +71,11 @@ def test_smoke_recipe_lists_each_departure_and_no_time_budget():
 
 
 def test_a_labs_own_smoke_changes_come_from_the_table():
-    # lab 03 compares plain losses: no Dice term; lab 06 trains six models: 3 epochs each
+    # lab 03 compares plain losses: no Dice term; lab 06 trains six models: 4 epochs each
     r03 = get_profile("smoke").for_lab("03").recipe("000.resunet")
     assert (r03.loss, r03.epochs, r03.batch_size) == ("bce", 15, 8) and "loss" not in r03.departures
     r06 = get_profile("smoke").for_lab("06").recipe("004.fvpaspp")
-    assert (r06.epochs, r06.base_width, r06.batch_size) == (3, 8, 4)
+    assert (r06.epochs, r06.base_width, r06.batch_size) == (4, 8, 4)
     assert "batch 4 instead of 16" in r06.departures["batch_size"]
     # unbound (labkit train): the profile's own smoke settings
     assert get_profile("smoke").recipe("000.resunet").loss == "bce_dice"
