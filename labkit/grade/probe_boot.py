@@ -8,9 +8,14 @@ the lab), and runs ``labkit.grade.worker.observe_exercise``. This process holds 
 code at all, so a child cannot find the reference in memory it inherited.
 
 This process times each child and reports one line per exercise on stdout,
-``<nonce> {"id": ..., "state": "done" | "timeout" | "crashed", "code": ...}``; the children
-write nowhere near stdout. It is not dumpable, so the children (student code, same uid)
-cannot read its memory or write into its pipes through /proc.
+``<nonce> {"id": ..., "state": "done" | "timeout" | "crashed", "code": ..., "sha256": ...}``;
+the children write nowhere near stdout. It is not dumpable, so the children (student code,
+same uid) cannot read its memory or write into its pipes through /proc. Between exercises it
+removes stale result files before a child starts and, in the sandbox (its own PID
+namespace) or among its descendants (it is their subreaper), kills every process left over,
+then records the digest of the child's results:
+a process of one exercise (whose copy holds the *other* exercises' references) cannot write
+or rewrite another exercise's results, and the grader refuses a file whose digest changed.
 """
 
 import json
@@ -40,10 +45,85 @@ def _child(item: dict, job: dict) -> None:
     observe_exercise(item, job)
 
 
+def _digest(path: str) -> str:
+    """SHA-256 of a regular file (never through a link), or "" when there is none."""
+    import hashlib
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        h = hashlib.sha256()
+        for chunk in iter(lambda: os.read(fd, 2**20), b""):
+            h.update(chunk)
+        return h.hexdigest()
+    finally:
+        os.close(fd)
+
+
+def _subreaper() -> None:
+    """Orphans of the children (a detached, double-forked process) become this process's
+    children, so ``_kill_descendants`` finds them even outside a PID namespace."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def _children() -> list[int]:
+    me, found = os.getpid(), []
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == me:
+                found.append(int(name))
+    return found
+
+
+def _kill_descendants() -> None:
+    """Kill and reap everything the last child left running (orphans reparent to us)."""
+    for _ in range(100):
+        kids = _children()
+        if not kids:
+            return
+        for pid in kids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        for pid in kids:
+            try:
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except IsADirectoryError:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+    except OSError:
+        pass
+
+
 def main() -> None:
     job = json.loads(sys.stdin.readline())
     nonce = job["nonce"]
     _undumpable()
+    _subreaper()
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
     try:  # imported once, before any fork; they hold no labkit code
         import numpy  # noqa: F401
@@ -54,6 +134,8 @@ def main() -> None:
         pass
     print(f"{nonce} ready", flush=True)
     for item in job["exercises"]:
+        for suffix in (".npz", ".progress", ".tmp.npz"):  # left by an earlier child?
+            _remove(item["out"] + suffix)
         start = time.monotonic()
         pid = os.fork()
         if pid == 0:
@@ -80,9 +162,16 @@ def main() -> None:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        if job.get("sandboxed"):  # own PID namespace: every other process is the student's
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except OSError:
+                pass
         if state["state"] == "timeout":
             os.waitpid(pid, 0)
+        _kill_descendants()
         state["seconds"] = round(time.monotonic() - start, 3)
+        state["sha256"] = _digest(item["out"] + ".npz")
         print(f"{nonce} {json.dumps(state)}", flush=True)
 
 

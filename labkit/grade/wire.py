@@ -9,6 +9,7 @@ and never equals anything.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -162,14 +163,21 @@ def read_regular_file(path: Path, limit: int) -> tuple[bytes | None, str]:
         os.close(fd)
 
 
-def read_observations(path: Path) -> dict:
+def read_observations(path: Path, sha256: str | None = None) -> dict:
     """A worker's ``NN.npz``: a regular file (no link, no pipe), size-capped on disk and
-    once decompressed, no pickles, JSON nesting bounded; raises on anything else."""
+    once decompressed, no pickles, JSON nesting bounded; raises on anything else.
+
+    Args:
+        sha256: the digest the worker's boot process recorded when the exercise ended; a
+            file that differs was changed afterwards (by another exercise's process).
+    """
     data, problem = read_regular_file(path, MAX_RESULT_BYTES)
     if data is None:
         if not os.path.lexists(path):
             raise FileNotFoundError(path)
         raise ValueError(problem)
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError("the results changed after the code that produced them ended")
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         members = archive.infolist()
         if len(members) > MAX_ARRAYS or sum(m.file_size for m in members) > MAX_UNPACKED_BYTES:

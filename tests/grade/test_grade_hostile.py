@@ -80,6 +80,46 @@ code = (
 )
 subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
 """
+# ---- one exercise's process forging another exercise's results: the scale cell (whose copy
+# of labkit still holds dice's reference) leaves a process that waits for dice's results
+# and rewrites them with the reference's observations; the dice cell itself is a stub.
+FORGER = """\
+import os, sys, time
+forged, target = sys.argv[1], sys.argv[2]
+deadline = time.time() + 300
+while not os.path.exists(target) and time.time() < deadline:
+    time.sleep(0.005)
+os.replace(forged, target)
+"""
+CROSS_FORGE = f"""\
+import builtins, demo_exercises, inspect, os, pathlib, subprocess, sys
+import numpy as np
+from labkit.grade.worker import observe_exercise
+
+def scale(x):
+    x = x.astype(np.float32)
+    span = float(x.max() - x.min())
+    return (x - x.min()) / span if span > 0 else np.zeros_like(x)
+
+_frames = [f.frame.f_locals for f in inspect.stack() if "job" in f.frame.f_locals]
+if _frames:
+    _job, _item = _frames[0]["job"], _frames[0]["item"]
+    _probe = pathlib.Path(_item["out"]).parent
+    _here = os.getcwd()
+    _ = setattr(builtins, "_real_dice", demo_exercises.dice)  # not blocked in this process
+    _source = "dice = _real_dice\\n"
+    _ = observe_exercise(
+        {{"id": "00.dice", "source": _source, "out": str(_probe / "forged"), "lib": _item["lib"]}},
+        _job,
+    )
+    _ = os.chdir(_here)
+    _ = subprocess.Popen(
+        [sys.executable, "-c", {FORGER!r}, str(_probe / "forged.npz"), str(_probe / "02.npz")],
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+"""
+DICE_STUB = "def dice(pred, truth):\n    raise NotImplementedError()\n"
+
 # ---- tampering that would outlive the submission
 TAMPER = """\
 import pathlib, sysconfig
@@ -201,6 +241,7 @@ def hostile(demo_env, tmp_path_factory):
         "gc_find": edited(solution, {"00.dice": GC_FIND}),
         "lookup": edited(solution, {"00.scale": _lookup_scale()}),
         "fifo": edited(solution, {"00.dice": FIFO_RESULT}),
+        "cross_forge": edited(solution, {"00.scale": CROSS_FORGE, "00.dice": DICE_STUB}),
         "zip_bomb": edited(solution, {"00.dice": ZIP_BOMB}),
         "forge_status": edited(
             solution, after_setup=FORGE_STATUS, at_end="import time\ntime.sleep(10)\n1 / 0\n"
@@ -291,6 +332,12 @@ def test_a_pipe_or_a_bomb_in_place_of_results_is_refused_without_blocking(hostil
         dice = _exercise(hostile, student, "00.dice")
         assert dice.status == "crashed" and dice.points == 0, dice
         assert hostile["results"][student].score == 3.0
+
+
+def test_one_exercise_cannot_forge_another_exercises_results(hostile):
+    assert _exercise(hostile, "cross_forge", "00.scale").status == "pass"
+    dice = _exercise(hostile, "cross_forge", "00.dice")
+    assert dice.status in ("stub", "crashed") and dice.points == 0, dice
 
 
 def test_a_forged_status_cannot_hide_an_error(hostile):
