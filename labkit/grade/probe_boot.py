@@ -25,13 +25,16 @@ import sys
 import time
 
 
-def _undumpable() -> None:
-    try:
-        import ctypes
+def _load_procs():
+    """``labkit/grade/procs.py`` loaded by its path: importing it by name would import
+    ``labkit`` (and with it references) into this process."""
+    import importlib.util
 
-        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
-    except (OSError, AttributeError):
-        pass
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "procs.py")
+    spec = importlib.util.spec_from_file_location("_labkit_grade_procs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _child(item: dict, job: dict) -> None:
@@ -65,49 +68,6 @@ def _digest(path: str) -> str:
         os.close(fd)
 
 
-def _subreaper() -> None:
-    """Orphans of the children (a detached, double-forked process) become this process's
-    children, so ``_kill_descendants`` finds them even outside a PID namespace."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
-        pass
-
-
-def _children() -> list[int]:
-    me, found = os.getpid(), []
-    for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat", "rb") as f:
-                    ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if ppid == me:
-                found.append(int(name))
-    return found
-
-
-def _kill_descendants() -> None:
-    """Kill and reap everything the last child left running (orphans reparent to us)."""
-    for _ in range(100):
-        kids = _children()
-        if not kids:
-            return
-        for pid in kids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        for pid in kids:
-            try:
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
-
-
 def _remove(path: str) -> None:
     try:
         os.unlink(path)
@@ -122,8 +82,9 @@ def _remove(path: str) -> None:
 def main() -> None:
     job = json.loads(sys.stdin.readline())
     nonce = job["nonce"]
-    _undumpable()
-    _subreaper()
+    procs = _load_procs()
+    procs.make_undumpable()
+    procs.subreaper()
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
     try:  # imported once, before any fork; they hold no labkit code
         import numpy  # noqa: F401
@@ -169,7 +130,7 @@ def main() -> None:
                 pass
         if state["state"] == "timeout":
             os.waitpid(pid, 0)
-        _kill_descendants()
+        procs.kill_descendants()
         state["seconds"] = round(time.monotonic() - start, 3)
         state["sha256"] = _digest(item["out"] + ".npz")
         print(f"{nonce} {json.dumps(state)}", flush=True)

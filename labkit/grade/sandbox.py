@@ -168,14 +168,3 @@ def preexec(limits: Limits | None) -> Callable[[], None] | None:
             resource.setrlimit(what, (value, value))
 
     return apply
-
-
-def make_undumpable() -> None:
-    """Other processes of this uid (the student's kernel) cannot open this one's /proc files
-    (its memory, its pipes) or ptrace it."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
-    except (OSError, AttributeError):
-        pass

@@ -44,6 +44,7 @@ from labkit.checks.registry import Case, get_exercise
 from labkit.checks.verdict import changed
 from labkit.grade.absent import USED_MESSAGE, where_of
 from labkit.grade.hidden import exercise_tests, load_hidden_tests, set_run_seed
+from labkit.grade.procs import kill_descendants, make_undumpable, subreaper
 from labkit.grade.source import imports_of, python_source
 from labkit.grade.wire import MAX_TEXT, encode
 
@@ -247,7 +248,14 @@ def _observe(call: Any, arrays: dict) -> dict:
 
 # ---------------------------------------------------------------------------- execute
 def execute(job: dict) -> None:
-    """Run the notebook on a fresh kernel with a deadline; write ``status.json``."""
+    """Run the notebook on a fresh kernel with a deadline; print the result after the nonce.
+
+    This process is not dumpable (the kernel, student code with the same uid, cannot read
+    its memory or reach its stdout through /proc) and is the subreaper of whatever the
+    kernel leaves running, which it kills before answering.
+    """
+    make_undumpable()
+    subreaper()
     # Lazy: nbclient, zmq and the kernel machinery are only needed here, and the probe
     # workers (one per student, before any test runs) should not pay for importing them.
     import nbformat
@@ -287,6 +295,7 @@ def execute(job: dict) -> None:
     result["cells"] = sum(c.cell_type == "code" for c in nb.cells) - len(injected)
     result["seconds"] = round(time.monotonic() - start, 3)
     result["output_truncated"] = client.dropped > 0
+    kill_descendants()
     print(f"{job['nonce']} {json.dumps(result)}", flush=True)
 
 
