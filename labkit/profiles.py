@@ -180,7 +180,8 @@ PROFILES: dict[str, Profile] = {
             scheduler="cosine",
         ),
         lab_changes={  # the lab's markdown says why
-            "03": {"epochs": 15, "dice_term": False, "batch_size": 8, "min_lr": 1e-3},  # plain losses
+            # lab 03 compares plain losses: no Dice term
+            "03": {"epochs": 15, "dice_term": False, "batch_size": 8, "min_lr": 1e-3},
             "06": {"epochs": 4, "base_width": 8, "batch_size": 4},  # six models
         },
         phantom=True,

@@ -446,13 +446,13 @@ for loss, iou_, mae_ in (("bce", 0.634, 4.794), ("mse", 0.629, 4.915)):
 # **What a smoke run can show.** On the phantom data expect both models to find much of
 # the infection, with IoU, Dice and MAE a few hundredths apart: your table above has this
 # run's numbers. Do not read a winner into such a gap. With a couple of dozen test images
-# and one training run per loss, a few hundredths is noise: when this lab's smoke profile
-# was run with seeds 0, 1 and 2 (phantom data, CPU, before this note was written), the
-# test Dice was 0.69, 0.75 and 0.67 for BCE and 0.73, 0.75 and 0.05 for MSE. In that last
-# MSE run the network had hardly learned anything after 15 epochs. A possible reason
-# (three runs cannot show it): the gradient of the MSE carries a factor p(1 - p), which is
-# close to 0 when p is close to 0 or 1, so a pixel the network is confidently wrong about
-# pushes it only weakly, while under BCE it pushes hardest. The final validation losses
+# and one training run per loss, a few hundredths is noise: when this lab's smoke training
+# was run with seeds 0, 1 and 2 (phantom data, CPU, one thread; benchmarks/RESULTS.md), the
+# test Dice was 0.75, 0.70 and 0.70 for BCE and 0.74, 0.59 and 0.54 for MSE: the seed
+# moved MSE by 0.2, more than any gap between the losses. MSE's runs spread more: a
+# possible reason (three runs cannot show it) is that the gradient of the MSE carries a
+# factor p(1 - p), which is close to 0 when p is close to 0 or 1, so a pixel the network
+# is confidently wrong about pushes it only weakly, while under BCE it pushes hardest. The final validation losses
 # differ by a factor of four to five only because they are different functions (section 4).
 # Report 000 found no real difference either (IoU 0.634 vs 0.629). Small phantom images and
 # 15 epochs: these numbers show that the models learn; they do not reproduce the report.
