@@ -23,7 +23,7 @@ Where things live:
       (``"labkit.data.preprocess:minmax_scale"``) resolved only when used.
       ``Exercise``, ``Case`` and the registry are defined in ``labkit.checks.registry``,
       ``compare`` / ``describe`` / ``expect`` in ``labkit.checks.compare``; import them
-      from here.
+      from ``labkit.checks``.
     * ``RESULTS``: exercise id -> ``{"status": "pass"|"fail"|"stub", "own": bool,
       "message": str}``, the one record of what this kernel's checks saw. Display only: a
       grader must not trust it (a student can overwrite it); ``labkit grade`` re-runs its own
@@ -42,42 +42,22 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-# Re-exported: the registry and the comparisons live in their own modules, and every name
-# below has always been importable from labkit.checks.
-from labkit.checks.compare import CheckFailed, compare, describe, expect
+from labkit.checks.compare import CheckFailed, describe
 from labkit.checks.registry import (
-    COURSE_EXERCISES_MODULE,
-    EXERCISE_MODULES_ENV_VAR,
-    EXERCISES,
     Case,
     Exercise,
     get_exercise,
-    lab_exercises,
-    register,
     resolve,
 )
 from labkit.checks.verdict import error_text, observe, verdict
 
 __all__ = [
-    "COURSE_EXERCISES_MODULE",
-    "EXERCISES",
-    "EXERCISE_MODULES_ENV_VAR",
     "RESULTS",
     "STRICT_ENV_VAR",
     "SUBMITTED",
-    "Case",
     "CheckError",
-    "CheckFailed",
-    "Exercise",
     "Outcome",
     "check",
-    "compare",
-    "describe",
-    "expect",
-    "get_exercise",
-    "lab_exercises",
-    "register",
-    "resolve",
     "run_tests",
     "summary",
 ]

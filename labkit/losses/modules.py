@@ -2,9 +2,8 @@
 
 The modules are thin wrappers: the arithmetic is in ``labkit.losses.functional`` (read its
 docstring for the conventions: logits (B, 1|2, H, W), a {0, 1} target (B, 1, H, W), one
-infection logit per pixel). Its functions (``bce_loss``, ``dice_loss``, ...) are re-exported
-here, so ``labkit.losses.dice_loss`` works as before. Each class's docstring says what it does
-on an image whose target is empty (Non-COVID and Normal images).
+infection logit per pixel); ``labkit.losses`` exports both. Each class's docstring says what
+it does on an image whose target is empty (Non-COVID and Normal images).
 """
 
 from __future__ import annotations
@@ -21,8 +20,6 @@ from labkit.losses.functional import (
     dice_loss,
     focal_loss,
     focal_term,
-    infection_logits,
-    jaccard_loss,
     mse_loss,
     overlap_term,
     prepare,
@@ -39,13 +36,7 @@ __all__ = [
     "FocalJaccardLoss",
     "FocalLoss",
     "MSELoss",
-    "bce_loss",
     "build_loss",
-    "dice_loss",
-    "focal_loss",
-    "infection_logits",
-    "jaccard_loss",
-    "mse_loss",
 ]
 
 

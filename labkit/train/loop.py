@@ -10,7 +10,7 @@ validation. `fit` then never has to know whether a batch is augmented, and the v
 set can never be augmented by accident.
 
 ``TrainConfig`` and ``History`` live in ``labkit.train.config``, the step inside an epoch and
-validation in ``labkit.train.step``; import them all from here.
+validation in ``labkit.train.step``; import them all from ``labkit.train``.
 """
 
 from __future__ import annotations
@@ -31,32 +31,14 @@ import labkit.train.distributed as distributed
 from labkit.device import amp_dtype, make_grad_scaler, pick_device, seed_everything
 from labkit.device import channels_last as to_channels_last
 from labkit.losses import DeepSupervisionLoss, build_loss
-
-# Re-exported: these names have always been importable from labkit.train.
 from labkit.train.config import (
-    MONITORS,
-    OPTIMIZERS,
-    SCHEDULERS,
-    STOP_REASONS,
     History,
     TrainConfig,
     make_config,
 )
-from labkit.train.step import Forward, NonFiniteLossError, TrainStep, validate
+from labkit.train.step import Forward, TrainStep, validate
 
-__all__ = [
-    "MONITORS",
-    "OPTIMIZERS",
-    "SCHEDULERS",
-    "STOP_REASONS",
-    "History",
-    "NonFiniteLossError",
-    "TrainConfig",
-    "fit",
-    "make_config",
-    "make_optimizer",
-    "make_scheduler",
-]
+__all__ = ["fit", "make_optimizer", "make_scheduler"]
 
 # What each epoch records, in History's names; the step and validation return them.
 _RECORDED = (
