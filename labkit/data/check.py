@@ -18,8 +18,8 @@ from labkit.data.layout import (
     SPLITS,
     Problem,
     Record,
-    _entries,
     find_subset_dir,
+    list_entries,
     present_subsets,
     scan_class_folder,
 )
@@ -166,7 +166,7 @@ def check_dataset(
     records: list[Record] = []
     for subset, base in bases.items():
         report.counts[subset] = {}
-        for extra in _entries(base):
+        for extra in list_entries(base):
             if extra.name not in SPLITS:
                 report.problems.append(Problem("warning", extra, "unexpected entry (ignored)"))
         for split in SPLITS:
@@ -176,7 +176,7 @@ def check_dataset(
                 what = "missing" if not split_dir.is_dir() else "empty"
                 report.problems.append(Problem("error", split_dir, f"{what} split folder"))
                 continue
-            for extra in _entries(split_dir):
+            for extra in list_entries(split_dir):
                 if extra.name not in CLASSES:
                     report.problems.append(Problem("warning", extra, "unexpected entry (ignored)"))
             for cls in CLASSES:

@@ -145,7 +145,7 @@ def nearest_match(path: str | Path, subset: str = "infection") -> Path | None:
         start = start.parent
     # A typo in the last component: compare with the siblings that exist.
     if not path.exists() and path.parent.is_dir():
-        siblings = [p.name for p in _subdirs(path.parent)]
+        siblings = [p.name for p in subdirs(path.parent)]
         for close in difflib.get_close_matches(path.name, siblings, n=3, cutoff=0.6):
             if _looks_like_root(path.parent / close, name):
                 return path.parent / close
@@ -156,7 +156,7 @@ def nearest_match(path: str | Path, subset: str = "infection") -> Path | None:
             for folder in frontier:
                 if folder != path and _looks_like_root(folder, name):
                     return folder
-            frontier = [c for f in frontier for c in _subdirs(f)][:200]
+            frontier = [c for f in frontier for c in subdirs(f)][:200]
     return None
 
 
@@ -164,7 +164,8 @@ def _looks_like_root(folder: Path, name: str) -> bool:
     return (folder / name).is_dir() or (folder.name == name and _has_splits(folder))
 
 
-def _subdirs(folder: Path) -> list[Path]:
+def subdirs(folder: Path) -> list[Path]:
+    """The visible sub-folders of ``folder``, sorted; none when it cannot be listed."""
     try:
         return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     except OSError:
@@ -224,7 +225,8 @@ class Problem:
         return f"{self.level}: {self.path}: {self.message}"
 
 
-def _entries(folder: Path) -> list[Path]:
+def list_entries(folder: Path) -> list[Path]:
+    """Everything in ``folder``, sorted; nothing when it is not a folder."""
     return sorted(folder.iterdir()) if folder.is_dir() else []
 
 
@@ -243,7 +245,7 @@ def scan_class_folder(
     """
     kinds = (IMAGES, *MASK_KINDS[subset])
     problems: list[Problem] = []
-    for extra in _entries(folder):
+    for extra in list_entries(folder):
         if extra.name not in kinds:
             problems.append(Problem("warning", extra, "unexpected entry (ignored)"))
     names: dict[str, set[str]] = {}
@@ -254,7 +256,7 @@ def scan_class_folder(
             names[kind] = set()
             continue
         names[kind] = set()
-        for entry in _entries(kind_dir):
+        for entry in list_entries(kind_dir):
             if _is_png(entry):
                 names[kind].add(entry.name)
             else:

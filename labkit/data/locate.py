@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from labkit.data.download import KAGGLE_HANDLE
-from labkit.data.layout import SUBSETS, _subdirs, find_subset_dir, nearest_match, normalize_root
+from labkit.data.layout import SUBSETS, find_subset_dir, nearest_match, normalize_root, subdirs
 
 DATA_ENV_VAR = "LABKIT_DATA"
 CACHE_ENV_VAR = "LABKIT_CACHE"
@@ -47,7 +47,7 @@ def _find_root_below(folder: Path, depth: int = 3) -> Path | None:
         for f in frontier:
             if any((f / name).is_dir() for name in SUBSETS.values()):
                 return f
-        frontier = [c for f in frontier for c in _subdirs(f)]
+        frontier = [c for f in frontier for c in subdirs(f)]
     return None
 
 

@@ -64,14 +64,15 @@ def deep_supervision_loss(
 
 
 # ---------------------------------------------------------------------------- helpers
-def _build(cls: Any, *args: Any, what: str) -> nn.Module:
+def build_student_module(cls: Any, *args: Any, what: str) -> nn.Module:
+    """``cls(*args)``, refused with a clear message when it is not an ``nn.Module``."""
     obj = cls(*args)  # NotImplementedError from a stub propagates: "not implemented yet"
     if not isinstance(obj, nn.Module):
         raise CheckFailed(f"{what} should be an nn.Module, got {describe(obj)}")
     return obj
 
 
-def _fc_layers(module: nn.Module, x: torch.Tensor) -> list[nn.Module]:
+def fc_layers(module: nn.Module, x: torch.Tensor) -> list[nn.Module]:
     """The fully connected layers (Linear, or 1x1 Conv2d) of ``module`` in the order they run."""
     order: list[nn.Module] = []
 
@@ -122,10 +123,10 @@ def test_contrast_gate(student: Any, reference: Any) -> None:
 def _gate_matches(student: Any, channels: int, shape: tuple[int, ...]) -> None:
     from labkit.models import FVBlock
 
-    gate = _build(student, channels, what=f"ContrastGate({channels})")
+    gate = build_student_module(student, channels, what=f"ContrastGate({channels})")
     x = torch.randn(2, channels, 5, 5, generator=torch.Generator().manual_seed(60))
     labkit_gate = FVBlock(channels, gate="ce").channel_gate
-    expected_fcs, got_fcs = _fc_layers(labkit_gate, x), _fc_layers(gate, x)
+    expected_fcs, got_fcs = fc_layers(labkit_gate, x), fc_layers(gate, x)
     if list(map(_fc_shape, got_fcs)) != list(map(_fc_shape, expected_fcs)):
         raise CheckFailed(
             f"expected these fully connected layers, in this order: "
@@ -164,7 +165,7 @@ def test_paspp(student: Any, reference: Any) -> None:
     channels = 16
     ref = reference(channels)
     randomise_batch_norms(ref)
-    mine = _build(student, channels, what=f"PASPP({channels})")
+    mine = build_student_module(student, channels, what=f"PASPP({channels})")
     theirs, yours = ref.state_dict(), mine.state_dict()
     missing, extra = sorted(set(theirs) - set(yours)), sorted(set(yours) - set(theirs))
     wrong = [k for k in set(theirs) & set(yours) if theirs[k].shape != yours[k].shape]

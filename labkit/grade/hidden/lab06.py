@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from labkit.checks import CheckFailed, get_exercise
-from labkit.exercises.lab06 import _build, _fc_layers
+from labkit.exercises.lab06 import build_student_module, fc_layers
 from labkit.grade.hidden import Probe, hidden, run_seed
 from labkit.grade.hidden._losses import scalar
 from labkit.models.init import randomise_batch_norms
@@ -20,11 +20,11 @@ def _gate_probe(reference: type, channels: int, shape: tuple[int, ...]) -> Probe
     def run(cls: Any) -> torch.Tensor:
         torch.manual_seed(0)
         labkit_gate = reference(channels)
-        gate = _build(cls, channels, what=f"ContrastGate({channels})")
+        gate = build_student_module(cls, channels, what=f"ContrastGate({channels})")
         probe = torch.randn(
             2, channels, 4, 4, generator=torch.Generator().manual_seed(run_seed("06 65"))
         )
-        theirs, mine = _fc_layers(labkit_gate, probe), _fc_layers(gate, probe)
+        theirs, mine = fc_layers(labkit_gate, probe), fc_layers(gate, probe)
         if len(mine) != len(theirs):
             raise CheckFailed(
                 f"ContrastGate({channels}): expected {len(theirs)} fully connected layers to "
