@@ -108,6 +108,7 @@ def main() -> int:
         pip("wheel", "-q", "--no-deps", "-w", str(work / "wheel"), str(ROOT))
         lab_dir = work / "notebooks"
         shutil.copytree(ROOT / "notebooks", lab_dir, ignore=shutil.ignore_patterns("*.py"))
+        shutil.copy(ROOT / "conftest.py", work / "conftest.py")  # nbval's output timeout
         for wheel in (work / "wheel").glob("labkit-*.whl"):
             shutil.copy(wheel, lab_dir)
         notebooks = sorted(lab_dir.glob("[0-9][0-9]_*.ipynb"))
