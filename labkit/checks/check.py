@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labkit.checks.compare import CheckFailed, describe
+from labkit.checks.probes import judge_probe
 from labkit.checks.registry import (
     Case,
     Exercise,
@@ -89,7 +90,7 @@ def _outcome(status: str, message: str, hint: str) -> Outcome:
 
 
 def run_tests(exercise: Exercise, fn: Any, cases: list[Case] | None = None) -> Outcome:
-    """Run an exercise's cases (or the given ones) and custom test on ``fn``.
+    """Run an exercise's cases (or the given ones), probes and custom test on ``fn``.
 
     Inputs are deep-copied for every call, so neither side sees the other's changes; a
     function that changes its input in place fails with a message saying so. The verdict
@@ -108,6 +109,25 @@ def run_tests(exercise: Exercise, fn: Any, cases: list[Case] | None = None) -> O
         if status != "pass":
             return _outcome(status, message if status == "stub" else label + message, exercise.hint)
     tests = len(cases)
+    for probe in exercise.make_probes():
+        observed = observe(probe.run, (fn,))
+        if probe.expect is not None:
+            expected, observed = judge_probe(probe, reference, observed)
+        else:
+            expected = observe(probe.run, (reference,))
+        status, message = verdict(
+            expected,
+            observed,
+            exercise.atol if probe.atol is None else probe.atol,
+            exercise.rtol if probe.rtol is None else probe.rtol,
+        )
+        if status != "pass":
+            hint = probe.hint or exercise.hint
+            if observed["kind"] == "raised" and observed["type"] == "CheckFailed":
+                hint = observed.get("hint") or hint
+            text = message if status == "stub" else f"{probe.label}: {message}"
+            return _outcome(status, text, hint)
+        tests += 1
     if exercise.test is not None:
         test = resolve(exercise.test, f"exercise {exercise.id}: test")
         try:

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from labkit.checks.probes import Probe
+
 EXERCISE_MODULES_ENV_VAR = "LABKIT_EXERCISE_MODULES"
 COURSE_EXERCISES_MODULE = "labkit.exercises"
 _ID = re.compile(r"^\d\d\.[A-Za-z_][A-Za-z0-9_]*$")
@@ -49,8 +51,17 @@ class Exercise:
         reference: labkit's implementation, as ``"module:attr"`` or a callable.
         cases: a callable (or ``"module:attr"``) returning a list of ``Case``; each is run
             through the student's function and the reference and the results compared.
-        test: instead of, or after, the cases: ``test(student, reference)`` raising
-            ``CheckFailed`` (for classes such as ``nn.Module`` blocks).
+        probes: a callable (or ``"module:attr"``) returning a list of ``Probe``
+            (``labkit.checks.probes``): tests with code of their own, such as an
+            ``nn.Module`` block's output with the same weights (``labkit.checks.modules``)
+            or a loss's gradient (``labkit.checks.losses``). They never call the reference,
+            so ``labkit grade`` runs them where labkit's reference does not exist.
+        test: ``test(student, reference)`` raising ``CheckFailed``, run after the cases and
+            probes. It needs the reference next to the student's code, so ``labkit grade``
+            cannot make the reference absent from that process: prefer ``probes``.
+        absent: more ``"module:attr"`` paths that ``labkit grade`` removes, with the
+            reference, from the copy of labkit a student's process imports: library code
+            that would solve the exercise (``"labkit.metrics:dice"`` for a Dice exercise).
         points: marks for ``labkit grade``.
         hint: printed after the first failure: the idea, in words, never the code.
         hints: more specific hints, printed after the 2nd, 3rd, ... failure of the same
@@ -63,7 +74,9 @@ class Exercise:
     function: str
     reference: str | Callable
     cases: str | Callable[[], list[Case]] | None = None
+    probes: str | Callable[[], list[Probe]] | None = None
     test: str | Callable[[Any, Any], None] | None = None
+    absent: tuple[str, ...] = ()
     points: float = 1.0
     hint: str = ""
     hints: tuple[str, ...] = ()
@@ -75,8 +88,8 @@ class Exercise:
             raise ValueError(f"exercise id {self.id!r} must look like '01.name'")
         if not self.function.isidentifier():
             raise ValueError(f"exercise {self.id}: function {self.function!r} is not a name")
-        if self.cases is None and self.test is None:
-            raise ValueError(f"exercise {self.id}: give cases=, test= or both")
+        if self.cases is None and self.probes is None and self.test is None:
+            raise ValueError(f"exercise {self.id}: give cases=, probes= or test=")
         if isinstance(self.hints, str) or not all(isinstance(h, str) for h in self.hints):
             raise ValueError(f"exercise {self.id}: hints must be a tuple of strings")
         if self.points < 0:
@@ -95,6 +108,15 @@ class Exercise:
             return []
         cases = resolve(self.cases, f"exercise {self.id}: cases")()
         return [c if isinstance(c, Case) else Case(args=tuple(c)) for c in cases]
+
+    def make_probes(self) -> list[Probe]:
+        if self.probes is None:
+            return []
+        probes = resolve(self.probes, f"exercise {self.id}: probes")()
+        for p in probes:
+            if not isinstance(p, Probe):
+                raise TypeError(f"exercise {self.id}: probes must be Probe, got {type(p).__name__}")
+        return list(probes)
 
 
 def resolve(target: str | Callable, what: str = "target") -> Any:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from labkit.checks.compare import compare, describe, is_tensor
+from labkit.checks.compare import CheckFailed, compare, describe, is_tensor
 
 STUB = "not implemented yet (your code still raises NotImplementedError)"
 CHANGED_INPUT = (
@@ -46,7 +46,10 @@ def observe(fn: Callable, args: tuple = (), kwargs: Mapping | None = None) -> di
     try:
         value = fn(*a, **k)
     except Exception as err:  # a student's bug is an observation, not a crash
-        return {"kind": "raised", "type": type(err).__name__, "text": error_text(err)}
+        raised = {"kind": "raised", "type": type(err).__name__, "text": error_text(err)}
+        if isinstance(err, CheckFailed) and err.hint:  # a test's own, more specific hint
+            raised["hint"] = err.hint
+        return raised
     return {"kind": "value", "value": value, "changed_input": changed((a, k), (args, kwargs))}
 
 

@@ -1,9 +1,8 @@
 """Lab 03 (residual U-Net, report 000) exercises: the residual block, the residual encoder
 of the U-Net, and BCE vs MSE computed by hand.
 
-The blocks are checked by behaviour as in lab 02 (``labkit.exercises.lab02.same_function``:
-labkit's weights are copied into the student's module role by role, and the outputs must
-agree). ``bce_and_mse`` is the student-facing, numpy version of ``labkit.losses.bce_loss``
+The blocks are checked by behaviour as in lab 02 (``labkit.checks.modules``: the same
+weights in the student's module and labkit's, role by role, and the outputs must agree). ``bce_and_mse`` is the student-facing, numpy version of ``labkit.losses.bce_loss``
 and ``mse_loss`` on probabilities (tested against them in tests/exercises/test_labs_01_03.py).
 """
 
@@ -12,10 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
-from labkit.checks import Case, Exercise, expect, register
-from labkit.exercises.lab02 import build, same_function, train_shape
+from labkit.checks import Case, Exercise, register
+from labkit.checks.modules import output_probe, shape_probe
+from labkit.checks.probes import Probe
+from labkit.exercises.lab02 import ANY_SIZE_HINT
 
 EPS = 1e-7  # probabilities are clipped to [EPS, 1 - EPS] before the log
 
@@ -33,54 +33,52 @@ def bce_and_mse(prob: Any, truth: Any) -> dict[str, float]:
     return {"bce": float(bce.mean()), "mse": float(((p - y) ** 2).mean())}
 
 
-# ---------------------------------------------------------------------------- block tests
-def test_residual_block(student: Any, reference: Any) -> None:
-    g = torch.Generator().manual_seed(0)
+# ---------------------------------------------------------------------------- block probes
+def _residual_hint(kind: str, c_in: int, c_out: int) -> str:
+    return (
+        f"ResidualBlock({c_in}, {c_out}) needs {kind} as its shortcut; the main path is conv "
+        "3x3 -> BN -> ReLU -> conv 3x3 -> BN, and the ReLU comes after the addition: "
+        "relu(main(x) + shortcut(x)); a projection is a 1x1 conv + BN"
+    )
+
+
+def residual_block_probes() -> list[Probe]:
+    """Both kinds of shortcut, by output shape and by output with labkit's weights."""
+    probes = []
     for c_in, c_out, kind in ((3, 8, "a projection (channels change)"), (8, 8, "the identity")):
-        x = torch.randn(2, c_in, 12, 12, generator=g)
-        block = build(student, c_in, c_out, what=f"ResidualBlock({c_in}, {c_out})")
-        with torch.no_grad():
-            out = block.eval()(x)
-        expect(
-            tuple(out.shape),
-            (2, c_out, 12, 12),
-            f"the output shape of ResidualBlock({c_in}, {c_out}) on a (2, {c_in}, 12, 12) input",
-            hint="3x3 convolutions with padding=1 keep H and W; the shortcut must have "
-            "out_channels channels too",
-        )
-        same_function(
-            block,
-            reference(c_in, c_out),
-            x,
-            what=f"ResidualBlock({c_in}, {c_out})",
-            hint=f"ResidualBlock({c_in}, {c_out}) needs {kind} as its shortcut; the main path "
-            "is conv 3x3 -> BN -> ReLU -> conv 3x3 -> BN, and the ReLU comes after the "
-            "addition: relu(main(x) + shortcut(x)); a projection is a 1x1 conv + BN",
-        )
-    train_shape(student, (2, 2, 7, 3), (2, 4, 7, 3), 2, 4, what="ResidualBlock(2, 4)")
+        probes += [
+            shape_probe(
+                "ResidualBlock", (2, c_in, 12, 12), c_in, c_out, tag=f"03 rb shape {c_in}",
+                hint="3x3 convolutions with padding=1 keep H and W; the shortcut must have "
+                "out_channels channels too",
+            ),
+            output_probe("ResidualBlock", (2, c_in, 12, 12), c_in, c_out, tag=f"03 rb {c_in}",
+                         hint=_residual_hint(kind, c_in, c_out)),
+        ]  # fmt: skip
+    probes.append(
+        shape_probe("ResidualBlock", (2, 2, 7, 3), 2, 4, tag="03 rb train", train=True,
+                    hint=ANY_SIZE_HINT)
+    )  # fmt: skip
+    return probes
 
 
-def test_resunet3(student: Any, reference: Any) -> None:
-    x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(1))
-    model = build(student, in_channels=1, classes=1, base_width=4, what="ResUNet3(...)")
-    with torch.no_grad():
-        out = model.eval()(x)
-    expect(
-        tuple(out.shape),
-        (2, 1, 32, 32),
-        "the output shape of ResUNet3(in_channels=1, classes=1, base_width=4) on a "
-        "(2, 1, 32, 32) input",
-        hint="enc1: in_channels -> w, enc2: w -> 2w, enc3: 2w -> 4w, bottleneck: 4w -> 8w",
-    )
-    same_function(
-        model,
-        reference(in_channels=1, classes=1, depth=3, base_width=4),
-        x,
-        hint="every encoder level (enc1, enc2, enc3, bottleneck) is a ResidualBlock; the "
-        "decoder keeps its DoubleConv blocks",
-    )
-    kwargs = {"in_channels": 3, "classes": 2, "base_width": 2}
-    train_shape(student, (2, 3, 16, 8), (2, 2, 16, 8), what="ResUNet3(3, 2, width 2)", **kwargs)
+def resunet3_probes() -> list[Probe]:
+    small = {"in_channels": 1, "classes": 1, "base_width": 4}
+    return [
+        shape_probe(
+            "ResUNet3", (2, 1, 32, 32), tag="03 ru shape",
+            hint="enc1: in_channels -> w, enc2: w -> 2w, enc3: 2w -> 4w, bottleneck: 4w -> 8w",
+            **small,
+        ),
+        output_probe(
+            "ResUNet3", (2, 1, 32, 32), tag="03 ru", ref_kwargs={"depth": 3},
+            hint="every encoder level (enc1, enc2, enc3, bottleneck) is a ResidualBlock; the "
+            "decoder keeps its DoubleConv blocks",
+            **small,
+        ),
+        shape_probe("ResUNet3", (2, 3, 16, 8), tag="03 ru train", train=True, hint=ANY_SIZE_HINT,
+                    in_channels=3, classes=2, base_width=2),
+    ]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- cases
@@ -115,7 +113,7 @@ for _exercise in (
         "Residual block",
         "ResidualBlock",
         "labkit.models.blocks:ResidualBlock",
-        test=test_residual_block,
+        probes=residual_block_probes,
         points=2,
         hint="the output is the ReLU of (main path + shortcut): the main path transforms "
         "the input, the shortcut carries it across unchanged when it can",
@@ -130,7 +128,8 @@ for _exercise in (
         "Residual encoder of the U-Net",
         "ResUNet3",
         "labkit.models.resunet:ResUNet",
-        test=test_resunet3,
+        probes=resunet3_probes,
+        absent=("labkit.models.unet:UNet",),
         hint="lab 02's U-Net with every encoder level (enc1, enc2, enc3, bottleneck) a "
         "ResidualBlock; the decoder is unchanged",
         hints=(

@@ -9,14 +9,14 @@ References are labkit's own implementations where one has the student's signatur
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from labkit.checks import Case, CheckFailed, Exercise, compare, describe, register
+from labkit.checks import Case, CheckFailed, Exercise, describe, register
+from labkit.checks.losses import loss_probes
+from labkit.checks.probes import Probe
 
 
 # ---------------------------------------------------------------------------- references
@@ -65,79 +65,9 @@ def focal_cases() -> list[Case]:
 
 
 # ---------------------------------------------------------------------------- tests
-def check_scalar_cases(
-    student: Callable, reference: Callable, cases: list[Case], atol: float = 1e-5
-) -> None:
-    """Run each case through both; the student's result must be a one-number tensor equal
-    to the reference's (a loss must stay a tensor, or ``loss.backward()`` cannot run).
-
-    Used for every loss exercise of labs 04-06 (their results are 0-dim tensors).
-    """
-    for case in cases:
-        label = f"on {case.label}: " if case.label else ""
-        expected = reference(*copy.deepcopy(case.args), **copy.deepcopy(dict(case.kwargs)))
-        got = student(*copy.deepcopy(case.args), **copy.deepcopy(dict(case.kwargs)))
-        if got is None:
-            raise CheckFailed(f"{label}your function returned None; did you forget `return`?")
-        if not isinstance(got, torch.Tensor):
-            raise CheckFailed(
-                f"{label}expected a torch tensor holding one number (so that loss.backward() "
-                f"works), got {describe(got)}",
-                "compute with torch operations and do not call .item() or float() on the result",
-            )
-        if got.numel() != 1:
-            raise CheckFailed(
-                f"{label}expected one number (a tensor of shape ()), got a tensor of shape "
-                f"{tuple(got.shape)}",
-                "average over the pixels (and images) with .mean()",
-            )
-        msg = compare(float(got), float(expected), atol=atol, rtol=1e-4)
-        if msg:
-            raise CheckFailed(label + msg)
-        check_gradients(student, reference, case, label)
-
-
-def _with_grad(case: Case) -> tuple[list[torch.Tensor], tuple, dict]:
-    """Copies of a case's inputs whose first argument (a tensor or a list of them) needs grad."""
-    args, kwargs = copy.deepcopy(case.args), copy.deepcopy(dict(case.kwargs))
-    first = args[0]
-    leaves = [
-        t.clone().requires_grad_(True) for t in ([first] if torch.is_tensor(first) else first)
-    ]
-    args = (leaves[0] if torch.is_tensor(first) else leaves, *args[1:])
-    return leaves, args, kwargs
-
-
-def check_gradients(student: Callable, reference: Callable, case: Case, label: str = "") -> None:
-    """``d loss / d outputs`` of the student's loss equals the reference's (``labkit grade``
-    compares the gradient too: a loss that has the right value but is cut off from the
-    logits, by ``.item()``, ``float()``, numpy or ``torch.tensor(...)``, cannot train)."""
-    leaves, args, kwargs = _with_grad(case)
-    got = student(*args, **kwargs)
-    if not got.requires_grad:
-        raise CheckFailed(
-            f"{label}no gradient reaches the logits: your loss has the right value but is "
-            "not connected to them, so loss.backward() cannot train the model",
-            "compute the loss with torch operations on the logits all the way; .item(), "
-            "float(), numpy or torch.tensor(...) cut the connection",
-        )
-    mine = torch.autograd.grad(got.sum(), leaves, allow_unused=True)
-    ref_leaves, ref_args, ref_kwargs = _with_grad(case)
-    theirs = torch.autograd.grad(reference(*ref_args, **ref_kwargs).sum(), ref_leaves)
-    for i, (g, r) in enumerate(zip(mine, theirs)):
-        what = "the logits" if len(leaves) == 1 else f"output no. {i + 1} of the list"
-        if g is None:
-            raise CheckFailed(
-                f"{label}no gradient reaches {what}: it is not part of your loss",
-                "every output passed in must contribute to the loss",
-            )
-        msg = compare(g, r, atol=1e-6, rtol=1e-4)
-        if msg:
-            raise CheckFailed(f"{label}the gradient with respect to {what}: {msg}")
-
-
-def test_focal_loss(student: Any, reference: Any) -> None:
-    check_scalar_cases(student, reference, focal_cases())
+def focal_probes() -> list[Probe]:
+    """The focal loss's value and its gradient on every case."""
+    return loss_probes(focal_cases())
 
 
 def _small_pretrained_unet() -> nn.Module:
@@ -164,7 +94,12 @@ def _expect_count(got: Any, expected: int, trainable: str) -> None:
         )
 
 
-def test_set_encoder_trainable(student: Any, reference: Any) -> None:
+def freezing_observations(fn: Any) -> dict:
+    """Freeze, then unfreeze, a small smp U-Net with ``fn``; what it returned and changed.
+
+    Raises ``CheckFailed`` with a student's explanation as soon as something is wrong that
+    needs no reference to see (the observation is still compared with labkit's).
+    """
     model = _small_pretrained_unet()
     # The decoder's own choice, which the student must leave alone: one frozen tensor.
     decoder_frozen = next(model.decoder.parameters()).requires_grad_(False)
@@ -172,7 +107,7 @@ def test_set_encoder_trainable(student: Any, reference: Any) -> None:
     total = sum(p.numel() for p in model.parameters()) - decoder_frozen.numel()
     encoder = sum(p.numel() for p in model.encoder.parameters())
 
-    _expect_count(student(model, False), total - encoder, "False")
+    _expect_count(fn(model, False), total - encoder, "False")
     on, n = _trainable_names(model, "encoder")
     if on:
         raise CheckFailed(
@@ -189,7 +124,7 @@ def test_set_encoder_trainable(student: Any, reference: Any) -> None:
                 "change model.encoder only; leave the decoder and head exactly as they were",
             )
 
-    _expect_count(student(model, True), total, "True")
+    _expect_count(fn(model, True), total, "True")
     on, n = _trainable_names(model, "encoder")
     if on != n:
         raise CheckFailed(
@@ -211,6 +146,21 @@ def test_set_encoder_trainable(student: Any, reference: Any) -> None:
             f"(e.g. {changed[0]})",
             "freezing only stops gradients; it must not re-initialise or modify any weight",
         )
+    return {
+        "trainable after freezing": total - encoder,
+        "trainable after unfreezing": total,
+        "requires_grad of each tensor": [p.requires_grad for p in model.parameters()],
+    }
+
+
+def freezing_probes() -> list[Probe]:
+    return [
+        Probe(
+            "set_encoder_trainable(model, False), then (model, True), on a small smp U-Net "
+            "whose decoder has one frozen tensor",
+            freezing_observations,
+        )
+    ]
 
 
 for _exercise in (
@@ -235,7 +185,7 @@ for _exercise in (
         "Freezing and unfreezing the encoder",
         "set_encoder_trainable",
         "labkit.exercises.lab04:set_encoder_trainable",
-        test=test_set_encoder_trainable,
+        probes=freezing_probes,
         points=2,
         hint="freezing is a flag on each parameter of model.encoder (requires_grad); "
         "everything else stays exactly as it was",
@@ -249,7 +199,7 @@ for _exercise in (
         "Categorical focal loss",
         "focal_loss",
         "labkit.losses:focal_loss",
-        test=test_focal_loss,
+        probes=focal_probes,
         points=2,
         hint="the focal loss is each pixel's cross-entropy for its true class, multiplied "
         "by (1 - p_t) ** gamma so that pixels already right count less; then the mean over "

@@ -10,12 +10,11 @@ agree) and ``fp_outside_lung``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from labkit.checks import Case, Exercise, register
-from labkit.exercises.lab04 import check_scalar_cases
+from labkit.checks.losses import loss_probes
+from labkit.checks.probes import Probe
 
 
 # ---------------------------------------------------------------------------- references
@@ -128,8 +127,9 @@ def fp_cases() -> list[Case]:
     ]
 
 
-def test_combined_loss(student: Any, reference: Any) -> None:
-    check_scalar_cases(student, reference, combined_cases())
+def combined_probes() -> list[Probe]:
+    """The combined loss's value and its gradient on every case."""
+    return loss_probes(combined_cases())
 
 
 for _exercise in (
@@ -151,7 +151,7 @@ for _exercise in (
         "Report 003's combined loss",
         "combined_loss",
         "labkit.exercises.lab05:combined_loss",
-        test=test_combined_loss,
+        probes=combined_probes,
         points=2,
         hint="a weighted sum of three losses, all from the logits: 0.5 soft Dice + 0.3 BCE "
         "+ 0.2 focal (gamma 2), as one torch tensor",

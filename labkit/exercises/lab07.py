@@ -5,9 +5,9 @@ the patch sampler's positive share, per-subject Dice over a volume, and the 3-D 
 * ``sample_patch_starts`` is random, so it is checked by behaviour: shape and dtype, every
   patch inside the volume, the first ``round(n * share)`` patches holding infection,
   reproducible with the same generator, and the errors for bad arguments.
-* ``ContrastGate3d``: labkit's ``FVBlock(C, gate="ce", dims=3).channel_gate`` is run, its
-  two fully connected layers are copied into the student's (found in the order they run,
-  as ``nn.Linear`` or 1x1x1 ``nn.Conv3d``) and both must give the same gate.
+* ``ContrastGate3d``: the student's gate and labkit's get the same weights in their two
+  fully connected layers (matched in the order they run, as ``nn.Linear`` or 1x1x1
+  ``nn.Conv3d``; ``labkit.checks.modules``) and must give the same gate.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from labkit.checks import Case, CheckFailed, Exercise, describe, expect, register
+from labkit.checks import Case, CheckFailed, Exercise, describe, register
+from labkit.checks.modules import output_probe
+from labkit.checks.probes import Probe
 from labkit.ct.scores import volume_scores
 
 
@@ -122,125 +124,84 @@ def sampler_observations(fn: Any, share: float, n: int = 40, seed: int = 71) -> 
     }
 
 
-def test_sampler(student: Any, reference: Any) -> None:
-    for share in (0.5, 1.0, 0.25):
-        got, expected = sampler_observations(student, share), sampler_observations(reference, share)
-        what = f"40 patches of 8x6x4 in a 20x18x12 volume, positive_share={share}"
-        if got.get("shape") != (40, 3):
-            raise CheckFailed(
-                f"{what}: expected starts of shape (40, 3), got {got['shape']}",
-                "one row (x, y, z) per patch",
-            )
-        if not got["integer"]:
-            raise CheckFailed(f"{what}: expected integer starts, got floats", "use .long()")
-        if not got["inside"]:
-            raise CheckFailed(
-                f"{what}: a patch sticks out of the volume",
-                "clamp each start into [0, side - patch] on its axis",
-            )
-        if not got["first_all_positive"]:
-            raise CheckFailed(
-                f"{what}: expected the first {round(40 * share)} patches to contain infection; "
-                f"{got['n_positive_first']} do",
-                "pick a random infection voxel v and an offset o in [0, patch): start = v - o, "
-                "then clamp; the voxel stays inside the patch",
-            )
-        if got != expected:
-            raise CheckFailed(f"{what}: expected {expected}, got {got}")
+def checked_sampler_observations(fn: Any, share: float, n: int = 40, seed: int = 71) -> dict:
+    """``sampler_observations``, failing at once, with a hint, on what needs no reference."""
+    got = sampler_observations(fn, share, n=n, seed=seed)
+    what = f"{n} patches of 8x6x4 in a 20x18x12 volume, positive_share={share}"
+    if got.get("shape") != (n, 3):
+        raise CheckFailed(
+            f"{what}: expected starts of shape ({n}, 3), got {got['shape']}",
+            "one row (x, y, z) per patch",
+        )
+    if not got["integer"]:
+        raise CheckFailed(f"{what}: expected integer starts, got floats", "use .long()")
+    if not got["inside"]:
+        raise CheckFailed(
+            f"{what}: a patch sticks out of the volume",
+            "clamp each start into [0, side - patch] on its axis",
+        )
+    if not got["first_all_positive"]:
+        raise CheckFailed(
+            f"{what}: expected the first {round(n * share)} patches to contain infection; "
+            f"{got['n_positive_first']} do",
+            "pick a random infection voxel v and an offset o in [0, patch): start = v - o, "
+            "then clamp; the voxel stays inside the patch",
+        )
+    return got
+
+
+def _repeatable(fn: Any) -> bool:
     shape, positives = _sampler_volume()
-    one = student(shape, positives, (8, 6, 4), 10, 0.5, torch.Generator().manual_seed(5))
-    two = student(shape, positives, (8, 6, 4), 10, 0.5, torch.Generator().manual_seed(5))
-    expect(two, one, "the starts drawn twice with the same seed", hint="draw only from generator")
-    none = student(shape, positives[:0], (8, 6, 4), 6, 0.5, torch.Generator().manual_seed(5))
+    one = fn(shape, positives, (8, 6, 4), 10, 0.5, torch.Generator().manual_seed(5))
+    two = fn(shape, positives, (8, 6, 4), 10, 0.5, torch.Generator().manual_seed(5))
+    if not (isinstance(one, torch.Tensor) and isinstance(two, torch.Tensor)):
+        raise CheckFailed(f"expected a tensor of patch starts, got {describe(one)}")
+    if one.shape != two.shape or not torch.equal(one, two):
+        raise CheckFailed(
+            "the starts drawn twice with the same seed differ", "draw only from generator"
+        )
+    return True
+
+
+def _no_infection(fn: Any) -> tuple[int, ...]:
+    shape, positives = _sampler_volume()
+    none = fn(shape, positives[:0], (8, 6, 4), 6, 0.5, torch.Generator().manual_seed(5))
     if not isinstance(none, torch.Tensor) or tuple(none.shape) != (6, 3):
         raise CheckFailed(
             f"a volume without infection: expected 6 uniform patches, got {describe(none)}",
             "with no infection voxel, every patch is uniform",
         )
+    return tuple(none.shape)
+
+
+def sampler_probes() -> list[Probe]:
+    """Three shares, the same starts for the same generator, a volume without infection."""
+    return [
+        Probe(
+            f"40 patches with positive_share={share} (shape, bounds, positives first)",
+            lambda f, share=share: checked_sampler_observations(f, share),
+        )
+        for share in (0.5, 1.0, 0.25)
+    ] + [
+        Probe("the starts drawn twice with the same generator seed", _repeatable),
+        Probe("6 patches in a volume without infection", _no_infection),
+    ]
 
 
 # ---------------------------------------------------------------------------- CE gate 3-D
-def fc_layers(module: nn.Module, x: torch.Tensor) -> list[nn.Module]:
-    """The fully connected layers (Linear, or 1x1(x1) conv) of ``module`` in the order they run."""
-    order: list[nn.Module] = []
-
-    def record(mod: nn.Module, _inputs: Any) -> None:
-        if mod not in order:
-            order.append(mod)
-
-    def is_fc(m: nn.Module) -> bool:
-        conv = isinstance(m, (nn.Conv2d, nn.Conv3d)) and set(m.kernel_size) == {1}
-        return isinstance(m, nn.Linear) or conv
-
-    hooks = [m.register_forward_pre_hook(record) for m in module.modules() if is_fc(m)]
-    try:
-        with torch.no_grad():
-            module.eval()(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return order
+GATE_3D_HINT = (
+    "average over D, H and W (nn.AdaptiveAvgPool3d(1), or f.mean((2, 3, 4))), FC, ReLU, FC, "
+    "sigmoid, then g[:, :, None, None, None] so that it broadcasts over the volume"
+)
 
 
-def copy_fc_weights(theirs: list[nn.Module], mine: list[nn.Module], what: str) -> None:
-    """Copy labkit's FC weights into the student's layers (same count and sizes, with biases)."""
-    if len(mine) != len(theirs):
-        raise CheckFailed(
-            f"{what}: expected {len(theirs)} fully connected layers to run "
-            f"(FC C -> C/2, FC C/2 -> 1), yours runs {len(mine)}",
-            "nn.Linear(C, C // 2) then nn.Linear(C // 2, 1): the CE gate ends in ONE number",
-        )
-    with torch.no_grad():
-        for a, b in zip(theirs, mine):
-            if a.weight.numel() != b.weight.numel() or b.bias is None:
-                raise CheckFailed(
-                    f"{what}: a fully connected layer of shape {tuple(b.weight.shape)} where "
-                    f"labkit's is {tuple(a.weight.shape)}, with a bias",
-                    "FC C -> C/2, then FC C/2 -> 1: the CE gate ends in ONE number per volume "
-                    "(a squeeze-and-excitation gate would end in C)",
-                )
-            b.weight.copy_(a.weight.reshape(b.weight.shape))
-            b.bias.copy_(a.bias)
-
-
-def gate_output(cls: Any, channels: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
-    """The student's gate on a ``shape`` input with labkit's FC weights copied in."""
-    from labkit.models import FVBlock
-
-    what = f"ContrastGate3d({channels})"
-    torch.manual_seed(0)
-    labkit_gate = FVBlock(channels, gate="ce", dims=3).channel_gate
-    gate = cls(channels)
-    if not isinstance(gate, nn.Module):
-        raise CheckFailed(f"{what} should be an nn.Module, got {describe(gate)}")
-    probe = torch.randn(2, channels, 2, 3, 2, generator=torch.Generator().manual_seed(72))
-    copy_fc_weights(fc_layers(labkit_gate, probe), fc_layers(gate, probe), what)
-    f = 3 * torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        return gate.eval()(f)
-
-
-def test_contrast_gate_3d(student: Any, reference: Any) -> None:
-    from labkit.models import FVBlock
-
-    hint = (
-        "average over D, H and W (nn.AdaptiveAvgPool3d(1), or f.mean((2, 3, 4))), FC, ReLU, "
-        "FC, sigmoid, then g[:, :, None, None, None] so that it broadcasts over the volume"
-    )
-    for channels, shape, seed in ((8, (2, 8, 4, 5, 3), 73), (6, (3, 6, 2, 2, 6), 74)):
-        got = gate_output(student, channels, shape, seed)
-        if not isinstance(got, torch.Tensor) or tuple(got.shape) != (shape[0], 1, 1, 1, 1):
-            raise CheckFailed(
-                f"ContrastGate3d({channels}) on a {'x'.join(map(str, shape))} input: expected "
-                f"shape {(shape[0], 1, 1, 1, 1)}, got {describe(got)}",
-                hint,
-            )
-        torch.manual_seed(0)
-        labkit_gate = FVBlock(channels, gate="ce", dims=3).channel_gate
-        f = 3 * torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
-        with torch.no_grad():
-            want = labkit_gate.eval()(f)[:, :, None, None, None]
-        expect(got, want, "the gate values with labkit's weights copied into yours", hint=hint)
+def gate_3d_probes() -> list[Probe]:
+    """The gate with the same FC weights as labkit's, for two channel counts and shapes."""
+    return [
+        output_probe("ContrastGate3d", shape, channels, tag=f"07 gate {channels}", layout="fc",
+                     scale=3.0, hint=GATE_3D_HINT)
+        for channels, shape in ((8, (2, 8, 4, 5, 3)), (6, (3, 6, 2, 2, 6)))
+    ]  # fmt: skip
 
 
 for _exercise in (
@@ -264,7 +225,7 @@ for _exercise in (
         "The patch sampler's positive share",
         "sample_patch_starts",
         "labkit.ct.patches:sample_patch_starts",
-        test=test_sampler,
+        probes=sampler_probes,
         points=2,
         hint="a positive patch is built around a voxel that is infected: choose one of the "
         "positives at random, place it at a random position inside the patch, and keep "
@@ -294,7 +255,8 @@ for _exercise in (
         "The 3-D contrast-enhancement gate",
         "ContrastGate3d",
         "labkit.exercises.lab07:ContrastGate3d",
-        test=test_contrast_gate_3d,
+        probes=gate_3d_probes,
+        absent=("labkit.models.fvpaspp:FVBlock",),
         points=2,
         hint="as lab 06's gate, over a volume: average each channel over all its voxels, "
         "squeeze the C averages into ONE number with two fully connected layers, sigmoid",

@@ -1,15 +1,16 @@
 """Make labkit's reference of an exercise absent from the copy a student's process imports.
 
 Blocking a reference in memory is not enough: ``importlib.reload``, ``inspect.getsource``,
-``gc`` or a class's ``__subclasses__`` find the original again. So for an exercise whose
-reference is a plain function, the grader rewrites the *source* in that exercise's copy of
-labkit: the function keeps its name and signature (other modules import it), and its body
-only raises, saying the exercise asks for the student's own code. Nothing in that process,
-its memory or its files holds the reference's code.
+``gc`` or a class's ``__subclasses__`` find the original again. So the grader rewrites the
+*source* in that exercise's copy of labkit: the reference (a function, a class or a method)
+keeps its name, signature and bases (other modules import it, subclass it), and its body
+only raises, saying the exercise asks for the student's own code. The same is done for the
+library code an exercise names as equivalent (``Exercise.absent``: labkit's ``UNet`` for
+lab 03's residual U-Net, ``labkit.metrics.dice`` for lab 02's Dice). Nothing in that
+process, its memory or its files holds the reference's code.
 
-Classes (``nn.Module`` exercises) and exercises with their own ``test=`` stay blocked in
-memory only: their tests need labkit's module (its weights are copied into the student's),
-so the reference must exist in that process (ARCHITECTURE.md, "Trust").
+An exercise with an instructor's own ``test=`` keeps its reference (the test is called with
+it, next to the student's code), blocked in memory only (ARCHITECTURE.md, "Trust").
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import ast
 import inspect
 from pathlib import Path
 
-from labkit.checks.registry import Exercise
+from labkit.checks.registry import Exercise, resolve
 
 USED_MESSAGE = (
     "your code calls labkit's own implementation ({where}); the exercise asks you to write "
@@ -42,33 +43,62 @@ def stub_reference(
         exercise: the exercise under test.
         files: the snapshot (path in the copy -> bytes).
         roots: path prefix in the copy -> the real file or folder it was read from.
+
+    Raises:
+        ValueError: the reference (or a name in ``exercise.absent``) cannot be found in the
+            copy, so the grader could not make it absent.
     """
     if exercise.test is not None:
         return {}
-    reference = exercise.reference_impl()
-    if not inspect.isfunction(reference) or "." in reference.__qualname__:
-        return {}
+    message = USED_MESSAGE.format(where=where_of(exercise))
+    changed: dict[str, bytes] = {}
+    targets = [(exercise.reference, exercise.reference_impl())]
+    targets += [
+        (path, resolve(path, f"exercise {exercise.id}: absent")) for path in exercise.absent
+    ]
+    for path, obj in targets:
+        rel = _file_in_copy(obj, roots)
+        if rel is None or rel not in files:
+            raise ValueError(
+                f"exercise {exercise.id}: the grader cannot make {path!r} absent: its source is "
+                "not in the copy of labkit"
+            )
+        source = changed.get(rel, files[rel])
+        tree = ast.parse(source)
+        if not _stub(tree.body, obj.__qualname__.split("."), message):
+            raise ValueError(f"exercise {exercise.id}: {path!r} not found in {rel}")
+        changed[rel] = (ast.unparse(ast.fix_missing_locations(tree)) + "\n").encode("utf-8")
+    return changed
+
+
+def _file_in_copy(obj: object, roots: dict[str, Path]) -> str | None:
     try:
-        real = Path(inspect.getsourcefile(reference) or "").resolve()
+        real = Path(inspect.getsourcefile(obj) or "").resolve()
     except TypeError:
-        return {}
-    rel = None
+        return None
     for prefix, root in roots.items():
         root = root.resolve()
         if root.is_dir() and real.is_relative_to(root):
-            rel = f"{prefix}/{real.relative_to(root).as_posix()}"
-        elif real == root:
-            rel = prefix
-    if rel is None or rel not in files:
-        return {}
-    tree = ast.parse(files[rel])
-    message = USED_MESSAGE.format(where=where_of(exercise))
+            return f"{prefix}/{real.relative_to(root).as_posix()}"
+        if real == root:
+            return prefix
+    return None
+
+
+def _stub(body: list[ast.stmt], qualname: list[str], message: str) -> bool:
+    """Replace the definition ``qualname`` (``["Cls", "method"]``) in ``body``; found?"""
+    name, rest = qualname[0], qualname[1:]
     raise_it = ast.parse(f"raise RuntimeError({message!r})").body
     found = False
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            if node.name == reference.__name__:
-                node.body, found = raise_it, True
-    if not found:
-        return {}
-    return {rel: (ast.unparse(ast.fix_missing_locations(tree)) + "\n").encode("utf-8")}
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            if not rest:
+                node.body, node.decorator_list, found = raise_it, [], True
+        elif isinstance(node, ast.ClassDef) and node.name == name:
+            if rest:
+                found = _stub(node.body, rest, message) or found
+            else:  # the class keeps its name and bases; building one raises
+                init = ast.parse("def __init__(self, *args, **kwargs):\n    pass").body[0]
+                init.body = raise_it
+                node.body, found = [init], True
+    return found

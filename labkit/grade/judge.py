@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.checks.compare import describe
+from labkit.checks.probes import judge_probe
 from labkit.checks.registry import EXERCISE_MODULES_ENV_VAR, Case, Exercise, get_exercise
 from labkit.checks.verdict import STUB, verdict
 from labkit.course.build import build_lab, find_labs
@@ -124,6 +125,8 @@ def snapshot_sources(
 def expected_observation(test: Case | Probe, reference: Any) -> dict:
     """What the reference does on ``test``, in the same form a worker reports it."""
 
+    if isinstance(test, Probe) and test.expect is not None:
+        return {"kind": "deferred"}  # depends on what the student's module reports: judge()
     try:
         if isinstance(test, Case):
             value = reference(*copy.deepcopy(test.args), **copy.deepcopy(dict(test.kwargs)))
@@ -222,7 +225,9 @@ def judge(spec: ExerciseSpec, meta: dict) -> ExerciseResult:
         if message:
             if first_failure is None:
                 first_failure = where + message
-                result.hint = "" if obs.get("reference_used") else ex.hint
+                result.hint = (
+                    "" if obs.get("reference_used") else (getattr(test, "hint", "") or ex.hint)
+                )
             if not partial:
                 break
             continue
@@ -246,6 +251,8 @@ def _verdict(exp: dict, obs: dict, ex: Exercise, test: Case | Probe) -> str | No
     """
     if obs["kind"] == "raised" and obs.get("reference_used"):
         return str(obs["text"]).split(" (line ")[0]
+    if exp["kind"] == "deferred":  # computed now, here, from the student's evidence
+        exp, obs = judge_probe(test, ex.reference_impl(), obs)
     if obs["kind"] == "value":
         got = obs["value"]
         if getattr(test, "verdict", False):

@@ -52,7 +52,7 @@ WRONG = {
     "07.window_ct": (_window_without_clip, "expected"),
     "07.sample_patch_starts": (_uniform_sampler, "patches to contain infection"),
     "07.subject_dice": (_dice_of_empty_is_zero, "expected nan, got 0"),
-    "07.ContrastGate3d": (_SEGate3d, "where labkit's is (1, 4)"),
+    "07.ContrastGate3d": (_SEGate3d, "FC 8 -> 4, FC 4 -> 1; yours runs: FC 8 -> 4, FC 4 -> 8"),
 }
 
 

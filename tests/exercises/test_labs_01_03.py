@@ -168,18 +168,19 @@ WRONG = [
      "wrong values"),
     ("02.DoubleConv", lambda: _NoPadDoubleConv, "expected (2, 8, 12, 12), got (2, 8, 8, 8)"),
     ("02.DoubleConv", lambda: _NoMiddleReluDoubleConv,
-     "the output with labkit's weights copied into yours: wrong values"),
+     "the same weights in yours and labkit's: wrong values"),
     ("02.DoubleConv", lambda: (lambda c_in, c_out: nn.Conv2d(c_in, c_out, 3, padding=1)),
      "expected these layers to run: 2 x 3x3 convolution, 2 x batch norm; yours runs: "
      "1 x 3x3 convolution"),
     ("02.UNet3", lambda: _unet3(_swapped_skip_forward),
-     "the output with labkit's weights copied into yours: wrong values"),
+     "the same weights in yours and labkit's: wrong values"),
     ("02.UNet3", lambda: _unet3(_no_pool_forward), "your function raised RuntimeError"),
     ("02.dice", lambda: (lambda p, t: float(2 * (p & t).sum() / max(p.sum() + t.sum(), 1))),
      "on an empty true mask and 8 predicted pixels: expected nan, got 0"),
     ("02.iou", lambda: lab02.dice, "on two masks of 8 pixels sharing 4: expected 0.3333, got 0.5"),
     ("03.ResidualBlock", lambda: _ReluBeforeAdd,
-     "ResidualBlock(3, 8): the output with labkit's weights copied into yours: wrong values"),
+     "the output of ResidualBlock(3, 8) on a 2x3x12x12 input, the same weights in yours and "
+     "labkit's: wrong values"),
     ("03.ResidualBlock", lambda: _AlwaysProjected,
      "ResidualBlock(8, 8): expected these layers to run: 2 x 3x3 convolution, 2 x batch norm; "
      "yours runs: 1 x 1x1 convolution"),

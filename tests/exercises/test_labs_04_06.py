@@ -146,10 +146,10 @@ WRONG = [
     ("04.set_encoder_trainable", lambda: _count_tensors,
      "should return 1,248,738 trainable parameters, got an int 31"),
     ("04.focal_loss", lambda: _naive_focal,
-     "on very confident logits (infection logit 120 above background) that are wrong on 3 of "
+     "the loss of very confident logits (infection logit 120 above background) that are wrong on 3 of "
      "4 pixels: expected 90, got inf"),
     ("04.focal_loss", lambda: _cross_entropy,
-     "on random 2-class logits (2, 2, 6, 6): expected 0.868, got 1.176"),
+     "the loss of random 2-class logits (2, 2, 6, 6): expected 0.868, got 1.176"),
     ("04.focal_loss", lambda: _float_focal,
      "expected a torch tensor holding one number (so that loss.backward() works), got a float"),
     ("05.infection_input", lambda: (lambda image, lung: torch.cat([lung.to(image.dtype), image], 1)),
@@ -157,7 +157,7 @@ WRONG = [
     ("05.infection_input", lambda: (lambda image, lung: image),
      "expected shape (2, 4, 4, 4), got shape (2, 3, 4, 4)"),
     ("05.combined_loss", lambda: _batch_dice_combined,
-     "on random logits of 3 images (3, 1, 6, 6): expected 0.7007, got 0.7044"),
+     "the loss of random logits of 3 images (3, 1, 6, 6): expected 0.7007, got 0.7044"),
     ("05.combined_loss", lambda: (lambda logits, target: lab05.combined_loss(logits, target) * 3),
      "expected 0.7007, got 2.102"),
     ("05.constrain_to_lung", lambda: (lambda probs, lung: probs * (lung == 0)),
@@ -173,18 +173,17 @@ WRONG = [
      "expected these fully connected layers, in this order: FC 8 -> 4, FC 4 -> 1; yours runs: "
      "FC 8 -> 4, FC 4 -> 8"),
     ("06.ContrastGate", lambda: _MaxPoolGate,
-     "the gate values with labkit's weights copied into yours: wrong values"),
+     "the same weights in yours and labkit's: wrong values"),
     ("06.ContrastGate", lambda: _FlatGate,
-     "expected an output of shape (2, 1, 1, 1), got shape (2, 1)"),
+     "expected shape (3, 1, 1, 1), got shape (3, 1)"),
     ("06.PASPP", lambda: _ParallelPASPP,
-     "the output with labkit's weights loaded into yours: wrong values"),
+     "the same weights in yours and labkit's: wrong values"),
     ("06.PASPP", lambda: _OwnLayersPASPP,
-     "expected the layers given in __init__ (branches, merge_small, merge_large, fuse); yours "
-     "differ: missing "),
+     "expected the layers given in __init__; yours differ: missing "),
     ("06.deep_supervision_loss", lambda: _mean_over_all_heads,
-     "on a final output and 2 auxiliary heads: expected 1.271, got 1.246"),
+     "the loss of a final output and 2 auxiliary heads: expected 1.271, got 1.246"),
     ("06.deep_supervision_loss", lambda: _sum_of_aux_heads,
-     "on a final output and 2 auxiliary heads: expected 1.271, got 1.869"),
+     "the loss of a final output and 2 auxiliary heads: expected 1.271, got 1.869"),
     ("06.deep_supervision_loss", lambda: _list_only, "your function raised"),
 ]  # fmt: skip
 

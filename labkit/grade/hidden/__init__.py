@@ -19,11 +19,13 @@ A factory returns a list of
 
 * ``Case``: ``fn(*args, **kwargs)`` is compared with the reference's result (the lab's
   ``Exercise.atol/rtol``), and the inputs must come back unchanged;
-* ``Probe``: ``run(obj)`` observes something about the student's function or class (an
-  output shape, a parameter count, the exception a bad input raises) and that observation
-  is compared with ``run(reference)``.
+* ``Probe`` (``labkit.checks.probes``): ``run(obj)`` observes something about the
+  student's function or class (an output shape, a parameter count, the exception a bad
+  input raises) and that observation is compared with ``run(reference)``, or with
+  ``expect(reference, evidence)`` for a module judged with the same weights
+  (``labkit.checks.modules.output_probe``).
 
-The notebook's own cases come first (``public=False`` leaves them out), then the hidden ones.
+The notebook's own cases and probes come first (``public=False`` leaves them out), then the hidden ones.
 When the instructor's folder registers tests for an exercise, they replace labkit's built-in
 hidden tests for it.
 
@@ -36,8 +38,8 @@ Rules, because the grader builds every test twice, in two processes:
     * the expected values are computed in the grader's own process, from the reference; the
       student's process only reports what it observed, so no verdict is reached next to
       student code;
-    * a probe must not call the exercise's reference: it is blocked in the student's process
-      (a student function that calls it fails, saying so).
+    * a probe must not call the exercise's reference: it does not exist in the student's
+      process (a student function that calls it fails, saying so).
 """
 
 from __future__ import annotations
@@ -46,44 +48,17 @@ import importlib
 import importlib.util
 import re
 import sys
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from labkit.checks.compare import CheckFailed
+from labkit.checks.probes import Probe, run_rng, run_seed, set_run_seed
 from labkit.checks.registry import Case, Exercise, resolve
 
 BUILTIN = "builtin"
 INSTRUCTOR = "instructor"
-
-
-@dataclass(frozen=True)
-class Probe:
-    """An observation of the student's object, compared with the same observation of the reference.
-
-    Args:
-        label: what is observed, in a student's words ("the output shape for a 3x64x64 input").
-        run: ``run(obj) -> value``; ``obj`` is the student's function/class or the reference.
-            Return plain values (numbers, strings, tuples, lists, dicts, arrays, tensors).
-            An exception it raises is part of the observation: both sides must raise the same
-            exception type; a ``CheckFailed`` it raises is shown to the student as it is.
-        atol, rtol: tolerances for comparing the observations (default: the exercise's).
-        verdict: the observation is already a verdict, ``"passed"`` or a message for the
-            student (the exercise's own ``test=``); reached in the student's process, so
-            weaker than an observation compared here: give such exercises other probes too.
-        points: this test's weight for partial credit (as ``Case.points``).
-    """
-
-    label: str
-    run: Callable[[Any], Any]
-    atol: float | None = None  # tolerances for this probe (default: the exercise's)
-    rtol: float | None = None
-    verdict: bool = False  # run() returns "passed" or a failure message (judged in-process)
-    points: float | None = None  # a weight for partial credit; None: all or nothing
 
 
 @dataclass
@@ -97,28 +72,6 @@ class _Factory:
 HIDDEN: dict[str, list[_Factory]] = {}
 _origin = BUILTIN  # set while an instructor's file is imported
 _LAB_FILE = re.compile(r"^lab(?P<lab>\d\d)(_[A-Za-z0-9_]+)?\.py$")
-
-
-_run_seed = 0  # set by the grader (secret, per run) and by its workers (from their job)
-
-
-def set_run_seed(seed: int) -> None:
-    """The seed ``run_rng`` draws from (the grader's per-run secret)."""
-    global _run_seed
-    _run_seed = int(seed)
-
-
-def run_seed(tag: str) -> int:
-    """A seed for hidden inputs (e.g. ``torch.Generator().manual_seed(run_seed("01 x"))``):
-    the run's secret seed mixed with ``tag``."""
-    return int(
-        np.random.SeedSequence([_run_seed, zlib.crc32(tag.encode("utf-8"))]).generate_state(1)[0]
-    )
-
-
-def run_rng(tag: str) -> np.random.Generator:
-    """A random generator for hidden inputs: the run's secret seed and ``tag`` (per test)."""
-    return np.random.default_rng([_run_seed, zlib.crc32(tag.encode("utf-8"))])
 
 
 def hidden(exercise_id: str, public: bool = True) -> Callable:
@@ -210,7 +163,7 @@ def exercise_tests(exercise: Exercise) -> list[Case | Probe]:
     public = all(f.public for f in factories)
     tests: list[Case | Probe] = []
     if public:
-        tests += exercise.make_cases()
+        tests += exercise.make_cases() + exercise.make_probes()
         if exercise.test is not None:
             tests.append(_custom_test(exercise))
     for factory in factories:

@@ -5,28 +5,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from labkit.checks import Case, get_exercise
+from labkit.checks import Case
+from labkit.checks.modules import output_probe, shape_probe
 from labkit.grade.hidden import hidden, run_rng
-from labkit.grade.hidden._modules import output_probe, train_shape_probe
 
 
 @hidden("02.DoubleConv")
 def double_conv_tests():
-    ref = get_exercise("02.DoubleConv").reference_impl()
     return [
-        output_probe(ref, "DoubleConv", (1, 5, 9, 11), 5, 7),
-        output_probe(ref, "DoubleConv", (2, 1, 6, 6), 1, 1),
-        train_shape_probe(ref, "DoubleConv", (2, 4, 7, 5), 4, 6),
+        output_probe("DoubleConv", (1, 5, 9, 11), 5, 7, tag="02 h dc 5"),
+        output_probe("DoubleConv", (2, 1, 6, 6), 1, 1, tag="02 h dc 1"),
+        shape_probe("DoubleConv", (2, 4, 7, 5), 4, 6, tag="02 h dc train", train=True),
     ]
 
 
 @hidden("02.UNet3")
 def unet3_tests():
-    ref = get_exercise("02.UNet3").reference_impl()
     kwargs = {"in_channels": 3, "classes": 2, "base_width": 2}
     return [
-        output_probe(ref, "UNet3", (1, 3, 24, 40), ref_kwargs={"depth": 3}, **kwargs),
-        train_shape_probe(ref, "UNet3", (2, 3, 16, 8), **kwargs),
+        output_probe("UNet3", (1, 3, 24, 40), tag="02 h unet", ref_kwargs={"depth": 3}, **kwargs),
+        shape_probe("UNet3", (2, 3, 16, 8), tag="02 h unet train", train=True, **kwargs),
     ]
 
 

@@ -6,28 +6,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from labkit.checks import Case, get_exercise
+from labkit.checks import Case
+from labkit.checks.modules import output_probe, shape_probe
 from labkit.grade.hidden import hidden, run_rng
-from labkit.grade.hidden._modules import output_probe, train_shape_probe
 
 
 @hidden("03.ResidualBlock")
 def residual_block_tests():
-    ref = get_exercise("03.ResidualBlock").reference_impl()
     return [
-        output_probe(ref, "ResidualBlock", (1, 5, 9, 11), 5, 7),  # projection shortcut
-        output_probe(ref, "ResidualBlock", (2, 6, 5, 5), 6, 6),  # identity shortcut
-        train_shape_probe(ref, "ResidualBlock", (2, 2, 7, 3), 2, 4),
+        output_probe("ResidualBlock", (1, 5, 9, 11), 5, 7, tag="03 h rb 5"),  # projection
+        output_probe("ResidualBlock", (2, 6, 5, 5), 6, 6, tag="03 h rb 6"),  # identity
+        shape_probe("ResidualBlock", (2, 2, 7, 3), 2, 4, tag="03 h rb train", train=True),
     ]
 
 
 @hidden("03.ResUNet3")
 def resunet3_tests():
-    ref = get_exercise("03.ResUNet3").reference_impl()
     kwargs = {"in_channels": 3, "classes": 2, "base_width": 2}
     return [
-        output_probe(ref, "ResUNet3", (1, 3, 24, 40), ref_kwargs={"depth": 3}, **kwargs),
-        train_shape_probe(ref, "ResUNet3", (2, 3, 16, 8), **kwargs),
+        output_probe("ResUNet3", (1, 3, 24, 40), tag="03 h ru", ref_kwargs={"depth": 3}, **kwargs),
+        shape_probe("ResUNet3", (2, 3, 16, 8), tag="03 h ru train", train=True, **kwargs),
     ]
 
 

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from labkit.checks import Case
+from labkit.checks.losses import gradient_probe, value_probe
 from labkit.grade.hidden import Probe, hidden, run_seed
-from labkit.grade.hidden._losses import gradient_probe, value_probe
 
 
 @hidden("04.imagenet_normalize")
@@ -78,10 +78,11 @@ def focal_loss_tests():
     logits = 3 * torch.randn(3, 2, 5, 7, generator=g)
     target = (torch.rand(3, 1, 5, 7, generator=g) > 0.8).float()
     one = torch.tensor([[[[0.3]], [[-1.2]]]])  # a single pixel
+    random = Case((logits, target), label="random logits (3, 2, 5, 7)")
     return [
-        value_probe("random logits (3, 2, 5, 7)", logits, target),
-        value_probe("random logits with gamma=1", logits, target, gamma=1.0),
-        value_probe("one infected pixel", one, torch.ones(1, 1, 1, 1)),
-        value_probe("an all-background target", logits, torch.zeros_like(target)),
-        gradient_probe("random logits (3, 2, 5, 7)", logits, target),
+        value_probe(random),
+        value_probe(Case((logits, target), {"gamma": 1.0}, label="random logits with gamma=1")),
+        value_probe(Case((one, torch.ones(1, 1, 1, 1)), label="one infected pixel")),
+        value_probe(Case((logits, torch.zeros_like(target)), label="an all-background target")),
+        gradient_probe(random),
     ]

@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 
 from labkit.checks import Case
+from labkit.checks.losses import gradient_probe, value_probe
 from labkit.grade.hidden import hidden, run_seed
-from labkit.grade.hidden._losses import gradient_probe, value_probe
 
 
 @hidden("05.infection_input")
@@ -36,11 +36,19 @@ def combined_loss_tests():
     g = torch.Generator().manual_seed(run_seed("05 54"))
     logits = 3 * torch.randn(2, 1, 3, 7, generator=g)
     target = (torch.rand(2, 1, 3, 7, generator=g) > 0.7).float()
+    random = Case((logits, target), label="random logits of 2 images (2, 1, 3, 7)")
     return [
-        value_probe("random logits of 2 images (2, 1, 3, 7)", logits, target),
-        value_probe("2 images whose masks are both empty", logits, torch.zeros_like(target)),
-        value_probe("one 1x1 image, infected", torch.tensor([[[[-0.4]]]]), torch.ones(1, 1, 1, 1)),
-        gradient_probe("random logits of 2 images (2, 1, 3, 7)", logits, target),
+        value_probe(random),
+        value_probe(
+            Case((logits, torch.zeros_like(target)), label="2 images whose masks are both empty")
+        ),
+        value_probe(
+            Case(
+                (torch.tensor([[[[-0.4]]]]), torch.ones(1, 1, 1, 1)),
+                label="one 1x1 image, infected",
+            )
+        ),
+        gradient_probe(random),
     ]
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import torch
 
 from labkit.checks import Case
-from labkit.exercises.lab07 import gate_output, sampler_observations
+from labkit.checks.modules import output_probe
+from labkit.exercises.lab07 import sampler_observations
 from labkit.grade.hidden import Probe, hidden, run_seed
 
 
@@ -45,9 +46,9 @@ def _too_big(fn: Any) -> tuple[int, ...]:
 @hidden("07.sample_patch_starts")
 def sampler_tests():
     return [
-        _sampler_probe(0.75, 12, 76),
-        _sampler_probe(0.0, 9, 77),
-        _sampler_probe(1.0, 7, 78),
+        _sampler_probe(0.75, 12, run_seed("07 76")),  # the run's secret seed
+        _sampler_probe(0.0, 9, run_seed("07 77")),
+        _sampler_probe(1.0, 7, run_seed("07 78")),
         Probe("the error for a patch larger than the volume", _too_big),
     ]
 
@@ -67,12 +68,6 @@ def subject_dice_tests():
 @hidden("07.ContrastGate3d")
 def gate_tests():
     return [
-        Probe(
-            "the gate of ContrastGate3d(12) on a 1x12x3x1x5 input, with labkit's weights",
-            lambda cls: gate_output(cls, 12, (1, 12, 3, 1, 5), 80),
-        ),
-        Probe(
-            "the gate of ContrastGate3d(3) on a 2x3x1x1x1 input, with labkit's weights",
-            lambda cls: gate_output(cls, 3, (2, 3, 1, 1, 1), 81),
-        ),
+        output_probe("ContrastGate3d", shape, c, tag=f"07 h gate {c}", layout="fc", scale=3.0)
+        for c, shape in ((12, (1, 12, 3, 1, 5)), (3, (2, 3, 1, 1, 1)))
     ]

@@ -1,0 +1,54 @@
+"""labkit.grade.absent: every course exercise's reference (function, class or method) and its
+named library equivalents are stubbed out of the copy a student's process imports."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+
+from labkit.checks import lab_exercises, resolve
+from labkit.grade.absent import USED_MESSAGE, stub_reference
+from labkit.grade.judge import snapshot_sources
+
+EXERCISES = [e for lab in ("01", "02", "03", "04", "05", "06", "07") for e in lab_exercises(lab)]
+
+
+@pytest.fixture(scope="module")
+def snapshot():
+    files, _, roots = snapshot_sources(())
+    return files, roots
+
+
+def _definition(tree: ast.Module, qualname: str) -> ast.AST:
+    body = tree.body
+    node = None
+    for part in qualname.split("."):
+        node = next(
+            n for n in body
+            if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == part
+        )  # fmt: skip
+        body = node.body
+    return node
+
+
+@pytest.mark.parametrize("exercise", EXERCISES, ids=lambda e: e.id)
+def test_the_reference_and_its_equivalents_only_raise_in_the_copy(snapshot, exercise):
+    files, roots = snapshot
+    assert exercise.test is None, "course exercises use probes, never an in-process test="
+    changed = stub_reference(exercise, files, roots)
+    targets = [exercise.reference_impl()] + [resolve(p) for p in exercise.absent]
+    for obj in targets:
+        (source,) = [
+            text for path, text in changed.items()
+            if path.endswith(obj.__module__.replace(".", "/") + ".py")
+            or path.endswith(obj.__module__.replace(".", "/") + "/__init__.py")
+        ]  # fmt: skip
+        node = _definition(ast.parse(source), obj.__qualname__)
+        body = node.body[0].body if isinstance(node, ast.ClassDef) else node.body
+        if isinstance(node, ast.ClassDef):
+            assert [n.name for n in node.body] == ["__init__"]
+        assert len(body) == 1 and isinstance(body[0], ast.Raise)
+        assert USED_MESSAGE.split("(")[0] in ast.unparse(body[0])
+        # and the stubbed module still compiles (other modules import the name)
+        compile(source, obj.__module__, "exec")
