@@ -143,6 +143,7 @@ for _exercise in (
         "bce_and_mse",
         "labkit.exercises.lab03:bce_and_mse",
         loss_cases,
+        absent=("labkit.losses.functional:bce_loss", "labkit.losses.functional:mse_loss"),
         hint="both are averages over every pixel of a per-pixel cost; return a dict with "
         "the keys 'bce' and 'mse' holding Python floats",
         hints=(

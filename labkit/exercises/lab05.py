@@ -151,6 +151,7 @@ for _exercise in (
         "Report 003's combined loss",
         "combined_loss",
         "labkit.exercises.lab05:combined_loss",
+        absent=("labkit.losses.modules:CombinedLoss",),
         probes=combined_probes,
         points=2,
         hint="a weighted sum of three losses, all from the logits: 0.5 soft Dice + 0.3 BCE "
@@ -168,6 +169,7 @@ for _exercise in (
         "constrain_to_lung",
         "labkit.exercises.lab05:constrain_to_lung",
         constrain_cases,
+        absent=("labkit.models.cascade:mask_outside_lung",),
         points=1,
         hint="outside the lung the infection probability becomes 0, inside it stays as it "
         "was; the result has the dtype of probs",

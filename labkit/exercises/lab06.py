@@ -173,6 +173,7 @@ for _exercise in (
         "Deep-supervision loss",
         "deep_supervision_loss",
         "labkit.exercises.lab06:deep_supervision_loss",
+        absent=("labkit.losses.modules:DeepSupervisionLoss",),
         probes=deep_supervision_probes,
         points=2,
         hint="the final output gets final_weight of the loss, and the auxiliary heads share "

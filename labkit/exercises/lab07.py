@@ -241,6 +241,7 @@ for _exercise in (
         "Per-subject Dice over a whole volume",
         "subject_dice",
         "labkit.exercises.lab07:subject_dice",
+        absent=("labkit.ct.scores:volume_scores", "labkit.metrics:dice"),
         cases=subject_dice_cases,
         points=1,
         hint="one Dice for the whole subject: count agreements over every voxel of the "
