@@ -3,7 +3,9 @@
 ``check`` (running an exercise's tests in a notebook) is in ``labkit.checks.check``; the
 ``Exercise`` / ``Case`` records and the registry in ``labkit.checks.registry``; comparing a
 result with the expected value (``compare``, ``describe``, ``expect``) in
-``labkit.checks.compare``. Students call ``lk.checks.check(...)`` and ``lk.checks.summary()``.
+``labkit.checks.compare``; probes (tests with code of their own) in ``labkit.checks.probes``,
+with the ones for ``nn.Module`` and loss exercises in ``labkit.checks.modules`` and
+``labkit.checks.losses``. Students call ``lk.checks.check(...)`` and ``lk.checks.summary()``.
 """
 
 from labkit.checks.check import (
@@ -17,6 +19,7 @@ from labkit.checks.check import (
     summary,
 )
 from labkit.checks.compare import CheckFailed, compare, describe, expect
+from labkit.checks.probes import Probe, run_rng, run_seed
 from labkit.checks.registry import (
     COURSE_EXERCISES_MODULE,
     EXERCISE_MODULES_ENV_VAR,
@@ -41,6 +44,7 @@ __all__ = [
     "CheckFailed",
     "Exercise",
     "Outcome",
+    "Probe",
     "check",
     "compare",
     "describe",
@@ -49,6 +53,8 @@ __all__ = [
     "lab_exercises",
     "register",
     "resolve",
+    "run_rng",
+    "run_seed",
     "run_tests",
     "summary",
 ]
