@@ -1,11 +1,15 @@
-"""Lab 07's training settings per profile: report 004's in ``full``, and each departure of
-the smaller profiles with its reason (printed by the lab, like ``Profile.recipe``)."""
+"""Lab 07's training settings per profile: report 004's in ``full`` (its numbers from
+``labkit.reports.REPORT_SETTINGS["004.ct"]``, their one home), and each departure of the
+smaller profiles with its reason (printed by the lab, like ``Profile.recipe``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
 from labkit.ct.patches import POSITIVE_SHARE, REPORT_PATCH
+from labkit.reports import report_settings
+
+_R = report_settings("004.ct")
 
 
 @dataclass(frozen=True)
@@ -13,10 +17,10 @@ class CTSettings:
     """What lab 07 trains with. ``departures`` maps a field to why it differs from the report."""
 
     patch: tuple[int, int, int] = REPORT_PATCH  # (X, Y, Z)
-    batch_size: int = 5
-    epochs: int = 200
-    lr: float = 1e-4
-    base_width: int = 32  # report 004 gives no 3-D width; 32 as in the 3-D U-Net (Cicek 2016)
+    batch_size: int = _R.batch_size  # report 004's numbers live in labkit.reports
+    epochs: int = _R.epochs
+    lr: float = _R.lr
+    base_width: int = _R.base_width  # not stated by report 004: the assumption there says why
     depth: int = 3
     patches_per_volume: int = 40  # labkit's: report 004 does not say what an epoch is
     positive_share: float = POSITIVE_SHARE

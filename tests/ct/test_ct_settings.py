@@ -33,3 +33,14 @@ def test_patches_fit_the_model_and_departures_name_real_changes(name):
         assert changed in fields and getattr(s, changed) != getattr(REPORT, changed), changed
     changed = {f for f in fields if getattr(s, f) != getattr(REPORT, f)}
     assert changed == set(s.departures), "every change from the report needs its reason"
+
+
+def test_the_full_profile_takes_report_004s_numbers_from_the_report_settings():
+    from labkit.reports import report_settings
+
+    r, full = report_settings("004.ct"), ct_settings("full")
+    assert (full.batch_size, full.epochs, full.lr, full.base_width) == (
+        r.batch_size, r.epochs, r.lr, r.base_width,
+    )  # fmt: skip
+    assert full.patch[0] == r.size  # the in-plane side of report 004's 128x128x8 patches
+    assert "base_width" in r.assumed  # not stated by the report: the assumption says why
