@@ -32,6 +32,7 @@ import nbformat
 
 from labkit.course.build import BuildError, build_lab, find_labs
 from labkit.course.kernel import execute_notebook, inject_parameters
+from labkit.course.plan import CT_LAB
 from labkit.course.setup import RESULTS_ENV_VAR
 from labkit.metrics import SCORE_NAMES
 from labkit.profiles import SAFETY_STOP, get_profile
@@ -252,7 +253,13 @@ def write_results_md(
         "## Trained models",
         "",
         "Metrics are fractions in [0, 1]: per-image means over images with infection "
-        "(labkit's empty-mask policy, see ARCHITECTURE.md).",
+        "(labkit's empty-mask policy, see ARCHITECTURE.md)"
+        + (
+            f"; lab {CT_LAB}'s are per-subject means: one score per CT volume with "
+            "infection, counted over all its voxels."
+            if any(row["lab"] == CT_LAB for row in rows)
+            else "."
+        ),
         "",
         "| lab | model | loss | Dice | IoU | sensitivity | precision | train time | "
         "report's figure (as reported) |",

@@ -227,3 +227,15 @@ def test_inject_parameters_needs_a_parameters_cell():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
     with pytest.raises(ValueError, match="no cell tagged 'parameters'"):
         inject_parameters(nb, {"PROFILE": "smoke"})
+
+
+def test_results_md_says_lab_07_scores_are_per_subject(tmp_path):
+    from labkit.course.run import write_results_md
+
+    row = {"lab": "02", "model": "unet", "loss": "bce", "dice": 0.5}
+    write_results_md(tmp_path / "a.md", [], [row], "smoke", "phantom")
+    assert "per-image means" in (tmp_path / "a.md").read_text()
+    assert "per-subject" not in (tmp_path / "a.md").read_text()
+    ct = {"lab": "07", "model": "fvpaspp3d", "loss": "bce_dice", "dice": 0.9}
+    write_results_md(tmp_path / "b.md", [], [row, ct], "smoke", "phantom")
+    assert "lab 07's are per-subject means: one score per CT volume" in (tmp_path / "b.md").read_text()
