@@ -11,7 +11,7 @@ import numpy as np
 
 from labkit.ct.layout import CTRecord, find_ct_root, scan_ct_tree
 from labkit.ct.volume import check_mask_labels, detect_convention, load_nifti
-from labkit.data.layout import Problem
+from labkit.data.layout import Findings, Problem
 
 
 @dataclass
@@ -26,20 +26,12 @@ class VolumeRow:
 
 
 @dataclass
-class CTCheckReport:
+class CTCheckReport(Findings):
     """Rows for the readable volumes, and every problem found."""
 
     root: Path
     rows: list[VolumeRow] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.level == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.level == "warning"]
 
     @property
     def ok(self) -> bool:

@@ -16,6 +16,7 @@ import numpy as np
 from labkit.data.layout import (
     CLASSES,
     SPLITS,
+    Findings,
     Problem,
     Record,
     find_subset_dir,
@@ -116,20 +117,12 @@ def decode_record(record: Record) -> tuple[list[np.ndarray], list[Problem]]:
 
 
 @dataclass
-class CheckReport:
+class CheckReport(Findings):
     """What ``check_dataset`` found: problems, and image counts ``{subset: {split: {class: n}}}``."""
 
     root: Path
     problems: list[Problem] = field(default_factory=list)
     counts: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.level == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.level == "warning"]
 
     @property
     def ok(self) -> bool:

@@ -225,6 +225,20 @@ class Problem:
         return f"{self.level}: {self.path}: {self.message}"
 
 
+class Findings:
+    """``errors`` and ``warnings`` of a report that has a ``problems`` list (data and CT checks)."""
+
+    problems: list[Problem]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "warning"]
+
+
 def list_entries(folder: Path) -> list[Path]:
     """Everything in ``folder``, sorted; nothing when it is not a folder."""
     return sorted(folder.iterdir()) if folder.is_dir() else []
