@@ -71,19 +71,26 @@ def double_conv_probes() -> list[Probe]:
     ]  # fmt: skip
 
 
-def unet3_probes() -> list[Probe]:
+def unet_probes(name: str, tag: str, shape_hint: str, output_hint: str) -> list[Probe]:
+    """A three-level U-Net class (lab 02's ``UNet3``, lab 03's ``ResUNet3``): its output shape,
+    its output with the same weights as labkit's ``depth=3`` model, and training mode."""
     small = {"in_channels": 1, "classes": 1, "base_width": 4}
     return [
-        shape_probe(
-            "UNet3", (2, 1, 32, 32), tag="02 unet shape",
-            hint="return self.head(...) of the last decoder level; each up-step doubles H and W",
-            **small,
-        ),
-        output_probe("UNet3", (2, 1, 32, 32), tag="02 unet", ref_kwargs={"depth": 3},
-                     hint=UNET3_HINT, **small),
-        shape_probe("UNet3", (2, 3, 16, 8), tag="02 unet train", train=True, hint=ANY_SIZE_HINT,
+        shape_probe(name, (2, 1, 32, 32), tag=f"{tag} shape", hint=shape_hint, **small),
+        output_probe(name, (2, 1, 32, 32), tag=tag, ref_kwargs={"depth": 3}, hint=output_hint,
+                     **small),
+        shape_probe(name, (2, 3, 16, 8), tag=f"{tag} train", train=True, hint=ANY_SIZE_HINT,
                     in_channels=3, classes=2, base_width=2),
     ]  # fmt: skip
+
+
+def unet3_probes() -> list[Probe]:
+    return unet_probes(
+        "UNet3",
+        "02 unet",
+        "return self.head(...) of the last decoder level; each up-step doubles H and W",
+        UNET3_HINT,
+    )
 
 
 # ---------------------------------------------------------------------------- cases

@@ -15,7 +15,7 @@ import numpy as np
 from labkit.checks import Case, Exercise, register
 from labkit.checks.modules import output_probe, shape_probe
 from labkit.checks.probes import Probe
-from labkit.exercises.lab02 import ANY_SIZE_HINT
+from labkit.exercises.lab02 import ANY_SIZE_HINT, unet_probes
 
 EPS = 1e-7  # probabilities are clipped to [EPS, 1 - EPS] before the log
 
@@ -63,22 +63,13 @@ def residual_block_probes() -> list[Probe]:
 
 
 def resunet3_probes() -> list[Probe]:
-    small = {"in_channels": 1, "classes": 1, "base_width": 4}
-    return [
-        shape_probe(
-            "ResUNet3", (2, 1, 32, 32), tag="03 ru shape",
-            hint="enc1: in_channels -> w, enc2: w -> 2w, enc3: 2w -> 4w, bottleneck: 4w -> 8w",
-            **small,
-        ),
-        output_probe(
-            "ResUNet3", (2, 1, 32, 32), tag="03 ru", ref_kwargs={"depth": 3},
-            hint="every encoder level (enc1, enc2, enc3, bottleneck) is a ResidualBlock; the "
-            "decoder keeps its DoubleConv blocks",
-            **small,
-        ),
-        shape_probe("ResUNet3", (2, 3, 16, 8), tag="03 ru train", train=True, hint=ANY_SIZE_HINT,
-                    in_channels=3, classes=2, base_width=2),
-    ]  # fmt: skip
+    return unet_probes(
+        "ResUNet3",
+        "03 ru",
+        "enc1: in_channels -> w, enc2: w -> 2w, enc3: 2w -> 4w, bottleneck: 4w -> 8w",
+        "every encoder level (enc1, enc2, enc3, bottleneck) is a ResidualBlock; the decoder "
+        "keeps its DoubleConv blocks",
+    )
 
 
 # ---------------------------------------------------------------------------- cases
