@@ -53,7 +53,6 @@ import torch
 from torch import nn
 
 import labkit as lk
-from labkit.course.plan import lab_estimate
 
 S = lk.setup(lab="02", profile=PROFILE, data=DATA)
 P = S.profile
@@ -62,7 +61,7 @@ P = S.profile
 R = P.recipe("001.unet")
 SIZE, EPOCHS, LR, LOSS, WIDTH, BATCH = R.size, R.epochs, R.lr, R.loss, R.base_width, R.batch_size
 print(R)
-print(lab_estimate(P, S.device))  # an ESTIMATE of this lab's training time on this device
+print(S.estimate())  # an ESTIMATE of this lab's training time on this device
 
 # %% [markdown]
 # <details><summary><b>Why the smoke profile departs from the report</b> (how this run is

@@ -43,7 +43,6 @@ import torch
 from torch import nn
 
 import labkit as lk
-from labkit.course.plan import lab_estimate
 from labkit.models import DoubleConv
 
 S = lk.setup(lab="03", profile=PROFILE, data=DATA)
@@ -57,7 +56,7 @@ P = S.profile
 R = P.recipe("000.resunet")
 SIZE, EPOCHS, LR, WIDTH, BATCH = R.size, R.epochs, R.lr, R.base_width, R.batch_size
 print(R)
-print(lab_estimate(P, S.device))  # an ESTIMATE of this lab's training time on this device
+print(S.estimate())  # an ESTIMATE of this lab's training time on this device
 
 # %% [markdown]
 # <details><summary><b>Why the smoke profile departs from the report</b> (how this run is

@@ -50,7 +50,6 @@ import torch
 from torch import nn
 
 import labkit as lk
-from labkit.course.plan import lab_estimate
 from labkit.models import ConvBNReLU
 
 S = lk.setup(lab="06", profile=PROFILE, data=DATA)
@@ -64,7 +63,7 @@ PATIENCE = 20  # labkit's addition: stop a run after 20 epochs without progress 
 R = P.recipe("004.fvpaspp")
 SIZE, EPOCHS, LR, WIDTH, BATCH = R.size, R.epochs, R.lr, R.base_width, R.batch_size
 print(R)
-print(lab_estimate(P, S.device))  # an ESTIMATE of this lab's training time on this device
+print(S.estimate())  # an ESTIMATE of this lab's training time on this device
 
 # %% [markdown]
 # <details><summary><b>Why the smoke profile departs from the report</b> (how this run is

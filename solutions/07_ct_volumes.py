@@ -65,6 +65,7 @@ from labkit.ct.volume import load_nifti
 S = lk.setup(lab="07", profile=PROFILE, needs_data=False)
 C = ct_settings(S.profile.name)
 print(C)
+print(S.estimate())  # an ESTIMATE of this lab's training time on this device
 CT_ROOT, CT_SOURCE = resolve_ct_data(CT_DATA)
 PHANTOM = is_ct_phantom(CT_ROOT)
 print(f"CT data: {CT_ROOT} ({CT_SOURCE})")

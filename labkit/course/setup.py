@@ -75,6 +75,13 @@ class LabSetup:
         kwargs.setdefault("lab", self.lab)
         return record_result(**kwargs)
 
+    def estimate(self) -> str:
+        """An ESTIMATE of this lab's training time on this device, in words (the same
+        figure ``labkit course plan`` prints for this lab, profile and device)."""
+        from labkit.course.plan import lab_estimate  # FLOP counting: only when asked
+
+        return lab_estimate(self.profile, self.device)
+
 
 _CURRENT: LabSetup | None = None  # the last setup() in this kernel, for record_result
 
