@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -307,7 +308,14 @@ def load_split(
     }
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({**fields, "fixed_on_load": fixed}, tmp)
-        os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+        # a unique temporary name in the same folder: processes on other nodes of a shared
+        # disk may have the same pid; os.replace is atomic, so no reader sees half a file
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save({**fields, "fixed_on_load": fixed}, f)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return SegData(**fields)

@@ -76,6 +76,7 @@ def test_second_load_comes_from_the_cache(tree, tmp_path):
     # A cache file is also a file we can read ourselves: the uint8 tensors are in it.
     stored = torch.load(path, weights_only=True)
     assert torch.equal(stored["images"], first.images)
+    assert list(path.parent.iterdir()) == [path]  # no temporary file left beside it
 
 
 def test_changed_file_invalidates_the_cache(tree, tmp_path):
