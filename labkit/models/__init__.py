@@ -36,6 +36,7 @@ from labkit.models.fvpaspp import PASPP, FVBlock, FVPASPPUNet
 from labkit.models.fvpaspp3d import FVPASPPUNet3d
 from labkit.models.pretrained import (
     PretrainedUNet,
+    set_batch_norm_momentum,
     unet_efficientnet_b0,
     unet_efficientnet_b3,
     unet_resnet34,
@@ -76,6 +77,7 @@ __all__ = [
     "count_parameters",
     "load_encoder_weights",
     "mask_outside_lung",
+    "set_batch_norm_momentum",
     "summary",
     "unet_efficientnet_b0",
     "unet_efficientnet_b3",

@@ -13,6 +13,7 @@ from labkit.models import (
     build_from_spec,
     build_model,
     count_parameters,
+    set_batch_norm_momentum,
     summary,
 )
 
@@ -256,6 +257,21 @@ def test_pretrained_parameter_counts(name, low, high):
     model = build_model(name, in_channels=3, classes=2)
     assert model.stride == 32
     assert low < count_parameters(model, trainable_only=True) < high
+
+
+def test_efficientnet_batch_norms_average_slowly_until_set_to_pytorchs_default():
+    """smp's EfficientNet keeps TensorFlow's momentum (0.01): the smoke profile of labs 04/05
+    sets 0.1 (labkit.recipes.CLITraining.bn_momentum); ResNet34 already has 0.1."""
+    b0 = build_model("unet-efficientnet-b0", in_channels=3)
+    norms = [m for m in b0.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert {round(m.momentum, 6) for m in b0.encoder.modules() if m in norms} == {0.01}
+    assert set_batch_norm_momentum(b0, 0.1) == len(norms)
+    assert {m.momentum for m in norms} == {0.1}
+    resnet = build_model("unet-resnet34", in_channels=3)
+    assert {m.momentum for m in resnet.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.1}
+    for bad in (0, 1.5, None, True, "0.1"):
+        with pytest.raises(ValueError, match="momentum must be a number in"):
+            set_batch_norm_momentum(b0, bad)
 
 
 def test_fvpaspp_with_everything_off_is_the_baseline_unet():
