@@ -33,6 +33,11 @@ class CLITraining:
       004's 0.5 BCE + Dice gets a gradient from the rare infected pixels at once.
     * ``scheduler``: ``"cosine"`` decays the lr to 0, so the last epochs settle (lab 02's
       last-epoch test Dice 0.69 with it, 0.44-0.51 without).
+    * ``bn_momentum`` (labs 04, 05): smp's EfficientNet encoders keep TensorFlow's batch-norm
+      momentum (0.01 in PyTorch's terms), so the running statistics that eval mode uses
+      average over ~100 steps: about all a smoke run has, from a random start. Measured
+      (lab 04's B0, seed 0): train Dice 0.68 but test Dice 0.04; with 0.1 (PyTorch's
+      default, ResNet34's) test Dice 0.72.
 
     Args:
         epochs: epochs for every model (instead of ``min(report, max_epochs)``).
@@ -42,6 +47,8 @@ class CLITraining:
         dice_term: train ``bce_dice`` (0.5 BCE + Dice) where the report trains ``bce``.
         scheduler: ``TrainConfig.scheduler`` (the reports use a constant lr: ``None``).
         batch_size: images per batch; ``None`` keeps the report's (capped by the profile).
+        bn_momentum: batch-norm momentum for models with a pretrained encoder (the recipe's
+            ``bn_momentum``), or ``None`` to keep the encoder's own.
     """
 
     epochs: int
@@ -51,6 +58,7 @@ class CLITraining:
     dice_term: bool
     scheduler: str | None = None
     batch_size: int | None = None
+    bn_momentum: float | None = None
 
     def lr(self, report: float) -> float:
         """Learning rate to use where the report used ``report``."""
@@ -87,6 +95,8 @@ class Recipe:
         time_budget_min: the safety limit in minutes (``None``: none), far above the
             expected time; ``warn_if_stopped`` says when it stopped a run.
         scheduler: ``TrainConfig.scheduler`` (``None``: a constant lr, as in the reports).
+        bn_momentum: set every batch norm's momentum to this before training
+            (``labkit.models.set_batch_norm_momentum``), or ``None``: keep the model's.
         profile: the profile's name.
         report: the ``labkit.reports.REPORT_SETTINGS`` key, or ``None``.
         departures: why each setting differs from the report, keyed by setting; empty in
@@ -103,6 +113,7 @@ class Recipe:
     scheduler: str | None
     profile: str
     size: int | None = None
+    bn_momentum: float | None = None
     report: str | None = None
     departures: dict[str, str] = field(default_factory=dict)
 
@@ -204,6 +215,14 @@ def build_recipe(
             f"{cli.scheduler} lr decay instead of the "
             "report's constant lr: the last epochs settle instead of jumping about at "
             "a large lr",
+        )
+    if cli.bn_momentum is not None and base_width is None:  # a pretrained encoder's
+        depart(
+            "bn_momentum",
+            cli.bn_momentum,
+            f"batch-norm momentum {cli.bn_momentum:g} (PyTorch's default, ResNet34's) "
+            "instead of EfficientNet's 0.01: its running statistics, which eval mode uses, "
+            "would still mostly be those of the random start after this run's few steps",
         )
     if cli.loss(loss) != loss:
         depart(

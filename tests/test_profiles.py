@@ -84,6 +84,27 @@ def test_a_labs_own_smoke_changes_come_from_the_table():
         get_profile("smoke").recipe("001.unet", smoke={"no_such_setting": 1})
 
 
+def test_labs_04_05_smoke_recipes_train_enough_steps_and_fix_efficientnets_batch_norm():
+    """Random-start smp encoders (no ImageNet weights offline) must beat 'every lung pixel is
+    infected' on the phantom data (benchmarks/RESULTS.md, session 5)."""
+    r04 = get_profile("smoke").for_lab("04").recipe("002.resnet34")
+    got = (r04.epochs, r04.batch_size, r04.lr, r04.train_images, r04.scheduler, r04.size)
+    assert got == (10, 8, 1e-3, None, "cosine", 64) and "lr" not in r04.departures
+    r05 = get_profile("smoke").for_lab("05").recipe("003.b0")
+    got = (r05.epochs, r05.batch_size, r05.lr, r05.train_images, r05.scheduler, r05.loss)
+    assert got == (12, 8, 2e-3, None, "cosine", "combined")
+    for r in (r04, r05):
+        assert r.bn_momentum == 0.1 and "EfficientNet's 0.01" in r.departures["bn_momentum"]
+        assert r.departures["bn_momentum"] in str(r)  # printed, with its reason
+    # the from-scratch U-Nets have PyTorch's momentum already; practical and full keep the
+    # encoders' own
+    assert get_profile("smoke").for_lab("02").recipe("001.unet").bn_momentum is None
+    for name in ("practical", "full"):
+        for lab, key in (("04", "002.resnet34"), ("05", "003.b0")):
+            r = get_profile(name).for_lab(lab).recipe(key)
+            assert r.bn_momentum is None and "bn_momentum" not in r.departures
+
+
 def test_practical_departs_per_lab_with_reasons():
     practical = get_profile("practical")
     assert practical.recipe("001.unet").departures == {}  # unbound: the report's settings
@@ -91,7 +112,7 @@ def test_practical_departs_per_lab_with_reasons():
     assert (r.size, r.epochs, r.base_width, r.lr, r.loss) == (128, 12, 32, 1e-4, "bce_dice")
     assert set(r.departures) == {"size", "epochs", "base_width"}
     assert "report 004's own patch side" in str(r)
-    # labs 04/05 use the profile's caps directly; the bound lab sets them
+    # lab 05's image side, epochs and lung images come from the bound lab too
     p05 = practical.for_lab("05")
     assert (p05.size(448), p05.epochs(15), p05.epochs(50)) == (256, 6, 6)
     assert (p05.images(subset="lung"), p05.images()) == (3000, None)
