@@ -63,19 +63,20 @@ CPU_GFLOPS = (5.0, 20.0, 50.0)  # low, central, high
 class Training:
     """One kind of training in a lab (``models`` times, the same settings each time).
 
+    Its settings come from ``Profile.recipe(report)``, as in the notebooks.
+
     Args:
         report: ``labkit.reports.REPORT_SETTINGS`` key.
         models: how many models the lab trains this way.
-        recipe: the lab uses ``Profile.recipe`` (else the profile's caps: ``P.epochs`` ...).
         model: another model trained with the report's settings (e.g. lab 04's B0).
         in_channels: input channels, if not the report's.
         epochs: the report's epochs for this stage, if not the run's (a lung stage).
-        subset: ``"infection"`` or ``"lung"``.
+        subset: ``"infection"`` or ``"lung"`` (the lung subset keeps the profile's
+            ``images(subset="lung")`` per split, as lab 05 loads it).
     """
 
     report: str
     models: int = 1
-    recipe: bool = False
     model: str | None = None
     in_channels: int | None = None
     epochs: int | None = None
@@ -84,8 +85,8 @@ class Training:
 
 LAB_TRAINING: dict[str, tuple[Training, ...]] = {
     "01": (),
-    "02": (Training("001.unet", recipe=True),),
-    "03": (Training("000.resunet", models=2, recipe=True),),  # BCE and MSE
+    "02": (Training("001.unet"),),
+    "03": (Training("000.resunet", models=2),),  # BCE and MSE
     "04": (  # ResNet34 from random and from ImageNet weights, then B0, report 002's settings
         Training("002.resnet34", models=2),
         Training("002.resnet34", model="unet-efficientnet-b0", in_channels=3),
@@ -95,7 +96,7 @@ LAB_TRAINING: dict[str, tuple[Training, ...]] = {
         Training("003.b0", in_channels=4),
         Training("003.b0", in_channels=3),
     ),
-    "06": (Training("004.fvpaspp", models=6, recipe=True),),  # five ablation rows + original
+    "06": (Training("004.fvpaspp", models=6),),  # five ablation rows + original image
 }
 
 
@@ -221,22 +222,9 @@ def _key(model: str, t: Training, s: Any, width: int | None, kwargs: dict) -> tu
 def plan_training(profile: Any, t: Training) -> dict[str, Any]:
     """Images, epochs, size, FLOPs and memory of one ``Training`` in a (lab-bound) profile."""
     s = report_settings(t.report)
-    if t.recipe:
-        r = profile.recipe(t.report)
-        epochs, width, batch, size, limit = (
-            r.epochs,
-            r.base_width,
-            r.batch_size,
-            r.size,
-            r.train_images,
-        )
-    else:
-        epochs, width, batch = (
-            profile.epochs(t.epochs or s.epochs),
-            s.base_width,
-            profile.batch_size(s.batch_size),
-        )
-        size, limit = profile.size(s.size), profile.images(subset=t.subset)
+    r = profile.recipe(t.report, epochs=t.epochs)  # epochs=None: the report's
+    epochs, width, batch, size = r.epochs, r.base_width, r.batch_size, r.size
+    limit = profile.images(subset="lung") if t.subset == "lung" else r.train_images
     val_limit = profile.images(subset=t.subset)
     n_train = _count(profile, t.subset, "Train", s.covid_only)
     n_val = _count(profile, t.subset, "Val", s.covid_only)
