@@ -1,12 +1,15 @@
 """``labkit bench --labs``: every lab's smoke training, timed, with its test Dice.
 
 For each lab the same trainings the solution notebook runs in a profile (the settings come
-from ``Profile.recipe`` / the profile's caps, the data from the profile's phantom set), with
+from ``Profile.recipe``, the augmentation from the report, the data from the profile's
+phantom set), with
 labkit's models standing in for the students' (lab 02's U-Net is ``unet``, lab 03's residual
 U-Net ``resunet``). Per training: wall time, epochs trained, why it stopped, and the test
 Dice on the COVID-19 images; per lab the no-learning baseline ("infection = the whole lung",
-the floor that labs 04/05 must beat). Seeds and CPU threads are arguments, so a seed sweep is
-one command (the notebooks are not needed).
+the floor that labs 04/05 must beat). Lab 05 trains its stage 1 (the lungs, scored by its
+lung Dice on the test images) and scores its stage 2 twice as the notebook does: given and
+constrained by the true lungs, and as the cascade behind stage 1's lungs. Seeds and CPU
+threads are arguments, so a seed sweep is one command (the notebooks are not needed).
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import Tensor, nn
 
-from labkit.data import BatchLoader, load_split, resolve_data
+from labkit.data import Augment, BatchLoader, load_split, resolve_data
 from labkit.device import seed_everything
 from labkit.evaluation import evaluate
 from labkit.metrics import confusion_counts, dice
-from labkit.models import build_model
+from labkit.models import CascadeModel, build_model, mask_outside_lung, set_batch_norm_momentum
 from labkit.profiles import get_profile
 from labkit.reports import report_settings
 from labkit.train import TrainConfig, fit
@@ -47,25 +51,25 @@ class Run:
     loss: str | None = None  # default: the recipe's
     inputs: str | None = None  # default: the report's
     lung_only: bool | None = None
-    recipe: bool = True  # Profile.recipe (labs 02, 03, 06) or the caps (labs 04, 05)
+    stage: str | None = None  # "lung": report 003's stage 1 (labkit.reports, "003.cascade")
 
 
 LAB_RUNS: dict[str, list[Run]] = {
     "02": [Run("unet", "001.unet")],
     "03": [Run(f"resunet {loss}", "000.resunet", loss=loss) for loss in ("bce", "mse")],
     "04": [
-        Run("unet-resnet34 (random start)", "002.resnet34", recipe=False),
+        Run("unet-resnet34 (random start)", "002.resnet34"),
         Run(
             "unet-efficientnet-b0 (random start)",
             "002.resnet34",
             model="unet-efficientnet-b0",
-            kwargs={"classes": 1},
-            recipe=False,
+            kwargs={"classes": 2},
         ),
     ],  # fmt: skip
     "05": [
-        Run("stage 2: b0 on RGB + true lung mask", "003.b0", inputs="rgb+lung", recipe=False),
-        Run("one stage: b0 on RGB", "003.b0", recipe=False),
+        Run("stage 1: b3, lungs (lung Dice)", "003.b3", stage="lung"),
+        Run("stage 2 + true lungs: b0 on RGB + lung mask", "003.b0", inputs="rgb+lung"),
+        Run("one stage: b0 on RGB", "003.b0"),
     ],
     "06": [
         *(Run(name, "004.fvpaspp", kwargs=switches) for name, switches in _ABLATION.items()),
@@ -77,60 +81,93 @@ LAB_RUNS: dict[str, list[Run]] = {
         ),
     ],  # fmt: skip
 }
+# lab -> (stage 1's label, stage 2's label): scored once more as the cascade
+CASCADES = {"05": (LAB_RUNS["05"][0].label, LAB_RUNS["05"][1].label)}
 
 
 def _channels(inputs: str) -> int:
     return 1 + 2 * inputs.startswith("rgb") + inputs.endswith("+lung")
 
 
+class _TrueLungs(nn.Module):
+    """Stage 2 given the true lung mask (last input channel) and constrained by it."""
+
+    def __init__(self, infection: nn.Module) -> None:
+        super().__init__()
+        self.infection = infection
+
+    def forward(self, x: Tensor) -> Tensor:
+        return mask_outside_lung(self.infection(x), x[:, -1:])
+
+
 def train_run(run: Run, profile: Any, root: Any, seed: int) -> dict[str, Any]:
-    """Train and score one run; returns its figures (wall time, epochs, test Dice)."""
+    """Train and score one run; returns its figures (wall time, epochs, test Dice).
+
+    The trained model is in the result under ``"model"`` (the cascade needs stage 1).
+    """
     s = report_settings(run.report)
-    if run.recipe:
-        r = profile.recipe(run.report)
-        epochs, lr, loss, width, batch = r.epochs, r.lr, r.loss, r.base_width, r.batch_size
-        size, limit, scheduler = r.size, r.train_images, r.scheduler
-    else:
-        epochs, lr, loss, width = profile.epochs(s.epochs), s.lr, s.loss, s.base_width
-        batch, size, limit = profile.batch_size(s.batch_size), profile.size(s.size), None
-        limit, scheduler = profile.images(), None
+    lung = report_settings("003.cascade").stages["lung"] if run.stage == "lung" else {}
+    r = profile.recipe(run.report, **{k: lung[k] for k in ("epochs", "loss") if k in lung})
+    epochs, lr, loss, width, batch = r.epochs, r.lr, r.loss, r.base_width, r.batch_size
+    size, scheduler = r.size, r.scheduler
+    limit = profile.images(subset="lung") if lung else r.train_images
     loss = run.loss or loss
     inputs = run.inputs or s.inputs
+    target = "lung" if lung else "infection"
     lung_only = s.lung_only if run.lung_only is None else run.lung_only
     classes = ["COVID-19"] if s.covid_only else None
-    load = dict(size=size, classes=classes, progress=False)
+    load = dict(size=size, classes=classes, progress=False, subset=lung.get("subset", "infection"))
     train = load_split(root, "Train", limit=limit, **load)
-    val = load_split(root, "Val", limit=profile.images(), **load)
+    val = load_split(root, "Val", limit=profile.images(subset=load["subset"]), **load)
     test = load_split(root, "Test", size=size, limit=profile.images(), progress=False)
     seed_everything(seed)
     kwargs = dict(s.kwargs if run.model is None else {}, **run.kwargs)
     if width is not None:
         kwargs["base_width"] = width
     model = build_model(run.model or s.model, in_channels=_channels(inputs), **kwargs)
-    common = dict(inputs=inputs, lung_only=lung_only, seed=seed)
+    if r.bn_momentum is not None:
+        set_batch_norm_momentum(model, r.bn_momentum)
+    common = dict(inputs=inputs, lung_only=lung_only, seed=seed, target=target)
     config = TrainConfig(
         epochs=epochs, batch_size=batch, lr=lr, loss=loss, scheduler=scheduler,
-        optimizer=s.optimizer, weight_decay=s.weight_decay, grad_clip=s.grad_clip,
-        patience=s.patience, deep_supervision=bool(kwargs.get("deep_supervision")),
+        optimizer=s.optimizer, weight_decay=lung.get("weight_decay", s.weight_decay),
+        grad_clip=None if lung else s.grad_clip, patience=lung.get("patience", s.patience),
+        deep_supervision=bool(kwargs.get("deep_supervision")),
+        monitor="val_dice_all" if run.report == "003.b0" else "val_dice",  # lab 05's stage 2
         time_budget_min=profile.time_budget_min, seed=seed, device="cpu", progress=False,
         restore_best=run.report.startswith(("003", "004")),  # labs 05/06 keep the best epoch
     )  # fmt: skip
+    augment = {"flips": Augment.flips(), "report003": Augment.report003()}.get(s.augment)
     t0 = time.perf_counter()
     history = fit(
         model,
-        BatchLoader(train, batch, shuffle=True, **common),
+        BatchLoader(train, batch, shuffle=True, augment=augment, **common),
         BatchLoader(val, batch, shuffle=False, **common),
         config,
     )
     seconds = time.perf_counter() - t0
+    scored = _TrueLungs(model) if inputs.endswith("+lung") else model
     result = evaluate(
-        model, test, batch_size=batch, inputs=inputs, lung_only=lung_only, progress=False
-    )
+        scored, test, batch_size=batch, inputs=inputs, target=target, lung_only=lung_only,
+        progress=False,
+    )  # fmt: skip
     return {
         "label": run.label, "seed": seed, "seconds": seconds, "epochs": len(history),
         "planned_epochs": epochs, "stopped_reason": history.stopped_reason,
-        "dice": result.covid["dice"], "train_images": len(train), "size": size,
+        "dice": (result.all_images if lung else result.covid)["dice"],
+        "train_images": len(train), "size": size, "model": model, "batch": batch,
     }  # fmt: skip
+
+
+def score_cascade(lung: dict[str, Any], stage2: dict[str, Any], profile: Any, root: Any) -> dict:
+    """Lab 05's cascade: stage 2 behind stage 1's predicted lungs, scored on the test images."""
+    test = load_split(root, "Test", size=stage2["size"], limit=profile.images(), progress=False)
+    cascade = CascadeModel(lung["model"], stage2["model"])
+    result = evaluate(cascade, test, batch_size=stage2["batch"], inputs="rgb", progress=False)
+    return dict(
+        stage2, label="cascade: stage 1's lungs -> stage 2", seconds=lung["seconds"] +
+        stage2["seconds"], dice=result.covid["dice"], epochs=stage2["epochs"],
+    )  # fmt: skip
 
 
 def whole_lung_baseline(profile: Any, root: Any, size: int) -> float:
@@ -168,12 +205,17 @@ def bench_labs(
         rows = []
         for seed in seeds:
             t0 = time.perf_counter()
+            runs: dict[str, dict[str, Any]] = {}
             for run in LAB_RUNS[lab]:
-                rows.append(train_run(run, p, root, seed))
-                r = rows[-1]
+                runs[run.label] = train_run(run, p, root, seed)
+                if lab in CASCADES and run.label == CASCADES[lab][1]:
+                    stage1, stage2 = (runs[label] for label in CASCADES[lab])
+                    runs["cascade"] = score_cascade(stage1, stage2, p, root)
+            for r in runs.values():
                 log(f"lab {lab} seed {seed} {r['label']}: {r['epochs']}/{r['planned_epochs']} "
                     f"epochs ({r['stopped_reason']}), {r['seconds']:.1f} s, test Dice "
                     f"{r['dice']:.3f}")  # fmt: skip
+                rows.append({k: v for k, v in r.items() if k != "model"})
             log(f"lab {lab} seed {seed}: {time.perf_counter() - t0:.0f} s of training")
         size = rows[0]["size"]
         out["labs"][lab] = {"runs": rows, "whole_lung_dice": whole_lung_baseline(p, root, size)}
