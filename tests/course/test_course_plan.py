@@ -90,6 +90,23 @@ def test_a_notebook_gets_its_own_estimate_on_this_cpu():
     assert lab_estimate(get_profile("smoke").for_lab("01"), "cpu") == "this lab trains no model"
 
 
+def test_every_training_lab_prints_its_estimate_before_it_trains():
+    import torch
+
+    from labkit.course.build import find_labs
+    from labkit.course.setup import LabSetup
+
+    for lab in [*(lab for lab, runs in LAB_TRAINING.items() if runs), CT_LAB]:
+        (source,) = find_labs(Path(__file__).resolve().parents[2] / "solutions", [lab])
+        text = source.read_text(encoding="utf-8")
+        assert "print(S.estimate())" in text, source
+        assert text.index("print(S.estimate())") < text.index(".fit(" if ".fit(" in text else "train_ct(")
+        profile = get_profile("smoke").for_lab(lab)
+        S = LabSetup(lab, profile, torch.device("cpu"), None, "phantom", True, False, 0)
+        assert S.estimate() == lab_estimate(profile, "cpu")
+        assert "on this CPU (an estimate" in S.estimate()
+
+
 def test_the_counted_table_matches_a_recount_and_scales_with_pixels():
     from labkit.course.plan import COUNTED_256, count_costs, model_costs
 
