@@ -191,3 +191,20 @@ def test_median_record_picks_the_middle_round():
     recs = [{"images_per_s": v, "round": i} for i, v in enumerate([300.0, 100.0, 200.0])]
     assert median_record(recs)["round"] == 2
     assert median_record(recs[:2])["round"] == 1  # even count: the lower middle one
+
+
+@pytest.mark.parametrize("groups", [1, 4, 64])
+def test_a_convolutions_training_flops_are_three_forwards_whatever_its_groups(groups):
+    """Hand-computed: 2 FLOPs x N x C_out x H x W x (C_in / groups) x k x k per forward; the
+    backward computes the input's and the weights' gradients, one forward each. torch's own
+    formula charged a depthwise convolution's weight gradient `groups` times too much."""
+    import torch
+    from torch import nn
+
+    from labkit.bench.flops import count_model_flops
+
+    conv = nn.Conv2d(64, 64, 3, padding=1, groups=groups, bias=False).to("meta")
+    x = torch.zeros(2, 64, 16, 16, device="meta", requires_grad=True)
+    forward = 2 * 2 * 64 * 16 * 16 * (64 // groups) * 3 * 3
+    assert count_model_flops(conv, x, backward=False) == forward
+    assert count_model_flops(conv, x, backward=True) == 3 * forward
