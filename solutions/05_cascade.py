@@ -312,9 +312,11 @@ combined_loss = lk.checks.check("05.combined_loss", combined_loss)
 # is a blend of the infection Dice and one minus the false-positive image rate, weighted by
 # how many images of each kind Val holds (in COVID-QU-Ex's Val, as many healthy images as
 # COVID-19 ones). The trade-off: one stray pixel costs a healthy image its whole point,
-# and the blend depends on the class mix of Val. The alternative, `"val_dice_pooled"` (one Dice over all pixels
-# of all images), counts false alarms by their area instead, and lets large lesions weigh
-# more than small ones. Neither is "the" right choice; what matters is that the score that
+# the blend depends on the class mix of Val, and a model that predicts nothing at all
+# scores the healthy share (about 0.5): early in training, before the model finds any
+# lesion, that empty model can be the "best" epoch. The alternative, `"val_dice_pooled"` (one Dice over all pixels
+# of all images), counts false alarms by their area instead, scores an empty model 0, and
+# lets large lesions weigh more than small ones (lab 06 uses it). Neither is "the" right choice; what matters is that the score that
 # chooses the model can see the mistakes you care about. Stage 1 keeps `val_dice`: every
 # image has lungs, so no image is left out.
 
