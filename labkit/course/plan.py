@@ -52,11 +52,13 @@ DEVICES = (*GPUS, "cpu")
 # Assumed fraction of the peak where labkit.bench.flops.EFFICIENCY has no figure: conv nets
 # train at roughly 8-20 % of a GPU's dense 16-bit peak (an assumption, not measured here).
 DEFAULT_EFFICIENCY = (0.08, 0.12, 0.20)
-# Effective training rate on a CPU, GFLOP/s = counted FLOPs / wall time of lab 02's smoke U-Net
-# (1.4 TFLOP): low 5 = 189-277 s with one thread on a 2-core VM kept busy by five other jobs
-# (`labkit bench --labs`, benchmarks/RESULTS.md); high 50 = 25-35 s with two threads on the
-# same VM idle (an earlier session's measurement); central 20 between them.
-CPU_GFLOPS = (5.0, 20.0, 50.0)  # low, central, high
+# Effective training rate on a CPU, GFLOP/s = counted training FLOPs / training wall time,
+# measured on a 2-core VM (benchmarks/RESULTS.md, session 5): with two threads on the idle
+# machine (`labkit course run`, smoke) lab 02's U-Net reached 91, lab 04's ResNet34 86,
+# EfficientNet-B0 43-48, lab 06's width-8 models 34, lab 07's small 3-D models 11; low 5 =
+# one thread on the same VM kept busy by five other jobs. Central 40: the 2-D models'
+# middle, so EfficientNet and 3-D labs take longer than their FLOPs say.
+CPU_GFLOPS = (5.0, 40.0, 90.0)  # low, central, high
 
 
 @dataclass(frozen=True)
