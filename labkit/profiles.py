@@ -178,6 +178,7 @@ PROFILES: dict[str, Profile] = {
             min_lr=3e-3,
             dice_term=True,
             scheduler="cosine",
+            bn_momentum=0.1,  # the random-start EfficientNet encoders (labkit.recipes says why)
         ),
         lab_changes={  # the lab's markdown says why
             # lab 03 compares plain losses: no Dice term

@@ -139,6 +139,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed, device=args.device, progress=not args.no_progress,
         out=Path(args.out or Path("runs") / args.model), departures=departures,
         scheduler=r.scheduler if "scheduler" in kept else None,  # full: None anyway
+        bn_momentum=r.bn_momentum,  # smoke: EfficientNet's batch norms (labkit.recipes)
     )  # fmt: skip
 
 
@@ -148,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     from labkit.data import BatchLoader, load_split, resolve_data
     from labkit.device import pick_device, seed_everything
     from labkit.evaluation import evaluate
-    from labkit.models import build_model
+    from labkit.models import build_model, set_batch_norm_momentum
     from labkit.plots import plot_history
     from labkit.train import TrainConfig, distributed, fit
     from labkit.train.checkpoint import load_model
@@ -165,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
 
     seed_everything(p["seed"])  # the model's initial weights depend on it too
     model = build_model(p["model"], **p["kwargs"])  # ValueError (exit 2) for bad arguments
+    if p["bn_momentum"] is not None:
+        set_batch_norm_momentum(model, p["bn_momentum"])
     root = resolve_data(args.data, profile=p["profile"], progress=shown)
     classes = ["COVID-19"] if p["covid_only"] else None
     load = dict(size=p["size"], limit=p["profile"].images(), progress=shown)

@@ -99,6 +99,23 @@ def test_smoke_departures_are_listed_and_full_keeps_the_report():
     assert (full["batch_size"], full["train_images"], full["time_budget"]) == (16, None, None)
 
 
+def test_smoke_training_of_an_efficientnet_encoder_gets_pytorchs_batch_norm_momentum():
+    """As labs 04/05: a random-start EfficientNet at TensorFlow's momentum keeps its initial
+    eval-mode statistics through a smoke run (benchmarks/RESULTS.md, session 5)."""
+    from labkit.models import build_model, set_batch_norm_momentum
+
+    b0 = train_plan("--model", "unet-efficientnet-b0", "--profile", "smoke")
+    assert b0["bn_momentum"] == 0.1
+    assert any("batch-norm momentum 0.1" in d for d in b0["departures"])
+    assert train_plan("--model", "unet", "--profile", "smoke")["bn_momentum"] is None
+    assert train_plan("--model", "unet-efficientnet-b0", "--profile", "full")["bn_momentum"] is None
+    model = build_model("unet-efficientnet-b0", **b0["kwargs"])
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert min(m.momentum for m in norms) < 0.1  # smp's encoder: TensorFlow's 0.01
+    set_batch_norm_momentum(model, b0["bn_momentum"])  # what `labkit train` does with it
+    assert {m.momentum for m in norms} == {0.1}
+
+
 def test_plan_pretrained_weights_and_overrides():
     smoke = train_plan("--model", "unet-resnet34", "--profile", "smoke")
     assert smoke["kwargs"] == {"classes": 2, "in_channels": 3}  # offline-safe: no download
