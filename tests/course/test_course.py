@@ -238,4 +238,6 @@ def test_results_md_says_lab_07_scores_are_per_subject(tmp_path):
     assert "per-subject" not in (tmp_path / "a.md").read_text()
     ct = {"lab": "07", "model": "fvpaspp3d", "loss": "bce_dice", "dice": 0.9}
     write_results_md(tmp_path / "b.md", [], [row, ct], "smoke", "phantom")
-    assert "lab 07's are per-subject means: one score per CT volume" in (tmp_path / "b.md").read_text()
+    assert (
+        "lab 07's are per-subject means: one score per CT volume" in (tmp_path / "b.md").read_text()
+    )

@@ -100,7 +100,9 @@ def test_every_training_lab_prints_its_estimate_before_it_trains():
         (source,) = find_labs(Path(__file__).resolve().parents[2] / "solutions", [lab])
         text = source.read_text(encoding="utf-8")
         assert "print(S.estimate())" in text, source
-        assert text.index("print(S.estimate())") < text.index(".fit(" if ".fit(" in text else "train_ct(")
+        assert text.index("print(S.estimate())") < text.index(
+            ".fit(" if ".fit(" in text else "train_ct("
+        )
         profile = get_profile("smoke").for_lab(lab)
         S = LabSetup(lab, profile, torch.device("cpu"), None, "phantom", True, False, 0)
         assert S.estimate() == lab_estimate(profile, "cpu")

@@ -16,19 +16,27 @@ from labkit.course.build import build_lab, find_labs
 from labkit.grade import Options, grade
 
 HEADER = "import torch\nfrom torch import nn\n"
-RELOAD = HEADER + """\
+RELOAD = (
+    HEADER
+    + """\
 import importlib
 import labkit.models.blocks
 DoubleConv = importlib.reload(labkit.models.blocks).DoubleConv
 """
-GETSOURCE = HEADER + """\
+)
+GETSOURCE = (
+    HEADER
+    + """\
 import inspect
 import labkit.models.blocks as _b
 _ns = {}
 _ = exec(inspect.getsource(_b.DoubleConv).replace("class DoubleConv", "class _Mine"), vars(_b), _ns)
 DoubleConv = _ns["_Mine"]
 """
-SUBCLASSES = HEADER + """\
+)
+SUBCLASSES = (
+    HEADER
+    + """\
 def _all(cls):
     for sub in cls.__subclasses__():
         yield sub
@@ -36,21 +44,30 @@ def _all(cls):
 _found = [c for c in _all(nn.Module) if c.__name__ == "DoubleConv" and "labkit" in c.__module__]
 DoubleConv = _found[0] if _found else None
 """
-GC_FIND = HEADER + """\
+)
+GC_FIND = (
+    HEADER
+    + """\
 import gc
 _found = [o for o in gc.get_objects() if isinstance(o, type) and o.__name__ == "DoubleConv"
           and o.__module__.startswith("labkit")]
 DoubleConv = _found[-1] if _found else None
 """
-LIBRARY = HEADER + """\
+)
+LIBRARY = (
+    HEADER
+    + """\
 from labkit.models.blocks import ConvBNReLU
 class DoubleConv(nn.Sequential):
     def __init__(self, in_channels, out_channels):
         super().__init__(ConvBNReLU(in_channels, out_channels), ConvBNReLU(out_channels, out_channels))
 """
+)
 # The right layers, but no ReLU in the middle; its __init__ zeroes every convolution, so
 # that with its own weights the missing ReLU would change nothing.
-ZERO_WEIGHTS = HEADER + """\
+ZERO_WEIGHTS = (
+    HEADER
+    + """\
 class DoubleConv(nn.Module):
     def __init__(self, in_channels, out_channels):
         super().__init__()
@@ -64,7 +81,10 @@ class DoubleConv(nn.Module):
     def forward(self, x):
         return torch.relu(self.b2(self.c2(self.b1(self.c1(x)))))
 """
-UNET_LIBRARY = HEADER + """\
+)
+UNET_LIBRARY = (
+    HEADER
+    + """\
 from labkit.models.unet import UNet
 class UNet3(nn.Module):
     def __init__(self, in_channels=1, classes=1, base_width=64):
@@ -74,6 +94,7 @@ class UNet3(nn.Module):
     def forward(self, x):
         return self.net(x)
 """
+)
 DICE_LIBRARY = """\
 import numpy as np
 import torch
