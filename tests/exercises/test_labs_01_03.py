@@ -182,7 +182,8 @@ WRONG = [
      "the output of ResidualBlock(3, 8) on a 2x3x12x12 input, the same weights in yours and "
      "labkit's: wrong values"),
     ("03.ResidualBlock", lambda: _AlwaysProjected,
-     "ResidualBlock(8, 8): expected these layers to run: 2 x 3x3 convolution, 2 x batch norm; "
+     "the output of ResidualBlock(8, 8) on a 2x8x12x12 input, the same weights in yours and "
+     "labkit's: expected these layers to run: 2 x 3x3 convolution, 2 x batch norm; "
      "yours runs: 1 x 1x1 convolution"),
     ("03.ResUNet3", lambda: _plain_resunet3, "expected these layers to run: 5 x 1x1 convolution, 14 x 3x3 convolution, 18 x batch norm, "
      "3 x transposed convolution; yours runs: 1 x 1x1 convolution"),
