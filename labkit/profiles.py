@@ -184,13 +184,13 @@ PROFILES: dict[str, Profile] = {
             # lab 03 compares plain losses: no Dice term
             "03": {"epochs": 15, "dice_term": False, "batch_size": 8, "min_lr": 1e-3},
             "06": {"epochs": 4, "base_width": 8, "batch_size": 4},  # six models
-            # smp encoders from a random start (no ImageNet weights offline): batch 8 for
-            # twice the steps, EfficientNet's batch norms at momentum 0.1 (CLITraining says
-            # why); lab 04 keeps report 002's lr 1e-3; lab 05 trains 12 epochs at 2e-3, so
-            # that val_dice_all keeps a good epoch of its B0s for every seed (10 epochs or
-            # 3e-3 kept near-empty ones; benchmarks/RESULTS.md, session 5)
-            "04": {"batch_size": 8, "min_lr": 1e-3, "bn_momentum": 0.1},
-            "05": {"epochs": 12, "batch_size": 8, "min_lr": 2e-3, "bn_momentum": 0.1},
+            # smp encoders from a random start (no ImageNet weights offline; their batch
+            # norms get cli_train's bn_momentum): batch 8 for twice the steps; lab 04 keeps
+            # report 002's lr 1e-3; lab 05 trains 12 epochs at 2e-3, so that val_dice_all
+            # keeps a good epoch of its B0s for every seed (10 epochs or 3e-3 kept
+            # near-empty ones; benchmarks/RESULTS.md, session 5)
+            "04": {"batch_size": 8, "min_lr": 1e-3},
+            "05": {"epochs": 12, "batch_size": 8, "min_lr": 2e-3},
         },
         phantom=True,
     ),  # fmt: skip

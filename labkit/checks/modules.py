@@ -162,20 +162,19 @@ def _inventory(roles: list[str]) -> str:
     return ", ".join(f"{n} x {k}" for k, n in sorted(kinds.items())) or "none"
 
 
-def _expect_conv_bn(ref: nn.Module, x: torch.Tensor, layout: Any, what: str, hint: str) -> dict:
-    """labkit's layers by role, checked against the student's ``layout`` (untrusted data);
-    ``what`` starts every message ("" or "DoubleConv(3, 8): ")."""
+def _expect_conv_bn(ref: nn.Module, x: torch.Tensor, layout: Any, hint: str) -> dict:
+    """labkit's layers by role, checked against the student's ``layout`` (untrusted data)."""
     layers = conv_bn_layers(ref, x)
     if not isinstance(layout, dict) or len(layout) > _MAX_ENTRIES:
-        raise CheckFailed(f"{what}the layers of your module could not be read")
+        raise CheckFailed("the layers of your module could not be read")
     if set(layers) != set(layout):
         raise CheckFailed(
-            f"{what}expected these layers to run: {_inventory(list(layers))}; yours runs: "
+            f"expected these layers to run: {_inventory(list(layers))}; yours runs: "
             f"{_inventory([str(k) for k in layout])}",
             hint or "each 3x3 convolution is followed by a batch norm and a ReLU",
         )
     for role, a in layers.items():
-        got, want, name = layout[role], _conv_bn_entry(a), f"{what}{role_name(role)}"
+        got, want, name = layout[role], _conv_bn_entry(a), role_name(role)
         if not isinstance(got, dict):
             raise CheckFailed(f"{name}: could not be read")
         if isinstance(a, _CONVS):
@@ -225,20 +224,20 @@ def _fc_entry(m: nn.Module) -> list[int]:
     return [int(m.weight.shape[0]), int(m.weight.shape[1]), int(m.bias is not None)]
 
 
-def _expect_fc(ref: nn.Module, x: torch.Tensor, layout: Any, what: str, hint: str) -> dict:
+def _expect_fc(ref: nn.Module, x: torch.Tensor, layout: Any, hint: str) -> dict:
     layers = fc_layers(ref, x)
     want = [_fc_entry(m) for m in layers.values()]
     if not isinstance(layout, dict) or len(layout) > _MAX_ENTRIES:
-        raise CheckFailed(f"{what}the layers of your module could not be read")
+        raise CheckFailed("the layers of your module could not be read")
     got = [layout.get(f"fc #{i}") for i in range(len(layout))]
     if [g[:2] if isinstance(g, list) else g for g in got] != [w[:2] for w in want]:
         raise CheckFailed(
-            f"{what}expected these fully connected layers, in this order: {_fc_text(want)}; "
+            f"expected these fully connected layers, in this order: {_fc_text(want)}; "
             f"yours runs: {_fc_text([g for g in got if isinstance(g, list) and len(g) == 3])}",
             hint,
         )
     if any(g[2] != 1 for g in got):
-        raise CheckFailed(f"{what}expected the fully connected layers to have a bias", hint)
+        raise CheckFailed("expected the fully connected layers to have a bias", hint)
     return layers
 
 
@@ -251,10 +250,10 @@ def _state_fill(module: nn.Module, seed: int) -> None:
                 t.copy_(seeded_values(seed, key, param, tuple(t.shape)))
 
 
-def _expect_state(ref: nn.Module, layout: Any, what: str, hint: str) -> None:
+def _expect_state(ref: nn.Module, layout: Any, hint: str) -> None:
     theirs = {k: list(v.shape) for k, v in ref.state_dict().items()}
     if not isinstance(layout, dict) or len(layout) > _MAX_ENTRIES:
-        raise CheckFailed(f"{what}the layers of your module could not be read")
+        raise CheckFailed("the layers of your module could not be read")
     yours = {str(k): v for k, v in layout.items()}
     missing, extra = sorted(set(theirs) - set(yours)), sorted(set(yours) - set(theirs))
     wrong = sorted(k for k in set(theirs) & set(yours) if theirs[k] != yours[k])
@@ -265,7 +264,7 @@ def _expect_state(ref: nn.Module, layout: Any, what: str, hint: str) -> None:
             f"other shapes for {', '.join(wrong[:4])}" if wrong else "",
         ]
         raise CheckFailed(
-            f"{what}expected the layers given in __init__; yours differ: "
+            f"expected the layers given in __init__; yours differ: "
             f"{'; '.join(p for p in parts if p)}",
             hint or "keep __init__ as given and write forward only",
         )
@@ -344,11 +343,11 @@ def output_probe(
         torch.manual_seed(0)
         module = reference(*args, **ref_kwargs)
         if layout == "state_dict":
-            _expect_state(module, seen, "", hint)  # the probe's label names the module
+            _expect_state(module, seen, hint)  # messages: the probe's label names the module
             _state_fill(module, seed)
         else:
             check = _expect_conv_bn if layout == "conv_bn" else _expect_fc
-            _fill(check(module, x(), seen, "", hint), seed)
+            _fill(check(module, x(), seen, hint), seed)
         with torch.no_grad():
             return module.eval()(x())
 
