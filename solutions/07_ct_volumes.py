@@ -178,8 +178,10 @@ lk.widgets.slice_viewer(example.image, truth=example.infection, lung=example.lun
 # which contain at least one infection voxel. `positives` lists the infection voxels
 # `(K, 3)`. For a positive patch pick a random infection voxel `v` and a random offset `o`
 # in `[0, patch)` on each axis, start at `v - o`, and clamp the start into
-# `[0, side - patch]`. The others start anywhere in that range. Draw every random number
-# from `generator` (`torch.randint(..., generator=generator)`, `torch.rand`).
+# `[0, side - patch]`. The others start anywhere in that range (with no infection voxel,
+# every patch does). Draw every random number from `generator`
+# (`torch.randint(..., generator=generator)`, `torch.rand`): the same seed gives the same
+# patches, another seed other patches.
 
 
 # %% tags=["exercise"] exercise="07.sample_patch_starts"

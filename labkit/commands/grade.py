@@ -19,6 +19,10 @@ Status: ok, error (a cell raised), timeout, invalid (not JSON, not a notebook, a
 no exercise cells), not-run (--no-run). Exercises are graded from their own cells with hidden
 tests in fresh processes; marks never depend on what a notebook prints or stores.
 
+Hidden inputs come from a secret: a fresh one per run, or --secret FILE, made once with
+`labkit grade secret FILE` and given to every shard of a class (merge needs it too). Keep it
+from students; make a new one for each grading.
+
 Exercises of labs outside labkit: LABKIT_EXERCISE_MODULES=module[,module] (importable) and
 --source with their NN_name.py sources; hidden tests of your own: --hidden DIR with labNN.py.
 """
@@ -35,10 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "submissions",
         nargs="+",
-        help="folder of submitted .ipynb files (or one notebook); or: merge DIR_1 ... DIR_N",
+        help="folder of submitted .ipynb files (or one notebook); or: merge DIR_1 ... DIR_N; "
+        "or: secret FILE (make a secret file)",
     )
     p.add_argument("--lab", help="lab number, e.g. 01 (required unless merging)")
-    p.add_argument("--out", required=True, help="output folder (gradebook.csv, feedback/)")
+    p.add_argument("--out", help="output folder (gradebook.csv, feedback/); required to grade")
     p.add_argument("--jobs", type=int, default=1, help="students graded in parallel (default: 1)")
     p.add_argument(
         "--timeout",
@@ -114,10 +119,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="address space allowed to each process of a submission (default: 8 GiB)",
     )
     p.add_argument(
-        "--seed",
-        type=int,
-        help="seed of the hidden tests' random inputs (default: a secret drawn per run); give "
-        "every shard the same one, and keep it secret from students",
+        "--max-disk",
+        type=float,
+        default=1.0,
+        metavar="GB",
+        help="what each process of a submission may write, in memory-backed folders "
+        "(default: 1 GiB; /tmp and /dev/shm get 256 MiB each)",
+    )
+    p.add_argument(
+        "--secret",
+        metavar="FILE",
+        help="the secret the hidden inputs come from (default: a fresh one per run); needed "
+        "with --shard and merge: make it once with `labkit grade secret FILE`",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
@@ -127,12 +140,26 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from labkit.grade import Options, grade, write_summary
+    from labkit.grade.secret import read_secret_file, write_secret_file
     from labkit.grade.shards import merge, parse_shard
     from labkit.profiles import get_profile
 
+    if args.submissions[0] == "secret":
+        if len(args.submissions) != 2:
+            raise ValueError("usage: labkit grade secret FILE")
+        path = write_secret_file(args.submissions[1])
+        print(
+            f"secret written to {path} (readable by you only); grade every shard with --secret {path}"
+        )
+        return 0
+    if not args.out:
+        raise ValueError("--out is required (the folder for gradebook.csv and feedback/)")
+    secret = read_secret_file(args.secret) if args.secret else None
     if args.submissions[0] == "merge":
+        if secret is None:
+            raise ValueError("merge needs --secret FILE: the secret every shard was graded with")
         start = time.perf_counter()
-        results = merge(args.submissions[1:], args.out)
+        results = merge(args.submissions[1:], args.out, secret)
         write_summary(results, time.perf_counter() - start)
         print(
             f"gradebook: {Path(args.out) / 'gradebook.csv'}; feedback: {Path(args.out) / 'feedback'}/"
@@ -144,6 +171,11 @@ def run(args: argparse.Namespace) -> int:
         )
     if not args.lab:
         raise ValueError("--lab is required (e.g. --lab 02)")
+    if args.shard and secret is None:
+        raise ValueError(
+            "--shard needs --secret FILE, the same file for every shard (make it once with "
+            "`labkit grade secret FILE`)"
+        )
 
     options = Options(
         source=Path(args.source),
@@ -158,8 +190,9 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         manual=Path(args.manual) if args.manual else None,
         shard=parse_shard(args.shard) if args.shard else None,
-        seed=args.seed,
+        secret=secret,
         max_memory_bytes=int(args.max_memory * 2**30),
+        max_disk_bytes=int(args.max_disk * 2**30),
         sandbox="require" if args.require_sandbox else "off" if args.no_sandbox else "auto",
     )
     start = time.perf_counter()

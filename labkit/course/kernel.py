@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,12 +91,16 @@ def traceback_tail(text: str, lines: int = 8) -> list[str]:
 
 
 def capped_client(
-    nb: nbformat.NotebookNode, deadline: float, max_output: int, cwd: str, pgid_file: Path
+    nb: nbformat.NotebookNode,
+    deadline: float,
+    max_output: int,
+    cwd: str,
+    on_kernel: Callable[[int], None],
 ) -> Any:
     """An nbclient ``NotebookClient`` with a deadline for the whole notebook (``time.monotonic``
     seconds), at most ``max_output`` characters of stored output, the last cell it started in
-    ``last_cell``, and the kernel's process group written to ``pgid_file`` (for a parent that
-    must kill the kernel if this process hangs)."""
+    ``last_cell``, and ``on_kernel(pgid)`` called with the kernel's process group once it
+    started (for a parent that must kill the kernel if this process hangs)."""
     from nbclient import NotebookClient
 
     class CappedClient(NotebookClient):
@@ -110,7 +115,7 @@ def capped_client(
             # For the parent: the kernel runs in its own process group; kill it if we hang.
             pgid = getattr(self.km.provisioner, "pgid", None)
             if pgid:
-                pgid_file.write_text(str(pgid), encoding="utf-8")
+                on_kernel(int(pgid))
 
         async def async_execute_cell(self, cell: Any, cell_index: int, *args: Any, **kw: Any):
             self.last_cell = cell_index

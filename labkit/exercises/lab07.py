@@ -2,9 +2,10 @@
 the patch sampler's positive share, per-subject Dice over a volume, and the 3-D CE gate.
 
 * ``window_ct`` and ``subject_dice`` are compared with labkit's on hand-made volumes.
-* ``sample_patch_starts`` is random, so it is checked by behaviour: shape and dtype, every
-  patch inside the volume, the first ``round(n * share)`` patches holding infection,
-  reproducible with the same generator, and the errors for bad arguments.
+* ``sample_patch_starts`` is random, so it is checked by behaviour, measured from the raw
+  starts where the verdict is reached (never in the student's process): shape and dtype,
+  every patch inside the volume, the first ``round(n * share)`` patches holding infection,
+  the rest uniform, different for different generator seeds, the same for the same seed.
 * ``ContrastGate3d``: the student's gate and labkit's get the same weights in their two
   fully connected layers (matched in the order they run, as ``nn.Linear`` or 1x1x1
   ``nn.Conv3d``; ``labkit.checks.modules``) and must give the same gate.
@@ -19,7 +20,7 @@ from torch import nn
 
 from labkit.checks import Case, CheckFailed, Exercise, describe, register
 from labkit.checks.modules import output_probe
-from labkit.checks.probes import Probe
+from labkit.checks.probes import Probe, report, run_seed
 from labkit.ct.scores import volume_scores
 
 
@@ -93,98 +94,129 @@ def subject_dice_cases() -> list[Case]:
 
 
 # ---------------------------------------------------------------------------- sampler
+# The sampler is random, so it is judged by behaviour, measured where the verdict is reached
+# (the notebook's check, or the grader's own process): the student's process only reports
+# the starts it drew. A 20x18x12 volume whose only infection is a 2x2x2 cube at the far
+# corner: a uniform 8x6x4 patch holds it with probability (3/13)(3/13)(3/9) = 1.8 %.
+PATCH = (8, 6, 4)
+
+
 def _sampler_volume() -> tuple[tuple[int, int, int], torch.Tensor]:
-    """A 20x18x12 volume whose only infection is a 2x2x2 cube at the far corner."""
     mask = torch.zeros(20, 18, 12, dtype=torch.uint8)
     mask[17:19, 15:17, 9:11] = 1
     return tuple(mask.shape), mask.nonzero()
 
 
-def sampler_observations(fn: Any, share: float, n: int = 40, seed: int = 71) -> dict:
-    """What a sampler does on :func:`_sampler_volume`: shape, dtype, bounds, positives."""
+def sampler_probe(share: float, n: int, tag: str, infected: bool = True) -> Probe:
+    """``n`` patches at ``share`` drawn with three secret generator seeds, and the first seed
+    again; judged by ``judge_sampler`` from the raw starts alone."""
+    seeds = [run_seed(f"{tag} {i}") for i in range(3)]
+    where = "a volume without infection" if not infected else f"positive_share={share}"
+
+    def run(fn: Any) -> dict:
+        shape, positives = _sampler_volume()
+        positives = positives if infected else positives[:0]
+
+        def draw(seed: int) -> Any:
+            return fn(shape, positives, PATCH, n, share, torch.Generator().manual_seed(seed))
+
+        return report({"calls": [draw(s) for s in seeds], "again": draw(seeds[0])}, 0)
+
+    def expect(reference: Any, seen: Any) -> int:
+        judge_sampler(seen, share, n, infected)
+        return 0
+
+    return Probe(
+        f"{n} patches of 8x6x4 in a 20x18x12 volume, {where}, drawn with three generator seeds",
+        run,
+        expect=expect,
+    )
+
+
+def judge_sampler(seen: Any, share: float, n: int, infected: bool) -> None:
+    """Raise ``CheckFailed`` unless the reported starts behave as the exercise asks: integer
+    ``(n, 3)`` starts inside the volume, the first ``round(n * share)`` holding infection,
+    the rest uniform (as often on infection as a uniform patch is, and spread over the
+    range), different for different seeds, the same for the same seed."""
     shape, positives = _sampler_volume()
-    patch = (8, 6, 4)
-    starts = fn(shape, positives, patch, n, share, torch.Generator().manual_seed(seed))
-    if not isinstance(starts, torch.Tensor):
-        raise CheckFailed(f"expected a tensor of patch starts, got {describe(starts)}")
-    if tuple(starts.shape) != (n, 3):
-        return {"shape": tuple(starts.shape)}
-    s = starts.long()
-    inside = bool(((s >= 0) & (s <= torch.tensor(shape) - torch.tensor(patch))).all())
-    hits = [
-        bool(((positives >= st) & (positives < st + torch.tensor(patch))).all(1).any()) for st in s
-    ]
-    n_pos = round(n * share)
-    return {
-        "shape": (n, 3),
-        "integer": not starts.is_floating_point(),
-        "inside": inside,
-        "first_all_positive": all(hits[:n_pos]),
-        "n_positive_first": sum(hits[:n_pos]),
-    }
-
-
-def checked_sampler_observations(fn: Any, share: float, n: int = 40, seed: int = 71) -> dict:
-    """``sampler_observations``, failing at once, with a hint, on what needs no reference."""
-    got = sampler_observations(fn, share, n=n, seed=seed)
+    highest = torch.tensor(shape) - torch.tensor(PATCH)
+    calls = seen["calls"] if isinstance(seen, dict) else None
     what = f"{n} patches of 8x6x4 in a 20x18x12 volume, positive_share={share}"
-    if got.get("shape") != (n, 3):
-        raise CheckFailed(
-            f"{what}: expected starts of shape ({n}, 3), got {got['shape']}",
-            "one row (x, y, z) per patch",
-        )
-    if not got["integer"]:
-        raise CheckFailed(f"{what}: expected integer starts, got floats", "use .long()")
-    if not got["inside"]:
-        raise CheckFailed(
-            f"{what}: a patch sticks out of the volume",
-            "clamp each start into [0, side - patch] on its axis",
-        )
-    if not got["first_all_positive"]:
-        raise CheckFailed(
-            f"{what}: expected the first {round(n * share)} patches to contain infection; "
-            f"{got['n_positive_first']} do",
-            "pick a random infection voxel v and an offset o in [0, patch): start = v - o, "
-            "then clamp; the voxel stays inside the patch",
-        )
-    return got
+    if not isinstance(calls, list) or len(calls) != 3:
+        raise CheckFailed("the sampler's starts did not come back")
+    for starts in [*calls, seen["again"]]:
+        if not isinstance(starts, torch.Tensor):
+            raise CheckFailed(f"expected a tensor of patch starts, got {describe(starts)}")
+        if tuple(starts.shape) != (n, 3):
+            raise CheckFailed(f"{what}: expected starts of shape ({n}, 3), got {tuple(starts.shape)}",
+                              "one row (x, y, z) per patch")  # fmt: skip
+        if starts.is_floating_point() or starts.is_complex() or starts.dtype == torch.bool:
+            raise CheckFailed(f"{what}: expected integer starts, got {starts.dtype}", "use .long()")
+        if not bool(((starts >= 0) & (starts <= highest)).all()):
+            raise CheckFailed(f"{what}: a patch sticks out of the volume",
+                              "clamp each start into [0, side - patch] on its axis")  # fmt: skip
+    if not torch.equal(calls[0].long(), seen["again"].long()):
+        raise CheckFailed("the starts drawn twice with the same generator seed differ",
+                          "draw every random number from generator")  # fmt: skip
+    if n >= 4 and any(torch.equal(a, b) for i, a in enumerate(calls) for b in calls[i + 1 :]):
+        raise CheckFailed(f"{what}: three different generator seeds gave the same starts",
+                          "the patches must be random: draw them from generator")  # fmt: skip
+    n_pos = round(n * share) if infected else 0
+    hits = [_holds_infection(c.long(), positives) for c in calls]
+    for held in hits:
+        if not bool(held[:n_pos].all()):
+            raise CheckFailed(
+                f"{what}: expected the first {n_pos} patches to contain infection; "
+                f"{int(held[:n_pos].sum())} do",
+                "pick a random infection voxel v and an offset o in [0, patch): start = v - o, "
+                "then clamp; the voxel stays inside the patch",
+            )
+    uniform = torch.cat([c.long()[n_pos:] for c in calls])
+    if len(uniform) >= 12:
+        _judge_uniform(uniform, torch.cat([h[n_pos:] for h in hits]), highest, what, infected)
 
 
-def _repeatable(fn: Any) -> bool:
-    shape, positives = _sampler_volume()
-    one = fn(shape, positives, (8, 6, 4), 10, 0.5, torch.Generator().manual_seed(5))
-    two = fn(shape, positives, (8, 6, 4), 10, 0.5, torch.Generator().manual_seed(5))
-    if not (isinstance(one, torch.Tensor) and isinstance(two, torch.Tensor)):
-        raise CheckFailed(f"expected a tensor of patch starts, got {describe(one)}")
-    if one.shape != two.shape or not torch.equal(one, two):
-        raise CheckFailed(
-            "the starts drawn twice with the same seed differ", "draw only from generator"
-        )
-    return True
+def _holds_infection(starts: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """``(n,)`` bool: does each patch hold an infection voxel?"""
+    if len(positives) == 0:
+        return torch.zeros(len(starts), dtype=torch.bool)
+    inside = (positives[None] >= starts[:, None]) & (
+        positives[None] < starts[:, None] + torch.tensor(PATCH)
+    )
+    return inside.all(-1).any(-1)  # fmt: skip
 
 
-def _no_infection(fn: Any) -> tuple[int, ...]:
-    shape, positives = _sampler_volume()
-    none = fn(shape, positives[:0], (8, 6, 4), 6, 0.5, torch.Generator().manual_seed(5))
-    if not isinstance(none, torch.Tensor) or tuple(none.shape) != (6, 3):
+def _judge_uniform(
+    uniform: torch.Tensor, held: torch.Tensor, highest: torch.Tensor, what: str, infected: bool
+) -> None:
+    """The patches after the positive ones: spread over the range, rarely on the infection."""
+    m = len(uniform)
+    p = 3 / 13 * 3 / 13 * 3 / 9 if infected else 0.0  # a uniform patch holds the cube
+    allowed = m * p + 5 * (m * p * (1 - p)) ** 0.5 + 2
+    if int(held.sum()) > allowed:
         raise CheckFailed(
-            f"a volume without infection: expected 6 uniform patches, got {describe(none)}",
-            "with no infection voxel, every patch is uniform",
+            f"{what}: {int(held.sum())} of the {m} patches after the positive ones hold "
+            f"infection; uniform patches would hold it about {m * p:.0f} times",
+            "only the first round(n * positive_share) patches are placed around infection; "
+            "the others start anywhere in [0, side - patch]",
         )
-    return tuple(none.shape)
+    side = highest.double() + 1  # starts take the values 0 .. highest on each axis
+    mean, spread = highest.double() / 2, ((side**2 - 1) / 12 / m).sqrt()
+    off = ((uniform.double().mean(0) - mean).abs() > 5 * spread + 0.5).nonzero().flatten()
+    if len(off):
+        axis = "xyz"[int(off[0])]
+        raise CheckFailed(
+            f"{what}: the uniform patches' {axis} starts average "
+            f"{float(uniform[:, int(off[0])].double().mean()):.1f}; spread over 0 .. "
+            f"{int(highest[int(off[0])])} they would average about {float(mean[int(off[0])]):.1f}",
+            "a uniform start is drawn over the whole range [0, side - patch] of each axis",
+        )
 
 
 def sampler_probes() -> list[Probe]:
-    """Three shares, the same starts for the same generator, a volume without infection."""
-    return [
-        Probe(
-            f"40 patches with positive_share={share} (shape, bounds, positives first)",
-            lambda f, share=share: checked_sampler_observations(f, share),
-        )
-        for share in (0.5, 1.0, 0.25)
-    ] + [
-        Probe("the starts drawn twice with the same generator seed", _repeatable),
-        Probe("6 patches in a volume without infection", _no_infection),
+    """Three shares and a volume without infection, each with three generator seeds."""
+    return [sampler_probe(share, 40, f"07 sampler {share}") for share in (0.5, 1.0, 0.25)] + [
+        sampler_probe(0.5, 6, "07 sampler empty", infected=False)
     ]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -14,7 +13,7 @@ from labkit.course.build import exercise_cells
 from labkit.data.locate import ensure_phantom
 from labkit.grade.judge import ExerciseResult, LabSpec, prepare_lab
 from labkit.grade.manual import answers_of, read_marks, write_marks_template
-from labkit.grade.report import write_feedback, write_gradebook
+from labkit.grade.report import run_place, write_feedback, write_gradebook, write_logs
 from labkit.grade.run import execute, run_hidden_tests
 from labkit.grade.sandbox import sandbox_problem
 from labkit.grade.shards import select, write_record
@@ -26,7 +25,7 @@ from labkit.grade.submissions import (
     normalise_lab,
     read_notebook,
 )
-from labkit.grade.workspace import Workspace
+from labkit.grade.workspace import Workspace, remove_tree
 from labkit.profiles import get_profile
 
 
@@ -61,15 +60,15 @@ def grade_student(
     result.answers = answers_of(nb, lab.questions)
     ws = Workspace(root, sub.student, lab, options, sandbox)
     try:
-        result.exercises = run_hidden_tests(nb, cells, lab, options, ws)
+        result.exercises = run_hidden_tests(nb, cells, lab, options, ws, sub.student)
         result.run = execute(nb, lab, options, ws) if options.run else {"status": "not-run"}
     finally:
+        result.log = ws.log
         ws.close()
     result.status = result.run["status"]
     missing = [e.id for e in result.exercises if e.status == "missing" and e.id not in cells]
     details = []
-    cell = result.run.get("cell", -1)
-    where = f"cell {cell + 1}" if isinstance(cell, int) and cell >= 0 else ""
+    where = run_place(result.run)
     if result.status == "error":
         details.append(f"{where}: {result.run.get('error', '')}".lstrip(": "))
     elif result.status == "timeout":
@@ -103,6 +102,13 @@ def grade(
         raise ValueError(f"--jobs must be at least 1, got {options.jobs}")
     if options.max_memory_bytes <= 0 or options.max_file_bytes <= 0:
         raise ValueError("--max-memory and Options.max_file_bytes must be positive")
+    if min(options.max_disk_bytes, options.max_tmp_bytes) <= 0:
+        raise ValueError("--max-disk must be positive (GB)")
+    if options.shard is not None and options.secret is None:
+        raise ValueError(
+            "--shard needs --secret FILE, the same file for every shard (make it once with "
+            "`labkit grade secret FILE`)"
+        )
     if options.timeout <= 0 or options.exercise_timeout <= 0:
         raise ValueError("--timeout and --test-timeout must be positive (seconds)")
     if options.sandbox not in ("auto", "require", "off"):
@@ -115,7 +121,7 @@ def grade(
     subs = find_submissions(submissions, lab, options.per_student_folders)
     if options.shard is not None:  # after the ids: ambiguity is judged over the whole class
         subs = select(subs, options.shard)
-    prepared = prepare_lab(lab, options.source, options.hidden_dirs, options.seed)
+    prepared = prepare_lab(lab, options.source, options.hidden_dirs, options.secret)
     marks = None
     if options.manual is not None:  # checked now: a typo must not cost a whole grading run
         marks = read_marks(options.manual, prepared.questions, [s.student for s in subs])
@@ -141,7 +147,7 @@ def grade(
                 bar.update()
     finally:
         bar.close()
-        shutil.rmtree(root, ignore_errors=True)
+        remove_tree(root)
     results.sort(key=lambda r: r.student)
     if marks is not None:
         given, maxima = marks
@@ -157,8 +163,10 @@ def grade(
     columns = [q.id for q in prepared.questions] if marks is not None else []
     write_gradebook(out / "gradebook.csv", results, [s.exercise for s in prepared.specs], columns)
     write_feedback(out / "feedback", results, options)
+    write_logs(out / "logs", results)
     if options.shard is not None:
-        write_record(out, prepared, options.shard, results, {"timeout": options.timeout})
+        settings = {"timeout": options.timeout}
+        write_record(out, prepared, options.shard, results, settings, prepared.secret)
     return results
 
 

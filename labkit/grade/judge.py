@@ -34,6 +34,7 @@ from labkit.grade.hidden import (
     set_run_seed,
 )
 from labkit.grade.manual import Question, questions_of
+from labkit.grade.secret import check_secret, derive_seed, new_secret
 from labkit.grade.source import imports_of
 from labkit.grade.wire import decode, encode, has_opaque
 
@@ -60,12 +61,19 @@ class ExerciseResult:
 
 @dataclass
 class ExerciseSpec:
-    """One exercise as the grader sees it: its tests and the expected observations."""
+    """One exercise as the grader sees it (its tests depend on the student: ``tests_for``)."""
 
     exercise: Exercise
+    absent: dict[str, bytes] = field(default_factory=dict)  # the copy's stubbed reference
+
+
+@dataclass
+class ExerciseTests:
+    """One exercise's tests for one student: its seed, the tests and the expected observations."""
+
+    seed: int
     tests: list[Case | Probe]
     expected: list[dict]
-    absent: dict[str, bytes] = field(default_factory=dict)  # the copy's stubbed reference
 
 
 @dataclass
@@ -77,7 +85,8 @@ class LabSpec:
     snapshot: dict[str, bytes]
     hidden_rel: list[str]  # the hidden-test folders inside the private copy of labkit
     needs_data: bool
-    seed: int = 0  # the run's secret seed for random hidden inputs
+    secret: bytes = b""  # the run's secret (labkit.grade.secret): never leaves the grader
+    hidden_dirs: tuple[Path, ...] = ()
     questions: list[Question] = field(default_factory=list)  # written answers, marked by hand
     phantom_root: Path | None = None  # phantom data to copy into each working folder
 
@@ -143,29 +152,32 @@ _PREPARE = threading.Lock()  # the exercise and hidden-test registries are proce
 
 
 def prepare_lab(
-    lab: str, source_dir: Path, hidden_dirs: tuple[Path, ...] = (), seed: int | None = None
+    lab: str, source_dir: Path, hidden_dirs: tuple[Path, ...] = (), secret: bytes | None = None
 ) -> LabSpec:
     """Everything the grader needs before any submission runs (nothing runs student code).
 
     Args:
-        seed: the seed of the hidden tests' random inputs; by default a secret drawn now, so
-            no student can compute answers for them in advance.
+        secret: the run's secret (``labkit.grade.secret``), from which every student's
+            hidden inputs are derived; by default drawn now, so no student can compute
+            answers for them in advance. Each exercise's tests are built per student
+            (``tests_for``); here they are built once with a throw-away seed, to refuse a
+            test whose reference result cannot cross processes before anyone is graded.
 
     Thread-safe: two ``grade`` calls in one process (threads) prepare one after the other.
     """
     with _PREPARE:
-        return _prepare_lab(lab, source_dir, hidden_dirs, seed)
+        return _prepare_lab(lab, source_dir, tuple(hidden_dirs), secret)
 
 
 def _prepare_lab(
-    lab: str, source_dir: Path, hidden_dirs: tuple[Path, ...], seed: int | None
+    lab: str, source_dir: Path, hidden_dirs: tuple[Path, ...], secret: bytes | None
 ) -> LabSpec:
     (source,) = find_labs(source_dir, [lab])
     info, student, solution = build_lab(source, notebooks_dir=source_dir)
     snapshot, hidden_rel, roots = snapshot_sources(hidden_dirs)
     load_hidden_tests(lab, list(hidden_dirs))
-    seed = secrets.randbits(62) if seed is None else int(seed)
-    set_run_seed(seed)
+    secret = new_secret() if secret is None else check_secret(secret)
+    set_run_seed(secrets.randbits(62))
     specs = []
     for exercise_id in info.exercises:
         try:
@@ -183,19 +195,38 @@ def _prepare_lab(
                     "tuples, lists, dicts, arrays or tensors"
                 )
         absent = stub_reference(exercise, snapshot, roots)
-        specs.append(ExerciseSpec(exercise, tests, expected, absent))
+        specs.append(ExerciseSpec(exercise, absent))
     prelude = [s for c in solution.cells if c.cell_type == "code" for s in imports_of(c.source)]
     text = Path(source).read_text(encoding="utf-8")
     needs_data = not re.search(r"needs_data\s*=\s*False", text)
-    spec = LabSpec(lab, info.stem, specs, prelude, snapshot, hidden_rel, needs_data, seed)
+    spec = LabSpec(lab, info.stem, specs, prelude, snapshot, hidden_rel, needs_data, secret)
+    spec.hidden_dirs = hidden_dirs
     spec.questions = questions_of(student)
     return spec
 
 
-def judge(spec: ExerciseSpec, meta: dict) -> ExerciseResult:
+def tests_for(lab: LabSpec, spec: ExerciseSpec, student: str) -> ExerciseTests:
+    """``spec``'s tests for ``student``, from a seed only the grader can derive, and what the
+    reference does on each (computed here, in the grader's process)."""
+    seed = derive_seed(lab.secret, lab.lab, spec.exercise.id, student)
+    with _PREPARE:
+        load_hidden_tests(lab.lab, list(lab.hidden_dirs))
+        set_run_seed(seed)
+        tests = exercise_tests(spec.exercise)
+        reference = spec.exercise.reference_impl()
+        expected = [expected_observation(t, reference) for t in tests]
+    return ExerciseTests(seed, tests, expected)
+
+
+def judge(spec: ExerciseSpec, tests: ExerciseTests, meta: dict) -> ExerciseResult:
     """Compare a worker's observations with the expected ones; the verdict is reached here."""
+    with _PREPARE:  # probes with ``expect`` build labkit's modules here, from global RNGs
+        return _judge(spec, tests, meta)
+
+
+def _judge(spec: ExerciseSpec, tests: ExerciseTests, meta: dict) -> ExerciseResult:
     ex = spec.exercise
-    result = ExerciseResult(ex.id, ex.title, float(ex.points), "pass", tests=len(spec.tests))
+    result = ExerciseResult(ex.id, ex.title, float(ex.points), "pass", tests=len(tests.tests))
     result.notes = [str(n)[:500] for n in meta.get("notes", [])][:10]
     if not meta.get("defined"):
         kind = "a class" if ex.function[:1].isupper() else "a function"
@@ -206,15 +237,17 @@ def judge(spec: ExerciseSpec, meta: dict) -> ExerciseResult:
             "(the grader looks for this name in the exercise cell)",
         )
     observations = meta["observations"]
-    if len(observations) != len(spec.tests):
-        raise ValueError(f"{len(observations)} observations for {len(spec.tests)} tests")
+    if not isinstance(observations, list) or len(observations) != len(tests.tests):
+        raise ValueError(f"{len(observations)} observations for {len(tests.tests)} tests")
     # Partial credit when any test has points: every test is judged, each weighs its points
     # (1 when unset) and the exercise earns its share; otherwise the first failure decides.
-    weights = [getattr(t, "points", None) for t in spec.tests]
+    weights = [getattr(t, "points", None) for t in tests.tests]
     partial = any(w is not None for w in weights)
     weights = [1.0 if w is None else float(w) for w in weights]
     first_failure, passed_weight = None, 0.0
-    for number, (test, exp, obs) in enumerate(zip(spec.tests, spec.expected, observations), 1):
+    for number, (test, exp, obs) in enumerate(zip(tests.tests, tests.expected, observations), 1):
+        if not isinstance(obs, dict) or obs.get("kind") not in ("value", "raised"):
+            raise ValueError(f"observation {number} is not in its form")
         label = describe_test(test, number)
         where = f"on {label}: " if isinstance(test, Case) else f"{label}: "
         if getattr(test, "verdict", False):

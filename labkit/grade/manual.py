@@ -1,11 +1,13 @@
 """Written answers, marked by hand: exported per student, merged back with ``--manual``.
 
-A lab's markdown questions are the cells whose student version reads "YOUR ANSWER HERE"
-(a ``### BEGIN SOLUTION`` block in a markdown cell of the lab source). The grader copies each
-student's answer into their feedback and writes ``manual_marks.csv``: one row per student,
-one column per question (``Q1``, ``Q2``, ...), plus a ``max`` row for the points each
-question is worth. The instructor fills it in; ``labkit grade ... --manual marks.csv`` adds
-the marks to the gradebook (a column per question) and to the score.
+A lab's written questions are the "YOUR ANSWER HERE" places of its student notebook (each a
+``### BEGIN SOLUTION`` block in a markdown cell of the lab source): a cell that asks three
+questions holds three, and each is a question of its own (``Q1``, ``Q2``, ...). The grader
+cuts each student's cell at the questions' own text, copies each answer into their feedback
+and writes ``manual_marks.csv``: one row per student, one column per question, after a
+``#max`` row for the points each question is worth (``#`` starts no student id). The
+instructor fills it in; ``labkit grade ... --manual marks.csv`` adds the marks to the
+gradebook (a column per question) and to the score.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from labkit.course.build import MARKDOWN_STUB
 
 MAX_ANSWER_CHARS = 5000  # of one answer, in feedback and exports
-MAX_ROW = "max"  # the marks file's row of maximum points per question
+MAX_ROW = "#max"  # the marks file's row of maximum points per question: no student id
 
 
 @dataclass(frozen=True)
@@ -27,30 +29,56 @@ class Question:
     id: str  # "Q1"
     cell_id: str  # the cell's id in the generated notebooks (stable across builds)
     prompt: str  # the question's first line, for the feedback
+    index: int = 0  # which of its cell's questions it is
+    anchors: tuple[str, ...] = ()  # the cell's own text around its questions' answers
 
 
 def questions_of(student_nb: Any) -> list[Question]:
-    """The markdown questions of a lab, from its generated student notebook."""
+    """The written questions of a lab, from its generated student notebook, one per answer place."""
     found = []
     for cell in student_nb.cells:
-        if cell.cell_type == "markdown" and MARKDOWN_STUB in cell.source:
-            lines = [ln.strip("# ").strip() for ln in cell.source.splitlines()]
-            prompt = next((ln for ln in lines if ln and ln != MARKDOWN_STUB), "")
-            found.append(Question(f"Q{len(found) + 1}", str(cell.get("id", "")), prompt[:120]))
+        if cell.cell_type != "markdown" or MARKDOWN_STUB not in cell.source:
+            continue
+        anchors = tuple(part.strip() for part in cell.source.split(MARKDOWN_STUB))
+        for index, before in enumerate(anchors[:-1]):
+            lines = [ln.strip("# ").strip() for ln in before.splitlines() if ln.strip("# ")]
+            asked = [ln for ln in lines if "question" in ln.lower()[:20]]
+            prompt = (asked or lines[-1:] or [""])[-1]
+            qid = f"Q{len(found) + 1}"
+            found.append(Question(qid, str(cell.get("id", "")), prompt[:120], index, anchors))
     return found
 
 
 def answers_of(nb: Any, questions: list[Question]) -> dict[str, str]:
-    """Each question's answer in a student's notebook ("" when missing or not answered)."""
+    """Each question's answer in a student's notebook ("" when missing or not answered).
+
+    A cell is cut at its questions' own text (``Question.anchors``); when a student changed
+    that text so that it cannot be found, every question of the cell shows the whole cell.
+    """
     by_id = {str(c.get("id", "")): c for c in nb.cells if c.cell_type == "markdown"}
     answers = {}
     for q in questions:
         cell = by_id.get(q.cell_id)
-        text = str(cell.source).strip() if cell is not None else ""
-        if text.replace(MARKDOWN_STUB, "").strip("# \n") == q.prompt.strip() or not text:
-            text = ""  # the stub, untouched
-        answers[q.id] = text[:MAX_ANSWER_CHARS]
+        text = str(cell.source) if cell is not None else ""
+        parts = _between(text, q.anchors)
+        answer = parts[q.index] if parts is not None else text.strip()
+        if answer.replace(MARKDOWN_STUB, "").strip("# \n") == "":
+            answer = ""  # the stub, untouched
+        answers[q.id] = answer[:MAX_ANSWER_CHARS]
     return answers
+
+
+def _between(text: str, anchors: tuple[str, ...]) -> list[str] | None:
+    """The texts between consecutive ``anchors`` found in order in ``text``, or None."""
+    spans, at = [], 0
+    for number, anchor in enumerate(anchors):
+        last = number == len(anchors) - 1
+        start = text.rfind(anchor, at) if last else text.find(anchor, at)
+        if start < 0:
+            return None
+        spans.append((start, start + len(anchor)))
+        at = start + len(anchor)
+    return [text[end:start].strip() for (_, end), (start, _) in zip(spans, spans[1:])]
 
 
 def write_marks_template(path: Path, students: list[str], questions: list[Question]) -> None:
@@ -70,7 +98,7 @@ def read_marks(
 
     Blank cells are "not marked" (0). Raises ``ValueError`` naming the file, the row and the
     column for anything else that is not a number from 0 to the question's maximum, an
-    unknown student or question, or a missing ``max`` row.
+    unknown student or question, a missing ``#max`` row, or a question without a maximum.
     """
     path = Path(path)
     try:
@@ -110,6 +138,12 @@ def read_marks(
                 )
             values[column] = value
         if who == MAX_ROW:
+            missing = [c for c in header if not (values.get(c, 0) > 0)]
+            if missing:
+                raise ValueError(
+                    f"--manual {path}, row {number} ({MAX_ROW}): expected the points each "
+                    f"question is worth (a number above 0) in column(s) {', '.join(missing)}"
+                )
             maxima = values
         elif maxima is None:
             raise ValueError(f"--manual {path}, row {number}: the '{MAX_ROW}' row must come first")

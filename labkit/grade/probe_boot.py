@@ -1,27 +1,31 @@
 """The hidden-test worker's first process: run as a script, it never imports labkit.
 
-``python -I probe_boot.py`` reads its job from stdin (one JSON line: nothing on disk for a
-student's code to read or rewrite), imports torch and numpy once, then for each exercise
-forks a child that imports labkit from *that exercise's* read-only copy, in which labkit's
-reference of the exercise is absent (its body replaced by a stub when the grader prepared
-the lab), and runs ``labkit.grade.worker.observe_exercise``. This process holds no labkit
-code at all, so a child cannot find the reference in memory it inherited.
+``python -I probe_boot.py`` runs in a sandbox of its own for ONE exercise: that sandbox
+holds a single copy of labkit, in which the exercise's reference (and its library
+equivalents) are absent. It reads its job from stdin (one JSON line), imports torch and
+numpy, prints ``ready``, then forks a child that imports labkit from that copy and runs
+``labkit.grade.worker.observe_exercise``: the student's definitions and the tests.
 
-This process times each child and reports one line per exercise on stdout,
-``<nonce> {"id": ..., "state": "done" | "timeout" | "crashed", "code": ..., "sha256": ...}``;
-the children write nowhere near stdout. It is not dumpable, so the children (student code,
-same uid) cannot read its memory or write into its pipes through /proc. Between exercises it
-removes stale result files before a child starts and, in the sandbox (its own PID
-namespace) or among its descendants (it is their subreaper), kills every process left over,
-then records the digest of the child's results:
-a process of one exercise (whose copy holds the *other* exercises' references) cannot write
-or rewrite another exercise's results, and the grader refuses a file whose digest changed.
+The child's stdin, stdout and stderr are ``/dev/null``; it writes its observations into a
+pipe to this process, which reads at most ``max_bytes`` of them while timing the child.
+When the child ends or runs out of time, this process kills every other process in the
+sandbox (its own PID namespace; outside the sandbox, its process group and every
+descendant, of which it is the subreaper), then prints one line on stdout::
+
+    <nonce> {"state": "done" | "timeout" | "crashed", "code": ..., "seconds": ...,
+             "progress": <the test the child was at>, "data": <base64 of the observations>}
+
+It is not dumpable, so the child (student code, same uid) can neither read its memory nor
+write into its pipes through /proc. Nothing is written to disk, so nothing there can be
+forged, swapped or left behind.
 """
 
+import base64
 import json
 import os
 import signal
 import sys
+import threading
 import time
 
 
@@ -37,56 +41,51 @@ def _load_procs():
     return module
 
 
-def _child(item: dict, job: dict) -> None:
+def _child(job: dict, results: int, progress: int) -> None:
     os.setpgid(0, 0)
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
-    sys.path.insert(0, item["lib"])
+    sys.path.insert(0, job["lib"])
     from labkit.grade.worker import observe_exercise
 
-    observe_exercise(item, job)
+    observe_exercise(job, results, progress)
 
 
-def _digest(path: str) -> str:
-    """SHA-256 of a regular file (never through a link), or "" when there is none."""
-    import hashlib
-    import stat
+class _Drain:
+    """Reads a pipe on a thread, keeping at most ``limit`` bytes (more marks it over)."""
 
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return ""
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return ""
-        h = hashlib.sha256()
-        for chunk in iter(lambda: os.read(fd, 2**20), b""):
-            h.update(chunk)
-        return h.hexdigest()
-    finally:
-        os.close(fd)
+    def __init__(self, fd: int, limit: int) -> None:
+        self.fd, self.limit, self.chunks, self.size = fd, limit, [], 0
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
 
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.fd, 1 << 20)
+            except OSError:
+                break
+            if not chunk:
+                break
+            if self.size <= self.limit:
+                self.chunks.append(chunk[: self.limit + 1 - self.size])
+            self.size += len(chunk)
+        os.close(self.fd)
 
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except IsADirectoryError:
-        import shutil
-
-        shutil.rmtree(path, ignore_errors=True)
-    except OSError:
-        pass
+    def data(self) -> bytes:
+        self.thread.join(timeout=10)
+        return b"".join(self.chunks)
 
 
 def main() -> None:
     job = json.loads(sys.stdin.readline())
-    nonce = job["nonce"]
+    nonce = job.pop("nonce")
     procs = _load_procs()
     procs.make_undumpable()
     procs.subreaper()
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
-    try:  # imported once, before any fork; they hold no labkit code
+    try:  # imported once, before the fork; they hold no labkit code
         import numpy  # noqa: F401
         import torch
 
@@ -94,46 +93,56 @@ def main() -> None:
     except ImportError:
         pass
     print(f"{nonce} ready", flush=True)
-    for item in job["exercises"]:
-        for suffix in (".npz", ".progress", ".tmp.npz"):  # left by an earlier child?
-            _remove(item["out"] + suffix)
-        start = time.monotonic()
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                _child(item, job)
-            except BaseException:  # noqa: BLE001
-                code = 70
-            finally:
-                os._exit(code)
-        deadline = start + job["exercise_timeout"]
-        state: dict = {"id": item["id"]}
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                code = os.waitstatus_to_exitcode(status)
-                state.update(state="done" if code == 0 else "crashed", code=code)
-                break
-            if time.monotonic() > deadline:
-                state["state"] = "timeout"
-                break
-            time.sleep(0.02)
-        try:  # the child's group: the child and anything it left running
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
+    results_r, results_w = os.pipe()
+    progress_r, progress_w = os.pipe()
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(results_r)
+            os.close(progress_r)
+            del nonce  # the child has no use for it
+            _child(job, results_w, progress_w)
+        except BaseException:  # noqa: BLE001
+            code = 70
+        finally:
+            os._exit(code)
+    os.close(results_w)
+    os.close(progress_w)
+    results = _Drain(results_r, int(job["max_bytes"]))
+    progress = _Drain(progress_r, 4096)
+    deadline = start + float(job["exercise_timeout"])
+    state: dict = {}
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            code = os.waitstatus_to_exitcode(status)
+            state.update(state="done" if code == 0 else "crashed", code=code)
+            break
+        if time.monotonic() > deadline:
+            state["state"] = "timeout"
+            break
+        time.sleep(0.02)
+    try:  # the child's group: the child and anything it left running
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if job.get("sandboxed"):  # own PID namespace: every other process is the student's
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
             pass
-        if job.get("sandboxed"):  # own PID namespace: every other process is the student's
-            try:
-                os.kill(-1, signal.SIGKILL)
-            except OSError:
-                pass
-        if state["state"] == "timeout":
-            os.waitpid(pid, 0)
-        procs.kill_descendants()
-        state["seconds"] = round(time.monotonic() - start, 3)
-        state["sha256"] = _digest(item["out"] + ".npz")
-        print(f"{nonce} {json.dumps(state)}", flush=True)
+    if state["state"] == "timeout":
+        os.waitpid(pid, 0)
+    procs.kill_descendants()  # now every writer of the pipes is gone: they end
+    data = results.data()
+    marks = progress.data().split(b"\n")
+    state["seconds"] = round(time.monotonic() - start, 3)
+    state["progress"] = int(marks[-2]) if len(marks) > 1 and marks[-2].isdigit() else -1
+    state["over"] = results.size > results.limit
+    state["data"] = base64.b64encode(data[: results.limit]).decode("ascii")
+    print(f"{nonce} {json.dumps(state)}", flush=True)
 
 
 if __name__ == "__main__":

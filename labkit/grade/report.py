@@ -12,10 +12,15 @@ error, the time taken).
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from labkit.grade.text import block, csv_cell, inline, terminal
 
 _VERDICT = {
     "pass": "passed",
@@ -40,10 +45,31 @@ def _num(value: float) -> str:
     return f"{value:g}"
 
 
-def _cell(text: str) -> str:
-    """A CSV cell a spreadsheet will not read as a formula."""
-    text = " ".join(str(text).split())
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+def scrub(text: object) -> str:
+    """Student-visible text without this machine's paths that a sandboxed process can read
+    (in ``/proc/self/mountinfo``, tracebacks): this Python, the grader's temporary folder,
+    the home folder. Literal occurrences only: see ARCHITECTURE.md, "Not guaranteed"."""
+    text = str(text)
+    places = {
+        sys.prefix: "<python>",
+        sys.base_prefix: "<python>",
+        os.path.realpath(sys.executable).rsplit("/bin/", 1)[0]: "<python>",
+        tempfile.gettempdir(): "<tmp>",
+        str(Path.home()): "~",
+    }
+    for path, name in sorted(places.items(), key=lambda kv: -len(kv[0])):
+        if len(path) > 1:
+            text = text.replace(path, name)
+    return text
+
+
+def run_place(run: dict) -> str:
+    """Where the notebook stopped, as a student finds it: the section and the code cell."""
+    cell = run.get("cell", -1)
+    if not isinstance(cell, int) or cell < 0:
+        return ""
+    section = run.get("section") or ""
+    return (f"section \u201c{section}\u201d, " if section else "") + f"code cell {cell + 1}"
 
 
 def write_gradebook(path: Path, results: list, exercises: list, questions: list = ()) -> None:
@@ -81,7 +107,7 @@ def write_gradebook(path: Path, results: list, exercises: list, questions: list 
                     r.status,
                     r.sandbox,
                     f"{r.seconds:.1f}",
-                    _cell(r.detail),
+                    csv_cell(r.detail),
                 ]
             )
     tmp.replace(path)
@@ -94,19 +120,39 @@ def write_feedback(folder: Path, results: list, options: Any) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     for r in results:
-        (folder / f"{r.student}.md").write_text(feedback_text(r, options), encoding="utf-8")
+        _write_new(folder / f"{r.student}.md", feedback_text(r, options))
+
+
+def write_logs(folder: Path, results: list) -> None:
+    """``logs/<student>.txt``: what a student's workers printed on stderr (instructors only;
+    control characters escaped, as everywhere a person reads student text)."""
+    if folder.is_symlink() or folder.is_file():
+        folder.unlink()
+    shutil.rmtree(folder, ignore_errors=True)
+    kept = [r for r in results if r.log.strip()]
+    if kept:
+        folder.mkdir(parents=True)
+    for r in kept:
+        _write_new(folder / f"{r.student}.txt", terminal(r.log, keep_newlines=True) + "\n")
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Write a file the grader creates now (never through an existing link or file)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def feedback_text(r: Any, options: Any) -> str:
     lines = [
-        f"# Lab {r.lab} feedback: {r.student}",
+        f"# Lab {r.lab} feedback: {inline(r.student)}",
         "",
-        f"**Score: {_num(r.score)} / {_num(r.max_score)}** · notebook `{r.file}` · "
+        f"**Score: {_num(r.score)} / {_num(r.max_score)}** · notebook {inline(r.file)} · "
         f"status: {r.status} · graded in {r.seconds:.1f} s",
         "",
     ]
     if r.status == "invalid":
-        lines += [f"Your submission could not be graded: {r.detail}.", ""]
+        lines += [f"Your submission could not be graded: {inline(scrub(r.detail))}.", ""]
     lines += ["| exercise | result | points |", "| --- | --- | --- |"]
     for e in r.exercises:
         lines.append(
@@ -140,12 +186,13 @@ def _exercise_section(e: Any) -> list[str]:
         if e.status == "fail":
             lines.append(f"{e.passed} of {e.tests} tests passed; the next one failed:")
             lines.append("")
-        lines.append(e.message[:1].upper() + e.message[1:] if e.message else "")
+        message = inline(scrub(e.message))
+        lines.append(message[:1].upper() + message[1:])
         if e.hint:
-            lines += ["", f"Hint: {e.hint}"]
+            lines += ["", f"Hint: {e.hint}"]  # the lab's own text
         if e.notes:
             lines += ["", "Notes from running your exercise cell:"]
-            lines += [f"- {n}" for n in e.notes]
+            lines += [f"- {inline(scrub(n))}" for n in e.notes]
     lines.append("")
     return lines
 
@@ -159,8 +206,7 @@ def _answers_section(r: Any) -> list[str]:
         mark = f" ({_num(r.manual[qid])} points)" if qid in r.manual else ""
         lines.append(f"**{qid}**{mark}:")
         lines.append("")
-        body = text.splitlines() or ["(not answered)"]
-        lines += [f"> {line}" for line in body]
+        lines += block(text) if text.strip() else ["(not answered)"]
         lines.append("")
     return lines
 
@@ -169,7 +215,6 @@ def _run_section(r: Any, options: Any) -> list[str]:
     run = r.run
     seconds = run.get("seconds")
     took = f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
-    cell = run.get("cell", -1)
     lines = ["## Running your notebook", ""]
     if r.status == "not-run":
         return [*lines, "Your notebook was not run this time (only the exercises were graded).", ""]
@@ -178,19 +223,17 @@ def _run_section(r: Any, options: Any) -> list[str]:
             f"Your notebook ran from start to end{took} ({run.get('cells', '?')} code cells)."
         )
     elif r.status == "timeout":
+        where = inline(run_place(run)) or "a cell"
         lines.append(
             f"Your notebook did not finish within the time limit of {options.timeout:g} s; it "
-            f"was stopped in code cell {cell + 1 if cell >= 0 else '?'} (counting every cell "
-            "from the top). Look for an endless loop or a much larger run than the lab asks for."
+            f"was stopped in {where}."
         )
     else:
-        where = f"cell {cell + 1}" if isinstance(cell, int) and cell >= 0 else "a cell"
+        where = inline(run_place(run)) or "a cell"
         if run.get("cell_source"):
-            where += f" (`{run['cell_source'].replace('`', '')}`)"
-        lines.append(
-            f"Your notebook stopped with an error in {where} (counting every cell from the top){took}:"
-        )
-        lines += ["", "```text", run.get("error", ""), *run.get("traceback", []), "```"]
+            where += f" (starting {inline(run['cell_source'])})"
+        lines.append(f"Your notebook stopped with an error in {where}{took}:")
+        lines += ["", *block(scrub("\n".join([run.get("error", ""), *run.get("traceback", [])])))]
     if run.get("output_truncated"):
         lines += ["", "It printed so much that most of the output was dropped."]
     if r.status != "ok":
@@ -210,9 +253,8 @@ def write_summary(results: list, seconds: float, print_fn: Any = print) -> None:
     print_fn(f"{'student':<{width}}  {'score':>9}  {'status':<8}  {'seconds':>7}  detail")
     for r in results:
         score = f"{_num(r.score)}/{_num(r.max_score)}"
-        print_fn(
-            f"{r.student:<{width}}  {score:>9}  {r.status:<8}  {r.seconds:>7.1f}  {r.detail[:70]}"
-        )
+        detail = terminal(r.detail, limit=70)
+        print_fn(f"{r.student:<{width}}  {score:>9}  {r.status:<8}  {r.seconds:>7.1f}  {detail}")
     counts = Counter(r.status for r in results)
     mean = sum(r.score for r in results) / max(1, len(results))
     top = results[0].max_score if results else 0.0

@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
+import base64
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,55 +15,30 @@ import nbformat
 
 from labkit.checks.registry import EXERCISE_MODULES_ENV_VAR
 from labkit.course.kernel import inject_parameters
+from labkit.grade.bounded import loads_bounded
 from labkit.grade.hidden import describe_test
-from labkit.grade.judge import ExerciseResult, ExerciseSpec, LabSpec, judge
-from labkit.grade.submissions import Options, read_regular_file
-from labkit.grade.wire import MAX_TEXT, read_observations
+from labkit.grade.judge import (
+    ExerciseResult,
+    ExerciseSpec,
+    ExerciseTests,
+    LabSpec,
+    judge,
+    tests_for,
+)
+from labkit.grade.submissions import Options
+from labkit.grade.wire import MAX_RESULT_BYTES, MAX_TEXT, read_observations
 from labkit.grade.worker import BOOT
-from labkit.grade.workspace import Workspace
+from labkit.grade.workspace import MAX_ANSWER_BYTES, Workspace
 
 RUN_STATUSES = ("ok", "timeout", "error")  # what an executed notebook's status can be
 BOOT_SECONDS = 180.0  # for a worker to start Python and import torch on a busy machine
 
 
-def run_hidden_tests(nb: Any, cells: dict, lab: LabSpec, options: Options, ws: Workspace) -> list:
-    todo = [s for s in lab.specs if s.exercise.id in cells]
-    out = ws.dir / "probe"
-    items = []
-    for i, spec in enumerate(todo):
-        lib = ws.exercise_lib(f"lib-{i:02d}", spec.absent) if spec.absent else ws.lib
-        items.append(
-            {
-                "id": spec.exercise.id,
-                "source": str(cells[spec.exercise.id].source),  # parsed in the worker only
-                "out": str(out / f"{i:02d}"),
-                "lib": str(lib),
-            }
-        )
-    job = {
-        "lab": lab.lab,
-        "exercises": items,
-        "cells": [str(c.source) for c in nb.cells if c.cell_type == "code"],
-        "lab_imports": lab.prelude,
-        "lab_exercises": [s.exercise.id for s in lab.specs],
-        "hidden_rel": lab.hidden_rel,
-        "exercise_modules": [
-            n.strip() for n in ws.env.get(EXERCISE_MODULES_ENV_VAR, "").split(",") if n.strip()
-        ],
-        "exercise_timeout": options.exercise_timeout,
-        "seed": lab.seed,
-        "sandboxed": ws.sandbox,  # then the boot process may kill every process but itself
-    }
-    boot = str(ws.lib / "labkit" / "grade" / "probe_boot.py")
-    budget = len(todo) * (options.exercise_timeout + 10) + 30
-    run = ws.run("probe", [boot], job, budget, cwd=out, boot_timeout=BOOT_SECONDS)
-    states: dict[str, dict] = {}
-    for line in run.lines:  # from the boot process (no labkit, no student code in it)
-        try:
-            state = json.loads(line)
-            states[str(state["id"])] = state
-        except (ValueError, TypeError, KeyError):
-            continue
+def run_hidden_tests(
+    nb: Any, cells: dict, lab: LabSpec, options: Options, ws: Workspace, student: str
+) -> list:
+    """Each exercise's hidden tests in a sandbox of its own; the verdicts reached here."""
+    student_cells = [str(c.source) for c in nb.cells if c.cell_type == "code"]
     results = []
     for spec in lab.specs:
         ex = spec.exercise
@@ -79,51 +54,82 @@ def run_hidden_tests(nb: Any, cells: dict, lab: LabSpec, options: Options, ws: W
                 )  # fmt: skip
             )
             continue
-        i = todo.index(spec)
-        state = states.get(ex.id, {})
-        results.append(_exercise_result(spec, state, out / f"{i:02d}", run.finished, options))
+        tests = tests_for(lab, spec, student)
+        world = ws.world(ws.copy_of_labkit(f"lib-{len(results):02d}", spec.absent))
+        job = {
+            "id": ex.id,
+            "source": str(cells[ex.id].source),  # parsed in the worker only
+            "lib": world.paths["lib"],
+            "lab": lab.lab,
+            "cells": student_cells,
+            "lab_imports": lab.prelude,
+            "lab_exercises": [s.exercise.id for s in lab.specs],
+            "hidden_rel": lab.hidden_rel,
+            "exercise_modules": [
+                n.strip() for n in ws.env.get(EXERCISE_MODULES_ENV_VAR, "").split(",") if n.strip()
+            ],
+            "exercise_timeout": options.exercise_timeout,
+            "max_bytes": MAX_RESULT_BYTES,
+            "seed": tests.seed,  # this student's, for this exercise: nobody else's inputs
+            "sandboxed": ws.sandbox,  # then the boot process may kill every process but itself
+        }
+        boot = f"{world.paths['lib']}/labkit/grade/probe_boot.py"
+        run = ws.run(
+            world,
+            [boot],
+            job,
+            options.exercise_timeout + 30,
+            boot_timeout=BOOT_SECONDS,
+            max_answer_bytes=2 * MAX_RESULT_BYTES,
+        )
+        ws.log += run.stderr
+        state: dict = {}
+        if run.lines:  # from the boot process (no labkit, no student code in it)
+            try:
+                state = loads_bounded(run.lines[-1], max_bytes=3 * MAX_RESULT_BYTES, max_items=100)
+            except ValueError:
+                state = {}
+        results.append(
+            _exercise_result(
+                spec, tests, state if isinstance(state, dict) else {}, run.finished, options
+            )
+        )
     return results
 
 
 def _exercise_result(
-    spec: ExerciseSpec, state: dict, stem: Path, finished: bool, options: Options
+    spec: ExerciseSpec, tests: ExerciseTests, state: dict, finished: bool, options: Options
 ) -> ExerciseResult:
     ex = spec.exercise
-    base = ExerciseResult(ex.id, ex.title, float(ex.points), "crashed", tests=len(spec.tests))
+    base = ExerciseResult(ex.id, ex.title, float(ex.points), "crashed", tests=len(tests.tests))
+    stopped = (
+        f"your code could not be tested: {'it took too long' if not finished else 'the process running it stopped'} "
+        f"(exit code {state.get('code', '?')}); does it exit Python, use too much memory or write huge files?"
+    )
     if state.get("state") == "timeout":
-        data, _ = read_regular_file(stem.with_suffix(".progress"), 32)  # the student's process
-        try:
-            number = int(data or b"")
-            where = f" on {describe_test(spec.tests[number], number + 1)}" if number >= 0 else ""
-        except (ValueError, IndexError):
-            where = ""
+        number = state.get("progress", -1)
+        where = ""
+        if isinstance(number, int) and 0 <= number < len(tests.tests):
+            where = f" on {describe_test(tests.tests[number], number + 1)}"
         base.status = "timeout"
         base.message = (
             f"your code did not finish within {options.exercise_timeout:g} s{where} "
             "(an endless loop?)"
         )
         return base
-    if state.get("state") != "done":  # the boot process saw it crash, or never reported it
-        why = "it took too long" if not finished else "the process running it stopped"
-        base.message = (
-            f"your code could not be tested: {why} (exit code {state.get('code', '?')}); "
-            "does it exit Python, use too much memory or write huge files?"
-        )
+    if state.get("state") != "done" or not state.get("data"):
+        base.message = stopped
+        return base
+    if state.get("over"):
+        base.message = "your code's results were too large to read (over 64 MB)"
         return base
     try:
-        meta = read_observations(stem.with_suffix(".npz"), str(state.get("sha256", "")))
-    except FileNotFoundError:
-        why = "it took too long" if not finished else "the process running it stopped"
-        base.message = (
-            f"your code could not be tested: {why} (exit code {state.get('code', '?')}); "
-            "does it exit Python, use too much memory or write huge files?"
-        )
-        return base
+        meta = read_observations(base64.b64decode(str(state["data"]), validate=True))
     except Exception as err:  # noqa: BLE001 (unreadable results are the student's process' doing)
         base.message = f"the grader could not read your code's results ({type(err).__name__})"
         return base
     try:
-        return judge(spec, meta)
+        return judge(spec, tests, meta)
     except Exception as err:  # noqa: BLE001
         base.message = f"the grader could not compare your code's results ({err})"[:300]
         return base
@@ -131,51 +137,47 @@ def _exercise_result(
 
 def execute(nb: Any, lab: LabSpec, options: Options, ws: Workspace) -> dict:
     """Run the notebook in the sandbox; its status from the worker's answer and exit code."""
-    work = ws.dir / "work"
     copy = nbformat.from_dict(json.loads(json.dumps(nb)))
     for cell in copy.cells:  # stored outputs are never run, read or trusted
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-    data, ro = None, ()
+    data, ro, env = None, {}, {}
     if lab.needs_data:
         data = options.data
         if options.data == "phantom":
-            if lab.phantom_root is not None:
-                shutil.copytree(lab.phantom_root, work / ".labkit-cache" / lab.phantom_root.name)
+            if lab.phantom_root is not None:  # read-only, where the notebook's cache looks
+                ro[f"work/.labkit-cache/{lab.phantom_root.name}"] = lab.phantom_root
         elif options.data:
-            data = str(Path(options.data).resolve())
-            ws.env["LABKIT_DATA"] = data
-            ro = (Path(data),)  # a real dataset: shared, read-only in the sandbox
+            ro["data"] = Path(options.data).resolve()  # a real dataset: shared, read-only
+    world = ws.world(ws.copy_of_labkit("lib", {}), ro)
+    if "data" in ro:
+        data = env["LABKIT_DATA"] = world.paths["data"]
     try:
         inject_parameters(copy, {"PROFILE": options.profile, "DATA": data})
     except ValueError:
         pass  # no parameters cell: LABKIT_PROFILE still applies
-    path = work / "submission.ipynb"
-    nbformat.write(copy, path)
     job = {
-        "notebook": str(path),
-        "cwd": str(work),
+        "notebook": nbformat.writes(copy),
+        "cwd": world.paths["work"],
         "timeout": options.timeout,
-        "kernel_env": {**ws.env, "PYTHONPATH": str(ws.lib)},
+        "kernel_env": {**ws.world_env(world), **env, "PYTHONPATH": world.paths["lib"]},
         "max_output_bytes": options.max_output_bytes,
-        "pgid_file": str(ws.dir / "run" / "kernel.pgid"),
     }
-    argv = ["-c", BOOT, str(ws.lib), "execute"]
-    run = ws.run("execute", argv, job, options.timeout + BOOT_SECONDS, cwd=work, ro=ro)
+    argv = ["-c", BOOT, world.paths["lib"], "execute"]
+    run = ws.run(world, argv, job, options.timeout + BOOT_SECONDS)
+    ws.log += run.stderr
     if not run.finished:
         return {"status": "timeout", "error": f"stopped after {options.timeout:g} s", "cell": -1}
     if run.code == 0 and run.lines:
         try:
-            status = json.loads(run.lines[-1])
+            status = loads_bounded(run.lines[-1], max_bytes=MAX_ANSWER_BYTES, max_items=1000)
         except ValueError:
             status = {}
         if isinstance(status, dict) and status.get("status") in RUN_STATUSES:
             return _clean_status(status)
     return {
         "status": "error",
-        "error": f"the notebook runner stopped (exit code {run.code}): {ws.log_tail('execute')}"[
-            :MAX_TEXT
-        ],
+        "error": f"the notebook runner stopped (exit code {run.code})",
         "cell": -1,
     }
 
@@ -186,7 +188,7 @@ def _clean_status(status: dict) -> dict:
     for key, kind in (("cell", int), ("cells", int), ("seconds", (int, float))):
         if isinstance(status.get(key), kind) and not isinstance(status.get(key), bool):
             clean[key] = status[key]
-    for key in ("error", "cell_source"):
+    for key in ("error", "cell_source", "section"):
         if isinstance(status.get(key), str):
             clean[key] = status[key][:MAX_TEXT]
     tb = status.get("traceback")

@@ -1,16 +1,24 @@
 """OS isolation for every process that runs student code: bubblewrap, resource limits.
 
 ``bwrap`` (bubblewrap; Debian/Ubuntu package ``bubblewrap``) starts a process in new
-namespaces: here no network (``--unshare-all``), its own PID namespace (nothing outlives it:
-when it ends, the kernel kills every process left inside, detached or not), an unprivileged
-uid with no capabilities, ``--die-with-parent``, and a filesystem that holds only the
-system's programs and libraries, this Python and its packages (read-only), a snapshot of
-labkit (read-only) and the student's own working folder. The submissions, the output
-folder, other students' folders, the instructor's home, ``solutions/`` and ``--hidden``
-folders are simply not there.
+namespaces: no network (``--unshare-all``), its own PID namespace (when it ends, the kernel
+kills every process left inside, detached or not), an unprivileged uid with no
+capabilities, ``--die-with-parent``. Its filesystem is built from a ``View``, and holds
+exactly:
 
-Where bwrap is missing or cannot start (macOS, a kernel without user namespaces), workers
-run as before (own session, stripped environment, private copy of labkit) and the grader
+* read-only system folders (programs, libraries, a few loader and locale files of ``/etc``);
+* this Python and its packages, read-only, **without** the packages the grader hides
+  (labkit and the instructor's exercise modules): each ``site-packages`` that holds one is
+  rebuilt entry by entry, leaving those entries (and their ``.dist-info``, ``.pth`` and
+  editable-install finders) out, so ``import labkit`` finds nothing there by any path;
+* the ``View``'s read-only binds (the one labkit copy prepared for this process, data,
+  weight caches), at neutral paths under ``/sandbox``;
+* the ``View``'s private writable folders: each a tmpfs of a fixed size, as are ``/tmp`` and
+  ``/dev/shm``. Nothing the process writes reaches the host's disk or outlives it, and the
+  grader never has to open, copy or delete anything student code could have written.
+
+The root, ``/dev`` and every bind are read-only. Where bwrap is missing or cannot start
+(macOS, a kernel without user namespaces), workers run with weaker isolation and the grader
 says so loudly; ``--require-sandbox`` refuses instead.
 
 Resource limits apply either way (set in the child before ``exec``, inherited by everything
@@ -24,7 +32,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import sysconfig
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,17 +52,22 @@ _ETC_RO = (
     "/etc/ssl/certs",
 )
 NOBODY = 65534
+INSIDE = "/sandbox"  # where a View's binds and private folders appear in the sandbox
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-process resource limits for a student's workers (and the kernel they start)."""
+    """Per-process resource limits for a student's workers (and the kernel they start),
+    and the sizes of the sandbox's private writable folders (tmpfs: memory, not disk)."""
 
     memory_bytes: int = 8 * 2**30  # address space (RLIMIT_AS)
     processes: int = 256  # new processes beyond those this user already runs (RLIMIT_NPROC)
     file_bytes: int = 2**30  # largest file written (RLIMIT_FSIZE)
     open_files: int = 1024  # RLIMIT_NOFILE
     cpu_seconds: int = 3600  # RLIMIT_CPU, per process
+    disk_bytes: int = 2**30  # the private working folder (a sized tmpfs in the sandbox)
+    tmp_bytes: int = 256 * 2**20  # /tmp
+    shm_bytes: int = 256 * 2**20  # /dev/shm (PyTorch's shared memory)
 
     def settings(self) -> list[tuple[int, int]]:
         """``(resource, value)`` pairs, computed in the parent (the child only sets them)."""
@@ -64,13 +78,29 @@ class Limits:
             (resource.RLIMIT_CORE, 0),
             (resource.RLIMIT_AS, self.memory_bytes),
             (resource.RLIMIT_NPROC, _processes_of_this_user() + self.processes),
-            (resource.RLIMIT_FSIZE, self.file_bytes),
+            (resource.RLIMIT_FSIZE, min(self.file_bytes, self.disk_bytes)),
             (resource.RLIMIT_NOFILE, self.open_files),
             (resource.RLIMIT_CPU, self.cpu_seconds),
         ):
             hard = resource.getrlimit(what)[1]
             pairs.append((what, value if hard == resource.RLIM_INFINITY else min(value, hard)))
         return pairs
+
+
+@dataclass(frozen=True)
+class View:
+    """What one sandboxed process sees besides the system and Python.
+
+    Args:
+        ro: ``(path inside, host path)`` pairs bound read-only (a file or a folder).
+        tmpfs: ``(path inside, bytes)``: private writable folders of that size.
+        hidden: top-level import names left out of every ``site-packages`` (labkit and the
+            instructor's exercise modules: the process gets its own prepared copy instead).
+    """
+
+    ro: tuple[tuple[str, Path], ...] = ()
+    tmpfs: tuple[tuple[str, int], ...] = ()
+    hidden: frozenset[str] = frozenset({"labkit"})
 
 
 def _processes_of_this_user() -> int:
@@ -99,7 +129,8 @@ def sandbox_problem() -> str:
         return f"bubblewrap needs Linux (this is {sys.platform})"
     if bwrap_path() is None:
         return "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
-    argv = wrap([sys.executable, "-I", "-c", "import os; print(os.getuid())"], rw=(), ro=())
+    view = View(tmpfs=((f"{INSIDE}/work", 2**20),))
+    argv = wrap([sys.executable, "-I", "-c", "import os; print(os.getuid())"], view, Limits())
     try:
         done = subprocess.run(argv, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as err:
@@ -110,27 +141,75 @@ def sandbox_problem() -> str:
     return ""
 
 
-def _python_roots() -> list[str]:
+def python_roots() -> list[str]:
     """Folders this Python and its packages live in (the venv and the base installation)."""
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     roots.add(str(Path(os.path.realpath(sys.executable)).parent.parent))
     return sorted(r for r in roots if r and Path(r).is_dir() and r != "/")
 
 
-def wrap(
-    argv: list[str],
-    rw: tuple[Path, ...] | list[Path],
-    ro: tuple[Path, ...] | list[Path],
-    cwd: Path | None = None,
-) -> list[str]:
-    """``argv`` run inside bubblewrap: read-only system and Python, ``ro`` and ``rw`` folders.
+def site_dirs(roots: Iterable[str]) -> list[Path]:
+    """Every ``site-packages``/``dist-packages`` folder inside ``roots``, the system's, and any
+    on ``sys.path`` (one a ``.pth`` file added; a folder of another name is never bound)."""
+    found = {Path(p) for p in (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])}
+    found.update(Path(p) for p in sys.path if Path(p).name in ("site-packages", "dist-packages"))
+    for root in [*roots, "/usr", "/usr/local"]:
+        for pattern in ("lib*/python3*/site-packages", "lib*/python3*/dist-packages"):
+            found.update(Path(root).glob(pattern))
+        found.update(Path(root).glob("lib/python3/dist-packages"))
+    return sorted(p for p in found if p.is_dir() and not p.is_symlink())
+
+
+def hidden_entries(site: Path, hidden: frozenset[str]) -> set[str]:
+    """Entries of ``site`` that make a hidden name importable: the package or module itself,
+    its distribution's metadata, and ``.pth`` files or editable-install finders naming it."""
+    names = {n.lower() for n in hidden}
+    found = set()
+    for entry in os.scandir(site):
+        base = entry.name.lower()
+        stem = base.split("-")[0].split(".")[0]
+        if stem in names or base.removesuffix(".py") in names:
+            found.add(entry.name)  # labkit/, labkit.py, labkit-0.1.0.dist-info, labkit.egg-link
+        elif base.startswith("__editable__") and any(n in base for n in names):
+            found.add(entry.name)  # setuptools' editable finder and its .pth
+        elif base.endswith(".pth"):
+            try:
+                text = Path(entry.path).read_text(encoding="utf-8", errors="replace").lower()
+            except OSError:
+                continue
+            if any(n in text for n in names):
+                found.add(entry.name)
+    return found
+
+
+def _python_args(hidden: frozenset[str]) -> list[str]:
+    """Bind this Python read-only; rebuild each site folder that holds a hidden name without it."""
+    roots = python_roots()
+    args: list[str] = []
+    for root in roots:
+        args += ["--ro-bind", root, root]
+    for site in site_dirs(roots):
+        drop = hidden_entries(site, hidden)
+        if not any(site.is_relative_to(r) for r in [*roots, *_SYSTEM_RO]):
+            args += ["--ro-bind", str(site), str(site)]  # on sys.path through a .pth file
+        if not drop:
+            continue
+        args += ["--tmpfs", str(site)]
+        for entry in sorted(os.listdir(site)):
+            if entry not in drop:
+                args += ["--ro-bind", str(site / entry), str(site / entry)]
+        args += ["--remount-ro", str(site)]
+    return args
+
+
+def wrap(argv: list[str], view: View, limits: Limits, cwd: str | None = None) -> list[str]:
+    """``argv`` run inside bubblewrap with ``view``'s binds and private folders.
 
     Args:
-        argv: the command.
-        rw: folders the process may write (bound at the same path).
-        ro: folders or files it may read (bound read-only at the same path, after ``rw``, so
-            a read-only folder inside a writable one stays read-only).
-        cwd: its working folder.
+        argv: the command (paths inside the sandbox).
+        view: what it may read and write besides the system and Python.
+        limits: sizes of ``/tmp`` and ``/dev/shm``.
+        cwd: its working folder (inside).
     """
     cmd = [bwrap_path() or "bwrap", "--unshare-all", "--die-with-parent", "--new-session"]
     cmd += ["--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY), "--cap-drop", "ALL"]
@@ -139,15 +218,17 @@ def wrap(
             cmd += ["--symlink", os.readlink(path), path]
         elif os.path.exists(path):
             cmd += ["--ro-bind", path, path]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-    for root in _python_roots():
-        cmd += ["--ro-bind", root, root]
-    for path in rw:
-        cmd += ["--bind", str(path), str(path)]
-    for path in ro:
-        cmd += ["--ro-bind-try", str(path), str(path)]
+    cmd += ["--proc", "/proc", "--dev", "/dev"]
+    cmd += ["--perms", "1777", "--size", str(limits.shm_bytes), "--tmpfs", "/dev/shm"]
+    cmd += ["--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
+    cmd += _python_args(view.hidden)
+    for inside, size in view.tmpfs:
+        cmd += ["--perms", "0700", "--size", str(int(size)), "--tmpfs", inside]
+    for inside, host in view.ro:  # after the tmpfs: a bind inside a private folder stays read-only
+        cmd += ["--ro-bind", str(host), inside]
     if cwd is not None:
-        cmd += ["--chdir", str(cwd)]
+        cmd += ["--chdir", cwd]
+    cmd += ["--remount-ro", "/dev", "--remount-ro", "/"]
     return [*cmd, "--", *argv]
 
 

@@ -4,8 +4,12 @@ A student belongs to shard ``1 + sha256(student id) mod N``: the same split on e
 whatever order the files are listed in, and a student never moves when classmates are added.
 Each shard writes ``shard.json`` beside its gradebook: the lab, ``K/N``, labkit's version,
 a digest of the hidden tests and of the exercise list, the run settings the feedback quotes,
-and every result. ``merge`` refuses shards that differ in any of these (or that miss or
-repeat a K), then writes one ``gradebook.csv``, ``feedback/`` and summary, as one run would.
+every result, and a MAC of all of it under the run's secret (every shard is graded with the
+same ``--secret FILE``). ``merge`` needs that secret and refuses a shard whose MAC does not
+match (edited, or made without the secret), shards that differ in any of these, a missing
+or repeated K, a student id that ``grade`` could not have made, and points outside the
+lab's maxima; then it writes one ``gradebook.csv``, ``feedback/`` and summary, as one run
+would, every file inside ``--out``.
 """
 
 from __future__ import annotations
@@ -18,11 +22,16 @@ from types import SimpleNamespace
 from typing import Any
 
 from labkit import __version__
+from labkit.grade.bounded import loads_bounded
 from labkit.grade.judge import ExerciseResult, LabSpec
 from labkit.grade.report import write_feedback, write_gradebook
-from labkit.grade.submissions import StudentResult, Submission
+from labkit.grade.secret import sign, signature_ok
+from labkit.grade.submissions import StudentResult, Submission, student_id
+from labkit.grade.wire import read_regular_file
 
 RECORD = "shard.json"
+MAX_RECORD_BYTES = 256 * 2**20
+MAX_RECORD_ITEMS = 5_000_000
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -62,39 +71,73 @@ def fingerprint(lab: LabSpec) -> dict[str, Any]:
     }
 
 
+def _canonical(record: dict) -> bytes:
+    return json.dumps(record, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
 def write_record(
-    out: Path, lab: LabSpec, shard: tuple[int, int], results: list, settings: dict
+    out: Path, lab: LabSpec, shard: tuple[int, int], results: list, settings: dict, secret: bytes
 ) -> None:
     record = {
         **fingerprint(lab),
         "shard": list(shard),
         "settings": settings,
-        "results": [dataclasses.asdict(r) for r in results],
+        "results": [{**dataclasses.asdict(r), "log": ""} for r in results],
     }
-    (out / RECORD).write_text(json.dumps(record, indent=1), encoding="utf-8")
+    signed = {"record": record, "mac": sign(secret, _canonical(record))}
+    (out / RECORD).write_text(json.dumps(signed, indent=1), encoding="utf-8")
 
 
-def _result(data: dict) -> StudentResult:
+def _result(data: dict, maxima: dict[str, float], where: Path) -> StudentResult:
+    """A result from a shard record, checked as ``grade`` would have made it."""
     exercises = [ExerciseResult(**e) for e in data.pop("exercises")]
-    return StudentResult(**data, exercises=exercises)
+    result = StudentResult(**data, exercises=exercises)
+    if not isinstance(result.student, str) or student_id(result.student) != result.student:
+        raise ValueError(f"{where}: {result.student!r} is not a student id `grade` makes")
+    if [e.id for e in exercises] != list(maxima):
+        raise ValueError(f"{where}: {result.student}'s exercises are not the lab's")
+    for e in exercises:
+        if float(e.max_points) != maxima[e.id] or not 0 <= e.points <= maxima[e.id]:
+            raise ValueError(
+                f"{where}: {result.student} has {e.points!r} of {e.max_points!r} points for "
+                f"{e.id}, which is worth {maxima[e.id]:g}"
+            )
+    manual = sum(result.manual.values()) if isinstance(result.manual, dict) else -1
+    if not 0 <= manual <= float(result.manual_max) or result.manual_max < 0:
+        raise ValueError(f"{where}: {result.student}'s hand-given marks are out of range")
+    return result
 
 
-def merge(dirs: list[str | Path], out: str | Path) -> list[StudentResult]:
+def merge(dirs: list[str | Path], out: str | Path, secret: bytes) -> list[StudentResult]:
     """Join shard folders into one gradebook, feedback folder and result list.
 
+    Args:
+        secret: the run's secret every shard was graded with (``--secret FILE``).
+
     Raises:
-        ValueError: a folder without ``shard.json``, shards of different labs, hidden
-            tests, exercises, labkit versions or N, a missing or repeated shard, or a
-            student graded twice.
+        ValueError: a folder without ``shard.json``, a record whose MAC does not match,
+            shards of different labs, hidden tests, exercises, labkit versions or N, a
+            missing or repeated shard, a student graded twice, an id ``grade`` could not
+            have made, or points outside the lab's maxima.
     """
     records = []
     for folder in map(Path, dirs):
+        data, problem = read_regular_file(folder / RECORD, MAX_RECORD_BYTES)
         try:
-            records.append((folder, json.loads((folder / RECORD).read_text(encoding="utf-8"))))
-        except (OSError, ValueError) as err:
+            if data is None:
+                raise ValueError(problem)
+            signed = loads_bounded(data, max_bytes=MAX_RECORD_BYTES, max_items=MAX_RECORD_ITEMS)
+            record, mac = signed["record"], signed["mac"]
+        except (ValueError, TypeError, KeyError) as err:
             raise ValueError(
                 f"{folder}: no readable {RECORD} (was it graded with --shard K/N?): {err}"
             ) from None
+        if not signature_ok(secret, _canonical(record), mac):
+            raise ValueError(
+                f"{folder / RECORD}: its MAC does not match: it was changed after grading, or "
+                "graded with another --secret; grade it again"
+            )
+        records.append((folder, record))
     if not records:
         raise ValueError("merge needs at least one shard folder")
     first_dir, first = records[0]
@@ -112,7 +155,11 @@ def merge(dirs: list[str | Path], out: str | Path) -> list[StudentResult]:
     if any(rec["shard"][1] != n for _, rec in records) or seen != list(range(1, n + 1)):
         got = ", ".join(f"{rec['shard'][0]}/{rec['shard'][1]}" for _, rec in records)
         raise ValueError(f"cannot merge: expected shards 1/{n} to {n}/{n} once each, got {got}")
-    results = [_result(dict(r)) for _, rec in records for r in rec["results"]]
+    maxima = {str(i): float(p) for i, p in first["exercises"]}
+    try:
+        results = [_result(dict(r), maxima, d) for d, rec in records for r in rec["results"]]
+    except (TypeError, KeyError, AttributeError) as err:
+        raise ValueError(f"cannot merge: a result is not in its form ({err})") from None
     students = [r.student for r in results]
     if len(set(students)) != len(students):
         raise ValueError("cannot merge: a student appears in two shards")

@@ -13,6 +13,7 @@ from typing import Any
 
 import nbformat
 
+from labkit.grade.bounded import TooLarge, loads_bounded
 from labkit.grade.judge import ExerciseResult
 from labkit.grade.wire import read_regular_file
 
@@ -20,6 +21,7 @@ STATUSES = ("ok", "timeout", "error", "invalid", "not-run")
 MAX_NOTEBOOK_BYTES = 50 * 2**20  # a bigger file is refused (outputs are never read anyway)
 MAX_CELL_CHARS = 200_000  # one cell's source; a lab's longest cell is a few thousand
 MAX_JSON_DEPTH = 64  # a notebook is nested about 6 deep; outputs and metadata a little more
+MAX_JSON_ITEMS = 2_000_000  # JSON values in one notebook (a lab's has a few thousand)
 
 
 @dataclass
@@ -39,8 +41,10 @@ class Options:
     max_output_bytes: int = 2_000_000  # notebook output kept while executing
     max_file_bytes: int = 2**30  # largest file a submission's processes may write
     max_memory_bytes: int = 8 * 2**30  # address space of each of a submission's processes
+    max_disk_bytes: int = 2**30  # each worker's private working folder (sized tmpfs)
+    max_tmp_bytes: int = 256 * 2**20  # its /tmp, and its /dev/shm
     sandbox: str = "auto"  # "auto": bubblewrap where it works; "require": refuse without; "off"
-    seed: int | None = None  # hidden tests' random inputs; None: a secret drawn per run
+    secret: bytes | None = None  # the run's secret (labkit.grade.secret); None: drawn now
     manual: Path | None = None  # a filled-in manual_marks.csv to merge
     shard: tuple[int, int] | None = None  # (K, N): grade only shard K of N (labkit.grade.shards)
 
@@ -67,6 +71,7 @@ class StudentResult:
     answers: dict[str, str] = field(default_factory=dict)  # written answers by question id
     manual: dict[str, float] = field(default_factory=dict)  # hand-given marks (--manual)
     manual_max: float = 0.0  # what the hand-marked questions are worth together
+    log: str = ""  # what the workers printed on stderr: for the instructor, never the student
 
     @property
     def score(self) -> float:
@@ -178,15 +183,18 @@ def read_notebook(sub: Submission, lab: str) -> tuple[Any, str]:
     if sub.problem:
         return None, sub.problem
     try:
-        raw = json.loads(sub.data.decode("utf-8"))
+        raw = loads_bounded(
+            sub.data,
+            max_bytes=MAX_NOTEBOOK_BYTES,
+            max_items=MAX_JSON_ITEMS,
+            max_depth=MAX_JSON_DEPTH,
+        )
+    except TooLarge as err:
+        return None, f"the file is too large to grade: {err}"
     except UnicodeDecodeError:
         return None, "the file is not text (is it really a .ipynb notebook?)"
     except json.JSONDecodeError as err:
         return None, f"the file is not valid JSON (line {err.lineno}: {err.msg})"
-    except RecursionError:
-        return None, f"the file's JSON is nested more than {MAX_JSON_DEPTH} levels deep"
-    if _depth(raw) > MAX_JSON_DEPTH:
-        return None, f"the file's JSON is nested more than {MAX_JSON_DEPTH} levels deep"
     if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
         return None, "the file is JSON but not a Jupyter notebook (no list of cells)"
     for number, cell in enumerate(raw["cells"], 1):
@@ -208,16 +216,3 @@ def read_notebook(sub: Submission, lab: str) -> tuple[Any, str]:
     if isinstance(their_lab, str) and their_lab != lab:
         return None, f"this is the notebook of lab {their_lab}, not lab {lab}"
     return nb, ""
-
-
-def _depth(value: Any) -> int:
-    """How deeply ``value`` nests lists and dicts (iterative: no recursion to exhaust)."""
-    deepest, todo = 0, [(value, 1)]
-    while todo:
-        item, depth = todo.pop()
-        if isinstance(item, (list, dict)):
-            deepest = max(deepest, depth)
-            if depth > MAX_JSON_DEPTH:
-                return depth
-            todo += [(v, depth + 1) for v in (item.values() if isinstance(item, dict) else item)]
-    return deepest

@@ -9,9 +9,7 @@ and never equals anything.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import os
 import stat
 import zipfile
@@ -22,11 +20,14 @@ import numpy as np
 import torch
 
 from labkit.checks.compare import describe, is_tensor
+from labkit.grade.bounded import loads_bounded
 
 MAX_TEXT = 2000  # characters kept of any string a student's process reports
 MAX_RESULT_BYTES = 64 * 2**20  # observations one exercise may report, as a file
 MAX_UNPACKED_BYTES = 256 * 2**20  # ... and once decompressed (the zip's own sizes are checked)
 MAX_ARRAYS = 10_000
+MAX_META_BYTES = 16 * 2**20  # the JSON part of one exercise's observations
+MAX_META_ITEMS = 200_000  # ... and the values in it (a lab's tests report a few hundred)
 
 
 def encode(x: Any, arrays: dict, depth: int = 0) -> dict:
@@ -163,29 +164,24 @@ def read_regular_file(path: Path, limit: int) -> tuple[bytes | None, str]:
         os.close(fd)
 
 
-def read_observations(path: Path, sha256: str | None = None) -> dict:
-    """A worker's ``NN.npz``: a regular file (no link, no pipe), size-capped on disk and
-    once decompressed, no pickles, JSON nesting bounded; raises on anything else.
-
-    Args:
-        sha256: the digest the worker's boot process recorded when the exercise ended; a
-            file that differs was changed afterwards (by another exercise's process).
-    """
-    data, problem = read_regular_file(path, MAX_RESULT_BYTES)
-    if data is None:
-        if not os.path.lexists(path):
-            raise FileNotFoundError(path)
-        raise ValueError(problem)
-    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-        raise ValueError("the results changed after the code that produced them ended")
+def read_observations(data: bytes) -> dict:
+    """A worker's observations (``.npz`` bytes from its pipe): size-capped as sent and once
+    decompressed, no pickles, the JSON bounded in size, values and depth; raises on
+    anything else."""
+    if len(data) > MAX_RESULT_BYTES:
+        raise ValueError("results too large")
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         members = archive.infolist()
         if len(members) > MAX_ARRAYS or sum(m.file_size for m in members) > MAX_UNPACKED_BYTES:
             raise ValueError("results too large once decompressed")
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
-    meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
+    meta = loads_bounded(
+        arrays.pop("__meta__").tobytes(), max_bytes=MAX_META_BYTES, max_items=MAX_META_ITEMS
+    )
+    if not isinstance(meta, dict) or not isinstance(meta.get("observations"), list):
+        raise ValueError("results not in their form")
     for obs in meta["observations"]:
-        if obs["kind"] == "value":
+        if isinstance(obs, dict) and obs.get("kind") == "value":
             obs["value"] = decode(obs["value"], arrays)
     return meta

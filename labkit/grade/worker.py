@@ -1,27 +1,26 @@
 """The grader's worker processes: they run student code, so ``labkit.grade`` never has to.
 
-Every worker runs in the student's sandbox (``labkit.grade.sandbox``: bubblewrap where it
+Every worker runs in a sandbox of its own (``labkit.grade.sandbox``: bubblewrap where it
 works) and gets its job on stdin, never from a file. Two kinds:
 
-hidden tests: ``labkit/grade/probe_boot.py`` (which never imports labkit) forks one child per
-    exercise; the child imports labkit from that exercise's read-only copy, in which the
-    exercise's reference is absent (a stub), and runs ``observe_exercise``: the lab source's
-    imports and labkit's references of the lab's *other* exercises (under their names), the
-    student's own imports, then only the *definitions* in the exercise cell (imports,
-    ``def``, ``class``, assignments to names, ``if``/``try``; prints, loops or
-    ``lk.checks.RESULTS[...] = ...`` are skipped); then it calls the student's object on every
-    test (random inputs drawn from the run's secret seed, fixed edge cases) and writes what it
-    *observed* (return values, raised exceptions, whether an input changed) to ``NN.npz``. No
-    verdict is reached here: the grader compares the observations with expected values it
-    computed itself.
-``execute``: the whole notebook on a fresh Jupyter kernel (nbclient) in the working copy, with
-    a deadline for the notebook as a whole; outputs beyond a size cap are dropped. It prints
-    its result as one line on stdout, after the job's nonce: the kernel (student code) runs
-    in another process that cannot reach this one's pipe, and the grader also requires exit
-    code 0, so a kernel that writes files or kills this process cannot report "ok".
+hidden tests: ``labkit/grade/probe_boot.py`` (which never imports labkit) forks one child
+    for ONE exercise; the child imports labkit from the only copy in its sandbox, in which
+    the exercise's reference is absent (a stub), and runs ``observe_exercise``: the lab
+    source's imports and labkit's references of the lab's *other* exercises (under their
+    names), the student's own imports, then only the *definitions* in the exercise cell
+    (imports, ``def``, ``class``, assignments to names, and the same inside ``if``/``try``);
+    then it calls the student's object on every test (inputs drawn from this exercise's
+    secret seed, fixed edge cases) and sends what it *observed* (return values, raised
+    exceptions, whether an input changed) down a pipe to the boot process. No verdict is
+    reached here: the grader compares the observations with values it computed itself.
+``execute``: the whole notebook on a fresh Jupyter kernel (nbclient) in the worker's private
+    folder, with a deadline for the notebook as a whole; outputs beyond a size cap are
+    dropped. It prints its result as one line on stdout, after the job's nonce: the kernel
+    (student code) runs in another process that cannot reach this one's pipe, and the
+    grader also requires exit code 0, so a kernel that kills this process cannot report "ok".
 
 Results travel as JSON and ``.npz`` arrays read back with ``allow_pickle=False`` (a pickle
-from a student's process could run code in the grader).
+from a student's process could run code in the grader) and bounded JSON parsing.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from __future__ import annotations
 import ast
 import copy
 import importlib
+import io
 import json
 import os
 import subprocess
@@ -120,21 +120,20 @@ class ReferenceUsedError(RuntimeError):
 
 
 def run_definitions(source: str, namespace: dict) -> list[str]:
-    """Run the cell's top-level definitions in ``namespace``; notes on what failed or was skipped."""
+    """Run the cell's definitions in ``namespace``; notes on what failed or was skipped.
+
+    Top-level statements of the kinds in ``RUN_STATEMENTS`` run; inside an ``if`` or ``try``
+    the same filter applies again, so a statement skipped at the top is skipped there too.
+    This keeps a cell's own checks and prints out of the tests; it is no security boundary
+    (a definition can run code): nothing decided here can pass a test, the grader judges.
+    """
     notes: list[str] = []
     try:
         tree = ast.parse(source, filename=CELL_NAME)
     except SyntaxError as err:
         return [f"your exercise cell has a syntax error on line {err.lineno}: {err.msg}"]
-    skipped = []
-    for node in tree.body:
-        runs = isinstance(node, RUN_STATEMENTS)
-        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            runs = all(_names_only(t) for t in targets)
-        if not runs:
-            skipped.append(node.lineno)
-            continue
+    skipped: list[int] = []
+    for node in _definitions(tree.body, skipped):
         code = compile(ast.Module(body=[node], type_ignores=[]), CELL_NAME, "exec")
         try:
             exec(code, namespace)
@@ -148,6 +147,29 @@ def run_definitions(source: str, namespace: dict) -> list[str]:
             f"line(s) {lines} (other statements) were not run"
         )
     return notes
+
+
+def _definitions(body: list[ast.stmt], skipped: list[int]) -> list[ast.stmt]:
+    """The statements of ``body`` that run, ``if``/``try`` blocks filtered the same way."""
+    kept = []
+    for node in body:
+        runs = isinstance(node, RUN_STATEMENTS)
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            runs = all(_names_only(t) for t in targets)
+        if not runs:
+            skipped.append(node.lineno)
+            continue
+        if isinstance(node, (ast.If, ast.Try)):
+            for name in ("body", "orelse", "finalbody"):
+                if hasattr(node, name):
+                    inner = _definitions(getattr(node, name), skipped)
+                    setattr(node, name, inner or ([ast.Pass()] if name == "body" else []))
+            for handler in getattr(node, "handlers", []):
+                handler.body = _definitions(handler.body, skipped) or [ast.Pass()]
+            ast.fix_missing_locations(node)
+        kept.append(node)
+    return kept
 
 
 def _names_only(target: ast.AST) -> bool:
@@ -166,25 +188,23 @@ def _error_text(err: BaseException) -> str:
     return text[:MAX_TEXT]
 
 
-def observe_exercise(item: dict, job: dict) -> None:
-    """Child: define the student's object, run every test on it, save the observations.
+def observe_exercise(job: dict, results: int, progress: int) -> None:
+    """Child: define the student's object, run every test on it, send the observations.
 
     Args:
-        item: this exercise: ``id``, ``source`` (the exercise cell), ``out`` (``NN.npz``
-            without suffix), ``lib`` (the copy of labkit this process imported).
-        job: the student's job: ``lab``, ``cells`` (every code cell's source, for the
-            student's imports), ``lab_imports``, ``lab_exercises``, ``exercise_modules``,
-            ``hidden_rel``, ``seed`` (the run's secret seed for random hidden inputs).
+        job: this exercise's job: ``id``, ``source`` (the exercise cell), ``lab``, ``cells``
+            (every code cell's source, for the student's imports), ``lab_imports``,
+            ``lab_exercises``, ``exercise_modules``, ``hidden_rel``, ``lib`` (the copy of
+            labkit this process imported), ``seed`` (this exercise's secret seed).
+        results: a pipe to the boot process: the observations as ``.npz`` bytes.
+        progress: a pipe to the boot process: the number of each test as it starts.
     """
-    out = Path(item["out"])
-    scratch = out.parent / f"scratch-{out.name}"
-    scratch.mkdir(parents=True, exist_ok=True)
-    os.chdir(scratch)
+    os.chdir(os.environ.get("HOME") or "/")
     for name in job["exercise_modules"]:  # registered first: no need to import every lab
         importlib.import_module(name)
-    load_hidden_tests(job["lab"], [Path(item["lib"]) / rel for rel in job["hidden_rel"]])
+    load_hidden_tests(job["lab"], [Path(job["lib"]) / rel for rel in job["hidden_rel"]])
     set_run_seed(job["seed"])
-    exercise = get_exercise(item["id"])
+    exercise = get_exercise(job["id"])
     tests = exercise_tests(exercise)  # built before any student code runs here
     # The lab's own imports (trusted: from the lab source) and, under their function names,
     # labkit's references of the lab's other exercises: an exercise that uses another one
@@ -207,16 +227,15 @@ def observe_exercise(item: dict, job: dict) -> None:
         except BaseException:  # noqa: BLE001 (a module the student imported may be missing)
             pass
     before = namespace.get(exercise.function)  # e.g. a name the lab's imports bound
-    notes = run_definitions(python_source(item["source"]), namespace)
+    notes = run_definitions(python_source(job["source"]), namespace)
     defined = namespace.get(exercise.function, before) is not before
     meta: dict[str, Any] = {"notes": notes, "defined": defined}
     observations: list[dict] = []
     arrays: dict[str, np.ndarray] = {}
     if meta["defined"]:
         obj = namespace[exercise.function]
-        progress = out.with_suffix(".progress")
         for number, test in enumerate(tests):
-            progress.write_text(str(number), encoding="utf-8")
+            os.write(progress, f"{number}\n".encode())
             if isinstance(test, Case):
                 args, kwargs = copy.deepcopy(test.args), copy.deepcopy(dict(test.kwargs))
                 obs = _observe(lambda args=args, kwargs=kwargs: obj(*args, **kwargs), arrays)
@@ -227,9 +246,11 @@ def observe_exercise(item: dict, job: dict) -> None:
             observations.append(obs)
     meta["observations"] = observations
     arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    tmp = out.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, out.with_suffix(".npz"))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    view = memoryview(buffer.getvalue())
+    while view:
+        view = view[os.write(results, view) :]
 
 
 def _observe(call: Any, arrays: dict) -> dict:
@@ -250,9 +271,10 @@ def _observe(call: Any, arrays: dict) -> dict:
 def execute(job: dict) -> None:
     """Run the notebook on a fresh kernel with a deadline; print the result after the nonce.
 
-    This process is not dumpable (the kernel, student code with the same uid, cannot read
-    its memory or reach its stdout through /proc) and is the subreaper of whatever the
-    kernel leaves running, which it kills before answering.
+    The notebook comes in the job (``notebook``: its JSON) and is written into this
+    process's own working folder. This process is not dumpable (the kernel, student code
+    with the same uid, cannot read its memory or reach its stdout through /proc) and is the
+    subreaper of whatever the kernel leaves running, which it kills before answering.
     """
     make_undumpable()
     subreaper()
@@ -265,11 +287,15 @@ def execute(job: dict) -> None:
 
     start = time.monotonic()
     deadline = start + job["timeout"]
-    nb = nbformat.read(job["notebook"], as_version=4)
+    nb = nbformat.reads(job["notebook"], as_version=4)
+    path = Path(job["cwd"]) / "submission.ipynb"
+    nbformat.write(nb, path)  # for the kernel's __file__-less tools; never read back
     result: dict[str, Any] = {"status": "ok"}
-    client = capped_client(
-        nb, deadline, job["max_output_bytes"], job["cwd"], pgid_file=Path(job["pgid_file"])
-    )
+
+    def on_kernel(pgid: int) -> None:  # for a grader without the sandbox: kill it if we hang
+        print(f"{job['nonce']} kernel {int(pgid)}", flush=True)
+
+    client = capped_client(nb, deadline, job["max_output_bytes"], job["cwd"], on_kernel)
     try:
         client.execute(env=job["kernel_env"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except CellTimeoutError:
@@ -290,6 +316,7 @@ def execute(job: dict) -> None:
     if last >= 0:
         first_line = next((ln for ln in nb.cells[last].source.splitlines() if ln.strip()), "")
         result["cell_source"] = first_line.strip()[:80]
+        result["section"] = _section_of(nb, last)
         last -= sum(i < last for i in injected)
     result["cell"] = last
     result["cells"] = sum(c.cell_type == "code" for c in nb.cells) - len(injected)
@@ -297,6 +324,16 @@ def execute(job: dict) -> None:
     result["output_truncated"] = client.dropped > 0
     kill_descendants()
     print(f"{job['nonce']} {json.dumps(result)}", flush=True)
+
+
+def _section_of(nb: Any, index: int) -> str:
+    """The last Markdown heading above cell ``index`` (what a student sees in Jupyter)."""
+    for cell in reversed(nb.cells[:index]):
+        if cell.cell_type == "markdown":
+            for line in reversed(cell.source.splitlines()):
+                if line.lstrip().startswith("#"):
+                    return line.lstrip("# ").strip()[:120]
+    return ""
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -62,14 +62,16 @@ def test_partial_credit_weighs_each_hidden_test(manual_lab):
 
 def test_written_answers_go_to_feedback_and_a_marks_sheet(manual_lab):
     feedback = (manual_lab["out"] / "feedback" / "partial.md").read_text()
-    assert "## Written answers" in feedback and "> Because 2|A∩B| / (|A|+|B|) is 0 / 0" in feedback
+    assert "## Written answers" in feedback
+    # Quoted as a code block that the answer cannot close or turn into Markdown/HTML.
+    assert "```text\nBecause 2|A∩B| / (|A|+|B|) is 0 / 0 there.\n```" in feedback
     student = (manual_lab["out"] / "feedback" / "student.md").read_text()
-    assert "> (not answered)" in student
+    assert "**Q1**:\n\n(not answered)" in student
     with open(manual_lab["out"] / "manual_marks.csv", newline="", encoding="utf-8") as f:
         sheet = list(csv.reader(f))
     assert sheet == [
         ["student", "Q1"],
-        ["max", ""],
+        ["#max", ""],
         ["honest", ""],
         ["partial", ""],
         ["student", ""],
@@ -77,7 +79,7 @@ def test_written_answers_go_to_feedback_and_a_marks_sheet(manual_lab):
 
 
 def test_manual_marks_are_merged_into_the_gradebook(manual_lab, tmp_path, capsys):
-    marks = write(tmp_path, "marks.csv", "student,Q1\nmax,2\npartial,1.5\nhonest,2\n")
+    marks = write(tmp_path, "marks.csv", "student,Q1\n#max,2\npartial,1.5\nhonest,2\n")
     options = manual_lab["options"]
     options = Options(**{**vars(options), "manual": marks})
     out = tmp_path / "out"
@@ -90,11 +92,53 @@ def test_manual_marks_are_merged_into_the_gradebook(manual_lab, tmp_path, capsys
     )
     assert (table["student"]["Q1"], table["student"]["score"]) == ("0", "0")
     assert "**Q1** (1.5 points):" in (out / "feedback" / "partial.md").read_text()
-    bad = write(tmp_path, "bad.csv", "student,Q1\nmax,2\npartial,lots\n")
+    bad = write(tmp_path, "bad.csv", "student,Q1\n#max,2\npartial,lots\n")
     with pytest.raises(ValueError, match=r"bad.csv, row 3, column Q1: expected a number from 0"):
         grade(manual_lab["base"] / "subs", "00", out, Options(**{**vars(options), "manual": bad}))
-    ghost = write(tmp_path, "ghost.csv", "student,Q1\nmax,2\nnobody,1\n")
+    ghost = write(tmp_path, "ghost.csv", "student,Q1\n#max,2\nnobody,1\n")
     command = ["grade", str(manual_lab["base"] / "subs"), "--lab", "00", "--out", str(out)]
     command += ["--source", str(options.source), "--manual", str(ghost), "--no-run"]
     assert cli_main(command) == 2
     assert "row 3: no submission of student 'nobody'" in capsys.readouterr().err
+
+    # The maxima row names no student (a student may be called "max"), and a blank maximum
+    # would lift every limit: it is refused.
+    blank = write(tmp_path, "blank.csv", "student,Q1\n#max,\npartial,100\n")
+    with pytest.raises(ValueError, match=r"row 2 \(#max\): expected the points each question"):
+        grade(manual_lab["base"] / "subs", "00", out, Options(**{**vars(options), "manual": blank}))
+
+
+THREE = """\
+Read the table first.
+
+**Question 1.** Is A better than B?
+
+YOUR ANSWER HERE
+
+**Question 2.** Why?
+
+YOUR ANSWER HERE
+
+**Question 3.** What would you measure?
+
+YOUR ANSWER HERE
+"""
+
+
+def test_a_cell_with_three_questions_gives_three_marks():
+    import nbformat
+
+    from labkit.grade.manual import answers_of, questions_of
+
+    template = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(THREE)])
+    questions = questions_of(template)
+    assert [(q.id, q.prompt) for q in questions] == [
+        ("Q1", "**Question 1.** Is A better than B?"),
+        ("Q2", "**Question 2.** Why?"),
+        ("Q3", "**Question 3.** What would you measure?"),
+    ]
+    answered = nbformat.from_dict(template)
+    answered.cells[0].source = THREE.replace("YOUR ANSWER HERE", "No: four volumes.", 1).replace(
+        "YOUR ANSWER HERE", "Noise.", 1
+    )
+    assert answers_of(answered, questions) == {"Q1": "No: four volumes.", "Q2": "Noise.", "Q3": ""}

@@ -35,7 +35,7 @@ def test_observations_round_trip_without_pickles(tmp_path):
     path = tmp_path / "00.npz"
     np.savez(path, __meta__=np.frombuffer(b"{}", dtype=np.uint8), a0=np.array([object()]))
     with pytest.raises(ValueError, match="pickle"):
-        read_observations(path)
+        read_observations(path.read_bytes())
 
 
 def test_only_the_definitions_of_an_exercise_cell_run():

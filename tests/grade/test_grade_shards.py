@@ -1,7 +1,9 @@
 """Sharded grading (issue 19): `--shard K/N` splits the class by student id; `merge` joins.
 
-The demo lab, hidden tests only (`run=False`), a fixed seed: the class graded whole and in
-two shards; the merged gradebook and feedback must equal the whole run's.
+The demo lab, hidden tests only (`run=False`), one secret: the class graded whole and in
+two shards; the merged gradebook and feedback must equal the whole run's. A shard's record
+is signed with the run's secret: an edited one, or one that names a path or more points
+than the lab has, is refused (issue 24, class 8).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from _grading import DEMO_LAB, HIDDEN_DIR, PARTIAL, demo_notebooks, edited, writ
 
 from labkit.cli import main as cli_main
 from labkit.grade import Options, find_submissions, grade
+from labkit.grade.secret import read_secret_file, sign
 from labkit.grade.shards import merge, parse_shard, select, shard_of
 
 STUDENTS = ["ana", "ben", "chloe", "dev", "eli", "fay"]
+SECRET = bytes(range(100, 132))
 
 
 def _without_timing(text: str) -> str:
@@ -38,13 +42,18 @@ def sharded(demo_env, tmp_path_factory):
     for i, name in enumerate(STUDENTS):
         write(base / "subs", f"{name}.ipynb", kinds[i % 3])
     options = Options(
-        source=DEMO_LAB.parent, hidden_dirs=(HIDDEN_DIR,), run=False, jobs=2, progress=False, seed=7
+        source=DEMO_LAB.parent,
+        hidden_dirs=(HIDDEN_DIR,),
+        run=False,
+        jobs=2,
+        progress=False,
+        secret=SECRET,
     )
     grade(base / "subs", "00", base / "all", options)
     for k in (1, 2):
         shard = Options(**{**vars(options), "shard": (k, 2)})
         grade(base / "subs", "00", base / f"shard{k}", shard)
-    merge([base / "shard2", base / "shard1"], base / "merged")
+    merge([base / "shard2", base / "shard1"], base / "merged", SECRET)
     return base
 
 
@@ -63,7 +72,9 @@ def test_the_split_is_fixed_by_student_id_whatever_the_order(tmp_path):
 
 
 def test_merged_shards_equal_the_unsharded_run(sharded):
-    parts = [json.loads((sharded / f"shard{k}" / "shard.json").read_text()) for k in (1, 2)]
+    parts = [
+        json.loads((sharded / f"shard{k}" / "shard.json").read_text())["record"] for k in (1, 2)
+    ]
     assert all(p["results"] for p in parts)  # both shards hold students
     assert _table(sharded / "merged" / "gradebook.csv") == _table(sharded / "all" / "gradebook.csv")
     whole = sorted(p.name for p in (sharded / "all" / "feedback").iterdir())
@@ -74,19 +85,72 @@ def test_merged_shards_equal_the_unsharded_run(sharded):
         assert _without_timing(a) == _without_timing(b), name
 
 
+def _resigned(record: dict) -> str:
+    data = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+    return json.dumps({"record": record, "mac": sign(SECRET, data)})
+
+
 def test_mismatched_or_missing_shards_are_refused(sharded, tmp_path, capsys):
     other = tmp_path / "other"
     shutil.copytree(sharded / "shard2", other)
-    record = json.loads((other / "shard.json").read_text())
-    for key, value, words in [
+    record = json.loads((other / "shard.json").read_text())["record"]
+    for key, value, words in [  # shards signed with the secret, graded differently
         ("lab", "01", "their lab differ"),
         ("hidden_tests", "0" * 64, "their hidden tests differ"),
         ("labkit_version", "9.9", "their labkit version differ"),
     ]:
-        (other / "shard.json").write_text(json.dumps({**record, key: value}))
+        (other / "shard.json").write_text(_resigned({**record, key: value}))
         with pytest.raises(ValueError, match=words):
-            merge([sharded / "shard1", other], tmp_path / "out")
+            merge([sharded / "shard1", other], tmp_path / "out", SECRET)
     with pytest.raises(ValueError, match="expected shards 1/2 to 2/2 once each, got 1/2"):
-        merge([sharded / "shard1"], tmp_path / "out")
+        merge([sharded / "shard1"], tmp_path / "out", SECRET)
     code = cli_main(["grade", "merge", str(sharded / "shard1"), str(tmp_path), "--out", "x"])
-    assert code == 2 and "no readable shard.json" in capsys.readouterr().err
+    assert code == 2 and "merge needs --secret FILE" in capsys.readouterr().err
+
+
+def test_a_tampered_shard_is_refused_and_nothing_lands_outside_out(sharded, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(sharded / "shard2", other)
+    signed = json.loads((other / "shard.json").read_text())
+    record = signed["record"]
+    first = record["results"][0]
+    # Without the secret: any edit breaks the MAC (here 100 points more for one student).
+    first["exercises"][0]["earned"] = 100.0
+    (other / "shard.json").write_text(json.dumps(signed))
+    with pytest.raises(ValueError, match="its MAC does not match"):
+        merge([sharded / "shard1", other], tmp_path / "out", SECRET)
+    with pytest.raises(ValueError, match="its MAC does not match"):  # another run's secret
+        merge([sharded / "shard1", sharded / "shard2"], tmp_path / "out", bytes(range(32)))
+    # Even signed with the secret, an id grade cannot make or points above the maxima fail.
+    first["exercises"][0].update(earned=None, status="pass", max_points=100.0)
+    (other / "shard.json").write_text(_resigned(record))
+    with pytest.raises(ValueError, match="which is worth 1"):
+        merge([sharded / "shard1", other], tmp_path / "out", SECRET)
+    record = json.loads((sharded / "shard2" / "shard.json").read_text())["record"]
+    record["results"][0]["student"] = "../../../escaped"
+    (other / "shard.json").write_text(_resigned(record))
+    with pytest.raises(ValueError, match="is not a student id"):
+        merge([sharded / "shard1", other], tmp_path / "out" / "deep", SECRET)
+    assert not list(tmp_path.rglob("escaped*"))
+
+
+def test_secret_files_are_made_once_private_and_strong(tmp_path, capsys):
+    path = tmp_path / "class.secret"
+    assert cli_main(["grade", "secret", str(path)]) == 0
+    assert oct(path.stat().st_mode & 0o777) == "0o600" and len(read_secret_file(path)) == 32
+    assert cli_main(["grade", "secret", str(path)]) == 2  # never overwritten
+    assert "exists already" in capsys.readouterr().err
+    for text, words in [
+        ("ab", "at least 128"),
+        ("11" * 32, "does not look random"),
+        ("xyz", "hex"),
+    ]:
+        weak = write(tmp_path, "weak.secret", text)
+        with pytest.raises(ValueError, match=words):
+            read_secret_file(weak)
+    subs = tmp_path / "subs"
+    write(subs, "ana.ipynb", "{}")
+    code = cli_main(
+        ["grade", str(subs), "--lab", "00", "--out", str(tmp_path / "o"), "--shard", "1/2"]
+    )
+    assert code == 2 and "--shard needs --secret FILE" in capsys.readouterr().err

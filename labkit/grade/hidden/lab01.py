@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from labkit.checks import Case
-from labkit.grade.hidden import hidden, run_seed
+from labkit.grade.hidden import hidden, run_rng, run_seed
 
 _TREES: list[str] = []
 atexit.register(lambda: [shutil.rmtree(t, ignore_errors=True) for t in _TREES])
@@ -42,7 +42,14 @@ def count_images_tests():
         {("Val", "Normal"): 4, ("Test", "COVID-19"): 1},
         {("Val", "Normal"): [".DS_Store", "scan.jpg", "notes.png.txt"]},
     )
+    rng = run_rng("01 count_images")  # the run's secret: counts nobody can tabulate
+    splits, classes = ("Train", "Val", "Test"), ("COVID-19", "Non-COVID", "Normal")
+    drawn = {
+        (sp, c): int(rng.integers(0, 9)) for sp in splits for c in classes if rng.random() < 0.6
+    }
+    drawn = drawn or {("Train", "Normal"): 3}
     return [
+        Case((_tree(drawn, {}),), label="a tree with random folders and numbers of PNGs"),
         Case(
             (_tree({("Train", "Normal"): 2}, {}),), label="a tree with only Train/Normal (2 PNGs)"
         ),
