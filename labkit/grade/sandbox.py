@@ -145,7 +145,15 @@ def python_roots() -> list[str]:
     """Folders this Python and its packages live in (the venv and the base installation)."""
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     roots.add(str(Path(os.path.realpath(sys.executable)).parent.parent))
-    return sorted(r for r in roots if r and Path(r).is_dir() and r != "/")
+    return sorted(r for r in roots if r and r != "/" and _readable_dir(r))
+
+
+def _readable_dir(path: str | Path) -> bool:
+    """A folder this user can list (one it cannot read it cannot bind either)."""
+    try:
+        return Path(path).is_dir() and os.access(path, os.R_OK | os.X_OK)
+    except OSError:
+        return False
 
 
 def site_dirs(roots: Iterable[str]) -> list[Path]:
@@ -154,10 +162,11 @@ def site_dirs(roots: Iterable[str]) -> list[Path]:
     found = {Path(p) for p in (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])}
     found.update(Path(p) for p in sys.path if Path(p).name in ("site-packages", "dist-packages"))
     for root in [*roots, "/usr", "/usr/local"]:
-        for pattern in ("lib*/python3*/site-packages", "lib*/python3*/dist-packages"):
-            found.update(Path(root).glob(pattern))
-        found.update(Path(root).glob("lib/python3/dist-packages"))
-    return sorted(p for p in found if p.is_dir() and not p.is_symlink())
+        if _readable_dir(root):
+            for pattern in ("lib*/python3*/site-packages", "lib*/python3*/dist-packages"):
+                found.update(Path(root).glob(pattern))
+            found.update(Path(root).glob("lib/python3/dist-packages"))
+    return sorted(p for p in found if _readable_dir(p) and not p.is_symlink())
 
 
 def hidden_entries(site: Path, hidden: frozenset[str]) -> set[str]:

@@ -56,5 +56,5 @@ def block(text: object, info: str = "text") -> list[str]:
 
 def csv_cell(text: object) -> str:
     """A CSV cell on one line that a spreadsheet will not read as a formula."""
-    text = " ".join(terminal(text).split())
+    text = terminal(" ".join(str(text).split()))
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

@@ -99,3 +99,71 @@ def test_bad_arguments_are_clear_errors(demo_env, tmp_path, capsys):
     assert "lab source folder" in capsys.readouterr().err
     assert cli_main(["grade", str(tmp_path / "none"), "--lab", "00", "--out", "x"]) == 2
     assert "submissions" in capsys.readouterr().err
+
+
+def test_remove_tree_empties_what_student_code_left_without_following_links(tmp_path):
+    import os
+
+    from labkit.grade.workspace import remove_tree
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("precious")
+    tree = tmp_path / "world"
+    deep = tree / "locked" / "deeper"
+    deep.mkdir(parents=True)
+    (deep / "x\nodd \x1b name").write_text("x")
+    (tree / b"\xff\xfe".decode("utf-8", "surrogateescape")).write_text("not UTF-8")
+    os.mkfifo(tree / "fifo")
+    os.symlink(victim, tree / "link-to-victim")
+    os.symlink(victim / "keep.txt", deep / "link-to-file")
+    os.chmod(deep, 0)
+    os.chmod(deep.parent, 0)
+    remove_tree(tree)
+    assert not os.path.lexists(tree)
+    assert (victim / "keep.txt").read_text() == "precious"
+
+
+def test_student_text_is_escaped_for_each_reader():
+    from labkit.grade.text import block, csv_cell, inline, terminal
+
+    assert terminal("a\x1b[2Kb\rc\nd\u202e") == "a\\x1b[2Kb\\x0dc\\x0ad\\u202e"
+    assert inline("## x <script>") == "\\#\\# x \\<script\\>"
+    assert inline("one\ntwo") == "one two"
+    lines = block("x\n````\n## y")
+    assert lines[0] == "`````text" and lines[-1] == "`````" and "````" in lines[1:-1]
+    assert csv_cell("=1+1") == "'=1+1" and csv_cell("a\nb\x1b") == "a b\\x1b"
+
+
+def test_json_from_students_is_bounded_in_values_and_depth():
+    from labkit.grade.bounded import TooLarge, loads_bounded
+
+    assert loads_bounded(b'{"a": [1, [2]]}', max_bytes=100) == {"a": [1, [2]]}
+    many = b"[" + b"[]," * 300_000 + b"[]]"  # 900 KB, 300,001 lists
+    with pytest.raises(TooLarge, match="more than 200,000 JSON values"):
+        loads_bounded(many, max_bytes=2**20)
+    with pytest.raises(TooLarge, match="nested more than 64"):
+        loads_bounded(b"[" * 65 + b"]" * 65, max_bytes=2**20)
+    with pytest.raises(TooLarge, match="larger than"):
+        loads_bounded(b"[1]", max_bytes=2)
+
+
+def test_the_sandbox_hides_labkit_entries_of_a_site_folder(tmp_path):
+    from labkit.grade.sandbox import hidden_entries
+
+    site = tmp_path / "site-packages"
+    for name in ("labkit", "labkit-0.1.0.dist-info", "torch", "labkit_extras", "numpy"):
+        (site / name).mkdir(parents=True)
+    (site / "__editable___labkit_0_1_0_finder.py").write_text("")
+    (site / "__editable__.labkit-0.1.0.pth").write_text("import __editable___labkit_0_1_0_finder")
+    (site / "course.pth").write_text("/home/teacher/labkit-checkout\n")
+    (site / "distutils-precedence.pth").write_text("import os\n")
+    (site / "demo_exercises.py").write_text("")
+    assert hidden_entries(site, frozenset({"labkit", "demo_exercises"})) == {
+        "labkit",
+        "labkit-0.1.0.dist-info",
+        "__editable___labkit_0_1_0_finder.py",
+        "__editable__.labkit-0.1.0.pth",
+        "course.pth",
+        "demo_exercises.py",
+    }

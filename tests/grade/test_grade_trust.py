@@ -16,13 +16,12 @@ cell's definitions (the hidden-test sandbox) or a cell the kernel runs.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import resource
 import tempfile
 from pathlib import Path
 
 import pytest
+from _attacks import WALK, fingerprints
 from _grading import DEMO_LAB, HIDDEN_DIR, demo_notebooks, edited, rows, write
 
 from labkit.grade import Options, grade, write_summary
@@ -33,61 +32,6 @@ SANDBOX = not sandbox_problem()
 SECRET = bytes(range(7, 39))
 MiB = 2**20
 
-
-# Exercise cells run only definitions (imports, def, class, assignments to names): each
-# attack is a function, run by an assignment (`_ = attack()`), as a student would write it.
-def _cell(function_source: str, tail: str) -> str:
-    return function_source + "\n" + tail
-
-
-# ---- 1. every file the dice exercise's process can open, and every labkit it can import
-WALK = """\
-import hashlib, os, stat, sys
-
-def _walk(sizes, digests, texts):
-    found, files, packages = [], 0, []
-    for root, dirs, names in os.walk("/"):
-        if root == "/":
-            dirs[:] = [d for d in dirs if d not in ("proc", "sys", "dev")]
-        for name in names:
-            path = os.path.join(root, name)
-            try:
-                info = os.lstat(path)
-                if not stat.S_ISREG(info.st_mode):
-                    continue
-                files += 1
-                if path.endswith("labkit/__init__.py"):
-                    packages.append(path)
-                if info.st_size in sizes:
-                    with open(path, "rb") as f:
-                        if hashlib.sha256(f.read()).hexdigest() in digests:
-                            found.append(path)
-                if name.endswith((".py", ".ipynb", ".txt", ".md", ".json")) and info.st_size < 2e6:
-                    with open(path, encoding="utf-8", errors="ignore") as f:
-                        text = f.read()
-                    if any(t in text for t in texts):
-                        found.append(path)
-            except OSError:
-                pass
-    saved_path, saved_modules = list(sys.path), dict(sys.modules)
-    sys.path[:] = [p for p in sys.path if "/sandbox/lib" not in p]
-    for name in [n for n in sys.modules if n.split(".")[0] in ("labkit", "demo_exercises")]:
-        del sys.modules[name]
-    try:
-        import labkit
-        elsewhere = str(list(labkit.__path__))
-    except ImportError:
-        elsewhere = "none"
-    sys.path[:] = saved_path
-    sys.modules.clear()
-    sys.modules.update(saved_modules)
-    return f"WALK files={{files}} found={{sorted(set(found))}} packages={{packages}} elsewhere={{elsewhere}}"
-
-_RESULT = _walk({sizes!r}, {digests!r}, {texts!r})
-
-def dice(pred, truth):
-    raise RuntimeError(_RESULT)
-"""
 
 # ---- 2. links, FIFOs, chmod 000 and odd names wherever it can write, pointing at victims
 PLANT = """\
@@ -199,17 +143,6 @@ LEAK_CELL = (
 )
 
 
-def _fingerprints() -> tuple[set[int], set[str], list[str]]:
-    """Sizes and digests of the original files holding dice's reference, and its body."""
-    import demo_exercises
-
-    original = Path(demo_exercises.__file__)
-    source = inspect.getsource(demo_exercises.dice)
-    body = source.split('"""', 2)[-1].strip()  # what the stub replaces
-    data = original.read_bytes()
-    return {len(data)}, {hashlib.sha256(data).hexdigest()}, [body]
-
-
 @pytest.fixture(scope="module")
 def trust(demo_env, tmp_path_factory):
     base = tmp_path_factory.mktemp("trust")
@@ -221,7 +154,7 @@ def trust(demo_env, tmp_path_factory):
         write(base / "instructor", "02_solution.py", "ref"),
     ]
     protected = {p: p.read_bytes() for p in victims}
-    sizes, digests, texts = _fingerprints()
+    sizes, digests, texts = fingerprints()
     targets = [str(v) for v in victims] + [str(out), str(grader_tmp)]
     answered = edited(solution)
     (question,) = [c for c in answered.cells if "Question." in c.source]
