@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -109,7 +110,7 @@ def grade(
             "--shard needs --secret FILE, the same file for every shard (make it once with "
             "`labkit grade secret FILE`)"
         )
-    if options.timeout <= 0 or options.exercise_timeout <= 0:
+    if (options.timeout is not None and options.timeout <= 0) or options.exercise_timeout <= 0:
         raise ValueError("--timeout and --test-timeout must be positive (seconds)")
     if options.sandbox not in ("auto", "require", "off"):
         raise ValueError(
@@ -132,6 +133,8 @@ def grade(
             get_profile(options.profile).phantom_n, progress=options.progress
         )
     root = Path(tempfile.mkdtemp(prefix="labkit-grade-"))
+    if options.run and options.timeout is None:
+        options = _timed_from_the_reference(prepared, options, root, not problem)
     results: list[StudentResult] = []
     bar = tqdm(
         total=len(subs), desc=f"grading lab {lab}", unit="student", disable=not options.progress
@@ -165,9 +168,31 @@ def grade(
     write_feedback(out / "feedback", results, options)
     write_logs(out / "logs", results)
     if options.shard is not None:
-        settings = {"timeout": options.timeout}
+        settings = {"timeout": options.timeout, "reference_seconds": options.reference_seconds}
         write_record(out, prepared, options.shard, results, settings, prepared.secret)
     return results
+
+
+REFERENCE_FACTOR = 3.0  # a notebook may take this many times the reference's time ...
+REFERENCE_MARGIN = 60.0  # ... plus this many seconds (kernel start, a busy machine)
+
+
+def _timed_from_the_reference(lab: LabSpec, options: Options, root: Path, sandbox: bool) -> Options:
+    """``options`` with a notebook time limit measured here: the lab's solution notebook run
+    once, as a submission is, on this machine now (a busy machine gives more time)."""
+    ws = Workspace(root, "reference", lab, replace(options, timeout=3600.0), sandbox)
+    try:
+        run = execute(lab.solution, lab, replace(options, timeout=3600.0), ws)
+    finally:
+        ws.close()
+    if run.get("status") != "ok":
+        raise ValueError(
+            f"lab {lab.lab}'s solution notebook did not run to the end here ({run.get('status')}: "
+            f"{str(run.get('error', ''))[:200]}), so no time limit can be measured; give --timeout"
+        )
+    seconds = float(run.get("seconds") or 0.0)
+    timeout = REFERENCE_FACTOR * seconds + REFERENCE_MARGIN
+    return replace(options, timeout=float(round(timeout)), reference_seconds=round(seconds, 1))
 
 
 def _safe_grade(

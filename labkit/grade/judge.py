@@ -88,7 +88,8 @@ class LabSpec:
     secret: bytes = b""  # the run's secret (labkit.grade.secret): never leaves the grader
     hidden_dirs: tuple[Path, ...] = ()
     questions: list[Question] = field(default_factory=list)  # written answers, marked by hand
-    phantom_root: Path | None = None  # phantom data to copy into each working folder
+    phantom_root: Path | None = None  # phantom data, bound read-only into each notebook's world
+    solution: Any = None  # the lab's solution notebook (to time the reference: --timeout)
 
 
 def snapshot_sources(
@@ -202,6 +203,7 @@ def _prepare_lab(
     spec = LabSpec(lab, info.stem, specs, prelude, snapshot, hidden_rel, needs_data, secret)
     spec.hidden_dirs = hidden_dirs
     spec.questions = questions_of(student)
+    spec.solution = solution
     return spec
 
 

@@ -224,9 +224,16 @@ def _run_section(r: Any, options: Any) -> list[str]:
         )
     elif r.status == "timeout":
         where = inline(run_place(run)) or "a cell"
+        reference = getattr(options, "reference_seconds", None)
         lines.append(
             f"Your notebook did not finish within the time limit of {options.timeout:g} s; it "
             f"was stopped in {where}."
+            + (
+                f" On this machine, during this grading, the lab's solution notebook took "
+                f"{reference:g} s; the limit is 3 times that plus a minute."
+                if reference
+                else ""
+            )
         )
     else:
         where = inline(run_place(run)) or "a cell"

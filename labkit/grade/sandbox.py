@@ -8,9 +8,10 @@ exactly:
 
 * read-only system folders (programs, libraries, a few loader and locale files of ``/etc``);
 * this Python and its packages, read-only, **without** the packages the grader hides
-  (labkit and the instructor's exercise modules): each ``site-packages`` that holds one is
-  rebuilt entry by entry, leaving those entries (and their ``.dist-info``, ``.pth`` and
-  editable-install finders) out, so ``import labkit`` finds nothing there by any path;
+  (labkit and the instructor's exercise modules): in each ``site-packages`` such a package
+  is covered by ``labkit/grade/blocked`` (its ``__init__`` raises ImportError), its
+  ``.dist-info`` by an empty folder, and a ``.pth`` file or editable-install finder naming
+  it by an empty file, so ``import labkit`` finds nothing there by any path;
 * the ``View``'s read-only binds (the one labkit copy prepared for this process, data,
   weight caches), at neutral paths under ``/sandbox``;
 * the ``View``'s private writable folders: each a tmpfs of a fixed size, as are ``/tmp`` and
@@ -191,23 +192,28 @@ def hidden_entries(site: Path, hidden: frozenset[str]) -> set[str]:
     return found
 
 
+BLOCKED = Path(__file__).with_name("blocked")  # a package whose __init__ raises ImportError
+
+
 def _python_args(hidden: frozenset[str]) -> list[str]:
-    """Bind this Python read-only; rebuild each site folder that holds a hidden name without it."""
+    """Bind this Python read-only, each hidden entry of a site folder covered: a package by
+    ``BLOCKED`` (importing it fails), a file by an empty one, metadata by an empty folder."""
     roots = python_roots()
     args: list[str] = []
     for root in roots:
         args += ["--ro-bind", root, root]
     for site in site_dirs(roots):
-        drop = hidden_entries(site, hidden)
         if not any(site.is_relative_to(r) for r in [*roots, *_SYSTEM_RO]):
             args += ["--ro-bind", str(site), str(site)]  # on sys.path through a .pth file
-        if not drop:
-            continue
-        args += ["--tmpfs", str(site)]
-        for entry in sorted(os.listdir(site)):
-            if entry not in drop:
-                args += ["--ro-bind", str(site / entry), str(site / entry)]
-        args += ["--remount-ro", str(site)]
+        for name in sorted(hidden_entries(site, hidden)):
+            entry = site / name
+            if entry.is_dir() and not entry.is_symlink():
+                empty = name.endswith((".dist-info", ".egg-info"))
+                args += (
+                    ["--tmpfs", str(entry)] if empty else ["--ro-bind", str(BLOCKED), str(entry)]
+                )
+            else:
+                args += ["--ro-bind", "/dev/null", str(entry)]
     return args
 
 

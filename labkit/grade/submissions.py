@@ -30,7 +30,8 @@ class Options:
 
     source: Path = Path("solutions")
     hidden_dirs: tuple[Path, ...] = ()
-    timeout: float = 600.0  # seconds for the whole notebook
+    timeout: float | None = None  # seconds for the whole notebook; None: from the reference
+    reference_seconds: float | None = None  # the solution notebook's time here (when measured)
     exercise_timeout: float = 60.0  # seconds for one exercise's hidden tests
     jobs: int = 1
     profile: str = "smoke"

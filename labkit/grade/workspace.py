@@ -85,7 +85,7 @@ class Workspace:
             disk_bytes=options.max_disk_bytes,
             tmp_bytes=options.max_tmp_bytes,
             shm_bytes=options.max_tmp_bytes,
-            cpu_seconds=int(options.timeout + options.exercise_timeout * 20 + 600),
+            cpu_seconds=int((options.timeout or 3600) + options.exercise_timeout * 20 + 600),
         )
         threads = str(max(1, (os.cpu_count() or 1) // max(1, options.jobs)))
         self.env = {k: os.environ[k] for k in _PASSTHROUGH_ENV if k in os.environ}

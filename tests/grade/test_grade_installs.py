@@ -39,7 +39,9 @@ def installed(demo_env):
         for name in ("pyproject.toml", "README.md"):
             shutil.copy(REPO / name, src / name)
         venv = base / "venv"
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        # The venv's interpreter must be one any user can run and bind (not one under /root):
+        # the system's Python of the same minor version, with this venv's packages.
+        subprocess.run([_readable_python(), "-m", "venv", "--without-pip", str(venv)], check=True)
         python = venv / "bin" / "python"
         site = subprocess.run(
             [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -66,6 +68,18 @@ def installed(demo_env):
         yield base, python
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _readable_python() -> str:
+    """A Python of this minor version that every user can read, else this one."""
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    for candidate in (f"/usr/bin/{version}", f"/usr/local/bin/{version}"):
+        real = os.path.realpath(candidate)
+        if os.path.exists(real) and all(
+            os.stat(p).st_mode & 0o005 == 0o005 for p in Path(real).parents if str(p) != "/"
+        ):
+            return candidate
+    return sys.executable
 
 
 def _grade(
