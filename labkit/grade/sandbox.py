@@ -226,7 +226,10 @@ def wrap(argv: list[str], view: View, limits: Limits, cwd: str | None = None) ->
         limits: sizes of ``/tmp`` and ``/dev/shm``.
         cwd: its working folder (inside).
     """
+    # --as-pid-1: the worker itself is PID 1 (and not dumpable), so no bwrap init holds the
+    # grader's pipes where a student process could open them as /proc/1/fd/*.
     cmd = [bwrap_path() or "bwrap", "--unshare-all", "--die-with-parent", "--new-session"]
+    cmd += ["--as-pid-1"]
     cmd += ["--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY), "--cap-drop", "ALL"]
     for path in _SYSTEM_RO + _ETC_RO:
         if os.path.islink(path):

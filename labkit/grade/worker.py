@@ -233,17 +233,8 @@ def observe_exercise(job: dict, results: int, progress: int) -> None:
     observations: list[dict] = []
     arrays: dict[str, np.ndarray] = {}
     if meta["defined"]:
-        obj = namespace[exercise.function]
-        for number, test in enumerate(tests):
-            os.write(progress, f"{number}\n".encode())
-            if isinstance(test, Case):
-                args, kwargs = copy.deepcopy(test.args), copy.deepcopy(dict(test.kwargs))
-                obs = _observe(lambda args=args, kwargs=kwargs: obj(*args, **kwargs), arrays)
-                if obs["kind"] == "value":
-                    obs["changed_input"] = bool(changed((args, kwargs), (test.args, test.kwargs)))
-            else:
-                obs = _observe(lambda test=test: test.run(obj), arrays)
-            observations.append(obs)
+        mark = lambda number: os.write(progress, f"{number}\n".encode())  # noqa: E731
+        observations = observe_tests(namespace[exercise.function], tests, arrays, mark)
     meta["observations"] = observations
     arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     buffer = io.BytesIO()
@@ -251,6 +242,28 @@ def observe_exercise(job: dict, results: int, progress: int) -> None:
     view = memoryview(buffer.getvalue())
     while view:
         view = view[os.write(results, view) :]
+
+
+def observe_tests(obj: Any, tests: list, arrays: dict, mark: Any = None) -> list[dict]:
+    """What ``obj`` does on each test: a return value (its arrays into ``arrays``), or the
+    exception it raised; for a ``Case``, also whether it changed its inputs.
+
+    Args:
+        mark: called with each test's number as it starts (the boot process's progress).
+    """
+    observations = []
+    for number, test in enumerate(tests):
+        if mark is not None:
+            mark(number)
+        if isinstance(test, Case):
+            args, kwargs = copy.deepcopy(test.args), copy.deepcopy(dict(test.kwargs))
+            obs = _observe(lambda args=args, kwargs=kwargs: obj(*args, **kwargs), arrays)
+            if obs["kind"] == "value":
+                obs["changed_input"] = bool(changed((args, kwargs), (test.args, test.kwargs)))
+        else:
+            obs = _observe(lambda test=test: test.run(obj), arrays)
+        observations.append(obs)
+    return observations
 
 
 def _observe(call: Any, arrays: dict) -> dict:

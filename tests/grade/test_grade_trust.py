@@ -135,7 +135,16 @@ def _leak():
             cmdlines.append(pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace"))
         except OSError:
             pass
-    text = f"LEAKED HOME={os.environ.get('HOME')} SEEDS={seeds} MOUNTS={sorted(set(mounts))} CMD={cmdlines}"
+    pipes = []
+    for pid in os.listdir("/proc"):  # the grader's pipes, held by every process above it
+        for fd in ("0", "1", "2"):
+            try:
+                os.close(os.open(f"/proc/{pid}/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK))
+                if pid != str(os.getpid()):
+                    pipes.append(f"{pid}/{fd}")
+            except OSError:
+                pass
+    text = f"LEAKED HOME={os.environ.get('HOME')} PIPES={pipes} SEEDS={seeds} MOUNTS={sorted(set(mounts))} CMD={cmdlines}"
     return text[:1800]
 """
 LEAK_CELL = (
@@ -293,6 +302,8 @@ def test_class5_student_text_is_escaped_where_people_read_it(trust):
 def test_class7_no_secret_or_host_path_reaches_a_students_feedback(trust):
     feedback = _feedback(trust, "leaker")
     assert "LEAKED HOME=" in feedback and "MOUNTS=" in feedback  # the attack ran ...
+    if SANDBOX:  # no process above it lets it write into the grader's pipes
+        assert "PIPES=\\[\\]" in feedback and "PIPES=[]" in feedback, feedback  # both processes
     assert SECRET.hex() not in feedback  # ... but no secret of the run ...
     others = [s for s in trust["results"] if s != "leaker"]
     exercises = ("00.scale", "00.count_positive", "00.dice")
