@@ -42,6 +42,10 @@ def normalize_cases() -> list[Case]:
         Case((uint8,), label="2 grey uint8 images (values 0-255)"),
         Case((torch.rand(3, 1, 5, 5, generator=g),), label="3 grey float images in [0, 1]"),
         Case((torch.full((1, 1, 2, 2), 255, dtype=torch.uint8),), label="an all-white uint8 image"),
+        Case(
+            (torch.rand(1, 1, 3, 2, generator=g, dtype=torch.float64),),
+            label="a grey float64 image in [0, 1] (the result is float32 whatever the input)",
+        ),
     ]
 
 

@@ -85,9 +85,10 @@ def main() -> None:
     procs.make_undumpable()
     procs.subreaper()
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
-    try:  # imported once, before the fork; they hold no labkit code
+    try:  # imported before the fork, where they hold no labkit code: the child starts faster
         import numpy  # noqa: F401
         import torch
+        from IPython.core.inputtransformer2 import TransformerManager  # noqa: F401
 
         torch.set_num_threads(1)
     except ImportError:

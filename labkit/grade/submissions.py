@@ -21,7 +21,7 @@ STATUSES = ("ok", "timeout", "error", "invalid", "not-run")
 MAX_NOTEBOOK_BYTES = 50 * 2**20  # a bigger file is refused (outputs are never read anyway)
 MAX_CELL_CHARS = 200_000  # one cell's source; a lab's longest cell is a few thousand
 MAX_JSON_DEPTH = 64  # a notebook is nested about 6 deep; outputs and metadata a little more
-MAX_JSON_ITEMS = 2_000_000  # JSON values in one notebook (a lab's has a few thousand)
+MAX_JSON_ITEMS = 500_000  # JSON values in one notebook (a lab's has a few thousand)
 
 
 @dataclass
