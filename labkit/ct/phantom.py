@@ -1,7 +1,7 @@
 """Synthetic CT volumes in the Kaggle "COVID-19 CT scans" layout, for offline work and tests.
 
 Each phantom subject is a chest-like volume ``(X, Y, Z)``: air (-1000 HU) around an
-elliptic body of soft tissue (40 HU), two lungs (-850 HU, labels 1 and 2), one to three
+elliptic body of soft tissue (40 HU), two lungs (-850 HU, labels 1 and 2), one or two
 ground-glass infection blobs inside the lungs (-450 to -250 HU) and, outside the lungs,
 two blobs of the same intensity (gas or fat pockets) that only the lung mask tells apart
 from infection: that is what Table 5 (lung-masked vs original input) measures. Gaussian
@@ -9,7 +9,11 @@ noise (25 HU) on top. Half the subjects are written as raw HU (``coronacases_org
 int16), half already windowed to [-1250, 250] HU and rescaled to 0-255
 (``radiopaedia_org_covid-19-pneumonia-<a>_<b>_<c>-dcm.nii`` with masks
 ``radiopaedia_<a>_<b>_<c>.nii``, uint8), named as in the published set.
-In-plane sides and slice counts vary per subject; so do the voxel spacings in the header.
+In-plane sides and slice counts vary per subject; so do the voxel spacings in the header
+(written only: shapes are drawn in voxels, so resampling a phantom would distort it).
+Lesions are small against the volume (about 0.1 % of the voxels), so that, as on real CT,
+most uniformly drawn patches hold no infection (lab 07, section 3; measured in
+benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
