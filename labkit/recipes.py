@@ -162,9 +162,14 @@ def build_recipe(
         size=size,
     )  # fmt: skip
     why: dict[str, str] = {}
+    assumed = s.assumed if s else {}
 
     def depart(key: str, value: Any, reason: str) -> None:  # one setting, one reason
         out[key], why[key] = value, reason
+
+    def theirs(key: str, value: Any) -> str:  # "the report's 64", or whose value it is
+        text = f"{value:g}" if isinstance(value, float) else f"{value}"
+        return f"{text} ({assumed[key]})" if key in assumed else f"the report's {text}"
 
     if profile.cli_train is None:  # full (no changes) or practical (the lab's, with reasons)
         for key, (value, reason) in profile.lab_changes.get(profile.lab or "", {}).items():
@@ -178,10 +183,11 @@ def build_recipe(
     cli = replace(cli, **_checked(smoke or {}))
     if min(cli.epochs, epochs) != capped:
         n = min(cli.epochs, epochs)
+        report_part = "as the report" if n == epochs else f"instead of the report's {epochs}"
         depart(
             "epochs",
             n,
-            f"{n} epochs instead of {capped} (report: {epochs}): "
+            f"{n} epochs ({report_part}), not the smoke profile's cap of {capped}: "
             f"{capped} epochs of a few batches are too few steps to learn",
         )
     if cli.all_train_images and images is not None:
@@ -194,20 +200,21 @@ def build_recipe(
         depart(
             "base_width",
             cli.base_width,
-            f"base width {cli.base_width} instead of the "
-            f"report's {base_width}: {(base_width / cli.base_width) ** 2:g}x fewer "
-            "multiply-adds per pixel",
+            f"base width {cli.base_width} instead of {theirs('base_width', base_width)}: "
+            f"{(base_width / cli.base_width) ** 2:g}x fewer multiply-adds per pixel",
         )
     if batch is not None and cli.batch_size is not None and cli.batch_size != batch:
         depart(
             "batch_size",
             cli.batch_size,
-            f"batch {cli.batch_size} instead of {batch}: "
+            f"batch {cli.batch_size} instead of {batch}"
+            f"{'' if batch == given['batch_size'] else ' (the profile caps ' + str(given['batch_size']) + ')'}"
+            ": "
             f"{batch / cli.batch_size:g}x as many (smaller) Adam steps for the same "
             "work",
         )
     if cli.lr(lr) != lr:
-        depart("lr", cli.lr(lr), f"lr {cli.lr(lr):g} instead of the report's {lr:g}: few steps")
+        depart("lr", cli.lr(lr), f"lr {cli.lr(lr):g} instead of {theirs('lr', lr)}: few steps")
     if cli.scheduler is not None:
         depart(
             "scheduler",
@@ -221,8 +228,9 @@ def build_recipe(
             "bn_momentum",
             cli.bn_momentum,
             f"batch-norm momentum {cli.bn_momentum:g} (PyTorch's default, ResNet34's) "
-            "instead of EfficientNet's 0.01: its running statistics, which eval mode uses, "
-            "would still mostly be those of the random start after this run's few steps",
+            "instead of EfficientNet's 0.01: with 0.01 the running statistics that eval mode "
+            "uses lag far behind the network in a run this short (lab 04 says what was "
+            "measured)",
         )
     if cli.loss(loss) != loss:
         depart(
