@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from labkit.bench.labs import CASCADES, LAB_RUNS, score_cascade, test_dice, train_run
+from labkit.bench.labs import CASCADES, LAB_RUNS, dice_on_test, score_cascade, train_run
 from labkit.data import resolve_data
 from labkit.profiles import get_profile
 
@@ -76,7 +76,7 @@ def select(lab: str, seeds: list[int], root: Any, log: Any = print) -> dict[str,
     profile = candidate_profile(lab, winner["changes"])
     for r in winner["runs"]:
         run = next(x for x in LAB_RUNS[lab] if x.label == r["label"])
-        r["dice"] = test_dice(run, profile, root, models[winner["name"], r["seed"], r["label"]])
+        r["dice"] = dice_on_test(run, profile, root, models[winner["name"], r["seed"], r["label"]])
         log(f"lab {lab} chosen [{winner['name']}] seed {r['seed']} {r['label']}: "
             f"{r['monitor']} {r['val']:.3f}, test Dice {r['dice']:.3f}")  # fmt: skip
     if lab in CASCADES:

@@ -168,7 +168,7 @@ def train_run(
     seconds = time.perf_counter() - t0
     # the validation score of the model the notebook keeps: what settings are chosen by
     kept = history.best_metric if config.restore_best else getattr(history, config.monitor)[-1]
-    dice_test = test_dice(run, profile, root, model) if score_test else None
+    dice_test = dice_on_test(run, profile, root, model) if score_test else None
     return {
         "label": run.label, "seed": seed, "seconds": seconds, "epochs": len(history),
         "planned_epochs": epochs, "stopped_reason": history.stopped_reason,
@@ -177,7 +177,7 @@ def train_run(
     }  # fmt: skip
 
 
-def test_dice(run: Run, profile: Any, root: Any, model: nn.Module) -> float:
+def dice_on_test(run: Run, profile: Any, root: Any, model: nn.Module) -> float:
     """A trained run's test Dice as its notebook scores it: the COVID-19 test images (stage 1:
     all of them, lung Dice), stage 2 given and constrained by the true lungs."""
     s = report_settings(run.report)
