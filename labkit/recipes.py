@@ -31,13 +31,16 @@ class CLITraining:
     * ``dice_term``: infection is ~2.5 % of the pixels and plain BCE first learns
       "background everywhere" (measured: all background for 6-8 epochs at lr 3e-3); report
       004's 0.5 BCE + Dice gets a gradient from the rare infected pixels at once.
-    * ``scheduler``: ``"cosine"`` decays the lr to 0, so the last epochs settle (lab 02's
-      last-epoch test Dice 0.69 with it, 0.44-0.51 without).
+    * ``scheduler``: ``"cosine"`` decays the lr to 0, so the last epochs settle; chosen on
+      Val (lab 02, seeds 0-2: last-epoch validation Dice 0.677 / 0.666 / 0.692 with it,
+      0.641 / 0.545 / 0.543 with a constant lr; benchmarks/RESULTS.md, session 6).
     * ``bn_momentum`` (labs 04, 05): smp's EfficientNet encoders keep TensorFlow's batch-norm
-      momentum (0.01 in PyTorch's terms), so the running statistics that eval mode uses
-      average over ~100 steps: about all a smoke run has, from a random start. Measured
-      (lab 04's B0, seed 0): train Dice 0.68 but test Dice 0.04; with 0.1 (PyTorch's
-      default, ResNet34's) test Dice 0.72.
+      momentum (0.01 in PyTorch's terms), so after a smoke run's ~100 steps from a random
+      start 37 % of the running statistics that eval mode uses is still the initial value
+      and the rest lags behind the network. Measured on Val (lab 04's B0, seeds 0-2):
+      last-epoch train Dice 0.68 / 0.58 / 0.71, validation Dice in eval mode 0.07 / 0.15 /
+      0.25, and 0.70 / 0.53 / 0.67 with the same weights once the statistics were
+      re-estimated (benchmarks/RESULTS.md, session 6). 0.1 is PyTorch's default (ResNet34's).
 
     Args:
         epochs: epochs for every model (instead of ``min(report, max_epochs)``).

@@ -95,9 +95,13 @@ COVID = ("COVID-19",)  # report 002 trains and validates on COVID-19 images only
 # change is about **batch norm**: in training mode it normalises with each batch's own
 # statistics, in eval mode with running averages of them. EfficientNet keeps those
 # averages with momentum 0.01 (each new batch counts 1 %; TensorFlow's default, made for
-# long trainings from ImageNet statistics), so after about 100 steps from a random start
-# they are still mostly the initial ones, and the model that learned in training mode
-# predicts nothing useful in eval mode (measured: training Dice 0.68, test Dice 0.04). The
+# long trainings from ImageNet statistics). After the ~100 steps of this run 0.99^100 =
+# 37 % of each average is still its initial value, and most of the rest comes from early
+# batches, when the weights were very different: the averages **lag behind** the network.
+# Measured on Val (B0 with momentum 0.01, seeds 0-2; benchmarks/RESULTS.md): training Dice
+# at the last epoch 0.68 / 0.58 / 0.71, validation Dice in eval mode only 0.07 / 0.15 /
+# 0.25; re-estimating the averages over the Train images with the *same* weights gave
+# 0.70 / 0.53 / 0.67. So the weights had learned; the averages were the problem. The
 # smoke profile sets 0.1, PyTorch's default and ResNet34's own. The `full` profile keeps
 # the report's settings.
 #
