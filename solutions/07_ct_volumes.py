@@ -480,8 +480,8 @@ for row in C.ablation:
 #    or fail on the convention it has not seen.
 # 2. Neighbouring slices of one patient are nearly identical, so a slice-level split leaks
 #    test patients into training and the test score measures memory.
-# 3. With uniform patches only about a quarter of the patches hold any infection (section
-#    3's printout), and those few voxels are a tiny share of all the voxels: "nothing" is
+# 3. With uniform patches only a fifth to a quarter of the patches hold any infection
+#    (section 3's printout), and those few voxels are a tiny share of all the voxels: "nothing" is
 #    a good answer almost everywhere, so the network learns it first and the validation
 #    Dice stays near 0 for longer. Measured in the smoke profile (phantom, three seeds,
 #    benchmarks/RESULTS.md): with the stated share of 0.5 every seed passed a validation
