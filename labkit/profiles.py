@@ -181,7 +181,8 @@ PROFILES: dict[str, Profile] = {
             bn_momentum=0.1,  # the random-start EfficientNet encoders (labkit.recipes says why)
         ),
         lab_changes={  # the lab's markdown says why
-            # lab 03 compares plain losses: no Dice term
+            # lab 03 compares plain losses: no Dice term; lr 1e-3 chosen on Val (seeds 0-2:
+            # mean val Dice 0.65, against 0.55 at 3e-3; benchmarks/RESULTS.md, session 6)
             "03": {"epochs": 15, "dice_term": False, "batch_size": 8, "min_lr": 1e-3},
             "06": {"epochs": 4, "base_width": 8, "batch_size": 4},  # six models
             # smp encoders from a random start (no ImageNet weights offline; their batch
