@@ -96,8 +96,9 @@ COVID = ("COVID-19",)  # report 002 trains and validates on COVID-19 images only
 # statistics, in eval mode with running averages of them. EfficientNet keeps those
 # averages with momentum 0.01 (each new batch counts 1 %; TensorFlow's default, made for
 # long trainings from ImageNet statistics). After the ~100 steps of this run 0.99^100 =
-# 37 % of each average is still its initial value, and most of the rest comes from early
-# batches, when the weights were very different: the averages **lag behind** the network.
+# 37 % of each average is still its initial value, 24 % comes from the first 50 steps,
+# when the weights were very different, and only 39 % from the last 50: the averages
+# **lag behind** the network.
 # Measured on Val (B0 with momentum 0.01, seeds 0-2; benchmarks/RESULTS.md): training Dice
 # at the last epoch 0.68 / 0.58 / 0.71, validation Dice in eval mode only 0.07 / 0.15 /
 # 0.25; re-estimating the averages over the Train images with the *same* weights gave

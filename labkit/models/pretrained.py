@@ -166,8 +166,9 @@ def set_batch_norm_momentum(model: nn.Module, momentum: float) -> int:
     averages. smp's EfficientNet encoders keep TensorFlow's setting (0.99 there, 0.01 in
     PyTorch's convention), made for long trainings from ImageNet statistics. From a random
     start the averages then lag behind the network: after the ~100 steps of a smoke run
-    0.99^100 = 37 % of them is still the initial values and most of the rest comes from
-    early batches, when the weights (so the activations) were very different. The model
+    0.99^100 = 37 % of them is still the initial values, 24 % comes from the first 50
+    steps, when the weights (so the activations) were very different, and only 39 % from
+    the last 50. The model
     that learned in training mode then scores far lower in eval mode (benchmarks/RESULTS.md
     measures it, and that re-estimating the averages with the same weights repairs it).
     The smoke profile of labs 04 and 05 sets 0.1, PyTorch's default (ResNet34's).
