@@ -31,13 +31,16 @@ class CLITraining:
     * ``dice_term``: infection is ~2.5 % of the pixels and plain BCE first learns
       "background everywhere" (measured: all background for 6-8 epochs at lr 3e-3); report
       004's 0.5 BCE + Dice gets a gradient from the rare infected pixels at once.
-    * ``scheduler``: ``"cosine"`` decays the lr to 0, so the last epochs settle (lab 02's
-      last-epoch test Dice 0.69 with it, 0.44-0.51 without).
+    * ``scheduler``: ``"cosine"`` decays the lr to 0, so the last epochs settle; chosen on
+      Val (lab 02, seeds 0-2: last-epoch validation Dice 0.677 / 0.666 / 0.692 with it,
+      0.641 / 0.545 / 0.543 with a constant lr; benchmarks/RESULTS.md, session 6).
     * ``bn_momentum`` (labs 04, 05): smp's EfficientNet encoders keep TensorFlow's batch-norm
-      momentum (0.01 in PyTorch's terms), so the running statistics that eval mode uses
-      average over ~100 steps: about all a smoke run has, from a random start. Measured
-      (lab 04's B0, seed 0): train Dice 0.68 but test Dice 0.04; with 0.1 (PyTorch's
-      default, ResNet34's) test Dice 0.72.
+      momentum (0.01 in PyTorch's terms), so after a smoke run's ~100 steps from a random
+      start 37 % of the running statistics that eval mode uses is still the initial value
+      and the rest lags behind the network. Measured on Val (lab 04's B0, seeds 0-2):
+      last-epoch train Dice 0.68 / 0.58 / 0.71, validation Dice in eval mode 0.07 / 0.15 /
+      0.25, and 0.70 / 0.53 / 0.67 with the same weights once the statistics were
+      re-estimated (benchmarks/RESULTS.md, session 6). 0.1 is PyTorch's default (ResNet34's).
 
     Args:
         epochs: epochs for every model (instead of ``min(report, max_epochs)``).
@@ -162,9 +165,14 @@ def build_recipe(
         size=size,
     )  # fmt: skip
     why: dict[str, str] = {}
+    assumed = s.assumed if s else {}
 
     def depart(key: str, value: Any, reason: str) -> None:  # one setting, one reason
         out[key], why[key] = value, reason
+
+    def theirs(key: str, value: Any) -> str:  # "the report's 64", or whose value it is
+        text = f"{value:g}" if isinstance(value, float) else f"{value}"
+        return f"{text} ({assumed[key]})" if key in assumed else f"the report's {text}"
 
     if profile.cli_train is None:  # full (no changes) or practical (the lab's, with reasons)
         for key, (value, reason) in profile.lab_changes.get(profile.lab or "", {}).items():
@@ -178,10 +186,11 @@ def build_recipe(
     cli = replace(cli, **_checked(smoke or {}))
     if min(cli.epochs, epochs) != capped:
         n = min(cli.epochs, epochs)
+        report_part = "as the report" if n == epochs else f"instead of the report's {epochs}"
         depart(
             "epochs",
             n,
-            f"{n} epochs instead of {capped} (report: {epochs}): "
+            f"{n} epochs ({report_part}), not the smoke profile's cap of {capped}: "
             f"{capped} epochs of a few batches are too few steps to learn",
         )
     if cli.all_train_images and images is not None:
@@ -194,20 +203,21 @@ def build_recipe(
         depart(
             "base_width",
             cli.base_width,
-            f"base width {cli.base_width} instead of the "
-            f"report's {base_width}: {(base_width / cli.base_width) ** 2:g}x fewer "
-            "multiply-adds per pixel",
+            f"base width {cli.base_width} instead of {theirs('base_width', base_width)}: "
+            f"{(base_width / cli.base_width) ** 2:g}x fewer multiply-adds per pixel",
         )
     if batch is not None and cli.batch_size is not None and cli.batch_size != batch:
         depart(
             "batch_size",
             cli.batch_size,
-            f"batch {cli.batch_size} instead of {batch}: "
+            f"batch {cli.batch_size} instead of {batch}"
+            f"{'' if batch == given['batch_size'] else ' (the profile caps ' + str(given['batch_size']) + ')'}"
+            ": "
             f"{batch / cli.batch_size:g}x as many (smaller) Adam steps for the same "
             "work",
         )
     if cli.lr(lr) != lr:
-        depart("lr", cli.lr(lr), f"lr {cli.lr(lr):g} instead of the report's {lr:g}: few steps")
+        depart("lr", cli.lr(lr), f"lr {cli.lr(lr):g} instead of {theirs('lr', lr)}: few steps")
     if cli.scheduler is not None:
         depart(
             "scheduler",
@@ -221,8 +231,9 @@ def build_recipe(
             "bn_momentum",
             cli.bn_momentum,
             f"batch-norm momentum {cli.bn_momentum:g} (PyTorch's default, ResNet34's) "
-            "instead of EfficientNet's 0.01: its running statistics, which eval mode uses, "
-            "would still mostly be those of the random start after this run's few steps",
+            "instead of EfficientNet's 0.01: with 0.01 the running statistics that eval mode "
+            "uses lag far behind the network in a run this short (lab 04 says what was "
+            "measured)",
         )
     if cli.loss(loss) != loss:
         depart(

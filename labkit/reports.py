@@ -345,7 +345,8 @@ REPORT_FIGURES: dict[str, list[ReportFigure]] = {
     ],
 }
 _CT_NOTE = "CT volumes (3-D patches), not X-rays: a different task"
-# Lab 07: report 004 on CT: Table 3 (lab 06's rows), Table 5's other row, Table 4.
+# Lab 07: report 004 on CT: the ablation (lab 06's rows: its Table 3 and, for the CE gate,
+# Table 2), Table 5's other row, Table 4.
 _DS = "UNet + FV + PASPP + DS"
 REPORT_FIGURES["07"] = [*REPORT_FIGURES["06"], ReportFigure(
     "004.original", "report 004", f"{_DS}, original input (Table 5)", dice=0.5074,

@@ -321,6 +321,7 @@ RUNS.append(("+FV +PASPP +DS, original image", ABLATION["+FV +PASPP +DS"][0], Fa
 
 runs = {}
 for name, switches, lung_only in RUNS:
+    lk.seed_everything(S.seed)  # every row starts from the run's seed, whatever ran before
     model = lk.build_model("fvpaspp", in_channels=1, classes=1, base_width=WIDTH, **switches)
     if switches["deep_supervision"]:
         loss = functools.partial(deep_supervision_loss, base_loss=lk.losses.BCEDiceLoss())
@@ -360,10 +361,11 @@ for name, switches, lung_only in RUNS:
 # **What the smoke profile can show.** In the smoke profile (4 epochs on 153 phantom images
 # of 64 pixels, networks 8 channels wide: the settings printed at the top) expect most
 # networks to learn something and none to have finished learning; the table below gives
-# this run's numbers. Each row keeps the epoch with the best all-image validation Dice,
-# which rewards leaving healthy images clean: after so few epochs that can be an epoch that
-# marks little infection anywhere (low sensitivity, high precision; the printout above
-# names the epoch kept). Read the numbers with care:
+# this run's numbers. Each row keeps the epoch with the best pooled validation Dice (one
+# Dice over all the validation pixels, healthy images included: section 5), which
+# punishes false alarms on healthy images and gives an empty prediction 0; after so few
+# epochs the epoch kept can still be a cautious one (lower sensitivity, higher precision;
+# the printout above names the epoch kept). Read the numbers with care:
 # * after so few steps the table mostly measures how fast each network *starts* to learn,
 #   not how good it can get;
 # * at this width the FV blocks about double the number of parameters (the `params`

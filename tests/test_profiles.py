@@ -74,7 +74,11 @@ def test_a_labs_own_smoke_changes_come_from_the_table():
     # lab 03 compares plain losses: no Dice term; lab 06 trains six models: 4 epochs each
     r03 = get_profile("smoke").for_lab("03").recipe("000.resunet")
     assert (r03.loss, r03.epochs, r03.batch_size) == ("bce", 15, 8) and "loss" not in r03.departures
-    assert r03.lr == 1e-3 and "lr 0.001 instead of the report's 0.0001" in str(r03)
+    # report 000 states no lr: the departure names whose 1e-4 it replaces, not "the report's"
+    assert r03.lr == 1e-3 and "lr 0.001 instead of 0.0001 (not stated in report 000" in str(r03)
+    assert "the report's" not in r03.departures["lr"]
+    # the epochs line tells the report's epochs from the profile's cap
+    assert "15 epochs (instead of the report's 100), not the smoke profile's cap of 2" in str(r03)
     r06 = get_profile("smoke").for_lab("06").recipe("004.fvpaspp")
     assert (r06.epochs, r06.base_width, r06.batch_size) == (4, 8, 4)
     assert "batch 4 instead of 16" in r06.departures["batch_size"]

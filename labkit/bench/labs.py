@@ -1,11 +1,14 @@
-"""``labkit bench --labs``: every lab's smoke training, timed, with its test Dice.
+"""``labkit bench --labs``: every lab's smoke training, timed, with its Val and test Dice.
 
 For each lab the same trainings the solution notebook runs in a profile (the settings come
 from ``Profile.recipe``, the augmentation from the report, the data from the profile's
 phantom set), with
 labkit's models standing in for the students' (lab 02's U-Net is ``unet``, lab 03's residual
-U-Net ``resunet``). Per training: wall time, epochs trained, why it stopped, and the test
-Dice on the COVID-19 images; per lab the no-learning baseline ("infection = the whole lung",
+U-Net ``resunet``). Per training: wall time, epochs trained, why it stopped, the
+validation score the notebook selects by (``fit``'s ``monitor`` for the model it keeps:
+the best epoch with ``restore_best``, else the last), and the test Dice on the COVID-19
+images. Settings are chosen on the validation score only (``score_test=False`` leaves the
+test images alone); the test Dice is the final figure of a setting already chosen; per lab the no-learning baseline ("infection = the whole lung",
 the floor that labs 04/05 must beat). Lab 05 trains its stage 1 (the lungs, scored by its
 lung Dice on the test images) and scores its stage 2 twice as the notebook does: given and
 constrained by the true lungs, and as the cascade behind stage 1's lungs. Seeds and CPU
@@ -107,10 +110,21 @@ def _monitor(run: Run) -> str:
     return "val_dice_pooled" if run.report.startswith("004") else "val_dice"  # lab 06
 
 
-def train_run(run: Run, profile: Any, root: Any, seed: int) -> dict[str, Any]:
-    """Train and score one run; returns its figures (wall time, epochs, test Dice).
+def train_run(
+    run: Run, profile: Any, root: Any, seed: int, score_test: bool = True
+) -> dict[str, Any]:
+    """Train and score one run; returns its figures (wall time, epochs, Val and test Dice).
 
-    The trained model is in the result under ``"model"`` (the cascade needs stage 1).
+    Args:
+        run: the training.
+        profile: a ``Profile`` bound to the run's lab (``for_lab``).
+        root: the data root.
+        seed: the run's seed.
+        score_test: score the test images (``"dice"``); ``False`` gives ``"dice": None``,
+            for choosing settings on the validation score (``"val"``) alone.
+
+    Returns:
+        the figures; the trained model is under ``"model"`` (the cascade needs stage 1).
     """
     s = report_settings(run.report)
     lung = report_settings("003.cascade").stages["lung"] if run.stage == "lung" else {}
@@ -126,7 +140,6 @@ def train_run(run: Run, profile: Any, root: Any, seed: int) -> dict[str, Any]:
     load = dict(size=size, classes=classes, progress=False, subset=lung.get("subset", "infection"))
     train = load_split(root, "Train", limit=limit, **load)
     val = load_split(root, "Val", limit=profile.images(subset=load["subset"]), **load)
-    test = load_split(root, "Test", size=size, limit=profile.images(), progress=False)
     seed_everything(seed)
     kwargs = dict(s.kwargs if run.model is None else {}, **run.kwargs)
     if width is not None:
@@ -153,17 +166,32 @@ def train_run(run: Run, profile: Any, root: Any, seed: int) -> dict[str, Any]:
         config,
     )
     seconds = time.perf_counter() - t0
-    scored = _TrueLungs(model) if inputs.endswith("+lung") else model
-    result = evaluate(
-        scored, test, batch_size=batch, inputs=inputs, target=target, lung_only=lung_only,
-        progress=False,
-    )  # fmt: skip
+    # the validation score of the model the notebook keeps: what settings are chosen by
+    kept = history.best_metric if config.restore_best else getattr(history, config.monitor)[-1]
+    dice_test = dice_on_test(run, profile, root, model) if score_test else None
     return {
         "label": run.label, "seed": seed, "seconds": seconds, "epochs": len(history),
         "planned_epochs": epochs, "stopped_reason": history.stopped_reason,
-        "dice": (result.all_images if lung else result.covid)["dice"],
+        "monitor": config.monitor, "val": kept, "dice": dice_test,
         "train_images": len(train), "size": size, "model": model, "batch": batch,
     }  # fmt: skip
+
+
+def dice_on_test(run: Run, profile: Any, root: Any, model: nn.Module) -> float:
+    """A trained run's test Dice as its notebook scores it: the COVID-19 test images (stage 1:
+    all of them, lung Dice), stage 2 given and constrained by the true lungs."""
+    s = report_settings(run.report)
+    lung = run.stage == "lung"
+    inputs = run.inputs or s.inputs
+    lung_only = s.lung_only if run.lung_only is None else run.lung_only
+    r = profile.recipe(run.report)
+    test = load_split(root, "Test", size=r.size, limit=profile.images(), progress=False)
+    scored = _TrueLungs(model) if inputs.endswith("+lung") else model
+    result = evaluate(
+        scored, test, batch_size=r.batch_size, inputs=inputs, target="lung" if lung else
+        "infection", lung_only=lung_only, progress=False,
+    )  # fmt: skip
+    return (result.all_images if lung else result.covid)["dice"]
 
 
 def score_cascade(lung: dict[str, Any], stage2: dict[str, Any], profile: Any, root: Any) -> dict:
@@ -187,7 +215,7 @@ def whole_lung_baseline(profile: Any, root: Any, size: int) -> float:
 def bench_labs(
     labs: list[str] | None = None,
     seeds: tuple[int, ...] = (0,),
-    profile: str = "smoke",
+    profile: str | Any = "smoke",
     threads: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -220,8 +248,8 @@ def bench_labs(
                     runs["cascade"] = score_cascade(stage1, stage2, p, root)
             for r in runs.values():
                 log(f"lab {lab} seed {seed} {r['label']}: {r['epochs']}/{r['planned_epochs']} "
-                    f"epochs ({r['stopped_reason']}), {r['seconds']:.1f} s, test Dice "
-                    f"{r['dice']:.3f}")  # fmt: skip
+                    f"epochs ({r['stopped_reason']}), {r['seconds']:.1f} s, {val_text(r)}, "
+                    f"test Dice {r['dice']:.3f}")  # fmt: skip
                 rows.append({k: v for k, v in r.items() if k != "model"})
             log(f"lab {lab} seed {seed}: {time.perf_counter() - t0:.0f} s of training")
         size = rows[0]["size"]
@@ -229,27 +257,36 @@ def bench_labs(
     return out
 
 
+def val_text(r: dict[str, Any]) -> str:
+    """``"val_dice 0.712"``: a run's selection score (``-`` where no epoch scored one)."""
+    value = r.get("val")
+    return f"{r['monitor']} {'-' if value is None else f'{value:.3f}'}"
+
+
 def format_labs(results: dict[str, Any]) -> str:
-    """A markdown table: per lab and run, wall time and test Dice (min-max over seeds)."""
+    """A markdown table: per lab and run, wall time, Val and test Dice (min-max over seeds)."""
     lines = [
         f"profile `{results['profile']}`, {results['threads']} thread(s), seeds "
-        f"{results['seeds']}; test Dice = per-image mean over the COVID-19 test images",
+        f"{results['seeds']}; Val = the score the notebook selects by, for the model it "
+        "keeps; test Dice = per-image mean over the COVID-19 test images",
         "",
-        "| lab | training | epochs | wall time per seed (s) | test Dice (min-max) | "
-        "no-learning baseline |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| lab | training | epochs | wall time per seed (s) | Val (min-max) | "
+        "test Dice (min-max) | no-learning baseline |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for lab, entry in results["labs"].items():
         labels = dict.fromkeys(r["label"] for r in entry["runs"])
         for label in labels:
             rows = [r for r in entry["runs"] if r["label"] == label]
             d = [r["dice"] for r in rows]
+            v = [r["val"] for r in rows if r.get("val") is not None]
+            val = f"{rows[0]['monitor']} {min(v):.3f}-{max(v):.3f}" if v else "-"
             secs = [r["seconds"] for r in rows]
             epochs = sorted({f"{r['epochs']}/{r['planned_epochs']}" for r in rows})
             stopped = any(r["stopped_reason"] == "time_budget" for r in rows)
             lines.append(
                 f"| {lab} | {label} | {', '.join(epochs)}{' **safety limit**' if stopped else ''}"
-                f" | {min(secs):.1f}-{max(secs):.1f} | {min(d):.3f}-{max(d):.3f} | "
+                f" | {min(secs):.1f}-{max(secs):.1f} | {val} | {min(d):.3f}-{max(d):.3f} | "
                 f"{entry['whole_lung_dice']:.3f} |"
             )
     return "\n".join(lines)

@@ -126,7 +126,7 @@ def ct_costs(width: int, depth: int, patch: tuple[int, int, int]) -> dict:
 
 
 def plan_ct(profile: Any) -> list[dict[str, Any]]:
-    """Lab 07's trainings (one per Table 3 row) as ``plan_training`` rows."""
+    """Lab 07's trainings (one per ablation row, Tables 2-3) as ``plan_training`` rows."""
     from labkit.ct.settings import ct_settings
 
     c = ct_settings(profile.name)

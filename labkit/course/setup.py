@@ -234,6 +234,7 @@ def record_result(
     lab: str | None = None,
     report: str | Mapping | None = None,
     notes: str = "",
+    phantom: bool | None = None,
 ) -> dict:
     """Report one trained model to ``labkit course run`` (no-op outside it).
 
@@ -247,6 +248,8 @@ def record_result(
         report: the report's comparable figure: a key of ``labkit.reports.REPORT_FIGURES``
             for this lab, or a mapping such as ``{"source": "report 000", "iou": 0.634}``.
         notes: free text for the results table.
+        phantom: whether the model was trained and scored on phantom data; default: what
+            ``setup`` found for ``DATA`` (lab 07 passes its CT data's, which ``DATA`` is not).
 
     Returns:
         The row as a dict (also appended as one JSON line to ``$LABKIT_RESULTS``).
@@ -268,7 +271,7 @@ def record_result(
         "report": report if report is None or isinstance(report, str) else dict(report),
         "notes": notes,
         "profile": _CURRENT.profile.name if _CURRENT else None,
-        "phantom": _CURRENT.phantom if _CURRENT else None,
+        "phantom": phantom if phantom is not None else (_CURRENT.phantom if _CURRENT else None),
         "device": str(_CURRENT.device) if _CURRENT else None,
     }
     target = os.environ.get(RESULTS_ENV_VAR)

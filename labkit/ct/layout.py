@@ -5,8 +5,9 @@ The published tree (andrewmvd/covid19-ct-scans)::
     ROOT/metadata.csv            columns ct_scan, lung_mask, infection_mask,
                                  lung_and_infection_mask; Kaggle-relative paths such as
                                  ../input/covid19-ct-scans/ct_scans/coronacases_org_001.nii
-    ROOT/ct_scans/               coronacases_org_001.nii, radiopaedia_org_covid-19-pneumonia-7-dcm.nii
-    ROOT/lung_mask/              coronacases_001.nii, radiopaedia_7.nii (lungs 1 and 2)
+    ROOT/ct_scans/               coronacases_org_001.nii,
+                                 radiopaedia_org_covid-19-pneumonia-10_85902_1-dcm.nii
+    ROOT/lung_mask/              coronacases_001.nii, radiopaedia_10_85902_1.nii (lungs 1, 2)
     ROOT/infection_mask/         same names (0 / 1)
     ROOT/lung_and_infection_mask same names (0 background, 1/2 lungs, 3 infection)
 
@@ -56,7 +57,8 @@ def subject_of(ct_name: str) -> str:
     """The masks' stem for a CT file name.
 
     ``coronacases_org_001.nii`` -> ``coronacases_001``;
-    ``radiopaedia_org_covid-19-pneumonia-10-85902-1-dcm.nii`` -> ``radiopaedia_10_85902_1``.
+    ``radiopaedia_org_covid-19-pneumonia-10_85902_1-dcm.nii`` -> ``radiopaedia_10_85902_1``
+    (the published names: underscores inside the id; hyphens there are read the same way).
     Other names keep their stem (a phantom or a user's own volumes may use plain names).
     """
     stem = _stem(ct_name)

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from labkit.ct.layout import find_ct_root
-from labkit.ct.phantom import PHANTOM_MARKER, make_ct_phantom
+from labkit.ct.phantom import PHANTOM_MARKER, PHANTOM_VERSION, make_ct_phantom
 from labkit.data.download import DownloadError, kaggle_credentials, kaggle_reachable
 from labkit.data.locate import cache_dir
 
@@ -21,8 +21,8 @@ PHANTOM_N = 20  # report 004's 20 subjects, so the 14/2/4 split is the report's
 
 
 def ct_phantom_root(n: int = PHANTOM_N, seed: int = 0) -> Path:
-    """The cache folder of the default CT phantom (``<cache>/ct-phantom-n20-s0``)."""
-    return cache_dir() / f"ct-phantom-n{n}-s{seed}"
+    """The cache folder of the default CT phantom (``<cache>/ct-phantom-v2-n20-s0``)."""
+    return cache_dir() / f"ct-phantom-v{PHANTOM_VERSION}-n{n}-s{seed}"
 
 
 def ensure_ct_phantom(n: int = PHANTOM_N, seed: int = 0, progress: bool = True) -> Path:

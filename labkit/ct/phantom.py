@@ -1,14 +1,19 @@
 """Synthetic CT volumes in the Kaggle "COVID-19 CT scans" layout, for offline work and tests.
 
 Each phantom subject is a chest-like volume ``(X, Y, Z)``: air (-1000 HU) around an
-elliptic body of soft tissue (40 HU), two lungs (-850 HU, labels 1 and 2), one to three
+elliptic body of soft tissue (40 HU), two lungs (-850 HU, labels 1 and 2), one or two
 ground-glass infection blobs inside the lungs (-450 to -250 HU) and, outside the lungs,
 two blobs of the same intensity (gas or fat pockets) that only the lung mask tells apart
 from infection: that is what Table 5 (lung-masked vs original input) measures. Gaussian
 noise (25 HU) on top. Half the subjects are written as raw HU (``coronacases_org_00N.nii``,
 int16), half already windowed to [-1250, 250] HU and rescaled to 0-255
-(``radiopaedia_org_covid-19-pneumonia-<id>-dcm.nii``, uint8), as in the real set.
-In-plane sides and slice counts vary per subject; so do the voxel spacings in the header.
+(``radiopaedia_org_covid-19-pneumonia-<a>_<b>_<c>-dcm.nii`` with masks
+``radiopaedia_<a>_<b>_<c>.nii``, uint8), named as in the published set.
+In-plane sides and slice counts vary per subject; so do the voxel spacings in the header
+(written only: shapes are drawn in voxels, so resampling a phantom would distort it).
+Lesions are small against the volume (about 0.1 % of the voxels), so that, as on real CT,
+most uniformly drawn patches hold no infection (lab 07, section 3; measured in
+benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from labkit.ct.layout import COLUMNS, CT_FOLDER, MASK_FOLDERS, METADATA
 from labkit.ct.volume import HU_WINDOW
 
 PHANTOM_MARKER = "phantom.json"
+# bumped whenever the same arguments give other volumes, so that a cached phantom of an
+# older labkit is not reused (labkit.ct.locate names the cache folder with it)
+PHANTOM_VERSION = 2
 KAGGLE_PREFIX = "../input/covid19-ct-scans"  # how the published metadata.csv writes paths
 
 
@@ -51,9 +59,9 @@ def phantom_subject(
     infection = np.zeros(shape, dtype=bool)
     lung_voxels = np.argwhere(lung > 0)
     while not infection.any():
-        for _ in range(int(rng.integers(1, 4))):
+        for _ in range(int(rng.integers(1, 3))):
             centre = [axes[a][i] for a, i in enumerate(lung_voxels[rng.integers(len(lung_voxels))])]
-            radii = (rng.uniform(0.12, 0.22), rng.uniform(0.12, 0.25), rng.uniform(0.3, 0.6))
+            radii = (rng.uniform(0.08, 0.14), rng.uniform(0.08, 0.16), rng.uniform(0.10, 0.20))
             infection |= _ellipsoid(grid, centre, radii) & (lung > 0)
     hu[infection] = rng.uniform(-450.0, -250.0)
     body = hu > -900.0
@@ -74,8 +82,8 @@ def make_ct_phantom(
     out: str | Path,
     n: int = 20,
     seed: int = 0,
-    sides: tuple[int, ...] = (48, 64, 80),
-    slices: tuple[int, int] = (12, 32),
+    sides: tuple[int, ...] = (64, 80, 96),
+    slices: tuple[int, int] = (16, 40),
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
@@ -130,9 +138,9 @@ def make_ct_phantom(
             )
             ct = np.round(hu).astype(np.int16)
         else:  # Radiopaedia style: windowed to [-1250, 250] HU and rescaled to 0-255, uint8
-            rid = f"{i // 2 + 1}-{90000 + i}-0"
+            rid = f"{i // 2 + 1}_{90000 + i}_0"  # the published form: 10_85902_1
             ct_name = f"radiopaedia_org_covid-19-pneumonia-{rid}-dcm.nii"
-            subject = f"radiopaedia_{rid.replace('-', '_')}"
+            subject = f"radiopaedia_{rid}"
             ct = np.round((np.clip(hu, low, high) - low) / (high - low) * 255).astype(np.uint8)
         masks = {
             "lung_mask": lung,

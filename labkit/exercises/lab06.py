@@ -69,10 +69,13 @@ GATE_LAYERS_HINT = (
     "nn.Linear(C, C // 2) then nn.Linear(C // 2, 1): the CE gate ends in ONE number (an SE "
     "gate would end in C)"
 )
+# The ladder goes from the idea (the exercise's hint) through this one (what to look at
+# when the gates differ) to the exercise's `hints` (the layer sizes and the output shape);
+# none of them is code.
 GATE_HINT = (
-    "average pool over H and W (nn.AdaptiveAvgPool2d(1), or f.mean((2, 3))), FC, ReLU, FC, "
-    "then sigmoid; one gate per image: reshape the (B, 1) result with g[:, :, None, None] "
-    "so that it broadcasts over channels and pixels"
+    "with the same weights in its two layers your gate differs from labkit's: check what "
+    "is averaged (each channel over all its pixels: C numbers per image) and the order of "
+    "the steps (first layer, ReLU, second layer, sigmoid)"
 )
 PASPP_HINT = (
     "every branch sees the same input x; the first two branches' outputs are merged by "
@@ -150,8 +153,8 @@ for _exercise in (
         "averages into ONE number with two fully connected layers, and make it a weight in "
         "(0, 1) with a sigmoid",
         hints=(
-            "the layers go C -> C // 2 -> (ReLU) -> 1; the gate must have the shape "
-            "(B, 1, 1, 1) so that it multiplies every channel and pixel",
+            "the layers go C -> C // 2 -> (ReLU) -> 1, which gives (B, 1); give the gate the "
+            "shape (B, 1, 1, 1) so that it multiplies every channel and pixel",
         ),
     ),
     Exercise(

@@ -221,9 +221,11 @@ def sampler_probes() -> list[Probe]:
 
 
 # ---------------------------------------------------------------------------- CE gate 3-D
+# as lab 06's: from the idea, through what to look at, to the sizes and shape; never code
 GATE_3D_HINT = (
-    "average over D, H and W (nn.AdaptiveAvgPool3d(1), or f.mean((2, 3, 4))), FC, ReLU, FC, "
-    "sigmoid, then g[:, :, None, None, None] so that it broadcasts over the volume"
+    "with the same weights in its two layers your gate differs from labkit's: check what "
+    "is averaged (each channel over all its voxels: C numbers per volume) and the order of "
+    "the steps (first layer, ReLU, second layer, sigmoid)"
 )
 
 
@@ -294,8 +296,8 @@ for _exercise in (
         hint="as lab 06's gate, over a volume: average each channel over all its voxels, "
         "squeeze the C averages into ONE number with two fully connected layers, sigmoid",
         hints=(
-            "the layers go C -> C // 2 -> (ReLU) -> 1; the gate must have the shape "
-            "(B, 1, 1, 1, 1) so that it multiplies every channel and voxel",
+            "the layers go C -> C // 2 -> (ReLU) -> 1, which gives (B, 1); give the gate the "
+            "shape (B, 1, 1, 1, 1) so that it multiplies every channel and voxel",
         ),
     ),
 ):

@@ -6,7 +6,10 @@ The same parts as lab 06's :class:`~labkit.models.fvpaspp.FVPASPPUNet`, built wi
 convolutions) and :class:`~labkit.models.blocks.UpBlock` (transposed Conv3d). Only the
 wiring is here. Volumes are ``(B, C, X, Y, Z)`` in the order the NIfTI file stores them;
 report 004's patches are 128 x 128 x 8 (8 slices), so with ``depth=3`` the bottleneck is
-16 x 16 x 1.
+16 x 16 x 1: PASPP's 3x3x3 kernels read zero padding above and below its one slice, so
+they gather context within that slice only; on a 4 x 4 bottleneck (lab 07's smoke patch,
+32 x 32 x 8) the dilation-4 and -8 branches have only their centre tap inside the map and
+act as 1x1x1 convolutions. Lab 07 says so.
 """
 
 from __future__ import annotations

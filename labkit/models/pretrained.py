@@ -164,10 +164,14 @@ def set_batch_norm_momentum(model: nn.Module, momentum: float) -> int:
     A batch norm normalises with the batch's statistics in training mode and with running
     averages of them in eval mode; ``momentum`` is the weight of each new batch in those
     averages. smp's EfficientNet encoders keep TensorFlow's setting (0.99 there, 0.01 in
-    PyTorch's convention), made for long trainings from ImageNet statistics: from a random
-    start and after only ~100 steps, the averages are still mostly the initial ones, and
-    the model that learned in training mode predicts nothing useful in eval mode. The
-    smoke profile of labs 04 and 05 sets 0.1, PyTorch's default (ResNet34's).
+    PyTorch's convention), made for long trainings from ImageNet statistics. From a random
+    start the averages then lag behind the network: after the ~100 steps of a smoke run
+    0.99^100 = 37 % of them is still the initial values, 24 % comes from the first 50
+    steps, when the weights (so the activations) were very different, and only 39 % from
+    the last 50. The model
+    that learned in training mode then scores far lower in eval mode (benchmarks/RESULTS.md
+    measures it, and that re-estimating the averages with the same weights repairs it).
+    The smoke profile of labs 04 and 05 sets 0.1, PyTorch's default (ResNet34's).
 
     Args:
         model: any module; its 1-, 2- and 3-D batch norms change.

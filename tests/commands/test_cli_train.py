@@ -76,7 +76,8 @@ def test_smoke_departures_are_listed_and_full_keeps_the_report():
     assert smoke["kwargs"]["base_width"] == 16 and smoke["train_images"] is None
     assert smoke["scheduler"] == "cosine"
     text = "\n".join(smoke["departures"])
-    for what in ("10 epochs instead of 2", "every Train image instead of 48", "base width 16",
+    for what in ("10 epochs (as the report), not the smoke profile's cap of 2",
+                 "every Train image instead of 48", "base width 16",
                  "lr 0.003 instead of the report's 0.0001", "cosine lr decay", "loss bce_dice",
                  "only a safety limit"):  # fmt: skip
         assert what in text, what

@@ -133,6 +133,9 @@ def test_record_result_is_a_noop_without_the_env_and_validates(tmp_path, monkeyp
     course_setup.record_result(model="n", loss="bce", metrics={"dice": 0.1}, lab="03")
     rows = read_results(target)
     assert [r["model"] for r in rows] == ["m", "n"] and math.isnan(rows[0]["iou"])
+    # a lab whose data is not DATA (lab 07's CT) says itself whether it ran on phantom data
+    row = course_setup.record_result(model="p", loss="bce", metrics={}, lab="07", phantom=True)
+    assert row["phantom"] is True
     with pytest.raises(ValueError, match="outside \\[0, 1\\]; pass fractions"):
         course_setup.record_result(model="m", loss="bce", metrics={"dice": 76.3}, lab="06")
     with pytest.raises(ValueError, match="model must be a non-empty string"):

@@ -49,10 +49,10 @@ def small_ct_tree(root: Path, n: int = 4, metadata: bool = True) -> Path:
         else:
             ct = np.full((12, 10, 6), 40, np.uint8)
             ct[infection > 0] = 144
-            rid = f"{i}-5000{i}-0"
+            rid = f"{i}_5000{i}_0"  # the published form, e.g. 10_85902_1
             rows.append(
                 write_subject(root, f"radiopaedia_org_covid-19-pneumonia-{rid}-dcm.nii",
-                              f"radiopaedia_{rid.replace('-', '_')}", ct, infection)
+                              f"radiopaedia_{rid}", ct, infection)
             )  # fmt: skip
     if metadata:
         with open(root / METADATA, "w", newline="") as f:

@@ -29,7 +29,7 @@ def test_each_defect_is_an_error_naming_its_file(tmp_path):
     wrong_shape = write_nifti(
         root / "infection_mask" / "coronacases_002.nii", np.zeros((4, 4, 4), np.uint8)
     )
-    truncated = root / "ct_scans" / "radiopaedia_org_covid-19-pneumonia-1-50001-0-dcm.nii"
+    truncated = root / "ct_scans" / "radiopaedia_org_covid-19-pneumonia-1_50001_0-dcm.nii"
     truncated.write_bytes(truncated.read_bytes()[:400])
     bad_labels = root / "lung_and_infection_mask" / "radiopaedia_3_50003_0.nii"
     write_nifti(bad_labels, np.full((12, 10, 6), 9, np.uint8))

@@ -21,8 +21,16 @@ from labkit.ct.layout import (
 
 def test_subject_names_follow_the_published_file_names():
     assert subject_of("coronacases_org_001.nii") == "coronacases_001"
-    name = "radiopaedia_org_covid-19-pneumonia-10-85902-1-dcm.nii"
+    # the published set's names (andrewmvd/covid19-ct-scans, from Zenodo's 20 cases)
+    name = "radiopaedia_org_covid-19-pneumonia-10_85902_1-dcm.nii"
     assert subject_of(name) == "radiopaedia_10_85902_1"
+    assert subject_of("radiopaedia_org_covid-19-pneumonia-4_85506_1-dcm.nii") == (
+        "radiopaedia_4_85506_1"
+    )
+    # a hyphenated id (as some copies write it) reads the same
+    assert subject_of("radiopaedia_org_covid-19-pneumonia-10-85902-1-dcm.nii") == (
+        "radiopaedia_10_85902_1"
+    )
     assert subject_of("my_scan.nii.gz") == "my_scan"
 
 

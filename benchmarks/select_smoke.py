@@ -1,0 +1,142 @@
+"""Choose the smoke recipes of labs 02-06 on the validation split, then score the choice once.
+
+For each lab, each candidate setting (a change to the smoke profile's ``lab_changes``) trains
+the lab's models as ``labkit bench --labs`` does (``labkit.bench.labs.train_run``) for every
+seed, with the test images left alone (``score_test=False``). The candidate with the highest
+mean validation score over the seeds wins: the score each notebook selects its epoch by
+(``fit``'s ``monitor``, for the model the notebook keeps), so Val chooses both the epoch and
+the recipe and Test is used once, for the winner's models (the same trainings: nothing is
+trained again, and lab 05 adds its stage 1 and the cascade). A tie (within 0.005) goes to
+the candidate listed first, the current recipe.
+
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/select_smoke.py --labs 03 --seeds 0 1 2
+
+prints one line per training and a markdown table per lab, and writes the figures to
+``--out`` (JSON). The candidates are the settings earlier sessions tried (RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import replace
+from typing import Any
+
+import torch
+
+from labkit.bench.labs import CASCADES, LAB_RUNS, dice_on_test, score_cascade, train_run
+from labkit.data import resolve_data
+from labkit.profiles import get_profile
+
+# lab -> [(name, changes to that lab's smoke lab_changes)]; the first is the current recipe
+CANDIDATES: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "02": [("cosine (current)", {}), ("constant lr", {"scheduler": None})],
+    "03": [("lr 1e-3 (current)", {}), ("lr 3e-3", {"min_lr": 3e-3})],
+    # EfficientNet's own batch-norm momentum: RESULTS.md, measured apart (Val, 3 seeds)
+    "04": [("cosine (current)", {}), ("constant lr", {"scheduler": None})],
+    "05": [("12 epochs, lr 2e-3 (current)", {}), ("10 epochs, lr 2e-3", {"epochs": 10})],
+    "06": [("4 epochs (current)", {}), ("3 epochs", {"epochs": 3})],
+}
+# the trainings a candidate is judged on (lab 05: its two infection models; stage 1 learns
+# the lungs, which every candidate learns alike, Dice ~0.97)
+JUDGED = {"05": [r for r in LAB_RUNS["05"] if r.stage is None]}
+
+
+def candidate_profile(lab: str, changes: dict[str, Any]) -> Any:
+    """The smoke profile with ``changes`` applied to ``lab``'s own smoke changes, and no
+    safety time limit: a recipe is a fixed amount of work, and on a busy machine the limit
+    would cut a run short (it did: lab 05's stage 2 at 7 of 12 epochs, load ~10)."""
+    smoke = get_profile("smoke")
+    lab_changes = dict(smoke.lab_changes, **{lab: {**smoke.lab_changes.get(lab, {}), **changes}})
+    return replace(smoke, lab_changes=lab_changes, time_budget_min=None).for_lab(lab)
+
+
+def select(lab: str, seeds: list[int], root: Any, log: Any = print) -> dict[str, Any]:
+    """Train every candidate of ``lab`` (Val only), choose, then score the winner on Test."""
+    rows, models = [], {}
+    for name, changes in CANDIDATES[lab]:
+        profile = candidate_profile(lab, changes)
+        per_seed = []
+        for seed in seeds:
+            for run in JUDGED.get(lab, LAB_RUNS[lab]):
+                r = train_run(run, profile, root, seed, score_test=False)
+                log(f"lab {lab} [{name}] seed {seed} {run.label}: {r['epochs']}/"
+                    f"{r['planned_epochs']} epochs ({r['stopped_reason']}), "
+                    f"{r['seconds']:.1f} s, {r['monitor']} {r['val']:.3f}")  # fmt: skip
+                models[name, seed, run.label] = r.pop("model")
+                per_seed.append(r)
+        vals = [r["val"] for r in per_seed]
+        rows.append({"name": name, "changes": changes, "runs": per_seed,
+                     "mean_val": statistics.fmean(vals), "min_val": min(vals)})  # fmt: skip
+    best = max(r["mean_val"] for r in rows)
+    winner = next(r for r in rows if r["mean_val"] >= best - 0.005)
+    # Test, once: the winner's trained models (lab 05 also trains stage 1 for the cascade)
+    profile = candidate_profile(lab, winner["changes"])
+    for r in winner["runs"]:
+        run = next(x for x in LAB_RUNS[lab] if x.label == r["label"])
+        r["dice"] = dice_on_test(run, profile, root, models[winner["name"], r["seed"], r["label"]])
+        log(f"lab {lab} chosen [{winner['name']}] seed {r['seed']} {r['label']}: "
+            f"{r['monitor']} {r['val']:.3f}, test Dice {r['dice']:.3f}")  # fmt: skip
+    if lab in CASCADES:
+        stage1 = next(x for x in LAB_RUNS[lab] if x.label == CASCADES[lab][0])
+        for seed in seeds:
+            lung = train_run(stage1, profile, root, seed)
+            stage2 = next(r for r in winner["runs"] if r["seed"] == seed and
+                          r["label"] == CASCADES[lab][1])  # fmt: skip
+            model2 = models[winner["name"], seed, stage2["label"]]
+            cascade = score_cascade(lung, {**stage2, "model": model2}, profile, root)
+            for extra in (lung, cascade):
+                log(f"lab {lab} chosen seed {seed} {extra['label']}: {extra['seconds']:.1f} s, "
+                    f"test Dice {extra['dice']:.3f}")  # fmt: skip
+                winner["runs"].append({k: v for k, v in extra.items() if k != "model"})
+    return {"candidates": rows, "winner": winner["name"], "changes": winner["changes"]}
+
+
+def table(lab: str, result: dict[str, Any]) -> str:
+    """Markdown: per candidate, the mean and lowest Val score and the seconds per training."""
+    lines = [
+        f"lab {lab}: Val = {result['candidates'][0]['runs'][0]['monitor']} of the kept model, "
+        "mean (lowest) over seeds and trainings",
+        "",
+        "| candidate | Val mean (lowest) | s per training | chosen |",
+        "| --- | --- | --- | --- |",
+    ]
+    for c in result["candidates"]:
+        secs = [r["seconds"] for r in c["runs"]]
+        chosen = "**yes**" if c["name"] == result["winner"] else ""
+        lines.append(
+            f"| {c['name']} | {c['mean_val']:.3f} ({c['min_val']:.3f}) | "
+            f"{min(secs):.0f}-{max(secs):.0f} | {chosen} |"
+        )
+    winner = next(c for c in result["candidates"] if c["name"] == result["winner"])
+    lines += ["", "chosen recipe, test Dice per training (seeds in order):"]
+    for label in dict.fromkeys(r["label"] for r in winner["runs"]):
+        d = [f"{r['dice']:.3f}" for r in winner["runs"] if r["label"] == label]
+        lines.append(f"- {label}: {' / '.join(d)}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--labs", nargs="+", default=sorted(CANDIDATES), choices=sorted(CANDIDATES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default="select_smoke.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    root = resolve_data("phantom", profile=get_profile("smoke"), progress=False)
+    out: dict[str, Any] = {"seeds": args.seeds, "threads": args.threads, "labs": {}}
+    for lab in args.labs:
+        t0 = time.perf_counter()
+        result = select(lab, args.seeds, root)
+        print(table(lab, result), flush=True)
+        result["seconds"] = time.perf_counter() - t0
+        out["labs"][lab] = result
+        with open(args.out, "w") as f:
+            json.dump(out, f, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main()
