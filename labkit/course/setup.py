@@ -234,6 +234,7 @@ def record_result(
     lab: str | None = None,
     report: str | Mapping | None = None,
     notes: str = "",
+    history: Any = None,
 ) -> dict:
     """Report one trained model to ``labkit course run`` (no-op outside it).
 
@@ -247,11 +248,14 @@ def record_result(
         report: the report's comparable figure: a key of ``labkit.reports.REPORT_FIGURES``
             for this lab, or a mapping such as ``{"source": "report 000", "iou": 0.634}``.
         notes: free text for the results table.
+        history: the model's training history (``fit``'s or ``train_ct``'s): a run that a
+            safety limit cut is marked ``cut`` ("CUT at 6 of 10 epochs") in every table.
 
     Returns:
         The row as a dict (also appended as one JSON line to ``$LABKIT_RESULTS``).
     """
     from labkit.metrics import SCORE_NAMES  # here: `labkit course run` imports this module
+    from labkit.recipes import cut_text
 
     if not model or not isinstance(model, str):
         raise ValueError(f"record_result: model must be a non-empty string, got {model!r}")
@@ -267,6 +271,7 @@ def record_result(
         "train_seconds": None if train_seconds is None else float(train_seconds),
         "report": report if report is None or isinstance(report, str) else dict(report),
         "notes": notes,
+        "cut": cut_text(history) if history is not None else "",
         "profile": _CURRENT.profile.name if _CURRENT else None,
         "phantom": _CURRENT.phantom if _CURRENT else None,
         "device": str(_CURRENT.device) if _CURRENT else None,
