@@ -14,7 +14,13 @@ _SOURCE_HELP = (
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("course", help="run the whole course (all labs, in order)")
+    p = sub.add_parser(
+        "course",
+        help="run the whole course (all labs, in order)",
+        description="run: execute every lab's solution notebook and collect the results; "
+        "plan: before running a profile, estimate each lab's training time and memory.",
+        epilog="examples: labkit course run --data phantom   labkit course plan --gpu t4",
+    )
     course_sub = p.add_subparsers(dest="course_command", metavar="<subcommand>")
     r = course_sub.add_parser(
         "run",
@@ -104,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
 def plan(args: argparse.Namespace) -> int:
     from labkit.course.build import find_labs
-    from labkit.course.plan import DEVICES, describe_plan, plan_lab
+    from labkit.course.plan import CPU_PRACTICAL_MIN, DEVICES, describe_plan, plan_lab
     from labkit.profiles import get_profile
 
     gpu = str(args.gpu).strip().lower()
@@ -124,5 +130,8 @@ def plan(args: argparse.Namespace) -> int:
         p = plan_lab(prof, src.stem[:2], gpu)
         total += p["minutes"]
         print(describe_plan(p))
-    print(f"all labs: about {total:.0f} min of training on {gpu} (an estimate)")
+    if gpu == "cpu" and total > CPU_PRACTICAL_MIN:
+        print(f"all labs: about {total / 60:.0f} h of training on a CPU (an estimate): use a GPU")
+    else:
+        print(f"all labs: about {total:.0f} min of training on {gpu} (an estimate)")
     return 0
