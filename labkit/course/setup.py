@@ -135,9 +135,10 @@ def phantom_banner(why: str | None = None) -> list[str]:
     return [
         *lines,
         "Real data, any of:",
-        "- on Colab: add the secrets KAGGLE_USERNAME and KAGGLE_KEY (key icon, left bar;",
-        "  the key comes from kaggle.com > Settings > API), then run all cells again;",
-        "- DATA = 'kaggle' with credentials in ~/.kaggle/kaggle.json or the environment;",
+        "- on Colab: add the secret KAGGLE_API_TOKEN (key icon, left bar; the token comes",
+        "  from kaggle.com > Settings > API; older keys: the secrets KAGGLE_USERNAME and",
+        "  KAGGLE_KEY), give this notebook access, then run all cells again;",
+        "- DATA = 'kaggle' with KAGGLE_API_TOKEN in the environment or ~/.kaggle/kaggle.json;",
         f"- DATA = '/path/to/covidqu' or $LABKIT_DATA (download: {KAGGLE_URL}).",
     ]
 
@@ -179,7 +180,9 @@ def setup(
         root, source, phantom, why = _resolve(data, prof, colab)
 
     print(f"labkit lab {lab} | profile: {prof.name} ({prof.description})")
-    print(f"device: {dev} | data: {root if root is not None else '-'} ({source}) | seed {seed}")
+    what = "PHANTOM (synthetic)" if phantom else "COVID-QU-Ex"
+    used = f"{what} at {root} (chosen by: {source})" if root is not None else "-"
+    print(f"device: {dev} | data: {used} | seed {seed}")
     if colab and dev.type != "cuda":
         print(
             _rule(

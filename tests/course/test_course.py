@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -200,7 +201,8 @@ def test_setup_prints_banner_and_labels_phantom_data(tmp_path, monkeypatch, caps
     out = capsys.readouterr().out
     assert s.phantom and s.data == root and s.data_source == "argument"
     assert "PHANTOM DATA" in out and "NOT comparable" in out
-    assert "profile: smoke" in out and "device: cpu" in out and f"data: {root}" in out
+    assert "profile: smoke" in out and "device: cpu" in out
+    assert f"data: PHANTOM (synthetic) at {root} (chosen by: argument)" in out
 
 
 def test_setup_with_real_looking_data_has_no_phantom_banner(tmp_path, monkeypatch, capsys):
@@ -214,7 +216,7 @@ def test_setup_with_real_looking_data_has_no_phantom_banner(tmp_path, monkeypatc
     s = course_setup.setup(lab="01", profile="smoke", device="cpu")
     out = capsys.readouterr().out
     assert not s.phantom and s.data_source == "LABKIT_DATA"
-    assert "PHANTOM" not in out and "(LABKIT_DATA)" in out
+    assert "PHANTOM" not in out and f"data: COVID-QU-Ex at {copy} (chosen by: LABKIT_DATA)" in out
 
 
 def test_setup_on_colab_without_gpu_says_so(monkeypatch, capsys):
@@ -256,8 +258,75 @@ def test_setup_on_colab_without_credentials_says_phantom_and_how_to_get_data(
     out = capsys.readouterr().out
     assert s.colab and s.phantom and s.data_source == "default"
     assert "PHANTOM DATA" in out and "Why: no Kaggle credentials found." in out
-    assert "secrets KAGGLE_USERNAME and KAGGLE_KEY" in out
+    assert "secret KAGGLE_API_TOKEN" in out and "KAGGLE_USERNAME and" in out
     assert "https://www.kaggle.com/datasets/anasmohammedtahir/covidqu" in out
+
+
+def _colab_secrets(monkeypatch, secrets: dict[str, str]) -> None:
+    """A stand-in ``google.colab.userdata`` holding ``secrets``; as Colab's, ``get`` raises
+    ``SecretNotFoundError`` for a secret that is not defined."""
+    import types
+
+    userdata = types.ModuleType("google.colab.userdata")
+
+    class SecretNotFoundError(Exception):
+        pass
+
+    def get(name):
+        if name not in secrets:
+            raise SecretNotFoundError(name)
+        return secrets[name]
+
+    userdata.SecretNotFoundError, userdata.get = SecretNotFoundError, get
+    colab = types.ModuleType("google.colab")
+    colab.userdata = userdata
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setitem(sys.modules, "google.colab.userdata", userdata)
+
+
+@pytest.mark.parametrize(
+    "secrets, found, exported",
+    [
+        (
+            {"KAGGLE_API_TOKEN": " tok "},
+            "the KAGGLE_API_TOKEN Colab secret",
+            {"KAGGLE_API_TOKEN": "tok"},
+        ),
+        (
+            {"KAGGLE_USERNAME": "me", "KAGGLE_KEY": "0123"},
+            "the KAGGLE_USERNAME and KAGGLE_KEY Colab secrets",
+            {"KAGGLE_USERNAME": "me", "KAGGLE_KEY": "0123"},
+        ),
+        ({"KAGGLE_USERNAME": "me"}, None, {}),  # a key without its user name is no credential
+    ],
+)
+def test_both_kinds_of_colab_secret_reach_kagglehub(
+    tmp_path, monkeypatch, secrets, found, exported
+):
+    from labkit.data.download import kaggle_credentials, use_colab_secrets
+
+    _no_kaggle(tmp_path, monkeypatch, credentials=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kaggle/access_token of the machine's
+    _colab_secrets(monkeypatch, secrets)
+    assert kaggle_credentials() == found
+    use_colab_secrets()  # kagglehub 1.0.2 reads the old secrets only beside a token secret
+    names = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY")
+    assert {k: os.environ[k] for k in names if k in os.environ} == exported
+
+
+def test_the_banner_says_which_data_and_why(tmp_path, monkeypatch, capsys):
+    from labkit.data.download import kaggle_reachable
+
+    if kaggle_reachable():
+        pytest.skip("www.kaggle.com is reachable here: the offline path cannot be exercised")
+    _no_kaggle(tmp_path, monkeypatch, credentials=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _colab_secrets(monkeypatch, {"KAGGLE_API_TOKEN": "tok"})
+    course_setup.setup(lab="01", profile="smoke", device="cpu")
+    out = capsys.readouterr().out
+    assert "data: PHANTOM (synthetic) at" in out and "(chosen by: default)" in out
+    assert "Why: cannot reach www.kaggle.com (offline?)." in out
+    assert "secret KAGGLE_API_TOKEN" in out  # how to get the real data
 
 
 def test_setup_on_colab_with_credentials_but_offline_says_why(tmp_path, monkeypatch, capsys):
