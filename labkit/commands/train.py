@@ -228,6 +228,15 @@ def run(args: argparse.Namespace) -> int:
         if ranks.is_main:
             print(text, file=sys.stderr)
 
+    try:  # before any work: a folder that cannot be written fails now, in these words
+        p["out"].mkdir(parents=True, exist_ok=True)
+        (p["out"] / ".labkit-write-test").touch()
+        (p["out"] / ".labkit-write-test").unlink()
+    except OSError as err:
+        raise CommandError(
+            f"--out {p['out']}: cannot write there ({err.strerror or err}); expected a "
+            "folder you can write to"
+        ) from None
     last = p["out"] / "last.pt"
     if args.resume and (p["model"] == "cascade" or not last.is_file()):
         raise CommandError(

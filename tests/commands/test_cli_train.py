@@ -312,3 +312,14 @@ def test_smoke_training_is_the_same_on_a_busy_machine(root, tmp_path):
     quiet["history"].pop("seconds"), busy["history"].pop("seconds")  # wall time may differ
     quiet["history"].pop("train_seconds"), busy["history"].pop("train_seconds")
     assert busy == quiet
+
+
+def test_an_out_folder_that_cannot_be_written_fails_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    assert cli(["train", "--model", "unet", "--out", str(blocker / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"labkit train: error: --out {blocker / 'run'}: cannot write there (Not a directory); "
+        "expected a folder you can write to"
+    )
