@@ -90,7 +90,7 @@ class SafetyLimit:
         """The run's length at the pace measured so far, and the epoch a limit would cut it at.
 
         Returns:
-            e.g. "1 epoch took 12 s on this machine: about 2.0 min for all 10 (an estimate
+            e.g. "1 epoch(s) took 12 s on this machine: about 2.0 min for all 10 (an estimate
             from the epochs measured)", with "; the safety limit (10 min) will stop it after
             about epoch 7" when a limit will.
         """
@@ -98,9 +98,10 @@ class SafetyLimit:
             return ""
         pace = self.elapsed / epochs_done
         total = pace * epochs_total
+        length = f"{total:.0f} s" if total < 90 else f"{total / 60:.1f} min"
         text = (
             f"{epochs_done} epoch(s) took {self.elapsed:.0f} s on this machine: about "
-            f"{total / 60:.1f} min for all {epochs_total} (an estimate from the epochs measured)"
+            f"{length} for all {epochs_total} (an estimate from the epochs measured)"
         )
         left, which = self._left()
         if which and left < pace * (epochs_total - epochs_done):
