@@ -42,23 +42,30 @@ test: lint
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 # Colab's recorded versions (constraints/colab-*.txt names its source and date) in a venv of
-# their own, rebuilt only when the file's content changes (CI caches it like the main one).
-# The venv runs on this machine's python3, not Colab's Python 3.13, and holds PyPI's torch
-# wheel of Colab's version (CUDA 13 build, used on CPU here): .ci/colab_check.py says so.
+# their own, on Colab's Python minor version when this machine has it (`# python: X.Y` in
+# the file; .ci/colab_check.py --find-python looks on PATH, then in pyenv, and warns loudly
+# when it falls back to python3). Rebuilt only when the file or that Python changes (CI
+# caches it like the main one). torch is PyPI's wheel of Colab's version (CUDA 13 build,
+# used on CPU here): .ci/colab_check.py says so.
 COLAB_CONSTRAINTS ?= constraints/colab-2026-08.txt
 COLAB_VENV ?= .venv-colab
 COLAB_TOOLS := pytest==9.2.0 pytest-xdist==3.8.0 nbval==0.11.0 ipykernel==7.4.0
 
-# Installs labkit the way a student notebook does on Colab and fails if that changes any
-# recorded version; then `labkit info`, the widget tests under ipywidgets 7.7.1 and every
-# student notebook under nbval (smoke, phantom data). See README, "On Colab".
+# Installs labkit the way a student notebook does on Colab (an uploaded wheel, then the
+# git route against a local repository of this checkout) and fails if that changes any
+# distribution of the venv; then `labkit info`, the widget and progress-bar tests under
+# ipywidgets 7.7.1 and every student notebook under nbval (smoke, phantom data). See
+# README, "On Colab".
 colab-check:
-	@if ! cmp -s $(COLAB_CONSTRAINTS) $(COLAB_VENV)/constraints.txt; then \
-		echo "colab-check: building $(COLAB_VENV) from $(COLAB_CONSTRAINTS)"; \
-		rm -rf $(COLAB_VENV) && python3 -m venv $(COLAB_VENV) && \
+	@COLAB_PYTHON=$$(python3 .ci/colab_check.py --constraints $(COLAB_CONSTRAINTS) --find-python) || exit 1; \
+	STAMP="$$(cat $(COLAB_CONSTRAINTS); echo "# built with $$COLAB_PYTHON")"; \
+	if [ "$$STAMP" != "$$(cat $(COLAB_VENV)/constraints.txt 2>/dev/null)" ]; then \
+		echo "colab-check: building $(COLAB_VENV) from $(COLAB_CONSTRAINTS) on $$COLAB_PYTHON"; \
+		rm -rf $(COLAB_VENV) && $$COLAB_PYTHON -m venv $(COLAB_VENV) && \
+		$(COLAB_VENV)/bin/python -m pip install -q --upgrade pip && \
 		$(COLAB_VENV)/bin/python -m pip install -q -r $(COLAB_CONSTRAINTS) \
 			-c $(COLAB_CONSTRAINTS) $(COLAB_TOOLS) && \
 		$(COLAB_VENV)/bin/python .ci/colab_check.py --constraints $(COLAB_CONSTRAINTS) --snapshot && \
-		cp $(COLAB_CONSTRAINTS) $(COLAB_VENV)/constraints.txt || exit 1; \
+		echo "$$STAMP" > $(COLAB_VENV)/constraints.txt || exit 1; \
 	fi
 	$(COLAB_VENV)/bin/python .ci/colab_check.py --constraints $(COLAB_CONSTRAINTS)

@@ -29,12 +29,21 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from labkit.recipes import SAFETY_STOP, CLITraining, Recipe, build_recipe, stop_warning
+from labkit.recipes import (
+    SAFETY_STOP,
+    CLITraining,
+    Recipe,
+    build_recipe,
+    cut_note,
+    cut_text,
+    stop_warning,
+)
 
 ENV_VAR = "LABKIT_PROFILE"
 DEFAULT_PROFILE = "smoke"
 __all__ = [
-    "CLITraining", "PROFILES", "SAFETY_STOP", "Profile", "Recipe", "get_profile", "stop_warning",
+    "CLITraining", "PROFILES", "SAFETY_STOP", "Profile", "Recipe", "cut_note", "cut_text",
+    "get_profile", "stop_warning",
 ]  # fmt: skip
 
 

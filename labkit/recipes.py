@@ -72,14 +72,50 @@ class CLITraining:
         return "bce_dice" if self.dice_term and report == "bce" else report
 
 
-def stop_warning(history: Any, limit_min: float | None) -> str:
-    """The warning for a run the safety limit stopped, or ``""`` for any other run."""
-    if getattr(history, "stopped_reason", None) != "time_budget":
+def stop_warning(history: Any, limit_min: float | None = None) -> str:
+    """The warning for a run a safety limit cut, or ``""`` for any other run."""
+    if not was_cut(history):
         return ""
+    by = getattr(history, "stopped_by", "") or (
+        f"the safety limit ({limit_min:g} min)" if limit_min else "the safety limit"
+    )
+    planned = getattr(history, "epochs_planned", None)
     return (
-        f"WARNING: {SAFETY_STOP} ({limit_min:g} min) after {len(history)} epoch(s): this "
-        "model trained less than the lab assumes, so its scores are not the ones the text "
-        "discusses (a very slow or overloaded machine; run again, or raise time_budget_min)"
+        f"WARNING: {SAFETY_STOP} after {len(history)} epoch(s)"
+        + (f" of {planned}" if planned else "")
+        + f" ({by}): this model trained less than the lab assumes, so its scores are not the "
+        "ones the text discusses, and comparing it with models that trained fully is unfair "
+        "(a very slow or overloaded machine; run again, or raise time_budget_min)"
+    )
+
+
+def was_cut(history: Any) -> bool:
+    """Did a safety limit cut this run (``fit``'s ``History`` or ``train_ct``'s)?"""
+    return getattr(history, "stopped_reason", None) == "time_budget"
+
+
+def cut_text(history: Any) -> str:
+    """``"CUT at 6 of 10 epochs"`` for a cut run, ``""`` otherwise: for a table's row."""
+    if not was_cut(history):
+        return ""
+    planned = getattr(history, "epochs_planned", None)
+    return f"CUT at {len(history)}" + (f" of {planned}" if planned else "") + " epochs"
+
+
+def cut_note(histories: dict[str, Any]) -> str:
+    """The line under a results table when a safety limit cut any of its rows, else ``""``.
+
+    Args:
+        histories: the table's rows by name, each with the history of its training.
+    """
+    cut = {name: cut_text(h) for name, h in histories.items() if was_cut(h)}
+    if not cut:
+        return ""
+    rows = "; ".join(f"{name}: {text}" for name, text in cut.items())
+    return (
+        f"[CUT] a safety limit stopped training early ({rows}): these rows trained less than "
+        "the others, so this table does not compare like with like; run the lab again on a "
+        "less busy machine"
     )
 
 

@@ -417,6 +417,7 @@ rows = [
         metrics=result.covid,
         train_seconds=history.train_seconds,
         report="001.unet",
+        history=history,  # a run the safety limit cut is marked CUT in every table
         notes=f"MAE {float(mae):.4f} (fraction, all test images); weights of the last epoch; "
         f"{len(history)} of {EPOCHS} epoch(s) trained ({history.stopped_reason})",
     ),
@@ -443,10 +444,12 @@ print(
 print(f"{'model':<32} {'Dice':>6} {'IoU':>6} {'sens.':>6} {'prec.':>6}  pixel error")
 for r, err in zip(rows, (f"MAE {float(mae):.4f}", "MAE (COVID-19 images) above")):
     cells = " ".join(f"{fmt(r[k]):>6}" for k in ("dice", "iou", "sensitivity", "precision"))
-    print(f"{r['model']:<32} {cells}  {err}")
+    print(f"{r['model'] + (' [CUT]' if r['cut'] else ''):<32} {cells}  {err}")
 print(
     f"{'report 001: U-Net, 10 epochs':<32} {'-':>6} {'-':>6} {'-':>6} {'-':>6}  'RMSE' 0.0695 = MAE"
 )
+if lk.profiles.cut_note({"unet3": history}):  # only when the safety limit cut the training
+    print(lk.profiles.cut_note({"unet3": history}))
 
 # %% [markdown]
 # Browse the test predictions: the threshold slider changes which pixels count as

@@ -418,6 +418,7 @@ for loss in ("bce", "mse"):
         metrics=r.covid,
         train_seconds=h.train_seconds,
         report=f"000.{loss}",
+        history=h,  # a run the safety limit cut is marked CUT in every table
         notes=f"MAE {mae[loss]:.4f} = {100 * mae[loss]:.2f} %; final val "
         f"{loss.upper()} {h.val_loss[-1]:.3f}; {len(h)} of {EPOCHS} epoch(s) trained "
         f"({h.stopped_reason})",
@@ -435,7 +436,8 @@ print(
 for loss in ("bce", "mse"):
     r, h = rows[loss], histories[loss]
     print(
-        f"{'ours, ' + loss.upper():<28} {loss.upper() + ' ' + fmt(h.val_loss[-1]):>15} "
+        f"{'ours, ' + loss.upper() + (' [CUT]' if r['cut'] else ''):<28} "
+        f"{loss.upper() + ' ' + fmt(h.val_loss[-1]):>15} "
         f"{fmt(r['iou']):>6} {fmt(r['dice']):>6} {fmt(mae[loss], 4):>9} "
         f"{fmt(100 * mae[loss], 2):>8}"
     )
@@ -445,6 +447,8 @@ for loss, iou_, mae_ in (("bce", 0.634, 4.794), ("mse", 0.629, 4.915)):
         f"{label:<28} {loss.upper() + ' ' + fmt(REPORT_FINAL_VAL_LOSS[loss]):>15} "
         f"{iou_:>6.3f} {'-':>6} {'?':>9} {mae_:>8} (unit not stated)"
     )
+if lk.profiles.cut_note(histories):  # only when the safety limit cut a training
+    print(lk.profiles.cut_note(histories))
 
 # %% [markdown]
 # **What a smoke run can show.** On the phantom data expect both models to find much of

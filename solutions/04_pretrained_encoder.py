@@ -524,6 +524,7 @@ for label, (_, history) in runs.items():
             metrics=results[label].covid,
             train_seconds=history.train_seconds,
             report="002.resnet34" if name == "unet-resnet34" else "paper",
+            history=history,  # a run the safety limit cut is marked CUT in every table
             notes=f"best val IoU {fmt(best_val_iou)}; {sizes[name] / 1e6:.1f} M parameters; "
             f"{len(history)} of {EPOCHS} epoch(s) ({history.stopped_reason}) at {SIZE} px, "
             "COVID-19 train images only",
@@ -536,9 +537,12 @@ print(f"Lab 04, test split ({data_note}; profile {P.name}, {SIZE} px; epochs tra
 print(f"{'model':<36} {'Dice':>6} {'IoU':>6} {'sens.':>6} {'prec.':>6} {'val IoU':>8}")
 for r in rows:
     cells = " ".join(f"{fmt(r[k]):>6}" for k in ("dice", "iou", "sensitivity", "precision"))
-    print(f"{r['model']:<36} {cells} {fmt(r['best_val_iou']):>8}")
+    print(f"{r['model'] + (' [CUT]' if r['cut'] else ''):<36} {cells} "
+          f"{fmt(r['best_val_iou']):>8}")  # fmt: skip
 print(f"{'report 002: ResNet34 (ImageNet)':<36} {'-':>6} {'-':>6} {'-':>6} {'-':>6} {0.77:>8}"
       "  (convention not stated)")  # fmt: skip
+if lk.profiles.cut_note({label: h for label, (_, h) in runs.items()}):  # only if cut
+    print(lk.profiles.cut_note({label: h for label, (_, h) in runs.items()}))
 print(
     "validation IoU in report 002's probable convention (Keras segmentation_models' "
     "default iou_score: soft IoU on probabilities, background and infection averaged, "

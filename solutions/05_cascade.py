@@ -547,6 +547,7 @@ rows = [
         metrics=lung_scores,
         train_seconds=lung_history.train_seconds,
         report="003.lung",
+        history=lung_history,  # a run the safety limit cut is marked CUT in every table
         notes=f"lung Val split; {len(lung_history)} of {LUNG_EPOCHS} epoch(s) "
         f"({lung_history.stopped_reason}), weights of epoch {lung_history.best_epoch}",
     )
@@ -564,6 +565,7 @@ for name, history, figure in (
             train_seconds=history.train_seconds
             + (lung_history.train_seconds if name == "cascade" else 0.0),
             report=figure or {"source": "report 003 has no such model"},
+            history=history,
             notes=f"{int(outside[name].sum())} FP pixels outside the lungs on {len(test)} test "
             f"images; {len(history)} of {INFECTION_EPOCHS} epoch(s) ({history.stopped_reason}), "
             f"weights of epoch {history.best_epoch}, at {SIZE} px",
@@ -573,9 +575,12 @@ print(f"Lab 05 ({data_note}; profile {P.name}, {SIZE} px)")
 print(f"{'model':<58} {'Dice':>6} {'IoU':>6} {'sens.':>6} {'prec.':>6}")
 for r in rows:
     cells = " ".join(f"{fmt(r[k]):>6}" for k in ("dice", "iou", "sensitivity", "precision"))
-    print(f"{r['model']:<58} {cells}")
+    print(f"{r['model'] + (' [CUT]' if r['cut'] else ''):<58} {cells}")
 print(f"{'report 003 stage 1 (lung validation)':<58} {0.9774:>6} {0.9561:>6}")
 print(f"{'report 003 stage 2, cascade (infection test)':<58} {0.8854:>6} {0.7896:>6}")
+trainings = {"lungs": lung_history, "infection": infection_history, "single-stage": single_history}
+if lk.profiles.cut_note(trainings):  # only when the safety limit cut a training
+    print(lk.profiles.cut_note(trainings))
 
 # %% [markdown]
 # In the smoke profile (phantom data, 64 pixels, 12 epochs, random encoders)

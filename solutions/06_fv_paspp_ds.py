@@ -419,6 +419,7 @@ for name, switches, lung_only in RUNS:
         metrics=result.covid,
         train_seconds=history.train_seconds,
         report=report,
+        history=history,  # a run the safety limit cut is marked CUT in every table
         notes=f"{'lung-masked' if lung_only else 'original'} input; width {WIDTH}; "
         f"{len(history)} of {EPOCHS} epoch(s) ({history.stopped_reason}), weights of epoch "
         f"{history.best_epoch}; Dice 95% interval "
@@ -431,10 +432,14 @@ for name, switches, lung_only in RUNS:
         else [0.5074, None, None, None]
     )
     print(
-        f"{name:<32} {lk.models.count_parameters(model):>9,} {fmt(ours[0]):>6} "
+        f"{name + (' [CUT]' if rows[name]['cut'] else ''):<32} "
+        f"{lk.models.count_parameters(model):>9,} {fmt(ours[0]):>6} "
         f"[{fmt(lo):>5}, {fmt(hi):>5}] {fmt(ours[1]):>6} {fmt(ours[2]):>6} {fmt(ours[3]):>6} | "
         + "  ".join(f"{fmt(v):>5}" for v in theirs)
     )
+trainings = {name: history for name, (_, history, _) in runs.items()}
+if lk.profiles.cut_note(trainings):  # "same settings for every row" no longer holds
+    print(lk.profiles.cut_note(trainings))
 
 # %%
 names = [name for name, _, _ in RUNS]

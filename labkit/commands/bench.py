@@ -1,8 +1,12 @@
-"""``labkit bench [--quick] [--device cpu|cuda] [--out FILE.json]``: measure, print, save.
+"""labkit bench [--quick] [--device cpu|cuda] [--out FILE.json]
 
-Runs every measurement of ``labkit.bench`` in this one process, prints a table and writes
-the full results as JSON. Sizes default to the issue's (256 px, batch 32); on a CPU that
-takes hours, so use ``--quick`` (under a minute) or ``--size/--batch-size/--steps``.
+Measures how fast this machine loads data, trains and predicts, prints a table and can
+write every figure as JSON. The default sizes are the reports' (256 px, batch 32): on a
+CPU that takes hours, so use --quick (under a minute) or --size/--batch-size/--steps.
+
+examples:
+  labkit bench --quick
+  labkit bench --labs 02 03 --seeds 0 1 2     (each lab's smoke training, timed and scored)
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from labkit.commands.args import non_negative_int, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
+    usage, _, description = __doc__.partition("\n\n")
     p = sub.add_parser(
-        "bench", help="measure data-path, training and inference throughput",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "bench", help="measure data-path, training and inference throughput", usage=usage,
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     p.add_argument(
         "--quick", action="store_true", help="small sizes and counts, 1 thread (< 1 min on CPU)"
@@ -26,12 +33,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     p.add_argument("--data", default="phantom", help="dataset root or 'phantom' (default)")
-    p.add_argument("--size", type=int, default=None, help="image side of the model sections")
-    p.add_argument("--batch-size", type=int, default=None, help="batch of the model sections")
-    p.add_argument("--steps", type=int, default=None, help="timed steps per training figure")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps before each figure")
+    p.add_argument("--size", type=positive_int, default=None, help="image side in pixels")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="images per step")
+    p.add_argument("--steps", type=positive_int, default=None, help="timed steps per figure")
     p.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: all; 1 with --quick)"
+        "--warmup", type=non_negative_int, default=None, help="untimed steps before each figure"
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch CPU threads (default: all; 1 with --quick)",
     )
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
     p.add_argument("--models", nargs="+", default=None, help="unet and/or unet-resnet34")
@@ -40,11 +52,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--labs",
         nargs="*",
         default=None,
-        help="instead: time every lab's smoke training and score it (labkit.bench.labs); "
-        "lab numbers, none = all",
+        help="instead: time every lab's smoke training and score it; lab numbers, none = all",
     )
     p.add_argument(
-        "--seeds", type=int, nargs="+", default=[0], help="with --labs: seeds (default: 0)"
+        "--seeds",
+        type=non_negative_int,
+        nargs="+",
+        default=[0],
+        help="with --labs: seeds (default: 0)",
     )
     p.add_argument("--profile", default="smoke", help="with --labs: run profile (smoke)")
     p.set_defaults(handler=run)

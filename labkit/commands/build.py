@@ -4,15 +4,32 @@ from __future__ import annotations
 
 import argparse
 
+from labkit.commands.args import course_root, lab_list
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "build",
         help="generate notebooks/*.ipynb (students) and solutions/*.ipynb from solutions/*.py",
+        description="Write the student notebooks (notebooks/NN_name.ipynb, exercises blanked) "
+        "and the solution notebooks (solutions/NN_name.ipynb) from the lab sources "
+        "solutions/NN_name.py. Works from any folder inside the course.",
+        epilog="example: labkit build --check   (exit 1 when a notebook is out of date)",
     )
-    p.add_argument("--source", default="solutions", help="folder of NN_name.py lab sources")
-    p.add_argument("--notebooks", default="notebooks", help="folder for student notebooks")
-    p.add_argument("--labs", default=None, help="comma-separated lab numbers (default: all)")
+    p.add_argument(
+        "--source",
+        default=None,
+        help="folder of NN_name.py lab sources (default: solutions/ in the course's root, "
+        "found from here upwards)",
+    )
+    p.add_argument(
+        "--notebooks",
+        default=None,
+        help="folder for student notebooks (default: notebooks/ beside --source's folder)",
+    )
+    p.add_argument(
+        "--labs", type=lab_list, default=None, help="lab numbers, e.g. 02,03 (default: all)"
+    )
     p.add_argument(
         "--check",
         action="store_true",
@@ -22,10 +39,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from labkit.course.build import build
 
-    labs = [x.strip() for x in args.labs.split(",") if x.strip()] if args.labs else None
-    report = build(args.source, args.notebooks, labs=labs, check=args.check)
+    source = Path(args.source) if args.source else course_root() / "solutions"
+    notebooks = Path(args.notebooks) if args.notebooks else source.parent / "notebooks"
+    report = build(source, notebooks, labs=args.labs, check=args.check)
+    args.source = source
     if not report.labs:
         print(f"no lab sources (NN_name.py) in {args.source}")
     for path in report.written:

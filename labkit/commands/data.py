@@ -5,27 +5,50 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from labkit.commands.args import non_negative_int, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="phantom dataset, checks, download and counts")
+    p = sub.add_parser(
+        "data",
+        help="phantom dataset, checks, download and counts",
+        description="Make a synthetic (phantom) dataset, check a dataset for problems, "
+        "download COVID-QU-Ex from Kaggle, or count its images.",
+        epilog="examples: labkit data check /path/to/covidqu   labkit data phantom data/phantom",
+    )
     data_sub = p.add_subparsers(dest="data_command", metavar="<action>")
     p.set_defaults(handler=lambda args: p.print_help() or 0)
 
-    ph = data_sub.add_parser("phantom", help="write a synthetic dataset in the COVID-QU-Ex layout")
+    ph = data_sub.add_parser(
+        "phantom",
+        help="write a synthetic dataset in the COVID-QU-Ex layout",
+        description="Write synthetic chest X-rays with lung and infection masks, in the "
+        "folders of COVID-QU-Ex, so every lab runs without the real data.",
+        epilog="example: labkit data phantom data/phantom --n 240 --size 256",
+    )
     ph.add_argument("out", type=Path, help="output folder")
-    ph.add_argument("--n", type=int, default=240, help="images per subset (default 240)")
-    ph.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    ph.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
+    ph.add_argument("--n", type=positive_int, default=240, help="images per subset (default 240)")
+    ph.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    ph.add_argument(
+        "--size", type=positive_int, default=256, help="image side in pixels (default 256)"
+    )
     ph.add_argument("--overwrite", action="store_true", help="replace an existing dataset in OUT")
     ph.add_argument("--quiet", action="store_true", help="no progress bar")
     ph.add_argument(
         "--ct", action="store_true", help="CT volumes in the Kaggle CT layout instead (lab 07)"
     )
-    ph.add_argument("--volumes", type=int, default=20, help="with --ct: subjects (default 20)")
+    ph.add_argument(
+        "--volumes", type=positive_int, default=20, help="with --ct: subjects (default 20)"
+    )
     ph.set_defaults(handler=run_phantom)
 
     ck = data_sub.add_parser(
-        "check", help="report every problem in a dataset tree (exit 0 if usable)"
+        "check",
+        help="report every problem in a dataset tree (exit 0 if usable)",
+        description="Read a dataset tree and list every problem: missing folders, unpaired "
+        "images and masks, unreadable or wrongly sized PNGs, masks that are not 0/255. "
+        "Exit 0 when the set is usable.",
+        epilog="example: labkit data check /path/to/covidqu --subset infection",
     )
     ck.add_argument(
         "root",
@@ -40,27 +63,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     ck.add_argument("--quiet", action="store_true", help="no progress bar")
     ck.set_defaults(handler=run_check)
 
-    dl = data_sub.add_parser("download", help="download COVID-QU-Ex from Kaggle with kagglehub")
+    dl = data_sub.add_parser(
+        "download",
+        help="download COVID-QU-Ex from Kaggle with kagglehub",
+        description="Download COVID-QU-Ex (or, with --ct, the COVID-19 CT scans) from Kaggle. "
+        "Needs Kaggle credentials: KAGGLE_API_TOKEN, or KAGGLE_USERNAME and KAGGLE_KEY (on "
+        "Colab as secrets), or ~/.kaggle/kaggle.json.",
+        epilog="example: labkit data download --dest data/",
+    )
     dl.add_argument(
         "--dest", type=Path, default=None, help="folder to download into (default: kagglehub cache)"
     )
     dl.add_argument("--ct", action="store_true", help="the COVID-19 CT scans set (lab 07) instead")
     dl.set_defaults(handler=run_download)
 
-    inf = data_sub.add_parser("info", help="print image counts per split and class")
+    inf = data_sub.add_parser(
+        "info",
+        help="print image counts per split and class",
+        description="Count the images of a dataset per subset, split and class.",
+        epilog="example: labkit data info phantom",
+    )
     inf.add_argument("root", help="dataset root, or 'phantom'")
     inf.add_argument("--profile", default=None, help="run profile sizing the phantom data")
     inf.set_defaults(handler=run_info)
 
 
 def run_phantom(args: argparse.Namespace) -> int:
-    from labkit.data.phantom import make_phantom
+    from labkit.data.phantom import MANIFEST, make_phantom
 
     if getattr(args, "ct", False):
         return run_ct_phantom(args)
-    for name in ("n", "size"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name}: expected a positive integer, got {getattr(args, name)}")
+    manifest = Path(args.out).expanduser() / MANIFEST
+    before = manifest.stat().st_mtime_ns if manifest.is_file() else None
     out = make_phantom(
         args.out,
         n=args.n,
@@ -69,7 +103,14 @@ def run_phantom(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         overwrite=args.overwrite,
     )
-    print(f"phantom dataset written to {out}")
+    if before is not None and manifest.stat().st_mtime_ns == before:  # make_phantom did nothing
+        print(
+            f"{out} already holds this phantom dataset (same --n, --seed, --size, every image "
+            "there): kept, nothing written. If a file there is damaged, `labkit data check "
+            f"{out}` finds it and --overwrite writes the set again"
+        )
+    else:
+        print(f"phantom dataset written to {out}")
     _print_counts(out)
     print(f"use it with: export LABKIT_DATA={out}")
     return 0

@@ -1,7 +1,11 @@
-"""``labkit evaluate CHECKPOINT --data ROOT|phantom --split test [--out FILE]``.
+"""labkit evaluate CHECKPOINT [--data ROOT|phantom] [--split test] [--out FILE]
 
-Rebuilds the model from the checkpoint (no architecture needed), feeds it the inputs it was
-trained on, prints the per-class table and writes the same JSON fields as ``labkit train``.
+Scores a model saved by labkit train on a split. The checkpoint knows its model and the
+inputs it was trained on, so nothing else is needed. Prints a table per class and can
+write the same JSON fields as labkit train's metrics.json.
+
+example:
+  labkit evaluate runs/unet/best.pt --data phantom --out runs/unet/test.json
 """
 
 from __future__ import annotations
@@ -12,12 +16,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+from labkit.commands.args import fraction, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
+    usage, _, description = __doc__.partition("\n\n")
     p = sub.add_parser(
         "evaluate",
         help="score a checkpoint on a split: per-class table and metrics JSON",
-        description=__doc__,
+        usage=usage,
+        description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -28,19 +36,34 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="dataset root or 'phantom' (default: $LABKIT_DATA, kagglehub cache, phantom)",
     )
-    p.add_argument("--split", default="test", help="train, val or test (default: test)")
+    p.add_argument(
+        "--split",
+        default="test",
+        type=str.lower,
+        choices=("train", "val", "test"),
+        help="train, val or test (default: test)",
+    )
     p.add_argument("--out", default=None, help="write the metrics JSON here")
     p.add_argument(
         "--profile",
         default=None,
         help="run profile: how many images (default: $LABKIT_PROFILE or smoke)",
     )
-    p.add_argument("--size", type=int, default=None, help="image size (default: as trained)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument(
+        "--size", type=positive_int, default=None, help="image side in pixels (default: as trained)"
+    )
+    p.add_argument(
+        "--batch-size", type=positive_int, default=16, help="images per step (default 16)"
+    )
+    p.add_argument(
+        "--threshold",
+        type=fraction,
+        default=0.5,
+        help="a pixel counts as infection when its probability is at least this (default 0.5)",
+    )
     p.add_argument(
         "--empty-score",
-        type=float,
+        type=fraction,
         default=None,
         help="score empty-truth images (default: exclude them)",
     )
@@ -89,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint, device=args.device)
     info = model.labkit_checkpoint
     trained = info.get("data") or {}
-    size = args.size or trained.get("size")
+    size = args.size if args.size is not None else trained.get("size")
     if not size:
         raise CommandError(f"{args.checkpoint} does not record its image size; pass --size")
     if (trained.get("target") or "infection") != "infection":

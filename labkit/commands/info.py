@@ -10,7 +10,14 @@ from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="print versions, device, AMP, data location and profile")
+    p = sub.add_parser(
+        "info",
+        help="print versions, device, AMP, data location and profile",
+        description="What labkit will use here: package versions, the device and its mixed "
+        "precision, whether this is Colab, where the data is, and the run profile. Paste it "
+        "into a question or bug report.",
+        epilog="example: labkit info --json",
+    )
     p.add_argument(
         "--profile", default=None, help="run profile (default: $LABKIT_PROFILE or smoke)"
     )

@@ -1,27 +1,33 @@
-"""``labkit train --model NAME --data ROOT|phantom --profile smoke|full --out DIR``.
+"""labkit train --model NAME [--data ROOT|phantom] [--profile smoke|practical|full] [--out DIR]
 
-Trains on Train, picks the best epoch on Val, and reports Test (never seen in training or
-model selection). Writes DIR/best.pt, DIR/last.pt (to resume), DIR/metrics.json and
-DIR/training_curves.png. Each model's settings come from its report
-(``labkit.reports.REPORT_SETTINGS``); the run profile departs from them (``Profile.recipe``);
-flags override both.
+Trains one of the labs' models on the Train split, keeps the epoch that scores best on Val,
+and scores the Test split (never seen in training or in choosing the epoch). Writes
+DIR/best.pt, DIR/last.pt (everything needed to continue: --resume), DIR/metrics.json and
+DIR/training_curves.png.
 
-In the smoke profile the run departs from the report so that it learns something from a
-fixed amount of CPU work (``labkit.recipes.CLITraining``): 10 epochs on every Train image,
-base width 16 for the from-scratch U-Nets, lr >= 3e-3 with a cosine decay, BCE + Dice instead
-of plain BCE. Its time limit is only a safety net; if it stops the run, the run says so. The
-run prints each departure and records it in metrics.json.
+Each model starts from the settings of the student report it comes from; the profile
+changes some of them (smoke: a small, fixed amount of CPU work on 64-pixel images;
+practical: sized for a free Colab GPU; full: the report's own settings), and your options
+change them again. The run prints every setting that differs from the report, and why,
+and records them in metrics.json. The profile's time limit is only a safety net: if it
+stops a run early, the run says so.
+
+examples:
+  labkit train --model unet --data phantom
+  labkit train --model unet --data phantom --resume     (continue an interrupted run)
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from labkit.commands.args import non_negative_int, positive_float, positive_int
 from labkit.profiles import get_profile, stop_warning
 from labkit.reports import settings_for_model
 
@@ -35,11 +41,13 @@ AUGMENTS = ("none", "flips", "report003")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    usage, _, description = __doc__.partition("\n\n")
     p = sub.add_parser(
-        "train", help="train a lab's model, report the test split", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "train", help="train a lab's model, report the test split", usage=usage,
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    p.add_argument("--model", required=True, help=f"one of: {', '.join(TRAIN_MODELS)}")
+    p.add_argument("--model", required=True, choices=TRAIN_MODELS, metavar="NAME",
+                   help=f"one of: {', '.join(TRAIN_MODELS)}")  # fmt: skip
     p.add_argument(
         "--data",
         default=None,
@@ -51,13 +59,34 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="smoke, practical or full (default: $LABKIT_PROFILE or smoke)",
     )
     p.add_argument("--out", default=None, help="output folder (default: runs/<model>)")
-    p.add_argument("--epochs", type=int, help="override the profile/report epochs")
-    p.add_argument("--size", type=int, help="image side in pixels")
-    p.add_argument("--loss", help="loss name (labkit.losses.LOSSES)")
-    p.add_argument("--lr", type=float, help="learning rate (constant, as in the reports)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--encoder-weights", help="'imagenet' or 'none' (pretrained models)")
-    p.add_argument("--weights-path", help="local encoder weight file (offline pretrained)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last.pt (after Ctrl-C or a crash)",
+    )
+    p.add_argument("--epochs", type=positive_int, help="epochs to train (default: the profile's)")
+    p.add_argument(
+        "--size", type=positive_int, help="image side in pixels (default: the profile's)"
+    )
+    p.add_argument(
+        "--loss",
+        help="the loss, e.g. bce, bce_dice, dice, focal_jaccard (default: the report's; an "
+        "unknown name lists them all)",
+    )
+    p.add_argument(
+        "--lr", type=positive_float, help="learning rate, kept constant as in the reports"
+    )
+    p.add_argument("--batch-size", type=positive_int, help="images per training step")
+    p.add_argument(
+        "--encoder-weights",
+        choices=("imagenet", "none"),
+        help="pretrained models: start from ImageNet weights (needs the internet or a cached "
+        "download) or from random weights",
+    )
+    p.add_argument(
+        "--weights-path",
+        help="pretrained models: a local file of encoder weights (for a machine offline)",
+    )
     p.add_argument(
         "--covid-only",
         action=argparse.BooleanOptionalAction,
@@ -73,12 +102,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--augment", choices=AUGMENTS, help="training augmentation")
     p.add_argument(
         "--time-budget",
-        type=float,
-        help="minutes; stop after the epoch that passes it (default: the profile's safety limit)",
+        type=positive_float,
+        help="minutes; stop early when the next epoch would end after it (default: the "
+        "profile's safety limit)",
     )
-    p.add_argument("--device", default=None, help="cuda, mps, cpu or auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--inputs", choices=("grey", "rgb", "grey+lung", "rgb+lung"))
+    p.add_argument("--device", default=None, help="cuda, mps, cpu or auto (default: auto)")
+    p.add_argument(
+        "--seed", type=non_negative_int, default=0,
+        help="random seed: the same seed gives the same run (default 0)",
+    )  # fmt: skip
+    p.add_argument(
+        "--inputs",
+        choices=("grey", "rgb", "grey+lung", "rgb+lung"),
+        help="what the model sees: the grey X-ray, or it copied to 3 colour channels (rgb; "
+        "pretrained encoders); +lung adds the lung mask as a channel (default: the report's)",
+    )
     p.add_argument(
         "--target", choices=("infection",), default="infection", help="mask to learn (infection)"
     )
@@ -92,7 +130,11 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
     Raises:
         ValueError: an unknown model or a flag that does not apply to it.
     """
+    from labkit.losses import LOSSES  # here: torch loads only when a command runs
+
     d = settings_for_model(args.model)  # ValueError naming the valid models
+    if args.loss is not None and args.loss not in LOSSES:
+        raise ValueError(f"--loss: unknown loss {args.loss!r}; expected one of {', '.join(LOSSES)}")
     prof = get_profile(args.profile)
     if prof.cli_train is None:  # practical: the lab's sizes. (Smoke's lab changes exist
         prof = prof.for_lab(TRAIN_MODELS[args.model])  # for several models in one notebook.)
@@ -127,9 +169,10 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
         kwargs["base_width"] = r.base_width  # the table's, or the profile's departure
     return dict(
         model=args.model, kwargs=kwargs, profile=prof, inputs=inputs, target=args.target,
-        size=args.size or r.size, epochs=args.epochs or epochs,
-        batch_size=args.batch_size or prof.batch_size(d.batch_size), train_images=train_images,
-        loss=args.loss or loss, lr=args.lr or lr, optimizer=d.optimizer,
+        size=_given(args.size, r.size), epochs=_given(args.epochs, epochs),
+        batch_size=_given(args.batch_size, prof.batch_size(d.batch_size)),
+        train_images=train_images, loss=_given(args.loss, loss), lr=_given(args.lr, lr),
+        optimizer=d.optimizer,
         weight_decay=d.weight_decay, grad_clip=d.grad_clip,
         patience=d.patience, deep_supervision=d.deep_supervision,
         covid_only=d.covid_only if args.covid_only is None else args.covid_only,
@@ -141,6 +184,27 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
         scheduler=r.scheduler if "scheduler" in kept else None,  # full: None anyway
         bn_momentum=r.bn_momentum,  # smoke: EfficientNet's batch norms (labkit.recipes)
     )  # fmt: skip
+
+
+def _build(build_model: Any, p: dict[str, Any], error: type[Exception]) -> Any:
+    """The model, with weight problems said in the command's terms (one line, no traceback)."""
+    try:
+        return build_model(p["model"], **p["kwargs"])
+    except RuntimeError as err:  # no internet for the ImageNet weights
+        first = str(err).splitlines()[0]
+        url = re.search(r"download (\S+) on a machine", str(err))
+        where = f"download {url[1]} on a machine with internet, then " if url else ""
+        raise error(
+            f"--encoder-weights imagenet: {first}. {where}pass --weights-path FILE, or start "
+            "from random weights with --encoder-weights none"
+        ) from None
+    except (ValueError, FileNotFoundError) as err:  # a bad weight file
+        raise error(str(err).replace("weights_path:", "--weights-path:", 1)) from None
+
+
+def _given(flag: Any, default: Any) -> Any:
+    """The option's value when given (0 is a value, refused by its type), else ``default``."""
+    return default if flag is None else flag
 
 
 def run(args: argparse.Namespace) -> int:
@@ -164,8 +228,29 @@ def run(args: argparse.Namespace) -> int:
         if ranks.is_main:
             print(text, file=sys.stderr)
 
+    try:  # before any work: a folder that cannot be written fails now, in these words
+        p["out"].mkdir(parents=True, exist_ok=True)
+        (p["out"] / ".labkit-write-test").touch()
+        (p["out"] / ".labkit-write-test").unlink()
+    except OSError as err:
+        raise CommandError(
+            f"--out {p['out']}: cannot write there ({err.strerror or err}); expected a "
+            "folder you can write to"
+        ) from None
+    last = p["out"] / "last.pt"
+    if args.resume and (p["model"] == "cascade" or not last.is_file()):
+        raise CommandError(
+            "--resume: the cascade trains two stages and cannot resume; run it again"
+            if p["model"] == "cascade"
+            else f"--resume: there is no {last} to continue (run without --resume first)"
+        )
+    if not args.resume and last.is_file():  # never overwrite a run silently
+        raise CommandError(
+            f"--out {p['out']} already holds a run (last.pt): add --resume to continue it, or "
+            "choose another --out"
+        )
     seed_everything(p["seed"])  # the model's initial weights depend on it too
-    model = build_model(p["model"], **p["kwargs"])  # ValueError (exit 2) for bad arguments
+    model = _build(build_model, p, CommandError)
     if p["bn_momentum"] is not None:
         set_batch_norm_momentum(model, p["bn_momentum"])
     root = resolve_data(args.data, profile=p["profile"], progress=shown)
@@ -219,9 +304,18 @@ def run(args: argparse.Namespace) -> int:
             if config.time_budget_min:  # the safety limit covers both stages together
                 left = config.time_budget_min - lung_history.train_seconds / 60
                 config = replace(config, time_budget_min=max(left, 1e-6))
-        history = fit(model, *loaders(p["target"]), config)
+        history = fit(
+            model, *loaders(p["target"]), config, resume_from=last if args.resume else None
+        )
     except FloatingPointError as err:  # NaN/inf loss: a message, not a traceback
         raise CommandError(str(err)) from None
+    except KeyboardInterrupt:
+        say(
+            f"interrupted: {last} holds the last finished epoch; continue with "
+            f"`labkit train --model {p['model']} --out {p['out']} --resume` and your other "
+            "options as before"
+        )
+        return 130
     if not ranks.is_main:  # rank 0 evaluates and writes metrics.json; the others are done
         return 0
     best = p["out"] / "best.pt"

@@ -42,30 +42,86 @@ class CurrentEnvKernelManager(AsyncKernelManager):
         return CurrentEnvKernelSpecManager(data_dir=self.data_dir)
 
 
+class NotebookTimeout(TimeoutError):
+    """The notebook's time limit ran out while a cell was running.
+
+    Attributes:
+        cell: the index of that cell in the notebook.
+    """
+
+    def __init__(self, message: str, cell: int) -> None:
+        super().__init__(message)
+        self.cell = cell
+
+
 def execute_notebook(
     nb: nbformat.NotebookNode,
     cwd: str | Path,
     env: dict[str, str] | None = None,
-    timeout: float = 600,
+    timeout: float | None = None,
     allow_errors: bool = False,
 ) -> nbformat.NotebookNode:
     """Execute ``nb`` in place on a fresh current-environment kernel in folder ``cwd``.
 
+    Args:
+        timeout: seconds for the whole notebook, from now (``None``: no limit); each cell
+            may run until they are up.
+
     Raises:
         nbclient.exceptions.CellExecutionError: a cell raised (``nb`` keeps the outputs so far).
+        NotebookTimeout: the time ran out while a cell ran (its message names the cell).
     """
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-    client = NotebookClient(
+    class TrackingClient(NotebookClient):
+        last_cell = -1
+
+        async def async_execute_cell(self, cell: Any, cell_index: int, *args: Any, **kw: Any):
+            self.last_cell = cell_index
+            return await super().async_execute_cell(cell, cell_index, *args, **kw)
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    def timeout_func(cell: Any) -> int | None:  # what is left of the notebook's time
+        return None if deadline is None else max(1, int(deadline - time.monotonic()))
+
+    client = TrackingClient(
         nb,
-        timeout=timeout,
+        timeout_func=timeout_func,
         kernel_name=KERNEL_NAME,
         kernel_manager_class=CurrentEnvKernelManager,
         allow_errors=allow_errors,
         resources={"metadata": {"path": str(cwd)}},
     )
     kwargs = {"env": env} if env is not None else {}
-    return client.execute(**kwargs)
+    try:
+        return client.execute(**kwargs)
+    except (CellExecutionError, DeadKernelError) as err:
+        err.cell_description = describe_cell(nb, client.last_cell)  # for the caller's message
+        raise
+    except CellTimeoutError:
+        where = describe_cell(nb, client.last_cell)
+        raise NotebookTimeout(
+            f"{where} was still running when the notebook's {timeout:g} s ran out",
+            client.last_cell,
+        ) from None
+
+
+def describe_cell(nb: nbformat.NotebookNode, index: int) -> str:
+    """``cell 12 (section "5. Train the U-Net")``: a cell as a reader finds it (the nearest
+    markdown heading above it; cells counted from 1 at the top, as Jupyter's order)."""
+    heading = ""
+    for cell in reversed(nb.cells[: max(index, 0)]):
+        if cell.cell_type == "markdown":
+            found = [
+                ln.lstrip("#").strip() for ln in cell.source.splitlines() if ln.startswith("#")
+            ]
+            if found:
+                heading = found[-1]
+                break
+    where = f"cell {index + 1}"
+    return f'{where} (section "{heading}")' if heading else where
 
 
 def inject_parameters(nb: nbformat.NotebookNode, values: dict[str, Any]) -> None:

@@ -299,6 +299,11 @@ def _flop(gflop: float) -> str:
     return f"{gflop:.0f} GFLOP"
 
 
+# Above this many estimated minutes a CPU plan gives advice instead of a time: two hours is
+# already more than a practical session.
+CPU_PRACTICAL_MIN = 120
+
+
 def describe_plan(plan: dict) -> str:
     """One line per lab, starting with the lab number."""
     if not plan["trainings"]:
@@ -317,10 +322,16 @@ def describe_plan(plan: dict) -> str:
             f"peak GPU memory ~{plan['peak_gb']:.1f} GB; cached split "
             f"({plan['cache_gb']:.2f} GB) {where}"
         )
-    return (
-        f"{plan['lab']}  {work} | {_flop(plan['gflop'])} | {_minutes(plan['minutes'])} "
-        f"({low:.0f}-{high:.0f} min) on {plan['device']} | {memory}"
-    )
+    if plan["device"] == "cpu" and plan["minutes"] > CPU_PRACTICAL_MIN:
+        # minutes by the thousand, over a range this wide, help nobody: say what to do
+        time_text = (
+            f"hours to days on a CPU (an estimate: {low / 60:.0f}-{high / 60:.0f} h): "
+            "run this profile on a GPU (--gpu t4 estimates a free Colab GPU); on a CPU use "
+            "--profile smoke"
+        )
+    else:
+        time_text = f"{_minutes(plan['minutes'])} ({low:.0f}-{high:.0f} min) on {plan['device']}"
+    return f"{plan['lab']}  {work} | {_flop(plan['gflop'])} | {time_text} | {memory}"
 
 
 def lab_estimate(profile: Any, device: torch.device | str) -> str:

@@ -14,8 +14,10 @@ Written to ``--out DIR``: ``NN_name.ipynb`` (executed, also when a cell failed),
 trained models beside the reports' figures). Each lab runs in its own working folder
 ``DIR/work/NN_name``. A failing lab (a source that does not build, a cell that raises or
 times out, a dead kernel) is reported and the run goes on; ``run_course`` returns the per-lab
-outcomes and the command exits non-zero if any failed. ``--timeout`` is nbclient's limit per
-cell, in seconds (default: 900 in the smoke profile, none in full).
+outcomes and the command exits non-zero if any failed. ``--timeout`` is the limit per lab
+(the whole notebook), in seconds (default: an hour in the smoke profile, none in full); the
+lab's trainings stop by themselves within its first 80 % (``$LABKIT_DEADLINE``), so the
+limits nest: a training is cut and marked, not killed with its cell.
 """
 
 from __future__ import annotations
@@ -31,11 +33,19 @@ from typing import Any
 import nbformat
 
 from labkit.course.build import BuildError, build_lab, find_labs
-from labkit.course.kernel import execute_notebook, inject_parameters
+from labkit.course.kernel import NotebookTimeout, execute_notebook, inject_parameters
 from labkit.course.plan import CT_LAB
 from labkit.course.setup import RESULTS_ENV_VAR
 from labkit.metrics import SCORE_NAMES
 from labkit.profiles import SAFETY_STOP, get_profile
+from labkit.train.limits import DEADLINE_ENV
+
+# One time limit per lab (smoke: an hour; labs 01-07 took 4-126 s each on an idle 2-core
+# machine, README). The lab's trainings must end within the first TRAINING_SHARE of it
+# ($LABKIT_DEADLINE in the kernel, read by fit and train_ct), so a training under load is
+# cut by its safety limit and says so, and the lab's limit is left for the cells after it.
+SMOKE_LAB_TIMEOUT_S = 3600
+TRAINING_SHARE = 0.8
 
 
 def export_html(nb: nbformat.NotebookNode, path: Path) -> None:
@@ -88,19 +98,21 @@ def run_course(
         profile: ``"smoke"``, ``"practical"``, ``"full"`` or ``None`` (``LABKIT_PROFILE``,
             else smoke).
         labs: lab numbers to run (default: all).
-        timeout: seconds allowed per cell; ``None``: 900 in the smoke profile, no limit in
-            full (a full training cell may take an hour on a GPU).
+        timeout: seconds allowed per lab (the whole notebook); ``None``: an hour in the
+            smoke profile, no limit in full (a full training may take hours on a GPU).
         progress: show a tqdm progress bar over labs.
 
     Returns:
         One ``LabRun`` per lab, in order.
     """
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+    from nbclient.exceptions import CellExecutionError, DeadKernelError
     from tqdm.auto import tqdm
 
     prof = get_profile(profile)
     if timeout is None:
-        timeout = 900 if prof.name == "smoke" else -1  # nbclient: -1 = no limit
+        timeout = SMOKE_LAB_TIMEOUT_S if prof.name == "smoke" else None
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout: expected seconds per lab above 0, got {timeout!r}")
     sources = find_labs(source, labs)
     if not sources:
         raise FileNotFoundError(f"no lab sources (NN_name.py) in {source}")
@@ -141,10 +153,20 @@ def run_course(
         work.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         error = ""
+        lab_env = dict(env)
+        if timeout is not None:  # the trainings' deadline, inside the lab's limit
+            lab_env[DEADLINE_ENV] = f"{time.time() + TRAINING_SHARE * timeout:.0f}"
         try:
-            execute_notebook(nb, cwd=work, env=env, timeout=timeout)
-        except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
-            error = _error_summary(err)
+            execute_notebook(nb, cwd=work, env=lab_env, timeout=timeout)
+        except NotebookTimeout as err:
+            error = (
+                f"{err}: the lab's time limit (--timeout {timeout:g} s per lab) killed it. "
+                "Its trainings stop by themselves before that, so this cell hung or the "
+                "machine is very slow"
+            )
+        except (CellExecutionError, DeadKernelError) as err:
+            where = getattr(err, "cell_description", "")
+            error = (f"{where}: " if where else "") + _error_summary(err)
         except Exception as err:  # kernel failed to start, ...: report, go on
             error = f"{type(err).__name__}: {err}"[:300]
         seconds = time.perf_counter() - start
@@ -269,12 +291,22 @@ def write_results_md(
         seconds = row.get("train_seconds")
         time_text = "-" if seconds is None else f"{seconds:.1f} s"
         metrics = " | ".join(_num(row.get(k)) for k in SCORE_NAMES)
+        model = row["model"] + (f" **[{row['cut']}]**" if row.get("cut") else "")
         lines.append(
-            f"| {row['lab']} | {row['model']} | {row['loss']} | {metrics} | {time_text} | "
+            f"| {row['lab']} | {model} | {row['loss']} | {metrics} | {time_text} | "
             f"{_report_cell(row)} |"
         )
     if not rows:
         lines.append("| - | no results recorded | | | | | | | |")
+    cut_labs = sorted({row["lab"] for row in rows if row.get("cut")})
+    if cut_labs:
+        lines += [
+            "",
+            f"**[CUT]**: a safety limit stopped these trainings early (lab(s) "
+            f"{', '.join(cut_labs)}): they trained less than the lab's other models, so "
+            "comparing their rows with the others is unfair. Run those labs again on a less "
+            "busy machine, or with a longer --timeout.",
+        ]
     # Free-text notes that record_result carried (e.g. MAE scales, final losses).
     notes = [(row["lab"], row["model"], row["notes"]) for row in rows if row.get("notes")]
     if notes:

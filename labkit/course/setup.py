@@ -135,9 +135,10 @@ def phantom_banner(why: str | None = None) -> list[str]:
     return [
         *lines,
         "Real data, any of:",
-        "- on Colab: add the secrets KAGGLE_USERNAME and KAGGLE_KEY (key icon, left bar;",
-        "  the key comes from kaggle.com > Settings > API), then run all cells again;",
-        "- DATA = 'kaggle' with credentials in ~/.kaggle/kaggle.json or the environment;",
+        "- on Colab: add the secret KAGGLE_API_TOKEN (key icon, left bar; the token comes",
+        "  from kaggle.com > Settings > API; older keys: the secrets KAGGLE_USERNAME and",
+        "  KAGGLE_KEY), give this notebook access, then run all cells again;",
+        "- DATA = 'kaggle' with KAGGLE_API_TOKEN in the environment or ~/.kaggle/kaggle.json;",
         f"- DATA = '/path/to/covidqu' or $LABKIT_DATA (download: {KAGGLE_URL}).",
     ]
 
@@ -179,7 +180,9 @@ def setup(
         root, source, phantom, why = _resolve(data, prof, colab)
 
     print(f"labkit lab {lab} | profile: {prof.name} ({prof.description})")
-    print(f"device: {dev} | data: {root if root is not None else '-'} ({source}) | seed {seed}")
+    what = "PHANTOM (synthetic)" if phantom else "COVID-QU-Ex"
+    used = f"{what} at {root} (chosen by: {source})" if root is not None else "-"
+    print(f"device: {dev} | data: {used} | seed {seed}")
     if colab and dev.type != "cuda":
         print(
             _rule(
@@ -235,6 +238,7 @@ def record_result(
     report: str | Mapping | None = None,
     notes: str = "",
     phantom: bool | None = None,
+    history: Any = None,
 ) -> dict:
     """Report one trained model to ``labkit course run`` (no-op outside it).
 
@@ -250,11 +254,14 @@ def record_result(
         notes: free text for the results table.
         phantom: whether the model was trained and scored on phantom data; default: what
             ``setup`` found for ``DATA`` (lab 07 passes its CT data's, which ``DATA`` is not).
+        history: the model's training history (``fit``'s or ``train_ct``'s): a run that a
+            safety limit cut is marked ``cut`` ("CUT at 6 of 10 epochs") in every table.
 
     Returns:
         The row as a dict (also appended as one JSON line to ``$LABKIT_RESULTS``).
     """
     from labkit.metrics import SCORE_NAMES  # here: `labkit course run` imports this module
+    from labkit.recipes import cut_text
 
     if not model or not isinstance(model, str):
         raise ValueError(f"record_result: model must be a non-empty string, got {model!r}")
@@ -270,6 +277,7 @@ def record_result(
         "train_seconds": None if train_seconds is None else float(train_seconds),
         "report": report if report is None or isinstance(report, str) else dict(report),
         "notes": notes,
+        "cut": cut_text(history) if history is not None else "",
         "profile": _CURRENT.profile.name if _CURRENT else None,
         "phantom": phantom if phantom is not None else (_CURRENT.phantom if _CURRENT else None),
         "device": str(_CURRENT.device) if _CURRENT else None,

@@ -10,7 +10,12 @@ from pathlib import Path
 
 from labkit.ct.layout import find_ct_root
 from labkit.ct.phantom import PHANTOM_MARKER, PHANTOM_VERSION, make_ct_phantom
-from labkit.data.download import DownloadError, kaggle_credentials, kaggle_reachable
+from labkit.data.download import (
+    DownloadError,
+    kaggle_credentials,
+    kaggle_reachable,
+    use_colab_secrets,
+)
 from labkit.data.locate import cache_dir
 
 CT_ENV_VAR = "LABKIT_CT_DATA"
@@ -75,6 +80,7 @@ def download_ct(dest: str | Path | None = None, check_network: bool = True) -> P
         raise DownloadError(
             f"kagglehub is not installed (pip install kagglehub).\n{ct_manual_instructions(dest)}"
         ) from err
+    use_colab_secrets()
     try:
         if dest is not None:
             dest.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,19 @@ from labkit.ct.dataset import CTVolume
 from labkit.ct.patches import PatchLoader
 from labkit.ct.scores import evaluate_ct, mean_scores
 from labkit.losses import BCEDiceLoss, DeepSupervisionLoss
+from labkit.progress import end_bar
+from labkit.train.limits import SafetyLimit
+
+
+class CTHistory(list):
+    """``train_ct``'s epochs (one dict each), and how the run ended, as ``fit``'s ``History``:
+    ``stopped_reason`` ``"completed"`` or ``"time_budget"`` (a safety limit cut it:
+    ``stopped_by`` says which), ``epochs_planned``, ``best_epoch``."""
+
+    stopped_reason: str = "completed"
+    stopped_by: str = ""
+    epochs_planned: int | None = None
+    best_epoch: int | None = None
 
 
 def volume_loss() -> Callable[[Tensor | list[Tensor], Tensor], Tensor]:
@@ -47,7 +60,8 @@ def train_ct(
     lr: float = 1e-4,
     val_overlap: float = 0.25,
     progress: bool = True,
-) -> list[dict]:
+    time_budget_min: float | None = None,
+) -> CTHistory:
     """Adam on ``volume_loss``; after each epoch, mean per-subject Dice on ``val`` (sliding
     window). The model ends with the best validation epoch's weights.
 
@@ -58,10 +72,15 @@ def train_ct(
         epochs: passes over the loader.
         lr: Adam's learning rate (report 004: 1e-4).
         val_overlap: sliding-window overlap for validation (testing uses 0.5).
-        progress: a progress bar over epochs.
+        progress: a progress bar over epochs (after the first: how long the run will take
+            on this machine, measured).
+        time_budget_min: a safety limit in minutes (``None``: none): the run stops between
+            epochs when the next one would end past it, or past ``$LABKIT_DEADLINE``
+            (``labkit.train.limits``), with ``stopped_reason = "time_budget"``.
 
     Returns:
-        One dict per epoch: ``epoch``, ``loss`` (mean over batches), ``val_dice``.
+        A ``CTHistory``: one dict per epoch (``epoch``, ``loss`` (mean over batches),
+        ``val_dice``) and how the run ended.
 
     Raises:
         FloatingPointError: the loss became NaN or infinite (epoch and step named).
@@ -72,10 +91,13 @@ def train_ct(
     model.to(device)
     loss_fn = volume_loss()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    history: list[dict] = []
+    history = CTHistory()
+    history.epochs_planned = epochs
+    limit = SafetyLimit(time_budget_min)
     best, best_state = -math.inf, None
-    bar = tqdm(range(1, epochs + 1), desc="epochs", unit="epoch", disable=not progress)
-    for epoch in bar:
+    bar = tqdm(total=epochs, desc="epochs", unit="epoch", disable=not progress)
+    for epoch in range(1, epochs + 1):
+        started = limit.elapsed
         model.train()
         loader.set_epoch(epoch - 1)
         total = 0.0
@@ -94,8 +116,18 @@ def train_ct(
         history.append({"epoch": epoch, "loss": total / len(loader), "val_dice": val_dice})
         if val_dice > best:  # NaN never wins
             best, best_state = val_dice, copy.deepcopy(model.state_dict())
+            history.best_epoch = epoch
+        bar.update(1)
         bar.set_postfix_str(f"loss {total / len(loader):.3f}, val Dice {val_dice:.3f}")
-    bar.close()
+        if epoch == 1 and epochs > 1 and progress:  # measured here, not guessed
+            bar.write(limit.estimate(1, epochs))
+        if epoch < epochs and limit.stop_now(limit.elapsed - started):
+            history.stopped_reason, history.stopped_by = "time_budget", limit.reason
+            break
+    if history.stopped_reason == "time_budget":
+        end_bar(bar, f"epochs: CUT after {epoch} of {epochs} by {limit.reason}", success=False)
+    else:
+        end_bar(bar, f"epochs: all {epochs} done", success=True)
     if best_state is not None:
         model.load_state_dict(best_state)
     return history

@@ -25,20 +25,43 @@ class DownloadError(RuntimeError):
     """The download could not run or failed; the message says why and what to do instead."""
 
 
-def kaggle_credentials() -> str | None:
-    """Where kagglehub would find Kaggle credentials, or ``None`` when there are none.
+# kagglehub's rules (1.0): an API token first (KAGGLE_API_TOKEN, in the environment or as a
+# Colab secret, or ~/.kaggle/access_token), then the legacy username + key (environment,
+# kaggle.json, Colab secrets).
+TOKEN = "KAGGLE_API_TOKEN"
+USERNAME, KEY = "KAGGLE_USERNAME", "KAGGLE_KEY"
 
-    Looks where kagglehub looks: ``KAGGLE_USERNAME`` + ``KAGGLE_KEY`` (or ``KAGGLE_API_TOKEN``)
-    in the environment, ``kaggle.json`` in ``$KAGGLE_CONFIG_DIR`` or ``~/.kaggle``, and on
-    Colab the notebook's secrets ``KAGGLE_USERNAME`` / ``KAGGLE_KEY`` (the key icon).
+
+def _colab_secret(name: str) -> str:
+    """The Colab secret ``name``, or ``""`` (not defined, access not granted, not Colab)."""
+    try:
+        from google.colab import userdata  # only on Colab
+
+        return str(userdata.get(name) or "").strip()
+    except Exception:  # each secret on its own: a missing one must not hide the others
+        return ""
+
+
+def kaggle_credentials() -> str | None:
+    """Where kagglehub will find Kaggle credentials, or ``None`` when there are none.
+
+    Follows kagglehub's order: ``KAGGLE_API_TOKEN`` in the environment,
+    ``~/.kaggle/access_token``, ``KAGGLE_USERNAME`` + ``KAGGLE_KEY`` in the environment,
+    ``kaggle.json`` in ``$KAGGLE_CONFIG_DIR`` or ``~/.kaggle``, and on Colab the notebook's
+    secrets: ``KAGGLE_API_TOKEN``, or ``KAGGLE_USERNAME`` + ``KAGGLE_KEY`` (which
+    ``use_colab_secrets`` hands to kagglehub: 1.0.2 reads them only beside a token secret).
 
     Returns:
-        A short description such as ``"environment"`` or ``"~/.kaggle/kaggle.json"``.
+        A short description such as ``"the KAGGLE_API_TOKEN Colab secret"``.
     """
-    if os.environ.get("KAGGLE_API_TOKEN") or (
-        os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")
-    ):
-        return "environment"
+    if os.environ.get(TOKEN, "").strip():
+        return f"the {TOKEN} environment variable"
+    for name in ("access_token", "access_token.txt"):
+        token_file = Path("~/.kaggle").expanduser() / name
+        if token_file.is_file() and token_file.read_text(encoding="utf-8").strip():
+            return str(token_file)
+    if os.environ.get(USERNAME) and os.environ.get(KEY):
+        return f"the {USERNAME} and {KEY} environment variables"
     folder = Path(os.environ.get("KAGGLE_CONFIG_DIR") or Path.home() / ".kaggle").expanduser()
     config = folder / "kaggle.json"
     if config.is_file():
@@ -49,14 +72,25 @@ def kaggle_credentials() -> str | None:
         if isinstance(keys, dict) and keys.get("username") and keys.get("key"):
             return str(config)
     if "COLAB_RELEASE_TAG" in os.environ:
-        try:
-            from google.colab import userdata  # only on Colab
-
-            if userdata.get("KAGGLE_USERNAME") and userdata.get("KAGGLE_KEY"):
-                return "Colab secrets"
-        except Exception:  # no such secret, access not granted, not really Colab
-            return None
+        if _colab_secret(TOKEN):
+            return f"the {TOKEN} Colab secret"
+        if _colab_secret(USERNAME) and _colab_secret(KEY):
+            return f"the {USERNAME} and {KEY} Colab secrets"
     return None
+
+
+def use_colab_secrets() -> None:
+    """On Colab, put the notebook's Kaggle secrets into this process's environment, where
+    every kagglehub version looks (kagglehub 1.0.2 stops at a missing ``KAGGLE_API_TOKEN``
+    secret before it reads ``KAGGLE_USERNAME`` / ``KAGGLE_KEY``). Nothing is overwritten."""
+    if "COLAB_RELEASE_TAG" not in os.environ or kaggle_credentials() is None:
+        return
+    if os.environ.get(TOKEN) or (os.environ.get(USERNAME) and os.environ.get(KEY)):
+        return  # the environment already has credentials: kagglehub uses those
+    if token := _colab_secret(TOKEN):
+        os.environ[TOKEN] = token
+    elif (user := _colab_secret(USERNAME)) and (key := _colab_secret(KEY)):
+        os.environ[USERNAME], os.environ[KEY] = user, key
 
 
 def kaggle_reachable(
@@ -126,6 +160,7 @@ def download_covidqu(dest: str | Path | None = None, check_network: bool = True)
         raise DownloadError(
             f"kagglehub is not installed (pip install kagglehub).\n{manual_instructions(dest)}"
         ) from err
+    use_colab_secrets()
     try:
         if dest is not None:
             dest.mkdir(parents=True, exist_ok=True)
@@ -135,6 +170,7 @@ def download_covidqu(dest: str | Path | None = None, check_network: bool = True)
         reason = f"{type(err).__name__}: {str(err)[:200].rstrip('.')}"
         raise DownloadError(
             f"kagglehub could not download {KAGGLE_HANDLE} ({reason}). It needs Kaggle "
-            "credentials (KAGGLE_USERNAME/KAGGLE_KEY, ~/.kaggle/kaggle.json or, on Colab, "
-            f"the notebook's secrets).\n{manual_instructions(dest)}"
+            "credentials (KAGGLE_API_TOKEN, or KAGGLE_USERNAME and KAGGLE_KEY, in the "
+            "environment or, on Colab, as the notebook's secrets; or ~/.kaggle/kaggle.json)."
+            f"\n{manual_instructions(dest)}"
         ) from err

@@ -286,8 +286,9 @@ def make_phantom(
         seed: base seed; the same arguments always give the same bytes.
         size: image side in pixels, 32 to 2048.
         progress: show a tqdm progress bar.
-        overwrite: replace a different phantom already in ``out``. Only folders that hold
-            a ``phantom.json`` are ever deleted.
+        overwrite: write the phantom again over one already in ``out`` (the same one too,
+            e.g. after a file was damaged). Only folders that hold a ``phantom.json`` are
+            ever deleted.
         workers: processes to draw with (any number gives the same bytes). Above 1 they are
             started with "spawn", so a script needs the usual ``if __name__ == "__main__":``
             guard; the default 1 needs nothing.
@@ -320,8 +321,8 @@ def make_phantom(
     if out.exists() and not out.is_dir():
         raise ValueError(f"out: {out} is a file; expected a folder for the phantom dataset")
     if out.is_dir() and any(out.iterdir()):
-        if _is_complete_copy(out, wanted):
-            return out
+        if _is_complete_copy(out, wanted) and not overwrite:
+            return out  # the same phantom, every image there: nothing to do
         found = read_manifest(out)
         same_run = found is not None and found == {**wanted, "complete": False}
         if found is None:

@@ -143,11 +143,18 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         raise FileNotFoundError(f"weights_path: no such file: {path}")
     if path.suffix not in WEIGHT_SUFFIXES:
         raise ValueError(f"weights_path: {path} should end with one of {WEIGHT_SUFFIXES}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:  # a truncated or foreign file: one clear error naming it, not a loader's traceback
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path), device="cpu")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        detail = (str(err).strip().splitlines() or [""])[0][:200]
+        raise ValueError(
+            f"weights_path: {path} could not be read as {path.suffix} weights (damaged or "
+            f"not a weight file? {type(err).__name__}: {detail})"
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # a checkpoint that wraps the state dict
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):

@@ -197,7 +197,8 @@ class History:
     """What happened in each epoch (lists indexed by epoch - 1) and how training ended.
 
     ``best_epoch`` / ``best_metric`` refer to ``monitor``; ``stopped_reason`` is one of
-    ``"completed"``, ``"early_stopping"``, ``"time_budget"``. ``train_dice`` / ``train_iou``
+    ``"completed"``, ``"early_stopping"``, ``"time_budget"`` (a safety limit cut the run:
+    ``stopped_by`` says which, ``epochs_planned`` how many epochs it should have had). ``train_dice`` / ``train_iou``
     score the training batches as they were predicted during the epoch (training mode,
     augmented, the weights still changing: no extra pass), so they sit a little below what
     the end-of-epoch model would score; compare them with ``val_dice`` / ``val_iou`` to see
@@ -221,6 +222,8 @@ class History:
     best_epoch: int | None = None
     best_metric: float | None = None
     stopped_reason: str = "completed"
+    stopped_by: str = ""  # with "time_budget": which limit, in words (labkit.train.limits)
+    epochs_planned: int | None = None  # the epochs asked for (a cut run trained fewer)
     world_size: int = 1  # processes that trained (torchrun); 1 without it
 
     def __len__(self) -> int:

@@ -31,11 +31,13 @@ import labkit.train.distributed as distributed
 from labkit.device import amp_dtype, make_grad_scaler, pick_device, seed_everything
 from labkit.device import channels_last as to_channels_last
 from labkit.losses import DeepSupervisionLoss, build_loss
+from labkit.progress import end_bar
 from labkit.train.config import (
     History,
     TrainConfig,
     make_config,
 )
+from labkit.train.limits import SafetyLimit
 from labkit.train.step import Forward, TrainStep, validate
 
 __all__ = ["fit", "make_optimizer", "make_scheduler"]
@@ -132,7 +134,8 @@ def fit(
     # The bar is advanced by hand after each epoch, so an early stop still counts the
     # epoch it stopped after, and the bar's label says why it stopped.
     bar = tqdm(desc="epochs", initial=start - 1, total=cfg.epochs, disable=not show)
-    t_fit = time.perf_counter()
+    history.epochs_planned = cfg.epochs
+    limit = SafetyLimit(cfg.time_budget_min)  # per call of fit: a resumed session gets a fresh one
     for epoch in range(start, cfg.epochs + 1):
         t0 = time.perf_counter()
         # ---- train: one pass over the training batches --------------------------------
@@ -173,10 +176,9 @@ def fit(
         stalled = history.epochs_without_improvement()
         if epoch < cfg.epochs and cfg.patience is not None and stalled >= cfg.patience:
             history.stopped_reason = "early_stopping"
-        budget = cfg.time_budget_min  # per call of fit: a resumed session gets a fresh one
-        over = budget is not None and time.perf_counter() - t_fit >= 60 * budget
-        if epoch < cfg.epochs and distributed.agree(over, ranks):  # rank 0's clock decides
-            history.stopped_reason = "time_budget"
+        # would one more epoch, as long as the slowest so far, end past a safety limit?
+        if epoch < cfg.epochs and distributed.agree(limit.stop_now(seconds), ranks):
+            history.stopped_reason, history.stopped_by = "time_budget", limit.reason
         # ---- checkpoints: best.pt (weights) when improved, last.pt (everything) always --
         if out_dir is not None:
             kw = dict(epoch=epoch, config=cfg.to_dict(), history=history.to_dict(), data=data_spec)
@@ -189,10 +191,11 @@ def fit(
         bar.set_postfix_str(summary)
         if show:
             bar.write(f"epoch {epoch}/{cfg.epochs}  {summary}  lr {lr:.2g}  {seconds:.1f}s")
+            if epoch == start and epoch < cfg.epochs:  # measured here, not guessed
+                bar.write(limit.estimate(1, cfg.epochs - start + 1))
         if history.stopped_reason != "completed":
             break
-    bar.set_description(f"epochs ({history.stopped_reason})")
-    bar.close()
+    end_bar(bar, _ending(history, cfg), success=history.stopped_reason != "time_budget")
     if best_state is not None:
         model.load_state_dict(best_state)  # copies back onto the model's device
     if out_dir is not None and history.best_epoch is not None:
@@ -240,6 +243,18 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
     if cfg.scheduler == "cosine":  # lr follows half a cosine from lr to 0 over the epochs
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
     return None
+
+
+def _ending(h: History, cfg: TrainConfig) -> str:
+    """The epoch bar's last words: what happened."""
+    if h.stopped_reason == "early_stopping":
+        return (
+            f"epochs: stopped early after {len(h)} of {cfg.epochs} (no better {cfg.monitor} "
+            f"for {cfg.patience}; best epoch {h.best_epoch})"
+        )
+    if h.stopped_reason == "time_budget":
+        return f"epochs: CUT after {len(h)} of {cfg.epochs} by {h.stopped_by}"
+    return f"epochs: all {cfg.epochs} done"
 
 
 def _summary(h: History) -> str:

@@ -190,7 +190,7 @@ def test_bad_model_name_exits_nonzero_with_the_valid_names(root):
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     assert proc.returncode == 2
-    assert "unknown model 'unett'" in proc.stderr and "resunet" in proc.stderr
+    assert "--model: invalid choice: 'unett'" in proc.stderr and "resunet" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -261,6 +261,31 @@ def test_a_run_stopped_by_the_safety_limit_says_so(root, tmp_path, capsys):
     assert metrics["stopped_reason"] == "time_budget" and metrics["epochs"] == 1
     assert SAFETY_STOP in metrics["safety_stop"]
 
+    # the same --out again: refused, never overwritten; --resume continues after epoch 1
+    assert cli([*argv, "--epochs", "3", "--no-progress"]) == 2
+    assert "already holds a run (last.pt): add --resume" in capsys.readouterr().err
+    assert cli([*argv, "--epochs", "3", "--no-progress", "--resume"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["history"]["epoch"] == [1, 2, 3] and metrics["stopped_reason"] == "completed"
+    assert cli([*argv[:-2], "--out", str(tmp_path / "new"), "--resume"]) == 2
+    assert "--resume: there is no" in capsys.readouterr().err
+
+
+def test_weight_problems_are_one_line_in_the_commands_terms(root, tmp_path, capsys):
+    bad = tmp_path / "encoder.safetensors"
+    bad.write_bytes(b"not a weight file")
+    argv = ["train", "--model", "unet-resnet34", "--data", str(root), "--out", str(tmp_path)]
+    assert cli([*argv, "--weights-path", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"labkit train: error: --weights-path: {bad} could not be read"), err
+    assert len(err.splitlines()) == 1
+    # offline (no internet here): say what to pass to *this* command
+    assert cli([*argv, "--encoder-weights", "imagenet", "--profile", "full"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("labkit train: error: --encoder-weights imagenet:"), err
+    assert "--weights-path FILE" in err and "build_model(" not in err
+    assert len(err.splitlines()) == 1
+
 
 def _train_in_subprocess(root, out, env):
     cmd = [sys.executable, "-m", "labkit.cli", "train", "--model", "unet", "--data", str(root),
@@ -288,3 +313,14 @@ def test_smoke_training_is_the_same_on_a_busy_machine(root, tmp_path):
     quiet["history"].pop("seconds"), busy["history"].pop("seconds")  # wall time may differ
     quiet["history"].pop("train_seconds"), busy["history"].pop("train_seconds")
     assert busy == quiet
+
+
+def test_an_out_folder_that_cannot_be_written_fails_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    assert cli(["train", "--model", "unet", "--out", str(blocker / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"labkit train: error: --out {blocker / 'run'}: cannot write there (Not a directory); "
+        "expected a folder you can write to"
+    )

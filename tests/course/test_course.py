@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -56,13 +58,33 @@ from labkit.course.setup import setup
 S = setup(lab="02", profile=PROFILE, data=DATA, needs_data=False)
 print("profile", S.profile.name, "DATA", DATA, "strict", os.environ["LABKIT_CHECKS_STRICT"])
 print("MPLBACKEND", os.environ.get("MPLBACKEND"))
-S.record_result(model="unet3", loss="bce", metrics={"dice": 0.25, "iou": 1 / 7}, report="001.unet")
+print("deadline", os.environ["LABKIT_DEADLINE"])  # by when this lab's trainings must end
 
 from labkit.train import History
 
-stopped = History(epoch=[1])
+stopped = History(epoch=[1], epochs_planned=10)
 stopped.stopped_reason = "time_budget"  # as fit leaves it when the safety limit stops a run
 S.profile.warn_if_stopped(stopped)
+S.record_result(model="unet3", loss="bce", metrics={"dice": 0.25, "iou": 1 / 7}, report="001.unet",
+                history=stopped)
+"""
+
+# A lab with a cell that hangs: the lab's time limit kills it, and says which cell.
+HANGING_LAB = """\
+# %% [markdown]
+# # Lab 04: hangs
+
+# %% tags=["parameters"]
+PROFILE = None
+DATA = None
+
+# %% [markdown]
+# ## 2. Waiting for ever
+
+# %%
+import time
+
+time.sleep(3600)
 """
 
 
@@ -80,6 +102,7 @@ def test_course_run_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LABKIT_EXERCISE_MODULES", "demo_exercises")
     monkeypatch.setenv("MPLBACKEND", "Agg")  # must not reach the kernel
     out = tmp_path / "out"
+    started = time.time()
     rc = cli_main(
         ["course", "run", "--source", str(src), "--out", str(out), "--profile", "smoke"]
         + ["--data", "phantom", "--timeout", "120", "--no-progress"]
@@ -87,7 +110,11 @@ def test_course_run_end_to_end(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert rc == 1, printed
     assert "2 of 4 lab(s) ran" in printed
-    assert "FAILED lab 01 (01_broken): CheckError" in printed
+    # the failing cell as a reader finds it: its place and the section it is in
+    assert (
+        'FAILED lab 01 (01_broken): cell 5 (section "Lab 01: broken on purpose"): CheckError'
+        in printed
+    )
     assert "FAILED lab 03 (03_unbuildable): BuildError" in printed
 
     for stem in ("00_demo", "01_broken", "02_plain"):
@@ -106,6 +133,9 @@ def test_course_run_end_to_end(tmp_path, monkeypatch, capsys):
     printed = "".join(o.get("text", "") for o in plain.cells[-1].outputs)
     # Not the caller's Agg: ipykernel's inline backend, so figures reach the HTML.
     assert "profile smoke DATA phantom strict 1\nMPLBACKEND module://matplotlib_inline" in printed
+    # the limits nest: the lab's trainings must end within 80 % of its 120 s
+    deadline = float(printed.split("deadline ")[1].split()[0])
+    assert started < deadline <= time.time() + 0.8 * 120
 
     rows = read_results(out / "results.jsonl")
     assert [(r["lab"], r["model"]) for r in rows] == [("00", "threshold"), ("02", "unet3")]
@@ -114,13 +144,32 @@ def test_course_run_end_to_end(tmp_path, monkeypatch, capsys):
     assert "| 00 | [00_demo](00_demo.html) | ok |" in md
     # the safety limit stopped a training in lab 02: its row says so
     assert "| 02 | [02_plain](02_plain.html) | ok; **1 training(s) stopped by the safety" in md
-    assert "| 01 | [01_broken](01_broken.html) | **FAILED**: CheckError" in md
+    assert "| 01 | [01_broken](01_broken.html) | **FAILED**: cell 5 (section" in md
     assert "| 03 | 03_unbuildable | **FAILED**: BuildError" in md
     assert "| 00 | threshold | none | 0.917 | - | - | - | 0.0 s | demo: dice 0.500 |" in md
-    assert "| 02 | unet3 | bce | 0.250 | 0.143 | - | - |" in md
+    assert "| 02 | unet3 **[CUT at 1 of 10 epochs]** | bce | 0.250 | 0.143 | - | - |" in md
+    assert "**[CUT]**: a safety limit stopped these trainings early (lab(s) 02)" in md
     assert describe_figure(REPORT_FIGURES["02"][0]) in md  # the report's figure beside it
     assert "not comparable" in md
     assert report_table_md("02") in md
+
+
+@pytest.mark.slow
+def test_a_cell_that_outlives_the_labs_time_limit_is_named_with_its_section(tmp_path, capsys):
+    src = tmp_path / "labs"
+    src.mkdir()
+    (src / "04_hangs.py").write_text(HANGING_LAB)
+    out = tmp_path / "out"
+    rc = cli_main(
+        ["course", "run", "--source", str(src), "--out", str(out), "--profile", "smoke"]
+        + ["--timeout", "40", "--no-progress"]
+    )
+    printed = capsys.readouterr().out
+    assert rc == 1
+    assert (
+        'FAILED lab 04 (04_hangs): cell 6 (section "2. Waiting for ever") was still running when '
+        "the notebook's 40 s ran out: the lab's time limit (--timeout 40 s per lab) killed it"
+    ) in printed, printed
 
 
 def test_record_result_is_a_noop_without_the_env_and_validates(tmp_path, monkeypatch):
@@ -155,7 +204,8 @@ def test_setup_prints_banner_and_labels_phantom_data(tmp_path, monkeypatch, caps
     out = capsys.readouterr().out
     assert s.phantom and s.data == root and s.data_source == "argument"
     assert "PHANTOM DATA" in out and "NOT comparable" in out
-    assert "profile: smoke" in out and "device: cpu" in out and f"data: {root}" in out
+    assert "profile: smoke" in out and "device: cpu" in out
+    assert f"data: PHANTOM (synthetic) at {root} (chosen by: argument)" in out
 
 
 def test_setup_with_real_looking_data_has_no_phantom_banner(tmp_path, monkeypatch, capsys):
@@ -169,7 +219,7 @@ def test_setup_with_real_looking_data_has_no_phantom_banner(tmp_path, monkeypatc
     s = course_setup.setup(lab="01", profile="smoke", device="cpu")
     out = capsys.readouterr().out
     assert not s.phantom and s.data_source == "LABKIT_DATA"
-    assert "PHANTOM" not in out and "(LABKIT_DATA)" in out
+    assert "PHANTOM" not in out and f"data: COVID-QU-Ex at {copy} (chosen by: LABKIT_DATA)" in out
 
 
 def test_setup_on_colab_without_gpu_says_so(monkeypatch, capsys):
@@ -211,8 +261,75 @@ def test_setup_on_colab_without_credentials_says_phantom_and_how_to_get_data(
     out = capsys.readouterr().out
     assert s.colab and s.phantom and s.data_source == "default"
     assert "PHANTOM DATA" in out and "Why: no Kaggle credentials found." in out
-    assert "secrets KAGGLE_USERNAME and KAGGLE_KEY" in out
+    assert "secret KAGGLE_API_TOKEN" in out and "KAGGLE_USERNAME and" in out
     assert "https://www.kaggle.com/datasets/anasmohammedtahir/covidqu" in out
+
+
+def _colab_secrets(monkeypatch, secrets: dict[str, str]) -> None:
+    """A stand-in ``google.colab.userdata`` holding ``secrets``; as Colab's, ``get`` raises
+    ``SecretNotFoundError`` for a secret that is not defined."""
+    import types
+
+    userdata = types.ModuleType("google.colab.userdata")
+
+    class SecretNotFoundError(Exception):
+        pass
+
+    def get(name):
+        if name not in secrets:
+            raise SecretNotFoundError(name)
+        return secrets[name]
+
+    userdata.SecretNotFoundError, userdata.get = SecretNotFoundError, get
+    colab = types.ModuleType("google.colab")
+    colab.userdata = userdata
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setitem(sys.modules, "google.colab.userdata", userdata)
+
+
+@pytest.mark.parametrize(
+    "secrets, found, exported",
+    [
+        (
+            {"KAGGLE_API_TOKEN": " tok "},
+            "the KAGGLE_API_TOKEN Colab secret",
+            {"KAGGLE_API_TOKEN": "tok"},
+        ),
+        (
+            {"KAGGLE_USERNAME": "me", "KAGGLE_KEY": "0123"},
+            "the KAGGLE_USERNAME and KAGGLE_KEY Colab secrets",
+            {"KAGGLE_USERNAME": "me", "KAGGLE_KEY": "0123"},
+        ),
+        ({"KAGGLE_USERNAME": "me"}, None, {}),  # a key without its user name is no credential
+    ],
+)
+def test_both_kinds_of_colab_secret_reach_kagglehub(
+    tmp_path, monkeypatch, secrets, found, exported
+):
+    from labkit.data.download import kaggle_credentials, use_colab_secrets
+
+    _no_kaggle(tmp_path, monkeypatch, credentials=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kaggle/access_token of the machine's
+    _colab_secrets(monkeypatch, secrets)
+    assert kaggle_credentials() == found
+    use_colab_secrets()  # kagglehub 1.0.2 reads the old secrets only beside a token secret
+    names = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY")
+    assert {k: os.environ[k] for k in names if k in os.environ} == exported
+
+
+def test_the_banner_says_which_data_and_why(tmp_path, monkeypatch, capsys):
+    from labkit.data.download import kaggle_reachable
+
+    if kaggle_reachable():
+        pytest.skip("www.kaggle.com is reachable here: the offline path cannot be exercised")
+    _no_kaggle(tmp_path, monkeypatch, credentials=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _colab_secrets(monkeypatch, {"KAGGLE_API_TOKEN": "tok"})
+    course_setup.setup(lab="01", profile="smoke", device="cpu")
+    out = capsys.readouterr().out
+    assert "data: PHANTOM (synthetic) at" in out and "(chosen by: default)" in out
+    assert "Why: cannot reach www.kaggle.com (offline?)." in out
+    assert "secret KAGGLE_API_TOKEN" in out  # how to get the real data
 
 
 def test_setup_on_colab_with_credentials_but_offline_says_why(tmp_path, monkeypatch, capsys):

@@ -14,6 +14,7 @@ from labkit.ct.phantom import make_ct_phantom
 from labkit.ct.scores import evaluate_ct, mean_scores
 from labkit.ct.train import train_ct, volume_loss
 from labkit.models import build_model
+from labkit.recipes import SAFETY_STOP, cut_text, stop_warning
 
 
 def test_the_loss_is_half_bce_plus_a_dice_over_the_whole_batch():
@@ -31,7 +32,7 @@ def test_the_loss_is_half_bce_plus_a_dice_over_the_whole_batch():
 
 
 @pytest.mark.slow
-def test_training_keeps_the_best_validation_epoch(tmp_path):
+def test_training_keeps_the_best_validation_epoch_and_a_safety_limit_cuts_it(tmp_path, capsys):
     root = make_ct_phantom(tmp_path / "ct", n=5, seed=1, sides=(16,), slices=(8, 8), progress=False)
     split = split_subjects(index_ct(root))
     volumes = {k: load_ct_volumes(v, progress=False) for k, v in split.items()}
@@ -43,3 +44,13 @@ def test_training_keeps_the_best_validation_epoch(tmp_path):
     assert all(math.isfinite(h["loss"]) for h in history)
     rows, _ = evaluate_ct(model, volumes["val"], (8, 8, 8), overlap=0.25, progress=False)
     assert mean_scores(rows)["dice"] == pytest.approx(max(h["val_dice"] for h in history))
+    assert history.stopped_reason == "completed" and history.epochs_planned == 3
+
+    # item 12 of issue 25: the same safety limit as fit's, with the same warning and marks
+    cut = train_ct(model, loader, volumes["val"], epochs=3, lr=1e-2, time_budget_min=1e-6)
+    assert [h["epoch"] for h in cut] == [1] and cut.stopped_reason == "time_budget"
+    assert cut.stopped_by == "the safety limit (1e-06 min)"
+    assert SAFETY_STOP in stop_warning(cut) and cut_text(cut) == "CUT at 1 of 3 epochs"
+    shown = capsys.readouterr()
+    assert "CUT after 1 of 3" in shown.err.split("\r")[-1]
+    assert "will stop it after about epoch 1 of 3" in shown.out

@@ -34,7 +34,25 @@ def test_phantom_command_writes_a_checkable_tree(tmp_path, capsys):
     report = check_dataset(out, progress=False)
     assert report.ok, report.problems
     assert sum(sum(row.values()) for row in report.counts["infection"].values()) == 12
-    assert main(["data", "phantom", str(out), "--n", "0"]) == 2
+    with pytest.raises(SystemExit) as exit_:  # refused while the command line is read
+        main(["data", "phantom", str(out), "--n", "0"])
+    assert exit_.value.code == 2
+
+
+def test_phantom_command_says_when_it_keeps_a_folder_and_overwrite_rewrites_it(tmp_path, capsys):
+    out = tmp_path / "p"
+    argv = ["data", "phantom", str(out), "--n", "12", "--size", "32", "--quiet"]
+    assert main(argv) == 0
+    damaged = next((out / "Infection Segmentation Data").rglob("*.png"))
+    damaged.write_bytes(b"not a png")
+    capsys.readouterr()
+    assert main(argv) == 0  # the same settings again: nothing is written, and it says so
+    printed = capsys.readouterr().out
+    assert "kept, nothing written" in printed and "written to" not in printed
+    assert not check_dataset(out, progress=False).ok  # the damage is still there
+    assert main([*argv, "--overwrite"]) == 0
+    assert "phantom dataset written to" in capsys.readouterr().out
+    assert check_dataset(out, progress=False).ok
 
 
 def test_info_command_counts_images(tmp_path, capsys):

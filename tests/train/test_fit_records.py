@@ -5,6 +5,7 @@ bar after an early stop, derived counters, the batch size (issue 14 and issue 15
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import torch
@@ -14,8 +15,10 @@ from labkit.data import BatchLoader, load_split
 from labkit.data.phantom import make_phantom
 from labkit.losses import build_loss
 from labkit.models import build_model
+from labkit.recipes import SAFETY_STOP, cut_note, cut_text, stop_warning
 from labkit.train import MONITORS, History, TrainConfig, fit
 from labkit.train.checkpoint import load_checkpoint
+from labkit.train.limits import DEADLINE_ENV
 from labkit.train.loop import make_optimizer
 from labkit.train.step import Forward, TrainStep, validate
 
@@ -112,7 +115,25 @@ def test_epoch_bar_counts_the_epochs_done_and_says_why_it_stopped(tiny, capsys):
     h = fit(small_unet(bias=-1e4), *tiny, cfg)
     assert h.epoch == [1, 2, 3] and h.stopped_reason == "early_stopping"
     final = capsys.readouterr().err.split("\r")[-1]  # the bar's last state
-    assert "epochs (early_stopping)" in final and "3/6" in final, final
+    # an early stop is a success: the bar ends full at the epochs done, and says why
+    assert "stopped early after 3 of 6" in final and "3/3" in final, final
+    assert "no better val_dice for 2" in final, final
+
+
+def test_a_deadline_from_course_run_cuts_training_and_says_which_limit(tiny, capsys, monkeypatch):
+    monkeypatch.setenv(DEADLINE_ENV, f"{time.time():.3f}")  # no time left for a 2nd epoch
+    h = fit(small_unet(), *tiny, TrainConfig(epochs=4, device="cpu"))
+    assert h.epoch == [1] and h.stopped_reason == "time_budget"
+    assert h.epochs_planned == 4 and "lab's time limit" in h.stopped_by
+    shown = capsys.readouterr()
+    assert "CUT after 1 of 4" in shown.err.split("\r")[-1]  # the bar says it was cut
+    # measured after the first epoch: how long the run takes here, and where it will be cut
+    assert "1 epoch(s) took" in shown.out and "stop it after about epoch 1 of 4" in shown.out
+    warning = stop_warning(h)
+    assert SAFETY_STOP in warning and "after 1 epoch(s) of 4" in warning and "unfair" in warning
+    assert cut_text(h) == "CUT at 1 of 4 epochs"
+    assert "CUT at 1 of 4 epochs" in cut_note({"unet": h, "other": History(epoch=[1, 2])})
+    assert cut_note({"other": History(epoch=[1, 2])}) == ""  # nothing cut: no note
 
 
 def test_counters_are_derived_from_the_epochs():

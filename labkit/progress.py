@@ -1,0 +1,32 @@
+"""Ending a ``tqdm.auto`` progress bar so that it shows what happened, and reads right.
+
+tqdm's notebook bar turns red ("danger") when it closes short of its total, which is right
+for a crash and wrong for a planned early stop (patience): that is a success, so the bar
+ends green and full at the count it really reached (its total becomes that count), with a
+description that says why. A run cut by a safety limit did not do its work: its bar stays
+short and red, and says so. The same words appear in the console bar.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def end_bar(bar: Any, description: str, *, success: bool) -> None:
+    """Close ``bar`` with ``description``; a ``success`` that ended early ends full.
+
+    Args:
+        bar: a ``tqdm.auto.tqdm`` (console or notebook widget; a disabled one is just closed).
+        description: what happened, e.g. "epochs: stopped early after 5 of 10".
+        success: ``True`` for a run that ended as planned (completed, early stopping).
+    """
+    if bar.disable:
+        bar.close()
+        return
+    bar.set_description_str(description, refresh=False)
+    if success and bar.total and bar.n < bar.total:
+        n, start = bar.n, bar.start_t
+        bar.reset(total=n)  # the widget's maximum too (ipywidgets 7 and 8)
+        bar.start_t = start  # keep the real elapsed time
+        bar.update(n)
+    bar.close()
