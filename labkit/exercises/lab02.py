@@ -23,6 +23,14 @@ from labkit.checks import Case, Exercise, register
 from labkit.checks.modules import output_probe, shape_probe
 from labkit.checks.probes import Probe
 
+# labkit's own U-Net parts: with them a U-Net is three lines, so they are absent wherever a
+# U-Net is the exercise (lab 02's, lab 03's residual one).
+UNET_PARTS = (
+    "labkit.models.unet:UNetEncoder",
+    "labkit.models.unet:UNetDecoder",
+    "labkit.models.unet:plain_encoder",
+)
+
 
 # ---------------------------------------------------------------------------- references
 def _counts(pred: Any, truth: Any) -> tuple[torch.Tensor, ...]:
@@ -151,6 +159,7 @@ for _exercise in (
         "UNet3",
         "labkit.models.unet:UNet",
         probes=unet3_probes,
+        absent=UNET_PARTS,
         points=2,
         hint="follow the shape table row by row: the encoder pools before each deeper "
         "level; the decoder upsamples, then joins the encoder map of the same size",
@@ -165,7 +174,8 @@ for _exercise in (
         "dice",
         "labkit.exercises.lab02:dice",
         overlap_cases,
-        absent=("labkit.metrics:dice",),
+        # IoU gives Dice (D = 2J / (1 + J)): labkit's IoU is absent here too.
+        absent=("labkit.metrics:dice", "labkit.metrics:iou", "labkit.exercises.lab02:iou"),
         hint="Dice is twice the overlap divided by the two sizes added up; an empty true "
         "mask has no Dice: NaN",
         hints=(
@@ -181,7 +191,7 @@ for _exercise in (
         "iou",
         "labkit.exercises.lab02:iou",
         overlap_cases,
-        absent=("labkit.metrics:iou",),
+        absent=("labkit.metrics:iou", "labkit.metrics:dice", "labkit.exercises.lab02:dice"),
         hint="IoU is the overlap divided by the union (pixels in either mask); an empty true "
         "mask has no IoU: NaN",
         hints=(

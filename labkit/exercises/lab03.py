@@ -15,7 +15,7 @@ import numpy as np
 from labkit.checks import Case, Exercise, register
 from labkit.checks.modules import output_probe, shape_probe
 from labkit.checks.probes import Probe
-from labkit.exercises.lab02 import ANY_SIZE_HINT, unet_probes
+from labkit.exercises.lab02 import ANY_SIZE_HINT, UNET_PARTS, unet_probes
 
 EPS = 1e-7  # probabilities are clipped to [EPS, 1 - EPS] before the log
 
@@ -120,7 +120,7 @@ for _exercise in (
         "ResUNet3",
         "labkit.models.resunet:ResUNet",
         probes=resunet3_probes,
-        absent=("labkit.models.unet:UNet",),
+        absent=("labkit.models.unet:UNet", *UNET_PARTS),
         hint="lab 02's U-Net with every encoder level (enc1, enc2, enc3, bottleneck) a "
         "ResidualBlock; the decoder is unchanged",
         hints=(

@@ -201,16 +201,24 @@ def _judge_uniform(
             "the others start anywhere in [0, side - patch]",
         )
     side = highest.double() + 1  # starts take the values 0 .. highest on each axis
-    mean, spread = highest.double() / 2, ((side**2 - 1) / 12 / m).sqrt()
-    off = ((uniform.double().mean(0) - mean).abs() > 5 * spread + 0.5).nonzero().flatten()
-    if len(off):
-        axis = "xyz"[int(off[0])]
-        raise CheckFailed(
-            f"{what}: the uniform patches' {axis} starts average "
-            f"{float(uniform[:, int(off[0])].double().mean()):.1f}; spread over 0 .. "
-            f"{int(highest[int(off[0])])} they would average about {float(mean[int(off[0])]):.1f}",
-            "a uniform start is drawn over the whole range [0, side - patch] of each axis",
-        )
+    mean, sd = highest.double() / 2, ((side**2 - 1) / 12).sqrt()
+    starts = uniform.double()
+    for axis in range(3 if m >= 30 else 0):  # spread over the whole range (m >= 30 to judge)
+        got_mean, got_sd = float(starts[:, axis].mean()), float(starts[:, axis].std())
+        seen = len(torch.unique(uniform[:, axis]))
+        wanted = min(int(side[axis]), m) * 0.6
+        if (
+            abs(got_mean - float(mean[axis])) > 5 * float(sd[axis]) / m**0.5 + 0.5
+            or not 0.6 * float(sd[axis]) <= got_sd <= 1.4 * float(sd[axis]) + 0.5
+            or seen < wanted
+        ):
+            raise CheckFailed(
+                f"{what}: the uniform patches' {'xyz'[axis]} starts (mean {got_mean:.1f}, spread "
+                f"{got_sd:.1f}, {seen} different values) are not spread over 0 .. "
+                f"{int(highest[axis])}: uniform starts would average about {float(mean[axis]):.1f} "
+                f"with a spread of about {float(sd[axis]):.1f}",
+                "a uniform start is drawn over the whole range [0, side - patch] of each axis",
+            )
 
 
 def sampler_probes() -> list[Probe]:
@@ -275,7 +283,7 @@ for _exercise in (
         "Per-subject Dice over a whole volume",
         "subject_dice",
         "labkit.exercises.lab07:subject_dice",
-        absent=("labkit.ct.scores:volume_scores", "labkit.metrics:dice"),
+        absent=("labkit.ct.scores:volume_scores", "labkit.metrics:dice", "labkit.metrics:iou"),
         cases=subject_dice_cases,
         points=1,
         hint="one Dice for the whole subject: count agreements over every voxel of the "

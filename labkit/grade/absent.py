@@ -35,7 +35,7 @@ def where_of(exercise: Exercise) -> str:
 
 
 def stub_reference(
-    exercise: Exercise, files: dict[str, bytes], roots: dict[str, Path]
+    exercise: Exercise, files: dict[str, bytes], roots: dict[str, Path], also: tuple[str, ...] = ()
 ) -> dict[str, bytes]:
     """``{path in the copy: new source}`` with the reference's body replaced, or ``{}``.
 
@@ -43,6 +43,8 @@ def stub_reference(
         exercise: the exercise under test.
         files: the snapshot (path in the copy -> bytes).
         roots: path prefix in the copy -> the real file or folder it was read from.
+        also: more references to make absent ("module:qualname"): the other labs' exercise
+            references, which no lab's tests need and some could stand in for this one.
 
     Raises:
         ValueError: the reference (or a name in ``exercise.absent``) cannot be found in the
@@ -54,7 +56,8 @@ def stub_reference(
     changed: dict[str, bytes] = {}
     targets = [(exercise.reference, exercise.reference_impl())]
     targets += [
-        (path, resolve(path, f"exercise {exercise.id}: absent")) for path in exercise.absent
+        (path, resolve(path, f"exercise {exercise.id}: absent"))
+        for path in (*exercise.absent, *also)
     ]
     for path, obj in targets:
         rel = _file_in_copy(obj, roots)

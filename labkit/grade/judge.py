@@ -11,8 +11,10 @@ passes when every test does, and the message names the first one that did not.
 from __future__ import annotations
 
 import copy
+import importlib
 import importlib.util
 import os
+import pkgutil
 import re
 import secrets
 import threading
@@ -22,8 +24,14 @@ from typing import Any
 
 from labkit.checks.compare import describe
 from labkit.checks.probes import judge_probe
-from labkit.checks.registry import EXERCISE_MODULES_ENV_VAR, Case, Exercise, get_exercise
-from labkit.checks.verdict import STUB, verdict
+from labkit.checks.registry import (
+    EXERCISE_MODULES_ENV_VAR,
+    EXERCISES,
+    Case,
+    Exercise,
+    get_exercise,
+)
+from labkit.checks.verdict import STUB, changed, verdict
 from labkit.course.build import build_lab, find_labs
 from labkit.grade.absent import stub_reference
 from labkit.grade.hidden import (
@@ -149,6 +157,22 @@ def expected_observation(test: Case | Probe, reference: Any) -> dict:
     return {"kind": "value", "value": decode(tree, arrays)}
 
 
+def other_labs_references(lab: str) -> tuple[str, ...]:
+    """References of every other lab's exercises kept in ``labkit.exercises`` (references
+    only, which no library code uses): lab 06's gate could stand in for lab 07's."""
+    import labkit.exercises
+
+    for module in pkgutil.iter_modules(labkit.exercises.__path__):
+        importlib.import_module(f"labkit.exercises.{module.name}")
+    return tuple(
+        str(e.reference)
+        for e in EXERCISES.values()
+        if e.id[:2] != lab
+        and isinstance(e.reference, str)
+        and e.reference.startswith("labkit.exercises.")
+    )
+
+
 _PREPARE = threading.Lock()  # the exercise and hidden-test registries are process-wide
 
 
@@ -195,7 +219,7 @@ def _prepare_lab(
                     "compared across processes; make the test return numbers, strings, "
                     "tuples, lists, dicts, arrays or tensors"
                 )
-        absent = stub_reference(exercise, snapshot, roots)
+        absent = stub_reference(exercise, snapshot, roots, other_labs_references(lab))
         specs.append(ExerciseSpec(exercise, absent))
     prelude = [s for c in solution.cells if c.cell_type == "code" for s in imports_of(c.source)]
     text = Path(source).read_text(encoding="utf-8")
@@ -286,6 +310,8 @@ def _verdict(exp: dict, obs: dict, ex: Exercise, test: Case | Probe) -> str | No
     """
     if obs["kind"] == "raised" and obs.get("reference_used"):
         return str(obs["text"]).split(" (line ")[0]
+    if isinstance(test, Case) and obs["kind"] == "value":  # decided here, never reported
+        obs = {**obs, "changed_input": _changed_inputs(obs.get("inputs_after"), test)}
     if exp["kind"] == "deferred":  # computed now, here, from the student's evidence
         exp, obs = judge_probe(test, ex.reference_impl(), obs)
     if obs["kind"] == "value":
@@ -298,6 +324,15 @@ def _verdict(exp: dict, obs: dict, ex: Exercise, test: Case | Probe) -> str | No
     rtol = ex.rtol if getattr(test, "rtol", None) is None else test.rtol
     status, message = verdict(exp, obs, atol, rtol)
     return {"pass": None, "stub": "stub"}.get(status, message)
+
+
+def _changed_inputs(after: Any, test: Case) -> bool:
+    """Did the call change its inputs? ``after`` is what the worker saw after the call;
+    anything not in the inputs' own form counts as changed."""
+    try:
+        return after is None or changed(after, (test.args, dict(test.kwargs)))
+    except Exception:  # noqa: BLE001 (the student's process sent it)
+        return True
 
 
 def _failed(result: ExerciseResult, status: str, message: str) -> ExerciseResult:

@@ -20,35 +20,45 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# C0 controls but tab, DEL, C1 controls, and the bidirectional overrides/isolates.
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~&])")
+# C0 and C1 controls, DEL, and Unicode's invisible format characters (bidirectional
+# overrides and marks such as U+202E or U+061C, zero-width characters), line and paragraph
+# separators: each is shown as an escape.
+_INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}
+# What Markdown could read as syntax anywhere in a line: HTML, links and images, emphasis,
+# code spans, tables, headings' hashes, entities, escapes.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~&!])")
+_MD_LINE_START = re.compile(r"^(\d*)([-+=>.)])")  # a list, quote or setext line if first
 
 
-def _escape_control(match: re.Match) -> str:
-    code = ord(match.group())
+def _escape_control(char: str) -> str:
+    code = ord(char)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def _visible(text: str, keep: str = "") -> str:
+    return "".join(
+        c if c in keep or unicodedata.category(c) not in _INVISIBLE else _escape_control(c)
+        for c in text
+    )
+
+
 def terminal(text: object, limit: int | None = None, keep_newlines: bool = False) -> str:
-    """``text`` safe to print on a terminal: control characters shown as escapes (newlines
-    kept as they are with ``keep_newlines``)."""
+    """``text`` safe to print on a terminal: control and invisible format characters shown
+    as escapes (newlines kept as they are with ``keep_newlines``)."""
     text = str(text)[:limit] if limit else str(text)
-    if keep_newlines:
-        return "\n".join(terminal(line) for line in text.split("\n"))
-    return _CONTROL.sub(_escape_control, text.replace("\t", " "))
+    return _visible(text.replace("\t", " "), "\n" if keep_newlines else "")
 
 
 def inline(text: object, limit: int = 2000) -> str:
     """``text`` as one line of plain Markdown text, nothing in it interpreted."""
-    text = " ".join(str(text)[:limit].split())
-    text = _CONTROL.sub(_escape_control, unicodedata.normalize("NFC", text))
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    text = _visible(" ".join(str(text)[:limit].split()))
+    text = _MD_SPECIAL.sub(r"\\\1", unicodedata.normalize("NFC", text))
+    return _MD_LINE_START.sub(r"\1\\\2", text)
 
 
 def block(text: object, info: str = "text") -> list[str]:
     """``text`` as a fenced code block (lines of Markdown) that the text cannot close."""
-    body = _CONTROL.sub(lambda m: "\n" if m.group() == "\n" else _escape_control(m), str(text))
+    body = _visible(str(text), "\n")
     longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
     fence = "`" * max(3, longest + 1)
     return [fence + info, *body.split("\n"), fence]

@@ -30,6 +30,11 @@ MAX_META_BYTES = 16 * 2**20  # the JSON part of one exercise's observations
 MAX_META_ITEMS = 200_000  # ... and the values in it (a lab's tests report a few hundred)
 
 
+# Torch dtypes ``encode`` stores as float32 arrays (numpy has no such type); every other
+# tensor arrives in its own dtype, so decoding never widens an array.
+_UPCAST = ("torch.bfloat16", "torch.float8_e4m3fn", "torch.float8_e5m2")
+
+
 def encode(x: Any, arrays: dict, depth: int = 0) -> dict:
     """A JSON tree for ``x``; arrays and tensors go to ``arrays`` (numeric dtypes only)."""
     if depth > 20:
@@ -37,7 +42,7 @@ def encode(x: Any, arrays: dict, depth: int = 0) -> dict:
     if is_tensor(x):
         t = x.detach().cpu()
         dtype = str(t.dtype)
-        if dtype in ("torch.bfloat16", "torch.float8_e4m3fn", "torch.float8_e5m2"):
+        if dtype in _UPCAST:
             t = t.float()
         try:
             a = t.numpy()
@@ -94,8 +99,13 @@ def has_opaque(value: Any) -> bool:
     return False
 
 
-def decode(tree: Any, arrays: Any, depth: int = 0) -> Any:
-    """Rebuild a value from ``labkit.grade.worker.encode``'s tree (raises on malformed input)."""
+def decode(tree: Any, arrays: Any, depth: int = 0, used: set | None = None) -> Any:
+    """Rebuild a value from ``encode``'s tree; raises on malformed input.
+
+    Each array may be used once and a tensor must keep its array's dtype (or be one of the
+    types stored as float32), so what is decoded is never larger than what was sent.
+    """
+    used = set() if used is None else used
     kind = tree["t"]
     if depth > 25:
         raise ValueError("too deep")
@@ -106,20 +116,30 @@ def decode(tree: Any, arrays: Any, depth: int = 0) -> Any:
     if kind == "float":
         return float(tree["v"])
     if kind in ("numpy", "npscalar", "torch"):
-        a = arrays[str(tree["k"])]
+        key = str(tree["k"])
+        if key in used:
+            raise ValueError("an array referenced twice")
+        used.add(key)
+        a = arrays[key]
         if kind == "npscalar":
             return a[()]
         if kind == "numpy":
             return a
-        dtype = getattr(torch, str(tree["dtype"]).removeprefix("torch."))
+        name = str(tree["dtype"])
+        dtype = getattr(torch, name.removeprefix("torch."), None)
         if not isinstance(dtype, torch.dtype):
             raise ValueError("bad dtype")
-        return torch.from_numpy(a.copy()).to(dtype)
+        tensor = torch.from_numpy(a)
+        if name in _UPCAST and tensor.dtype == torch.float32:
+            return tensor.to(dtype)
+        if tensor.dtype != dtype:
+            raise ValueError(f"a {name} tensor sent as {tensor.dtype}")
+        return tensor
     if kind in ("list", "tuple"):
-        items = [decode(v, arrays, depth + 1) for v in tree["v"]]
+        items = [decode(v, arrays, depth + 1, used) for v in tree["v"]]
         return tuple(items) if kind == "tuple" else items
     if kind == "dict":
-        return {k: decode(v, arrays, depth + 1) for k, v in zip(tree["k"], tree["v"])}
+        return {k: decode(v, arrays, depth + 1, used) for k, v in zip(tree["k"], tree["v"])}
     if kind == "opaque":
         return Opaque(str(tree["desc"])[:500])
     raise ValueError(f"unknown kind {kind!r}")
@@ -181,7 +201,10 @@ def read_observations(data: bytes) -> dict:
     )
     if not isinstance(meta, dict) or not isinstance(meta.get("observations"), list):
         raise ValueError("results not in their form")
+    used: set = set()
     for obs in meta["observations"]:
         if isinstance(obs, dict) and obs.get("kind") == "value":
-            obs["value"] = decode(obs["value"], arrays)
+            obs["value"] = decode(obs["value"], arrays, used=used)
+            if "inputs_after" in obs:
+                obs["inputs_after"] = decode(obs["inputs_after"], arrays, used=used)
     return meta

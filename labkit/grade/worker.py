@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 
 from labkit.checks.registry import Case, get_exercise
-from labkit.checks.verdict import changed
 from labkit.grade.absent import USED_MESSAGE, where_of
 from labkit.grade.hidden import exercise_tests, load_hidden_tests, set_run_seed
 from labkit.grade.procs import kill_descendants, make_undumpable, subreaper
@@ -246,7 +245,8 @@ def observe_exercise(job: dict, results: int, progress: int) -> None:
 
 def observe_tests(obj: Any, tests: list, arrays: dict, mark: Any = None) -> list[dict]:
     """What ``obj`` does on each test: a return value (its arrays into ``arrays``), or the
-    exception it raised; for a ``Case``, also whether it changed its inputs.
+    exception it raised; for a ``Case``, also its inputs after the call (whether it changed
+    them is decided by the grader, from the inputs it made).
 
     Args:
         mark: called with each test's number as it starts (the boot process's progress).
@@ -258,8 +258,8 @@ def observe_tests(obj: Any, tests: list, arrays: dict, mark: Any = None) -> list
         if isinstance(test, Case):
             args, kwargs = copy.deepcopy(test.args), copy.deepcopy(dict(test.kwargs))
             obs = _observe(lambda args=args, kwargs=kwargs: obj(*args, **kwargs), arrays)
-            if obs["kind"] == "value":
-                obs["changed_input"] = bool(changed((args, kwargs), (test.args, test.kwargs)))
+            if obs["kind"] == "value":  # the grader compares them with the inputs it made
+                obs["inputs_after"] = encode((args, kwargs), arrays)
         else:
             obs = _observe(lambda test=test: test.run(obj), arrays)
         observations.append(obs)

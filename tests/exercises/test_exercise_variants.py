@@ -69,6 +69,8 @@ def grader_verdict(exercise_id: str, obj, seed: int) -> str:
         for obs in observed:  # across the wire, as from a worker
             if obs["kind"] == "value":
                 obs["value"] = decode(obs["value"], arrays)
+                if "inputs_after" in obs:
+                    obs["inputs_after"] = decode(obs["inputs_after"], arrays)
     finally:
         set_run_seed(0)
     meta = {"defined": True, "notes": [], "observations": observed}

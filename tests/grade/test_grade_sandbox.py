@@ -15,7 +15,7 @@ import pytest
 from _grading import DEMO_LAB, HIDDEN_DIR, demo_notebooks, write
 
 from labkit.grade import Options, grade, write_summary
-from labkit.grade.sandbox import NOBODY, Limits, preexec, sandbox_problem, wrap
+from labkit.grade.sandbox import NOBODY, Limits, View, preexec, sandbox_problem, wrap
 
 SANDBOX = not sandbox_problem()
 needs_bwrap = pytest.mark.skipif(not SANDBOX, reason=f"no sandbox here: {sandbox_problem()}")
@@ -44,16 +44,16 @@ subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)  # sandbox-
 @needs_bwrap
 def test_a_wrapped_process_sees_only_its_binds_and_leaves_nothing_behind(tmp_path):
     secret = write(tmp_path / "instructor", "secret.txt", "TOKEN")
-    ro, rw = tmp_path / "lib", tmp_path / "work"
-    ro.mkdir()
-    rw.mkdir()
+    lib = tmp_path / "lib"
+    lib.mkdir()
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
     port = server.getsockname()[1]
-    argv = [sys.executable, "-I", "-c", PROBE, str(secret), str(ro), str(rw), str(port)]
+    view = View(ro=(("/sandbox/lib", lib),), tmpfs=(("/sandbox/work", 2**20),))
+    argv = [sys.executable, "-I", "-c", PROBE, str(secret), "/sandbox/lib", "/sandbox/work"]
     done = subprocess.run(
-        wrap(argv, rw=(rw,), ro=(ro,), cwd=rw),
+        wrap([*argv, str(port)], view, Limits(), cwd="/sandbox/work"),
         capture_output=True,
         text=True,
         timeout=120,
@@ -68,7 +68,8 @@ def test_a_wrapped_process_sees_only_its_binds_and_leaves_nothing_behind(tmp_pat
         "rw writable",
         "network no",
     ]
-    assert (rw / "written.txt").exists() and not (ro / "written.txt").exists()
+    assert list(lib.iterdir()) == []  # the private folder is memory: nothing reached the host
+    assert list(tmp_path.rglob("written.txt")) == []
     time.sleep(0.5)
     left = subprocess.run(["pgrep", "-f", "sandbox-orphan"], capture_output=True, text=True)
     assert left.stdout.strip() == ""  # the detached sleeper died with the sandbox

@@ -41,6 +41,11 @@ def sharded(demo_env, tmp_path_factory):
     kinds = [solution, student, edited(student, PARTIAL)]
     for i, name in enumerate(STUDENTS):
         write(base / "subs", f"{name}.ipynb", kinds[i % 3])
+    # A written answer of 60 "[" (the red team's): it must not stop the merge.
+    brackets = edited(solution)
+    (question,) = [c for c in brackets.cells if "Question." in c.source]
+    question.source = "My answer " + "[" * 60
+    write(base / "subs", "gil.ipynb", brackets)
     options = Options(
         source=DEMO_LAB.parent,
         hidden_dirs=(HIDDEN_DIR,),
@@ -72,10 +77,9 @@ def test_the_split_is_fixed_by_student_id_whatever_the_order(tmp_path):
 
 
 def test_merged_shards_equal_the_unsharded_run(sharded):
-    parts = [
-        json.loads((sharded / f"shard{k}" / "shard.json").read_text())["record"] for k in (1, 2)
-    ]
+    parts = [_record(sharded / f"shard{k}" / "shard.json") for k in (1, 2)]
     assert all(p["results"] for p in parts)  # both shards hold students
+    assert "gil" in {r["student"] for p in parts for r in p["results"]}
     assert _table(sharded / "merged" / "gradebook.csv") == _table(sharded / "all" / "gradebook.csv")
     whole = sorted(p.name for p in (sharded / "all" / "feedback").iterdir())
     assert sorted(p.name for p in (sharded / "merged" / "feedback").iterdir()) == whole
@@ -85,21 +89,26 @@ def test_merged_shards_equal_the_unsharded_run(sharded):
         assert _without_timing(a) == _without_timing(b), name
 
 
-def _resigned(record: dict) -> str:
+def _record(path) -> dict:
+    """A shard.json's record (the line after its MAC)."""
+    return json.loads(path.read_bytes().partition(b"\n")[2])
+
+
+def _resigned(record: dict) -> bytes:
     data = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
-    return json.dumps({"record": record, "mac": sign(SECRET, data)})
+    return sign(SECRET, data).encode() + b"\n" + data + b"\n"
 
 
 def test_mismatched_or_missing_shards_are_refused(sharded, tmp_path, capsys):
     other = tmp_path / "other"
     shutil.copytree(sharded / "shard2", other)
-    record = json.loads((other / "shard.json").read_text())["record"]
+    record = _record(other / "shard.json")
     for key, value, words in [  # shards signed with the secret, graded differently
         ("lab", "01", "their lab differ"),
         ("hidden_tests", "0" * 64, "their hidden tests differ"),
         ("labkit_version", "9.9", "their labkit version differ"),
     ]:
-        (other / "shard.json").write_text(_resigned({**record, key: value}))
+        (other / "shard.json").write_bytes(_resigned({**record, key: value}))
         with pytest.raises(ValueError, match=words):
             merge([sharded / "shard1", other], tmp_path / "out", SECRET)
     with pytest.raises(ValueError, match="expected shards 1/2 to 2/2 once each, got 1/2"):
@@ -111,24 +120,25 @@ def test_mismatched_or_missing_shards_are_refused(sharded, tmp_path, capsys):
 def test_a_tampered_shard_is_refused_and_nothing_lands_outside_out(sharded, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(sharded / "shard2", other)
-    signed = json.loads((other / "shard.json").read_text())
-    record = signed["record"]
+    record = _record(other / "shard.json")
     first = record["results"][0]
     # Without the secret: any edit breaks the MAC (here 100 points more for one student).
     first["exercises"][0]["earned"] = 100.0
-    (other / "shard.json").write_text(json.dumps(signed))
+    mac = (other / "shard.json").read_bytes().partition(b"\n")[0]
+    data = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+    (other / "shard.json").write_bytes(mac + b"\n" + data + b"\n")
     with pytest.raises(ValueError, match="its MAC does not match"):
         merge([sharded / "shard1", other], tmp_path / "out", SECRET)
     with pytest.raises(ValueError, match="its MAC does not match"):  # another run's secret
         merge([sharded / "shard1", sharded / "shard2"], tmp_path / "out", bytes(range(32)))
     # Even signed with the secret, an id grade cannot make or points above the maxima fail.
     first["exercises"][0].update(earned=None, status="pass", max_points=100.0)
-    (other / "shard.json").write_text(_resigned(record))
+    (other / "shard.json").write_bytes(_resigned(record))
     with pytest.raises(ValueError, match="which is worth 1"):
         merge([sharded / "shard1", other], tmp_path / "out", SECRET)
-    record = json.loads((sharded / "shard2" / "shard.json").read_text())["record"]
+    record = _record(sharded / "shard2" / "shard.json")
     record["results"][0]["student"] = "../../../escaped"
-    (other / "shard.json").write_text(_resigned(record))
+    (other / "shard.json").write_bytes(_resigned(record))
     with pytest.raises(ValueError, match="is not a student id"):
         merge([sharded / "shard1", other], tmp_path / "out" / "deep", SECRET)
     assert not list(tmp_path.rglob("escaped*"))
