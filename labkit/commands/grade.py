@@ -120,6 +120,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="address space allowed to each process of a submission (default: 8 GiB)",
     )
     p.add_argument(
+        "--max-ram",
+        type=float,
+        default=6.0,
+        metavar="GB",
+        help="memory of each sandboxed process group in all, where cgroups can be made "
+        "(as root; default: 6 GiB)",
+    )
+    p.add_argument(
         "--max-disk",
         type=float,
         default=1.0,
@@ -194,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
         secret=secret,
         max_memory_bytes=int(args.max_memory * 2**30),
         max_disk_bytes=int(args.max_disk * 2**30),
+        max_ram_bytes=int(args.max_ram * 2**30),
         sandbox="require" if args.require_sandbox else "off" if args.no_sandbox else "auto",
     )
     start = time.perf_counter()

@@ -69,6 +69,8 @@ class Limits:
     disk_bytes: int = 2**30  # the private working folder (a sized tmpfs in the sandbox)
     tmp_bytes: int = 256 * 2**20  # /tmp
     shm_bytes: int = 256 * 2**20  # /dev/shm (PyTorch's shared memory)
+    ram_bytes: int = 6 * 2**30  # all the sandbox's memory together (its cgroup, where made)
+    tasks: int = 512  # all its processes and threads together (its cgroup, where made)
 
     def settings(self) -> list[tuple[int, int]]:
         """``(resource, value)`` pairs, computed in the parent (the child only sets them)."""

@@ -44,6 +44,7 @@ class Options:
     max_memory_bytes: int = 8 * 2**30  # address space of each of a submission's processes
     max_disk_bytes: int = 2**30  # each worker's private working folder (sized tmpfs)
     max_tmp_bytes: int = 256 * 2**20  # its /tmp, and its /dev/shm
+    max_ram_bytes: int = 6 * 2**30  # each worker's memory in all (a cgroup, where one can be made)
     sandbox: str = "auto"  # "auto": bubblewrap where it works; "require": refuse without; "off"
     secret: bytes | None = None  # the run's secret (labkit.grade.secret); None: drawn now
     manual: Path | None = None  # a filled-in manual_marks.csv to merge

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labkit.checks.registry import EXERCISE_MODULES_ENV_VAR
+from labkit.grade.cgroup import Cgroup
+from labkit.grade.cgroup import gate as gate_argv
 from labkit.grade.judge import LabSpec
 from labkit.grade.sandbox import INSIDE, Limits, View, preexec, wrap
 from labkit.grade.submissions import Options
@@ -85,6 +87,7 @@ class Workspace:
             disk_bytes=options.max_disk_bytes,
             tmp_bytes=options.max_tmp_bytes,
             shm_bytes=options.max_tmp_bytes,
+            ram_bytes=options.max_ram_bytes,
             cpu_seconds=int((options.timeout or 3600) + options.exercise_timeout * 20 + 600),
         )
         threads = str(max(1, (os.cpu_count() or 1) // max(1, options.jobs)))
@@ -183,6 +186,10 @@ class Workspace:
         cwd = world.paths["work"]
         if world.view is not None:
             command = wrap(command, world.view, self.limits, cwd=cwd)
+        cgroup = Cgroup.make(self.limits.ram_bytes, self.limits.tasks)
+        gate = os.pipe() if cgroup is not None else None
+        if gate is not None:  # it waits for its go until it is in its cgroup
+            command = [*gate_argv(gate[0]), *command]
         try:
             proc = subprocess.Popen(
                 command,
@@ -192,8 +199,16 @@ class Workspace:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                pass_fds=(gate[0],) if gate else (),
                 preexec_fn=preexec(self.limits),  # noqa: PLW1509 (only setrlimit calls)
             )
+            if gate is not None:
+                os.close(gate[0])
+                try:
+                    cgroup.join(proc.pid)
+                finally:
+                    os.write(gate[1], b"go\n")
+                    os.close(gate[1])
             answers = _Answers(proc, nonce, max_answer_bytes)
             try:
                 proc.stdin.write((json.dumps({**job, "nonce": nonce}) + "\n").encode("utf-8"))
@@ -208,6 +223,8 @@ class Workspace:
                 _kill_kernel(answers.kernel)
             return Run(finished, code if finished else None, answers.lines, answers.stderr_tail())
         finally:
+            if cgroup is not None:
+                cgroup.close()
             if world.host is not None:
                 remove_tree(world.host)
 

@@ -110,6 +110,54 @@ for place in places:
 raise RuntimeError(f"FILLED {written}")
 """
 
+# ---- 4 (memory and processes beyond files): a memfd of 3 GiB, 700 processes
+MEMFD = """\
+import os
+
+def _hog():
+    fd = os.memfd_create("hog")
+    for i in range(3 * 1024):
+        os.write(fd, b"x" * 2**20)
+    return i
+
+_HOG = _hog()
+
+def count_positive(masks):
+    raise RuntimeError(f"HOGGED {_HOG} MiB")
+"""
+SPAWN = """\
+import os, time
+
+def _spawn():
+    n = 0
+    try:
+        for _ in range(700):
+            if os.fork() == 0:
+                time.sleep(60)
+                os._exit(0)
+            n += 1
+    except OSError:
+        pass
+    return n
+
+_N = _spawn()
+
+def count_positive(masks):
+    raise RuntimeError(f"SPAWNED {_N}")
+"""
+
+
+def _cgroups() -> bool:
+    from labkit.grade.cgroup import Cgroup
+
+    made = Cgroup.make(2**30, 64)
+    if made is not None:
+        made.close()
+    return made is not None
+
+
+CGROUPS = _cgroups()
+
 # ---- 5. text that draws on a terminal, and Markdown/HTML in feedback
 FORGE_TEXT = """\
 raise RuntimeError(
@@ -181,6 +229,8 @@ def trust(demo_env, tmp_path_factory):
         "meta_bomb": edited(solution, {"00.dice": META_BOMB}),
         "filler": edited(solution, at_end=FILL),
         "forger\x1b[31m <b>": edited(answered, after_setup=FORGE_TEXT),
+        "memfd": edited(solution, {"00.count_positive": MEMFD}),
+        "spawner": edited(solution, {"00.count_positive": SPAWN}),
         "leaker": edited(
             solution, {"00.dice": LEAK_CELL}, at_end=LEAK + "\nraise RuntimeError(_leak())\n"
         ),
@@ -197,6 +247,7 @@ def trust(demo_env, tmp_path_factory):
         secret=SECRET,
         max_disk_bytes=64 * MiB,
         max_tmp_bytes=16 * MiB,
+        max_ram_bytes=1536 * MiB,
     )
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with pytest.MonkeyPatch.context() as mp:
@@ -259,7 +310,7 @@ def test_class2_links_fifos_and_locked_folders_change_nothing_outside(trust):
         }
     )
     assert list(trust["grader_tmp"].iterdir()) == []  # cleaned up, whatever was left
-    assert len(list(trust["subs"].iterdir())) == 7
+    assert len(list(trust["subs"].iterdir())) == 9
 
 
 def test_class3_observations_that_parse_into_millions_of_objects_are_refused(trust):
@@ -311,3 +362,15 @@ def test_class7_no_secret_or_host_path_reaches_a_students_feedback(trust):
     assert not any(seed in feedback for seed in seeds)  # ... nor anyone else's inputs ...
     for path in (trust["base"], trust["grader_tmp"], Path.home()):  # ... nor host paths
         assert str(path) not in feedback, path
+
+
+@pytest.mark.skipif(not (SANDBOX and CGROUPS), reason="needs bubblewrap and cgroups (root)")
+def test_class4_memory_outside_files_and_processes_are_capped_per_sandbox(trust):
+    hog = _exercise(trust, "memfd", "00.count_positive")
+    assert hog.status == "crashed" and "HOGGED" not in hog.message, hog  # killed at 1.5 GiB
+    spawned = _exercise(trust, "spawner", "00.count_positive").message
+    assert "SPAWNED" in spawned, spawned
+    assert int(spawned.split("SPAWNED ")[1].split()[0]) < 512, spawned
+    for student in ("memfd", "spawner"):  # their other exercises, and everyone else, unharmed
+        assert trust["results"][student].score == 2.0
+    assert trust["rows"]["honest"]["score"] == "4"

@@ -1,0 +1,103 @@
+"""A memory and process limit for one sandbox, where the grader may make cgroups.
+
+Resource limits (``RLIMIT_*``) are per process and leave two gaps: memory that is not a
+file or a mapping of the process (``memfd_create``, SysV shared memory) and, for a grader
+running as root, the number of processes (the kernel exempts uid 0, which the sandbox's
+uid maps to). A cgroup closes both: ``memory`` counts every page the sandbox's processes
+charge, ``pids`` every task. Made only where this process can (root, with the ``memory``
+and ``pids`` controllers of cgroup v1 or v2 mounted writable); elsewhere ``Cgroup.make``
+returns None and the rlimits stand alone (ARCHITECTURE.md, Trust).
+
+A worker joins its cgroup before it runs anything: ``wrap_argv`` starts it through a shell
+that waits on a pipe until the grader has written its pid into the cgroup, then execs it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+PARENT = "labkit-grade"
+
+
+def gate(fd: int) -> list[str]:
+    """The worker's first process: wait for the grader's go on ``fd``, then become the
+    command that follows (``exec``), already inside its cgroup."""
+    return ["/bin/sh", "-c", f'read _ <&{fd}; exec {fd}<&-; exec "$@"', "labkit-gate"]
+
+
+def _v2() -> Path | None:
+    controllers = ROOT / "cgroup.controllers"
+    try:
+        if {"memory", "pids"} <= set(controllers.read_text().split()):
+            return ROOT
+    except OSError:
+        pass
+    return None
+
+
+def _v1() -> dict[str, Path] | None:
+    dirs = {name: ROOT / name for name in ("memory", "pids")}
+    if all((d / "cgroup.procs").is_file() for d in dirs.values()):
+        return dirs
+    return None
+
+
+class Cgroup:
+    """One sandbox's cgroup(s): ``procs`` are the files a pid is written to, to join."""
+
+    def __init__(self, dirs: list[Path], procs: list[Path]) -> None:
+        self.dirs, self.procs = dirs, procs
+
+    @classmethod
+    def make(cls, memory_bytes: int, pids: int) -> Cgroup | None:
+        """A new cgroup limited to ``memory_bytes`` and ``pids`` tasks, or None where this
+        process cannot make one."""
+        if os.geteuid() != 0:
+            return None
+        name = f"s-{secrets.token_hex(6)}"
+        try:
+            if (root := _v2()) is not None:
+                parent = root / PARENT
+                parent.mkdir(exist_ok=True)
+                (root / "cgroup.subtree_control").write_text("+memory +pids")
+                (parent / "cgroup.subtree_control").write_text("+memory +pids")
+                here = parent / name
+                here.mkdir()
+                (here / "memory.max").write_text(str(memory_bytes))
+                (here / "memory.swap.max").write_text("0")
+                (here / "pids.max").write_text(str(pids))
+                return cls([here], [here / "cgroup.procs"])
+            if (dirs := _v1()) is not None:
+                made = []
+                for controller, root in dirs.items():
+                    here = root / PARENT / name
+                    here.mkdir(parents=True)
+                    made.append(here)
+                    if controller == "memory":
+                        (here / "memory.limit_in_bytes").write_text(str(memory_bytes))
+                    else:
+                        (here / "pids.max").write_text(str(pids))
+                return cls(made, [d / "cgroup.procs" for d in made])
+        except OSError:
+            return None
+        return None
+
+    def join(self, pid: int) -> None:
+        for procs in self.procs:
+            procs.write_text(str(pid))
+
+    def close(self) -> None:
+        """Remove the cgroup once its processes are gone (they are killed before this)."""
+        for here in self.dirs:
+            for _ in range(50):
+                try:
+                    here.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.1)
