@@ -4,7 +4,8 @@ Resource limits (``RLIMIT_*``) are per process and leave two gaps: memory that i
 file or a mapping of the process (``memfd_create``, SysV shared memory) and, for a grader
 running as root, the number of processes (the kernel exempts uid 0, which the sandbox's
 uid maps to). A cgroup closes both: ``memory`` counts every page the sandbox's processes
-charge, ``pids`` every task. Made only where this process can (root, with the ``memory``
+charge, ``pids`` every task; ``cpu`` (where mounted) gives it at most its share of the
+cores, so that with ``--jobs N`` one submission cannot starve its neighbours. Made only where this process can (root, with the ``memory``
 and ``pids`` controllers of cgroup v1 or v2 mounted writable); elsewhere ``Cgroup.make``
 returns None and the rlimits stand alone (ARCHITECTURE.md, Trust).
 
@@ -53,9 +54,9 @@ class Cgroup:
         self.dirs, self.procs = dirs, procs
 
     @classmethod
-    def make(cls, memory_bytes: int, pids: int) -> Cgroup | None:
-        """A new cgroup limited to ``memory_bytes`` and ``pids`` tasks, or None where this
-        process cannot make one."""
+    def make(cls, memory_bytes: int, pids: int, cpus: float | None = None) -> Cgroup | None:
+        """A new cgroup limited to ``memory_bytes``, ``pids`` tasks and (where the ``cpu``
+        controller is there) ``cpus`` CPUs' time, or None where this process cannot make one."""
         if os.geteuid() != 0:
             return None
         name = f"s-{secrets.token_hex(6)}"
@@ -70,8 +71,12 @@ class Cgroup:
                 (here / "memory.max").write_text(str(memory_bytes))
                 (here / "memory.swap.max").write_text("0")
                 (here / "pids.max").write_text(str(pids))
+                if cpus and (here / "cpu.max").exists():
+                    (here / "cpu.max").write_text(f"{int(cpus * 100_000)} 100000")
                 return cls([here], [here / "cgroup.procs"])
             if (dirs := _v1()) is not None:
+                if cpus and (ROOT / "cpu" / "cgroup.procs").is_file():
+                    dirs = {**dirs, "cpu": ROOT / "cpu"}
                 made = []
                 for controller, root in dirs.items():
                     here = root / PARENT / name
@@ -79,6 +84,9 @@ class Cgroup:
                     made.append(here)
                     if controller == "memory":
                         (here / "memory.limit_in_bytes").write_text(str(memory_bytes))
+                    elif controller == "cpu":  # at most `cpus` CPUs: no starving a neighbour
+                        (here / "cpu.cfs_period_us").write_text("100000")
+                        (here / "cpu.cfs_quota_us").write_text(str(int(cpus * 100_000)))
                     else:
                         (here / "pids.max").write_text(str(pids))
                 return cls(made, [d / "cgroup.procs" for d in made])

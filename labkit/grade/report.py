@@ -64,12 +64,15 @@ def scrub(text: object) -> str:
 
 
 def run_place(run: dict) -> str:
-    """Where the notebook stopped, as a student finds it: the section and the code cell."""
+    """Where the notebook stopped, as a student finds it in Jupyter: the section heading
+    above the cell and the cell's first line (cell numbers are not shown there)."""
     cell = run.get("cell", -1)
     if not isinstance(cell, int) or cell < 0:
         return ""
     section = run.get("section") or ""
-    return (f"section \u201c{section}\u201d, " if section else "") + f"code cell {cell + 1}"
+    first = run.get("cell_source") or ""
+    where = f"section \u201c{section}\u201d" if section else "the notebook"
+    return where + (f", the cell starting {first}" if first else "")
 
 
 def write_gradebook(path: Path, results: list, exercises: list, questions: list = ()) -> None:
@@ -78,7 +81,7 @@ def write_gradebook(path: Path, results: list, exercises: list, questions: list 
     ids = [e.id for e in exercises]
     questions = list(questions)
     tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with open(tmp, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
         writer = csv.writer(f)
         writer.writerow(
             [
@@ -139,7 +142,7 @@ def write_logs(folder: Path, results: list) -> None:
 def _write_new(path: Path, text: str) -> None:
     """Write a file the grader creates now (never through an existing link or file)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
         f.write(text)
 
 
@@ -237,8 +240,6 @@ def _run_section(r: Any, options: Any) -> list[str]:
         )
     else:
         where = inline(run_place(run)) or "a cell"
-        if run.get("cell_source"):
-            where += f" (starting {inline(run['cell_source'])})"
         lines.append(f"Your notebook stopped with an error in {where}{took}:")
         lines += ["", *block(scrub("\n".join([run.get("error", ""), *run.get("traceback", [])])))]
     if run.get("output_truncated"):

@@ -20,13 +20,16 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# C0 and C1 controls, DEL, and Unicode's invisible format characters (bidirectional
-# overrides and marks such as U+202E or U+061C, zero-width characters), line and paragraph
-# separators: each is shown as an escape.
-_INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}
+# C0 and C1 controls, DEL, Unicode's invisible format characters (bidirectional overrides
+# and marks such as U+202E or U+061C, zero-width characters), line and paragraph separators,
+# and lone surrogates: each is shown as an escape.
+_INVISIBLE = {"Cc", "Cf", "Zl", "Zp", "Cs"}  # Cs: lone surrogates, which no file can hold
 # What Markdown could read as syntax anywhere in a line: HTML, links and images, emphasis,
 # code spans, tables, headings' hashes, entities, escapes.
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~&!])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~&!@])")
+# What GitHub's and mistune's autolinks turn into a link without brackets: "x://", "www."
+# and e-mail addresses (their "@" is escaped above).
+_AUTOLINK = re.compile(r"(?i)[a-z][a-z0-9+.-]*://|\bwww\.")
 _MD_LINE_START = re.compile(r"^(\d*)([-+=>.)])")  # a list, quote or setext line if first
 
 
@@ -53,6 +56,7 @@ def inline(text: object, limit: int = 2000) -> str:
     """``text`` as one line of plain Markdown text, nothing in it interpreted."""
     text = _visible(" ".join(str(text)[:limit].split()))
     text = _MD_SPECIAL.sub(r"\\\1", unicodedata.normalize("NFC", text))
+    text = _AUTOLINK.sub(lambda m: m.group().replace(":", "\\:").replace(".", "\\."), text)
     return _MD_LINE_START.sub(r"\1\\\2", text)
 
 

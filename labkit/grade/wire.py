@@ -184,12 +184,29 @@ def read_regular_file(path: Path, limit: int) -> tuple[bytes | None, str]:
         os.close(fd)
 
 
+MAX_DIRECTORY_BYTES = MAX_ARRAYS * 128  # a zip's central directory: ~60 bytes per array
+
+
+def _check_directory(data: bytes) -> None:
+    """Refuse a zip whose central directory (which ``zipfile`` parses whole, entry by entry)
+    is larger than ``MAX_ARRAYS`` arrays need, or that is a zip64 (never sent here)."""
+    tail = data[-(2**16 + 22) :]
+    at = tail.rfind(b"PK\x05\x06")  # the end-of-central-directory record
+    if at < 0 or len(tail) - at < 22:
+        raise ValueError("results are not a zip archive")
+    entries = int.from_bytes(tail[at + 10 : at + 12], "little")
+    size = int.from_bytes(tail[at + 12 : at + 16], "little")
+    if entries > MAX_ARRAYS or size > MAX_DIRECTORY_BYTES or entries == 0xFFFF:
+        raise ValueError("results hold too many entries")
+
+
 def read_observations(data: bytes) -> dict:
     """A worker's observations (``.npz`` bytes from its pipe): size-capped as sent and once
     decompressed, no pickles, the JSON bounded in size, values and depth; raises on
     anything else."""
     if len(data) > MAX_RESULT_BYTES:
         raise ValueError("results too large")
+    _check_directory(data)  # before zipfile reads it: every entry there becomes an object
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         members = archive.infolist()
         if len(members) > MAX_ARRAYS or sum(m.file_size for m in members) > MAX_UNPACKED_BYTES:

@@ -90,7 +90,8 @@ class Workspace:
             ram_bytes=options.max_ram_bytes,
             cpu_seconds=int((options.timeout or 3600) + options.exercise_timeout * 20 + 600),
         )
-        threads = str(max(1, (os.cpu_count() or 1) // max(1, options.jobs)))
+        self.cpus = max(1, (os.cpu_count() or 1) // max(1, options.jobs))  # its share
+        threads = str(self.cpus)
         self.env = {k: os.environ[k] for k in _PASSTHROUGH_ENV if k in os.environ}
         self.env.update(
             MPLBACKEND="Agg",
@@ -186,7 +187,7 @@ class Workspace:
         cwd = world.paths["work"]
         if world.view is not None:
             command = wrap(command, world.view, self.limits, cwd=cwd)
-        cgroup = Cgroup.make(self.limits.ram_bytes, self.limits.tasks)
+        cgroup = Cgroup.make(self.limits.ram_bytes, self.limits.tasks, self.cpus)
         gate = os.pipe() if cgroup is not None else None
         if gate is not None:  # it waits for its go until it is in its cgroup
             command = [*gate_argv(gate[0]), *command]

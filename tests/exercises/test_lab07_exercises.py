@@ -14,6 +14,7 @@ from torch import nn
 import labkit as lk
 from labkit import checks
 from labkit.checks import get_exercise
+from labkit.checks.probes import judge_probe
 from labkit.course.build import build_lab, exercise_cells
 from labkit.exercises import lab07  # noqa: F401  (registers lab 07's exercises)
 from labkit.grade.hidden import Probe, exercise_tests, load_hidden_tests
@@ -100,6 +101,16 @@ def test_a_hidden_test_tells_the_wrong_answer_from_the_reference(exercise_id):
     assert probes or cases, f"{exercise_id} has no hidden tests"
     differ = []
     for probe in probes:
+        if probe.expect is not None:  # judged from the raw output where the reference lives
+            got = _observe(probe, wrong)
+            if got[0] != "ok":
+                differ.append(True)
+                continue
+            expected, judged = judge_probe(probe, ref, {"kind": "value", "value": got[1]})
+            differ.append(
+                judged["kind"] != "value" or not _same(expected["value"], judged["value"])
+            )
+            continue
         expected, got = _observe(probe, ref), _observe(probe, wrong)
         assert expected[0] == "ok" or exercise_id == "07.sample_patch_starts", expected
         differ.append(not (expected[0] == got[0] and _same(expected[1], got[1])))

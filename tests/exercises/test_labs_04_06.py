@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -274,7 +275,7 @@ def _build_unet_function(tmp_path: Path, weights_path):
     _, _, solution = build_lab(SOURCES["04"], tmp_path)
     cell = next(c for c in solution.cells if "def build_unet(" in c.source)
     definition = cell.source.split("\npretrained_r34, weights_source =")[0]
-    ns = {"lk": lk, "WEIGHTS_PATH": weights_path}
+    ns = {"lk": lk, "WEIGHTS_PATH": weights_path, "S": SimpleNamespace(seed=0)}  # the set-up
     exec(definition, ns)
     return ns["build_unet"]
 

