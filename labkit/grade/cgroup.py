@@ -9,8 +9,9 @@ cores, so that with ``--jobs N`` one submission cannot starve its neighbours. Ma
 and ``pids`` controllers of cgroup v1 or v2 mounted writable); elsewhere ``Cgroup.make``
 returns None and the rlimits stand alone (ARCHITECTURE.md, Trust).
 
-A worker joins its cgroup before it runs anything: ``wrap_argv`` starts it through a shell
-that waits on a pipe until the grader has written its pid into the cgroup, then execs it.
+A worker joins its cgroup before it runs anything: it starts as a shell (``GATE``) that
+waits for a line on its stdin, which the grader sends once it has written the pid into the
+cgroup; then the shell becomes the worker.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ ROOT = Path("/sys/fs/cgroup")
 PARENT = "labkit-grade"
 
 
-def gate(fd: int) -> list[str]:
-    """The worker's first process: wait for the grader's go on ``fd``, then become the
-    command that follows (``exec``), already inside its cgroup."""
-    return ["/bin/sh", "-c", f'read _ <&{fd}; exec {fd}<&-; exec "$@"', "labkit-gate"]
+# The worker's first process: it reads one line (the grader's go, sent once the worker is in
+# its cgroup) from stdin, then becomes the command; the job follows on the same stdin. (sh
+# reads a pipe byte by byte, so the job's line stays for the command.)
+GATE = ["/bin/sh", "-c", 'read _; exec "$@"', "labkit-gate"]
+GO = b"go\n"
 
 
 def _v2() -> Path | None:

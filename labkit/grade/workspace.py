@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labkit.checks.registry import EXERCISE_MODULES_ENV_VAR
-from labkit.grade.cgroup import Cgroup
-from labkit.grade.cgroup import gate as gate_argv
+from labkit.grade.cgroup import GATE, GO, Cgroup
 from labkit.grade.judge import LabSpec
 from labkit.grade.sandbox import INSIDE, Limits, View, preexec, wrap
 from labkit.grade.submissions import Options
@@ -188,9 +187,8 @@ class Workspace:
         if world.view is not None:
             command = wrap(command, world.view, self.limits, cwd=cwd)
         cgroup = Cgroup.make(self.limits.ram_bytes, self.limits.tasks, self.cpus)
-        gate = os.pipe() if cgroup is not None else None
-        if gate is not None:  # it waits for its go until it is in its cgroup
-            command = [*gate_argv(gate[0]), *command]
+        if cgroup is not None:  # it waits for its go until it is in its cgroup
+            command = [*GATE, *command]
         try:
             proc = subprocess.Popen(
                 command,
@@ -200,16 +198,14 @@ class Workspace:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
-                pass_fds=(gate[0],) if gate else (),
                 preexec_fn=preexec(self.limits),  # noqa: PLW1509 (only setrlimit calls)
             )
-            if gate is not None:
-                os.close(gate[0])
+            if cgroup is not None:
                 try:
                     cgroup.join(proc.pid)
-                finally:
-                    os.write(gate[1], b"go\n")
-                    os.close(gate[1])
+                    proc.stdin.write(GO)
+                except OSError:
+                    _kill_group(proc.pid)  # not in its cgroup: it must not run
             answers = _Answers(proc, nonce, max_answer_bytes)
             try:
                 proc.stdin.write((json.dumps({**job, "nonce": nonce}) + "\n").encode("utf-8"))
