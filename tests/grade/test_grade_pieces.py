@@ -167,3 +167,31 @@ def test_the_sandbox_hides_labkit_entries_of_a_site_folder(tmp_path):
         "course.pth",
         "demo_exercises.py",
     }
+
+
+def test_round_two_pieces_surrogates_links_and_zip_directories(tmp_path):
+    """Red team round 2: a lone surrogate stopped a whole run; bare URLs became links; a
+    zip of 760,000 empty entries took the grader to 1.4 GB before any count was checked."""
+    import io
+    import zipfile
+    from types import SimpleNamespace
+
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+    from labkit.grade.report import write_feedback
+    from labkit.grade.submissions import StudentResult
+    from labkit.grade.text import inline, terminal
+
+    assert terminal("x\ud800y") == "x\\ud800y" and "\\ud800" in inline("x\ud800y")
+    result = StudentResult("s", "00", "s.ipynb", "error", detail="x\ud800y")
+    result.run = {"status": "error", "error": "RuntimeError: x\ud800y", "cell": -1}
+    write_feedback(tmp_path / "feedback", [result], SimpleNamespace(timeout=30))
+    assert "\\ud800" in (tmp_path / "feedback" / "s.md").read_text(encoding="utf-8")
+    html = markdown2html_mistune(inline("see https://evil.example/x, www.evil.org, a@evil.org"))
+    assert "<a " not in html, html
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for n in range(20_000):
+            archive.writestr(zipfile.ZipInfo(f"{n:x}"), b"")
+    with pytest.raises(ValueError, match="too many entries"):
+        read_observations(buffer.getvalue())
