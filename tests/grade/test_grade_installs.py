@@ -122,5 +122,5 @@ def test_a_non_editable_install_is_not_visible_to_the_exercise_process(installed
     feedback = _walk_message(base, f"out-{who}")
     assert "WALK files=" in feedback, feedback
     assert "found=\\[\\]" in feedback, feedback  # (Markdown-escaped brackets)
-    assert "packages=\\['/sandbox/lib/labkit/\\_\\_init\\_\\_\\.py'\\]" in feedback, feedback
+    assert "packages=\\['/sandbox/lib/labkit/\\_\\_init\\_\\_.py'\\]" in feedback, feedback
     assert "elsewhere=none" in feedback, feedback
