@@ -118,9 +118,7 @@ def write_gradebook(path: Path, results: list, exercises: list, questions: list 
 
 def write_feedback(folder: Path, results: list, options: Any) -> None:
     """``feedback/<student>.md`` for every result; the folder is emptied first."""
-    if folder.is_symlink() or folder.is_file():
-        folder.unlink()
-    shutil.rmtree(folder, ignore_errors=True)
+    _empty(folder)
     folder.mkdir(parents=True)
     for r in results:
         _write_new(folder / f"{r.student}.md", feedback_text(r, options))
@@ -129,14 +127,19 @@ def write_feedback(folder: Path, results: list, options: Any) -> None:
 def write_logs(folder: Path, results: list) -> None:
     """``logs/<student>.txt``: what a student's workers printed on stderr (instructors only;
     control characters escaped, as everywhere a person reads student text)."""
-    if folder.is_symlink() or folder.is_file():
-        folder.unlink()
-    shutil.rmtree(folder, ignore_errors=True)
+    _empty(folder)
     kept = [r for r in results if r.log.strip()]
     if kept:
         folder.mkdir(parents=True)
     for r in kept:
         _write_new(folder / f"{r.student}.txt", terminal(r.log, keep_newlines=True) + "\n")
+
+
+def _empty(folder: Path) -> None:
+    """Remove what an earlier run left at ``folder`` (a link is removed, never followed)."""
+    if folder.is_symlink() or folder.is_file():
+        folder.unlink()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _write_new(path: Path, text: str) -> None:
