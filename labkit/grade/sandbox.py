@@ -174,7 +174,8 @@ def site_dirs(roots: Iterable[str]) -> list[Path]:
 
 def hidden_entries(site: Path, hidden: frozenset[str]) -> set[str]:
     """Entries of ``site`` that make a hidden name importable: the package or module itself,
-    its distribution's metadata, and ``.pth`` files or editable-install finders naming it."""
+    its distribution's metadata, editable-install finders naming it, and ``.pth`` files
+    that import code naming it or add a folder that holds it."""
     names = {n.lower() for n in hidden}
     found = set()
     for entry in os.scandir(site):
@@ -184,14 +185,38 @@ def hidden_entries(site: Path, hidden: frozenset[str]) -> set[str]:
             found.add(entry.name)  # labkit/, labkit.py, labkit-0.1.0.dist-info, labkit.egg-link
         elif base.startswith("__editable__") and any(n in base for n in names):
             found.add(entry.name)  # setuptools' editable finder and its .pth
-        elif base.endswith(".pth"):
-            try:
-                text = Path(entry.path).read_text(encoding="utf-8", errors="replace").lower()
-            except OSError:
-                continue
-            if any(n in text for n in names):
-                found.add(entry.name)
+        elif base.endswith(".pth") and _pth_reaches(Path(entry.path), names):
+            found.add(entry.name)
     return found
+
+
+def _pth_reaches(pth: Path, names: set[str]) -> bool:
+    """Whether a ``.pth`` file can make one of ``names`` importable: an ``import`` line (code
+    run at start-up) mentioning it, or a folder line whose folder holds it. A folder whose
+    own path merely contains the name (``/opt/labkit-ci/venv/...``) is not a reason."""
+    try:
+        lines = pth.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return True  # unreadable here: cover it rather than guess
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith(("import ", "import\t")):
+            if any(n in line.lower() for n in names):
+                return True
+            continue
+        folder = pth.parent / line  # relative lines are relative to the site folder
+        try:
+            held = {e.name.lower() for e in os.scandir(folder)}
+        except OSError:
+            continue  # not a folder: Python skips the line too
+        if any(
+            n in held or f"{n}.py" in held or any(h.startswith(f"{n}.") for h in held)
+            for n in names
+        ):
+            return True
+    return False
 
 
 BLOCKED = Path(__file__).with_name("blocked")  # a package whose __init__ raises ImportError

@@ -156,7 +156,16 @@ def test_the_sandbox_hides_labkit_entries_of_a_site_folder(tmp_path):
         (site / name).mkdir(parents=True)
     (site / "__editable___labkit_0_1_0_finder.py").write_text("")
     (site / "__editable__.labkit-0.1.0.pth").write_text("import __editable___labkit_0_1_0_finder")
-    (site / "course.pth").write_text("/home/teacher/labkit-checkout\n")
+    checkout = tmp_path / "labkit-checkout"
+    (checkout / "labkit").mkdir(parents=True)
+    (site / "course.pth").write_text(f"# a source checkout\n{checkout}\n")
+    deps = tmp_path / "labkit-ci" / "venv" / "site-packages"  # "labkit" only in its path
+    (deps / "tqdm").mkdir(parents=True)
+    (site / "deps.pth").write_text(f"{deps}\n/no/such/folder\n")
+    (site / "hook.pth").write_text("import sys; sys.modules.get('labkit')\n")
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "demo_exercises.py").write_text("")
+    (site / "relative.pth").write_text("../flat\n")
     (site / "distutils-precedence.pth").write_text("import os\n")
     (site / "demo_exercises.py").write_text("")
     assert hidden_entries(site, frozenset({"labkit", "demo_exercises"})) == {
@@ -165,6 +174,8 @@ def test_the_sandbox_hides_labkit_entries_of_a_site_folder(tmp_path):
         "__editable___labkit_0_1_0_finder.py",
         "__editable__.labkit-0.1.0.pth",
         "course.pth",
+        "hook.pth",
+        "relative.pth",
         "demo_exercises.py",
     }
 
