@@ -38,14 +38,13 @@ from labkit.course.plan import CT_LAB
 from labkit.course.setup import RESULTS_ENV_VAR
 from labkit.metrics import SCORE_NAMES
 from labkit.profiles import SAFETY_STOP, get_profile
-from labkit.train.limits import DEADLINE_ENV
+from labkit.train.limits import deadline_for
 
 # One time limit per lab (smoke: an hour; labs 01-07 took 4-126 s each on an idle 2-core
-# machine, README). The lab's trainings must end within the first TRAINING_SHARE of it
+# machine, README). The lab's trainings must end within the first limits.TRAINING_SHARE of it
 # ($LABKIT_DEADLINE in the kernel, read by fit and train_ct), so a training under load is
 # cut by its safety limit and says so, and the lab's limit is left for the cells after it.
 SMOKE_LAB_TIMEOUT_S = 3600
-TRAINING_SHARE = 0.8
 
 
 def export_html(nb: nbformat.NotebookNode, path: Path) -> None:
@@ -155,7 +154,7 @@ def run_course(
         error = ""
         lab_env = dict(env)
         if timeout is not None:  # the trainings' deadline, inside the lab's limit
-            lab_env[DEADLINE_ENV] = f"{time.time() + TRAINING_SHARE * timeout:.0f}"
+            lab_env.update(deadline_for(timeout))
         try:
             execute_notebook(nb, cwd=work, env=lab_env, timeout=timeout)
         except NotebookTimeout as err:

@@ -29,6 +29,7 @@ from labkit.grade.submissions import Options
 from labkit.grade.wire import MAX_RESULT_BYTES, MAX_TEXT, read_observations
 from labkit.grade.worker import BOOT
 from labkit.grade.workspace import MAX_ANSWER_BYTES, Workspace
+from labkit.train.limits import deadline_for
 
 RUN_STATUSES = ("ok", "timeout", "error")  # what an executed notebook's status can be
 BOOT_SECONDS = 180.0  # for a worker to start Python and import torch on a busy machine
@@ -163,6 +164,9 @@ def execute(nb: Any, lab: LabSpec, options: Options, ws: Workspace) -> dict:
         "kernel_env": {**ws.world_env(world), **env, "PYTHONPATH": world.paths["lib"]},
         "max_output_bytes": options.max_output_bytes,
     }
+    # The notebook's trainings stop by themselves before the grader's limit would kill the
+    # kernel (a cut training says so; a killed cell only times out).
+    job["kernel_env"].update(deadline_for(options.timeout))
     argv = ["-c", BOOT, world.paths["lib"], "execute"]
     run = ws.run(world, argv, job, options.timeout + BOOT_SECONDS)
     ws.log += run.stderr

@@ -20,8 +20,17 @@ import math
 import os
 import time
 
-# Set by `labkit course run` in each lab's kernel: the Unix time by which trainings stop.
+# Set by `labkit course run` in each lab's kernel and by `labkit grade` in the kernel that
+# runs a submission: the Unix time by which trainings stop.
 DEADLINE_ENV = "LABKIT_DEADLINE"
+# The share of a lab's time limit its trainings may use: the cells after them still run.
+TRAINING_SHARE = 0.8
+
+
+def deadline_for(timeout_s: float) -> dict[str, str]:
+    """``{"LABKIT_DEADLINE": ...}`` for a kernel that will be stopped ``timeout_s`` from now:
+    its trainings end within the first ``TRAINING_SHARE`` of that time."""
+    return {DEADLINE_ENV: f"{time.time() + TRAINING_SHARE * timeout_s:.0f}"}
 
 
 def env_deadline() -> float | None:

@@ -26,3 +26,20 @@ def test_the_time_limit_is_measured_from_the_solution_notebook(demo_env, tmp_pat
     took = float(feedback.split("the lab's solution notebook took ")[1].split(" s")[0])
     assert 0 < took and abs(limit - (3 * took + 60)) <= 1, feedback
     assert "endless loop" not in feedback  # it is told the facts, not blamed
+
+
+def test_the_notebooks_trainings_get_a_deadline_inside_the_graders_limit(demo_env, tmp_path):
+    """The kernel running a submission has $LABKIT_DEADLINE, within the first 80 % of the
+    grader's limit, so the lab's own trainings stop (and say so) before the kernel is killed."""
+    _, solution = demo_notebooks(tmp_path / "build")
+    probe = (
+        "import os, time\n"
+        "left = float(os.environ['LABKIT_DEADLINE']) - time.time()\n"
+        "assert 0.5 * 200 < left <= 0.8 * 200 + 1, left\n"
+    )
+    write(tmp_path / "subs", "probe.ipynb", edited(solution, at_end=probe))
+    options = Options(
+        source=DEMO_LAB.parent, hidden_dirs=(HIDDEN_DIR,), progress=False, timeout=200.0
+    )
+    (result,) = grade(tmp_path / "subs", "00", tmp_path / "out", options)
+    assert result.status == "ok", result.run
