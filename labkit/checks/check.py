@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labkit.checks.compare import CheckFailed, describe
+from labkit.checks.diagnose import diagnose
 from labkit.checks.probes import judge_probe
 from labkit.checks.registry import (
     Case,
@@ -81,12 +82,14 @@ class Outcome:
 
     status: str
     message: str = ""
-    hint: str = ""
+    hint: str = ""  # the failed test's own hint (or the exercise's)
     tests: int = 0
+    diagnosis: str = ""  # what the values show went wrong (``diagnose``), when they show it
 
 
-def _outcome(status: str, message: str, hint: str) -> Outcome:
-    return Outcome(status, message, hint if status == "fail" else "")
+def _outcome(status: str, message: str, hint: str, diagnosis: str = "") -> Outcome:
+    failed = status == "fail"
+    return Outcome(status, message, hint if failed else "", diagnosis=diagnosis if failed else "")
 
 
 def run_tests(exercise: Exercise, fn: Any, cases: list[Case] | None = None) -> Outcome:
@@ -103,11 +106,12 @@ def run_tests(exercise: Exercise, fn: Any, cases: list[Case] | None = None) -> O
     for case in cases:
         label = f"on {case.label}: " if case.label else ""
         expected = observe(reference, case.args, case.kwargs)
-        status, message = verdict(
-            expected, observe(fn, case.args, case.kwargs), exercise.atol, exercise.rtol
-        )
+        observed = observe(fn, case.args, case.kwargs)
+        status, message = verdict(expected, observed, exercise.atol, exercise.rtol)
         if status != "pass":
-            return _outcome(status, message if status == "stub" else label + message, exercise.hint)
+            text = message if status == "stub" else label + message
+            why = diagnose(expected, observed, case.label)
+            return _outcome(status, text, exercise.hint, why)
     tests = len(cases)
     for probe in exercise.make_probes():
         observed = observe(probe.run, (fn,))
@@ -122,18 +126,18 @@ def run_tests(exercise: Exercise, fn: Any, cases: list[Case] | None = None) -> O
             exercise.rtol if probe.rtol is None else probe.rtol,
         )
         if status != "pass":
-            hint = probe.hint or exercise.hint
+            hint, why = probe.hint or exercise.hint, diagnose(expected, observed, probe.label)
             if observed["kind"] == "raised" and observed["type"] == "CheckFailed":
-                hint = observed.get("hint") or hint
+                why = observed.get("hint") or why  # the test's own diagnosis
             text = message if status == "stub" else f"{probe.label}: {message}"
-            return _outcome(status, text, hint)
+            return _outcome(status, text, hint, why)
         tests += 1
     if exercise.test is not None:
         test = resolve(exercise.test, f"exercise {exercise.id}: test")
         try:
             test(fn, reference)
         except CheckFailed as err:
-            return Outcome("fail", err.message, err.hint or exercise.hint)
+            return Outcome("fail", err.message, exercise.hint, diagnosis=err.hint)
         except Exception as err:  # a student's bug is a verdict, not a crash
             raised = {"kind": "raised", "type": type(err).__name__, "text": error_text(err)}
             status, message = verdict({"kind": "value"}, raised, exercise.atol, exercise.rtol)
@@ -142,15 +146,16 @@ def run_tests(exercise: Exercise, fn: Any, cases: list[Case] | None = None) -> O
     return Outcome("pass", tests=tests)
 
 
-def hint_ladder(exercise: Exercise, diagnosis: str = "") -> list[str]:
-    """The hints for repeated failures, from the idea to the most specific (no repeats).
+def hint_ladder(exercise: Exercise, hint: str = "", diagnosis: str = "") -> list[str]:
+    """The hints for repeated failures, from the first to the most specific (no repeats).
 
-    First the exercise's ``hint`` (the idea, in words), then ``diagnosis`` (what this
-    failure's test says went wrong, when it says more), then the exercise's ``hints``.
-    None of them is the solution: the reference code is never printed.
+    First ``diagnosis`` (what this failure's values or test show went wrong, when they
+    show it: ``labkit.checks.diagnose``), then the exercise's ``hint`` (the idea, in words),
+    then ``hint`` (the failed test's own), then the exercise's ``hints``. None of them is
+    the solution: the reference code is never printed.
     """
     ladder: list[str] = []
-    for text in (exercise.hint, diagnosis, *exercise.hints):
+    for text in (diagnosis, exercise.hint, hint, *exercise.hints):
         if text and text not in ladder:
             ladder.append(text)
     return ladder
@@ -195,7 +200,7 @@ def check(exercise_id: str, fn: Any) -> Any:
         print(f"[TODO] {name}: {outcome.message}.\n  {fallback}")
     else:
         FAILURES[exercise_id] = FAILURES.get(exercise_id, 0) + 1
-        ladder = hint_ladder(exercise, outcome.hint)
+        ladder = hint_ladder(exercise, outcome.hint, outcome.diagnosis)
         print(f"[FAIL] {name}: {outcome.message}")
         if ladder:
             step = min(FAILURES[exercise_id], len(ladder)) - 1

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.checks.compare import describe
+from labkit.checks.diagnose import diagnose
 from labkit.checks.probes import judge_probe
 from labkit.checks.registry import (
     EXERCISE_MODULES_ENV_VAR,
@@ -278,15 +279,15 @@ def _judge(spec: ExerciseSpec, tests: ExerciseTests, meta: dict) -> ExerciseResu
         where = f"on {label}: " if isinstance(test, Case) else f"{label}: "
         if getattr(test, "verdict", False):
             where = ""
-        message = _verdict(exp, obs, ex, test)
+        message, why = _verdict(exp, obs, ex, test, label)
         if message == "stub":
             return _failed(result, "stub", STUB)
         if message:
             if first_failure is None:
                 first_failure = where + message
-                result.hint = (
-                    "" if obs.get("reference_used") else (getattr(test, "hint", "") or ex.hint)
-                )
+                # the notebook's first hint for the same failure (checks.check.hint_ladder)
+                hint = why or getattr(test, "hint", "") or ex.hint
+                result.hint = "" if obs.get("reference_used") else hint
             if not partial:
                 break
             continue
@@ -301,15 +302,19 @@ def _judge(spec: ExerciseSpec, tests: ExerciseTests, meta: dict) -> ExerciseResu
     return result
 
 
-def _verdict(exp: dict, obs: dict, ex: Exercise, test: Case | Probe) -> str | None:
-    """Why the observation ``obs`` does not match ``exp``, "stub", or None when it does.
+def _verdict(
+    exp: dict, obs: dict, ex: Exercise, test: Case | Probe, label: str = ""
+) -> tuple[str | None, str]:
+    """(why the observation ``obs`` does not match ``exp``, "stub", or None when it does;
+    the diagnosis of the failure, or "").
 
-    The verdict itself is ``labkit.checks.verdict.verdict`` (the notebook's ``check`` uses it
-    too); here only what exists across processes: a blocked reference, a probe whose
-    observation is already a verdict, and values that could not cross.
+    The verdict itself is ``labkit.checks.verdict.verdict`` and the diagnosis
+    ``labkit.checks.diagnose.diagnose`` (the notebook's ``check`` uses both too); here only
+    what exists across processes: a blocked reference, a probe whose observation is already
+    a verdict, and values that could not cross.
     """
     if obs["kind"] == "raised" and obs.get("reference_used"):
-        return str(obs["text"]).split(" (line ")[0]
+        return str(obs["text"]).split(" (line ")[0], ""
     if isinstance(test, Case) and obs["kind"] == "value":  # decided here, never reported
         obs = {**obs, "changed_input": _changed_inputs(obs.get("inputs_after"), test)}
     if exp["kind"] == "deferred":  # computed now, here, from the student's evidence
@@ -317,13 +322,18 @@ def _verdict(exp: dict, obs: dict, ex: Exercise, test: Case | Probe) -> str | No
     if obs["kind"] == "value":
         got = obs["value"]
         if getattr(test, "verdict", False):
-            return None if got == exp.get("value") else str(got)
+            return (None if got == exp.get("value") else str(got)), ""
         if has_opaque(got):
-            return f"expected {describe(exp.get('value'))}, got {got!r}"
+            return f"expected {describe(exp.get('value'))}, got {got!r}", ""
     atol = ex.atol if getattr(test, "atol", None) is None else test.atol
     rtol = ex.rtol if getattr(test, "rtol", None) is None else test.rtol
     status, message = verdict(exp, obs, atol, rtol)
-    return {"pass": None, "stub": "stub"}.get(status, message)
+    if status != "fail":
+        return {"pass": None, "stub": "stub"}.get(status, message), ""
+    why = diagnose(exp, obs, getattr(test, "label", "") or label)
+    if obs["kind"] == "raised" and obs.get("type") == "CheckFailed":
+        why = str(obs.get("hint") or "")[:500] or why  # the test's own diagnosis
+    return message, why
 
 
 def _changed_inputs(after: Any, test: Case) -> bool:

@@ -49,7 +49,7 @@ def test_wrong_dtype_fails_with_expected_and_got_then_falls_back(capsys):
     assert used is demo_exercises.scale
     assert "[FAIL] Min-max scaling (00.scale)" in out
     assert "expected dtype float32, got dtype float64" in out
-    assert "Hint: subtract the minimum" in out
+    assert "Hint: your result is float64 where float32 is expected" in out  # the diagnosis
     assert "From here on, `scale` is labkit's version, not yours" in out
     assert checks.RESULTS["00.scale"]["status"] == "fail"
     assert checks.RESULTS["00.scale"]["own"] is False

@@ -16,10 +16,12 @@ import importlib
 import pkgutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 import labkit.exercises
-from labkit.checks.check import run_tests
+from labkit.checks.check import hint_ladder, run_tests
 from labkit.checks.registry import EXERCISES
 from labkit.grade.hidden import exercise_tests, load_hidden_tests, set_run_seed
 from labkit.grade.judge import ExerciseSpec, ExerciseTests, expected_observation, judge
@@ -57,6 +59,12 @@ def _load(exercise_id: str, name: str):
 
 def grader_verdict(exercise_id: str, obj, seed: int) -> str:
     """The grader's verdict ("pass", or why not) on ``obj`` for a run with ``seed``."""
+    result = grader_result(exercise_id, obj, seed)
+    return "pass" if result.status == "pass" else f"{result.status}: {result.message}"
+
+
+def grader_result(exercise_id: str, obj, seed: int):
+    """The grader's ``ExerciseResult`` for ``obj`` in a run with ``seed``."""
     exercise = EXERCISES[exercise_id]
     load_hidden_tests(exercise_id[:2])
     set_run_seed(seed)
@@ -74,8 +82,7 @@ def grader_verdict(exercise_id: str, obj, seed: int) -> str:
     finally:
         set_run_seed(0)
     meta = {"defined": True, "notes": [], "observations": observed}
-    result = judge(ExerciseSpec(exercise), ExerciseTests(seed, tests, expected), meta)
-    return "pass" if result.status == "pass" else f"{result.status}: {result.message}"
+    return judge(ExerciseSpec(exercise), ExerciseTests(seed, tests, expected), meta)
 
 
 @pytest.mark.parametrize(("exercise_id", "name"), _variants())
@@ -96,3 +103,44 @@ def test_every_course_exercise_has_variants_of_both_kinds():
     have = {(i, n.split("_")[0]) for i, n in _variants()}
     missing = sorted(e for e in course if not {(e, "valid"), (e, "wrong")} <= have)
     assert not missing, f"no valid and wrong variants for {missing}"
+
+
+def _sigmoid_in_forward():
+    """Lab 02's U-Net with a sigmoid added at the end of ``forward`` (a reproduced mistake)."""
+    unet = EXERCISES["02.UNet3"].reference_impl()
+
+    class UNet3(unet):
+        def forward(self, x):
+            return torch.sigmoid(super().forward(x))
+
+    return UNet3
+
+
+def _dice_zero_when_empty():
+    """Dice that scores an empty true mask 0 instead of the lab's NaN (a reproduced mistake)."""
+    dice = EXERCISES["02.dice"].reference_impl()
+
+    def wrong(pred, truth):
+        return 0.0 if not np.asarray(truth).any() else dice(pred, truth)
+
+    return wrong
+
+
+@pytest.mark.parametrize(
+    ("exercise_id", "make", "words"),
+    [
+        ("02.UNet3", _sigmoid_in_forward, "sigmoid of the expected"),
+        ("02.dice", _dice_zero_when_empty, "asks for NaN"),
+    ],
+)
+def test_the_first_hint_names_the_diagnosed_failure_in_the_notebook_and_the_grader(
+    exercise_id, make, words
+):
+    """Issue 25, 24: a sigmoid in forward got hints about pooling; Dice 0 on an empty mask a
+    hint about 0/255 masks. The first hint now names what the values show, in both places."""
+    exercise, obj = EXERCISES[exercise_id], make()
+    outcome = run_tests(exercise, obj)
+    first = hint_ladder(exercise, outcome.hint, outcome.diagnosis)[0]
+    assert outcome.status == "fail" and words in first, (outcome.message, first)
+    result = grader_result(exercise_id, obj, 4242)
+    assert result.status == "fail" and words in result.hint, (result.message, result.hint)
