@@ -30,14 +30,14 @@ from labkit.data.layout import SPLITS
 from labkit.data.loader import BatchLoader
 from labkit.data.locate import resolve_data
 from labkit.device import amp_dtype, autocast, pick_device
-from labkit.metrics import SCORES, MetricAccumulator, probabilities
+from labkit.metrics import SCORES, MetricAccumulator, nanmean, probabilities
 
 COVID = "COVID-19"
 HEALTHY = ("Non-COVID", "Normal")  # classes whose infection masks are empty
 SCORE_KEYS = (*SCORES, "mae", "rmse")  # the columns of EvalResult.table
 POLICY = (
     "per-image means; images with an empty true mask are excluded from Dice/IoU/sensitivity "
-    "(n_excluded) and an empty prediction is excluded from precision"
+    "(n_excluded); an empty prediction of an infected image has precision 0"
 )
 
 
@@ -273,24 +273,45 @@ def evaluate(
 def threshold_sweep(
     result: EvalResult, thresholds: Any = None, classes: Any = (COVID,)
 ) -> dict[str, list[float]]:
-    """Per-image mean Dice and IoU at each threshold, from kept probabilities.
+    """Per-image mean Dice and IoU at each threshold, from kept probabilities, and two scores
+    that see false alarms on healthy images.
 
-    Choose a threshold on the validation split, never on the test split you report.
+    Choose a threshold on the validation split, never on the test split you report. Dice and
+    IoU (over ``classes``, COVID-19 by default) cannot see false alarms on images with an
+    empty true mask, so a threshold chosen by them alone may mark many healthy images as
+    infected; choose by ``dice_all`` (the score of ``monitor="val_dice_all"``, lab 05) or
+    look at ``fp_image_rate`` beside them.
 
     Returns:
-        ``{"threshold": [...], "dice": [...], "iou": [...]}``.
+        ``{"threshold", "dice", "iou", "dice_all", "fp_image_rate"}``, each a list with one
+        value per threshold. ``dice_all``: the mean over **every** image, where an image with
+        an empty true mask scores 1 if nothing is predicted in it and 0 otherwise (NaN for
+        other images only as ``dice`` is). ``fp_image_rate``: the fraction of the images with
+        an empty true mask that have any predicted pixel (NaN when there are none).
     """
     if result.probabilities is None:
         raise ValueError("threshold_sweep needs evaluate(..., keep_predictions=True)")
     thresholds = [t / 20 for t in range(1, 20)] if thresholds is None else list(thresholds)
     cls = [r["class"] for r in result.rows]
-    out: dict[str, list[float]] = {"threshold": thresholds, "dice": [], "iou": []}
+    out: dict[str, list[float]] = {
+        "threshold": thresholds,
+        "dice": [],
+        "iou": [],
+        "dice_all": [],
+        "fp_image_rate": [],
+    }
     for t in thresholds:
         acc = MetricAccumulator(threshold=t, empty_score=result.empty_score)
         acc.update(result.probabilities.float(), result.targets, classes=cls, from_logits=False)
         scores = acc.compute(classes=classes)
         out["dice"].append(scores["dice"])
         out["iou"].append(scores["iou"])
+        everything = acc.compute()
+        out["fp_image_rate"].append(everything["fp_image_rate"])
+        per_image = [
+            float(r["pred_empty"]) if r["truth_empty"] else r["dice"] for r in acc.to_rows()
+        ]
+        out["dice_all"].append(nanmean(per_image)[0] if per_image else math.nan)
     return out
 
 

@@ -7,18 +7,28 @@ report how many images were scored and excluded. With an explicit ``empty_score`
 an empty-truth image instead scores ``empty_score`` when the prediction is empty too and 0
 when any pixel is predicted.
 
+Sensitivity (recall) = tp / (tp + fn): the fraction of the infected pixels that the model
+found. Precision = tp / (tp + fp): the fraction of the predicted pixels that are infected.
+An image with infection but an empty prediction has precision 0/0; labkit scores it **0**
+(labkit's convention, like ``zero_division=0`` in scikit-learn), as its Dice is 0. Dropping
+it instead would let a model that predicts nothing on its hard images raise its mean
+precision: 10 infected images, perfect on 1 and empty on 9, would average precision 1.0
+with Dice 0.1; here both are 0.1. So on images with infection, precision is scored on the
+same images as Dice.
+
 | truth     | prediction | Dice / IoU / sensitivity      | precision             | specificity |
 | --------- | ---------- | ----------------------------- | --------------------- | ----------- |
 | empty     | empty      | NaN (or empty_score)          | NaN (or empty_score)  | 1           |
 | empty     | not empty  | NaN (or 0 with empty_score)   | 0                     | tn/(tn+fp)  |
-| not empty | empty      | 0                             | NaN                   | 1           |
+| not empty | empty      | 0                             | 0                     | 1           |
 | not empty | not empty  | the usual ratio               | tp/(tp+fp)            | tn/(tn+fp)  |
 
 Specificity is NaN only for an image with no negative pixel. Pooled (dataset-level) scores
-sum TP/FP/FN/TN over images first, ignore ``empty_score``, and are NaN only for 0/0. On
-empty-truth images `MetricAccumulator` reports the false-positive image rate: the fraction
-with any predicted pixel. A pixel is predicted positive when its probability is
-``>= threshold`` (the same rule as ``segmentation_models_pytorch.metrics.get_stats``).
+sum TP/FP/FN/TN over images first, ignore ``empty_score``, and follow the same table (NaN
+only where the table says NaN). On empty-truth images `MetricAccumulator` reports the
+false-positive image rate: the fraction with any predicted pixel. A pixel is predicted
+positive when its probability is ``>= threshold`` (the same rule as
+``segmentation_models_pytorch.metrics.get_stats``).
 """
 
 from __future__ import annotations
@@ -148,10 +158,11 @@ def sensitivity(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, empty_score: flo
 
 
 def precision(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, empty_score: float | None = None):
-    """Precision = tp / (tp + fp) per image: NaN for an empty prediction, except that with
-    ``empty_score`` an image with empty truth AND empty prediction scores ``empty_score``.
-    Empty truth with predicted pixels gives 0."""
-    score = _ratio(tp, tp + fp)
+    """Precision = tp / (tp + fp) per image. An empty prediction scores 0 when the truth has
+    infection (labkit's convention, see the module docstring) and NaN when the truth is empty
+    too, or ``empty_score`` when one is given. Empty truth with predicted pixels gives 0."""
+    missed = ((tp + fp) == 0) & ((tp + fn) > 0)
+    score = _ratio(tp, tp + fp).masked_fill(missed, 0.0)
     if empty_score is None:
         return score
     both_empty = ((tp + fn) == 0) & ((tp + fp) == 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -100,7 +101,9 @@ def test_empty_predictions_and_the_empty_score_policy(test_split):
     with torch.no_grad():
         silent.weight.zero_(), silent.bias.fill_(-10.0)
     default = evaluate(silent, data, progress=False)
-    assert default.covid["dice"] == 0.0 and math.isnan(default.covid["precision"])
+    # an infected image with an empty prediction has precision 0 (labkit's convention)
+    assert default.covid["dice"] == 0.0 and default.covid["precision"] == 0.0
+    assert default.covid["n_scored_precision"] == default.covid["n_scored"]
     assert default.fp_image_rate == {"Non-COVID": 0.0, "Normal": 0.0}
     scored = evaluate(silent, data, empty_score=1.0, progress=False)
     n_covid = data.classes.count("COVID-19")
@@ -157,6 +160,19 @@ def test_threshold_sweep_agrees_with_evaluate(test_split):
     assert len(sweep["iou"]) == 3
     with pytest.raises(ValueError, match="keep_predictions=True"):
         threshold_sweep(evaluate(model, test_split, keep_predictions=False, progress=False))
+
+
+def test_threshold_sweep_sees_false_alarms_on_healthy_images():
+    # by hand: one COVID-19 image found at both thresholds; one Normal image with a stray
+    # pixel at 0.3 (a false alarm at threshold 0.25, none at 0.5); one clean Normal image
+    probs = torch.tensor([[0.6, 0.2, 0, 0], [0.3, 0, 0, 0], [0, 0, 0, 0]]).view(3, 1, 2, 2)
+    targets = torch.tensor([[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]).view(3, 1, 2, 2)
+    rows = [{"class": "COVID-19"}, {"class": "Normal"}, {"class": "Normal"}]
+    fake = SimpleNamespace(probabilities=probs, targets=targets, rows=rows, empty_score=None)
+    sweep = threshold_sweep(fake, thresholds=[0.25, 0.5])
+    assert sweep["dice"] == [1.0, 1.0]  # blind to the false alarm
+    assert sweep["fp_image_rate"] == [0.5, 0.0]
+    assert sweep["dice_all"] == [pytest.approx(2 / 3), 1.0]  # healthy: 1 if clean, else 0
 
 
 def test_error_overlay_colours():

@@ -82,7 +82,7 @@ CASES = {
 EXPECTED = {  # dice, iou, sensitivity, precision, specificity; "s" = empty_score or NaN
     "empty/empty": ("s", "s", "s", "s", 1.0),
     "empty/predicted": ("0|nan", "0|nan", "0|nan", 0.0, 0.75),
-    "infected/empty": (0.0, 0.0, 0.0, NAN, 1.0),
+    "infected/empty": (0.0, 0.0, 0.0, 0.0, 1.0),
     "infected/predicted": (0.5, 1 / 3, 0.5, 0.5, 0.5),
 }
 
@@ -119,8 +119,10 @@ def test_specificity_is_nan_without_negatives():
 @pytest.mark.parametrize(
     "empty_score, dice, iou, n_scored, precision, n_prec",
     [
-        (None, (0 + 0.5) / 2, (0 + 1 / 3) / 2, 2, (0 + 0.5) / 2, 2),
-        (1.0, (1 + 0 + 0 + 0.5) / 4, (1 + 0 + 0 + 1 / 3) / 4, 4, (1 + 0 + 0.5) / 3, 3),
+        # precision: healthy image with a false alarm 0, infected image missed 0 (labkit's
+        # convention), infected image half right 0.5; the healthy empty/empty image is NaN
+        (None, (0 + 0.5) / 2, (0 + 1 / 3) / 2, 2, (0 + 0 + 0.5) / 3, 3),
+        (1.0, (1 + 0 + 0 + 0.5) / 4, (1 + 0 + 0 + 1 / 3) / 4, 4, (1 + 0 + 0 + 0.5) / 4, 4),
     ],
 )
 def test_accumulator_means_counts_pooled_and_fp_rate(
@@ -155,6 +157,29 @@ def test_accumulator_means_counts_pooled_and_fp_rate(
     assert rows[1]["pred_empty"] is False and same(
         rows[0]["dice"], expected_value("s", empty_score)
     )
+
+
+def test_predicting_nothing_does_not_raise_mean_precision():
+    # by hand: 10 infected 2x2 images (one infected pixel each); perfect on the first, an
+    # empty prediction on the other 9. Dice 1 and precision 1 on the first, 0 and 0 on the rest.
+    truth = torch.zeros(10, 1, 2, 2)
+    truth[:, 0, 0, 0] = 1
+    pred = torch.zeros_like(truth)
+    pred[0] = truth[0]
+    acc = MetricAccumulator()
+    acc.update(pred, truth, classes="COVID-19", from_logits=False)
+    s = acc.compute()
+    assert s["dice"] == pytest.approx(0.1) and s["precision"] == pytest.approx(0.1)
+    assert s["n_scored"] == s["n_scored_precision"] == 10
+    # pooled: tp 1, fp 0, fn 9 -> every predicted pixel is right, 1 infected pixel in 10 found
+    assert s["pooled"]["precision"] == 1.0 and s["pooled"]["sensitivity"] == pytest.approx(0.1)
+
+
+def test_pooled_precision_is_zero_when_nothing_is_predicted_on_infected_images():
+    truth = torch.tensor([1.0, 0, 0, 0]).view(1, 1, 2, 2)
+    acc = MetricAccumulator()
+    acc.update(torch.zeros_like(truth), truth, from_logits=False)
+    assert acc.compute()["pooled"]["precision"] == 0.0
 
 
 # --- MAE and RMSE -------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 CT volume, counted over all its voxels, then the mean over subjects.
 
 Empty-mask policy (labkit's, ``labkit.metrics``): a subject with no infection voxel has
-undefined Dice, IoU and sensitivity (NaN) and is left out of the means; precision is NaN
-for an empty prediction. Every subject of the Kaggle set has infection.
+undefined Dice, IoU and sensitivity (NaN) and is left out of the means; an empty prediction
+has precision 0 when the subject has infection (NaN when it has none). Every subject of the
+Kaggle set has infection.
 """
 
 from __future__ import annotations
