@@ -2,9 +2,10 @@
 # # Lab 02: a baseline U-Net, and how to measure it
 #
 # **Report 001.** We build the U-Net of report 001, train it to find COVID-19 infection,
-# and measure it properly. Along the way we correct two mistakes in the report: it chose
-# its model while looking at the test set, and the error it calls "RMSE" is really the mean
-# absolute error, a metric that flatters a model which never finds any infection.
+# and measure it properly. Along the way we correct two mistakes in the report: it
+# validated on its test set, so any choice made from its validation curves could fit the
+# test images, and the error it calls "RMSE" is really the mean absolute error, a metric
+# that flatters a model which never finds any infection.
 #
 # **Objectives.** After this lab you can
 # 1. write the U-Net's building block and its forward pass, following the tensor shapes;
@@ -198,11 +199,13 @@ print("logits for a (2, 1, 64, 64) batch:", tuple(model(torch.zeros(2, 1, 64, 64
 # * **Test**: used **once**, at the end, to report how the chosen model does on images that
 #   influenced nothing.
 #
-# Report 001 trained on Train + Val and used **Test as its validation set**, watching test
-# scores while training. Every decision taken while looking at those scores (stop now, keep
-# this run, change that setting) picks what happens to work on those particular test
-# images, so the test score becomes optimistic: it no longer tells how the model will do on
-# new patients. Section 7 measures this effect on a single choice, the threshold.
+# Report 001 trained on Train + Val and **validated on Test** (so its validation curves
+# are test curves). Any decision taken while looking at those curves (stop now, keep this
+# run, change that setting) would pick what happens to work on those particular test
+# images, and the test score would become optimistic: it would no longer tell how the
+# model does on new patients. The report does not say which decisions, if any, it took
+# from those curves (it states a fixed 10 epochs); we only know that the test images could
+# steer them. Section 7 measures the effect of one such decision, the threshold.
 
 # %%
 train = lk.data.load_split(S.data, "Train", size=SIZE, limit=R.train_images)
@@ -257,6 +260,25 @@ plt.show()
 # `float("nan")` ("not defined") in that case, whatever the prediction. labkit then leaves
 # such images out of the Dice/IoU average and reports false positives on them separately.
 #
+# <details><summary><b>Sensitivity and precision</b> (the "sens." and "prec." columns of
+# every table from section 6 on; click to open)</summary>
+#
+# * **Sensitivity** (recall) = |P and T| / |T|: the share of the infected pixels that the
+#   model found. Not defined (NaN) when T is empty, like Dice.
+# * **Precision** = |P and T| / |P|: the share of the predicted pixels that are infected.
+#   When nothing is predicted (P empty) it is 0/0. labkit's rule: on an image **with**
+#   infection it scores 0 (the model missed everything, and its Dice is 0 too); on an
+#   image without infection it is NaN (nothing to find, nothing predicted). So on the
+#   images with infection, precision is averaged over exactly the images Dice is averaged
+#   over: the "scored" column of labkit's tables. Dropping the empty predictions instead would
+#   reward a model for giving up on hard images: 10 images, perfect on 1 and empty on 9,
+#   would average precision 1.0 with Dice 0.1 (with labkit's rule both are 0.1).
+#
+# A model that marks everything has sensitivity 1 and poor precision; a timid one the
+# reverse. Dice combines the two: it is their harmonic mean.
+#
+# </details>
+#
 # Write `dice(pred, truth)` and `iou(pred, truth)` for two masks of one image: numpy arrays
 # of the same shape (any shape), bool, 0/1 or 0/255 (uint8 or float; a mask read from a
 # PNG is 0/255). Any value above 0 is foreground. Return a Python float.
@@ -296,7 +318,9 @@ iou = lk.checks.check("02.iou", iou)
 #
 # We predict every test image once, threshold the probabilities at 0.5, and score each
 # image with your functions. Then labkit's `evaluate` computes the same and more (per class,
-# sensitivity, precision, the false-positive image rate on healthy images).
+# sensitivity, precision as defined in section 5, the false-positive image rate on healthy
+# images). Its "images" column counts the images of each group, "scored" how many of them
+# the means of Dice, IoU, sensitivity and (on COVID-19 images) precision are taken over.
 
 
 # %%
@@ -327,26 +351,34 @@ plt.show()
 # ## 7. How much does choosing on the test set flatter a model?
 #
 # One honest choice and one leaky choice of the threshold. Honest: pick the threshold with
-# the best Dice on **Val**, then score it on Test. Leaky (report 001's way): pick the
-# threshold with the best Dice **on Test** itself. The leaky score can only be higher or
-# equal: it is the maximum over the choices of exactly the numbers being reported.
+# the best score on **Val**, then score it on Test. Leaky (what validating on Test allows):
+# pick the threshold with the best score **on Test** itself. The leaky score can only be
+# higher or equal: it is the maximum over the choices of exactly the numbers being reported.
+#
+# **Which score chooses.** The COVID-19 Dice alone cannot see false alarms on healthy
+# images (their Dice is not defined), so a threshold chosen by it may mark many healthy
+# X-rays as infected. We choose by **Dice over all images** instead, the score lab 05 uses
+# to select its epochs (`val_dice_all`): a healthy image scores 1 if nothing is predicted
+# in it and 0 otherwise. Beside each test Dice we print the false-positive image rate, the
+# share of healthy test images with any predicted pixel.
 
 # %%
 val_result = lk.evaluate(model, val, batch_size=BATCH, device=S.device, progress=False)
 val_sweep = lk.evaluation.threshold_sweep(val_result)
 test_sweep = lk.evaluation.threshold_sweep(result)
 ts = val_sweep["threshold"]
-honest_t = ts[int(np.nanargmax(val_sweep["dice"]))]
-leaky_t = ts[int(np.nanargmax(test_sweep["dice"]))]
-print(
-    f"chosen on Val : threshold {honest_t:.2f}, test Dice {test_sweep['dice'][ts.index(honest_t)]:.3f}"
-)
-print(f"chosen on Test: threshold {leaky_t:.2f}, test Dice {np.nanmax(test_sweep['dice']):.3f}")
+honest = int(np.nanargmax(val_sweep["dice_all"]))  # chosen on Val
+leaky = int(np.nanargmax(test_sweep["dice_all"]))  # chosen on Test: the leak
+for name, i in (("chosen on Val ", honest), ("chosen on Test", leaky)):
+    print(
+        f"{name}: threshold {ts[i]:.2f}, test Dice (all images) {test_sweep['dice_all'][i]:.3f}, "
+        f"COVID-19 Dice {test_sweep['dice'][i]:.3f}, "
+        f"false-positive image rate {test_sweep['fp_image_rate'][i]:.3f}"
+    )
 
 # %% [markdown]
-# With one choice among 19 thresholds the gap is often small; report 001 made many choices
-# (epochs, settings, which run to keep) while looking at the test set, and each one adds
-# to it.
+# With one choice among 19 thresholds the gap is often small. Every further choice made
+# while looking at the test scores (epochs, settings, which run to keep) can add to it.
 #
 # ## 8. Report 001's "RMSE" is the mean absolute error
 #
@@ -441,6 +473,10 @@ print(
     f"Lab 02, test split ({source}; profile {P.name}, {SIZE} px; {len(history)} of {EPOCHS} "
     f"epoch(s) trained, {history.stopped_reason})"
 )
+print(
+    f"means over the {result.covid['n_scored']} COVID-19 test images with infection "
+    f"(precision over {result.covid['n_scored_precision']}; section 5 defines the columns)"
+)
 print(f"{'model':<32} {'Dice':>6} {'IoU':>6} {'sens.':>6} {'prec.':>6}  pixel error")
 for r, err in zip(rows, (f"MAE {float(mae):.4f}", "MAE (COVID-19 images) above")):
     cells = " ".join(f"{fmt(r[k]):>6}" for k in ("dice", "iou", "sensitivity", "precision"))
@@ -459,25 +495,33 @@ if lk.profiles.cut_note({"unet3": history}):  # only when the safety limit cut t
 lk.widgets.viewer(test, probs=probs)
 
 # %% [markdown]
-# **Question 1.** Report 001 trained on Train + Val and validated on Test. Name two
-# decisions that this lets the test images influence, and say what the report should have
-# done instead.
+# **Question 1.** Section 7 measured the leak of one choice: 19 thresholds. Suppose
+# someone instead tried 5 learning rates and, for each, kept the best of 10 epochs, every
+# time judged on Test (50 tries). Would you expect the leak (test score chosen on Test
+# minus test score chosen on Val) to be larger or smaller than in section 7, and why?
+# What would keep it small even with many tries?
 #
 # ### BEGIN SOLUTION
-# When to stop training (or which epoch's weights to keep), and which settings or runs to
-# keep (learning rate, architecture, threshold): each was judged on the test scores, so the
-# test score is the best of several tries on those very images and over-estimates how the
-# model does on new patients. It should have trained on Train, made every choice on Val,
-# and evaluated the final model on Test once.
+# Larger, as a rule: the reported score is the maximum of 50 noisy estimates instead of
+# 19 closely related ones, and the maximum of more noisy numbers lies further above their
+# typical value. The 19 thresholds of one model give very similar, strongly correlated
+# scores, so their maximum gains little; different learning rates and epochs differ more.
+# It stays small when the test set is large (each score has little noise) or when the tries
+# give nearly the same predictions. Only a fresh test set, used once, removes it.
 # ### END SOLUTION
 #
-# **Question 2.** A classmate's model has an MAE of 0.02 and yours 0.03. Can you tell
-# which segments infection better? What would you look at instead?
+# **Question 2.** Section 9 showed that the all-background model's MAE equals the
+# fraction of infected pixels. What MAE does it get on a test set where infection covers 3 %
+# of the pixels, and on one where it covers 10 %? What does that tell you about comparing
+# report 001's MAE of 0.0695 (probably over all its test images, half of them healthy) with
+# an MAE measured on the COVID-19 images only?
 #
 # ### BEGIN SOLUTION
-# No. An MAE that small can come from predicting background almost everywhere, since
-# infection covers only a few percent of the pixels. Compare Dice and IoU on the COVID-19
-# images (and the false-positive rate on healthy images), computed on the same test split.
+# 0.03 and 0.10: the same useless model gets a "better" MAE on data with less infection.
+# MAE depends on how much infection the images hold, so an MAE over all test images
+# (healthy ones have empty masks and add almost no error) and one over COVID-19 images
+# only are not comparable, even for the same model. Dice and IoU on the images with
+# infection do not move with the share of healthy images.
 # ### END SOLUTION
 
 # %%
