@@ -416,8 +416,11 @@ for label, (_, history) in runs.items():
 # and `train_iou` / `val_iou` (and the Dice). The training scores come from the training
 # batches as they were predicted during the epoch (training mode, augmented images,
 # weights still changing; no extra pass), so they sit a little below what the model at the
-# end of the epoch would score. A training curve that keeps rising while the validation
-# curve stalls is over-fitting: the gap report 002's 0.83 against 0.77 shows.
+# end of the epoch would score. A gap between training and validation scores alone is
+# expected: a model always fits the images it was fitted to a little better. Over-fitting
+# shows in the *trends*: the training curve keeps rising while the validation curve stalls
+# or falls. Report 002 gives only the two best values (0.83 and 0.77), not the curves in
+# numbers, so from those two figures we cannot tell whether it over-fitted.
 
 # %%
 for label, (_, history) in runs.items():
@@ -588,15 +591,15 @@ lk.widgets.viewer(test, probs=results[best].probabilities)
 # channels and feed one normalised channel, which is what smp does for `in_channels=1`.)
 # ### END SOLUTION
 #
-# **Question 2.** Report 002 quotes a best IoU of 0.83 on train and 0.77 on validation.
-# What does the gap tell you, and why is "best validation IoU" an optimistic estimate of
-# the score on new patients?
+# **Question 2.** Report 002 quotes a best IoU of 0.77 on validation. Why is "best
+# validation IoU" an optimistic estimate of the score on new patients, and what would you
+# report instead?
 #
 # ### BEGIN SOLUTION
-# The model fits its training images better than unseen ones: some overfitting. "Best"
-# means the epoch (and possibly the settings) were chosen by looking at those very
-# validation scores, so the maximum over many noisy values is biased upwards. An unbiased
-# estimate needs the test split, scored once with the model chosen on validation.
+# "Best" means the epoch (and possibly the settings) were chosen by looking at those very
+# validation scores: the maximum over many noisy values is biased upwards, since an epoch
+# that happens to suit those validation images wins. An unbiased estimate needs the test
+# split, scored once with the model chosen on validation.
 # ### END SOLUTION
 #
 # **Question 3.** Models trained on COVID-19 images only never see a healthy lung. Where

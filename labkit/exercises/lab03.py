@@ -112,6 +112,8 @@ for _exercise in (
             "the shortcut must give out_channels channels: when the channel count changes it "
             "needs its own 1x1 convolution and batch norm (the projection in the text); the "
             "main path's second batch norm comes before the addition, the ReLU after it",
+            "idea: torch.nn has a module that returns its input unchanged (the identity), and "
+            "a Sequential of a 1x1 Conv2d without bias and a BatchNorm2d makes the projection",
         ),
     ),
     Exercise(
@@ -140,6 +142,8 @@ for _exercise in (
         hints=(
             "log(0) is minus infinity: clip p before the log only (MSE uses p as it is); "
             "the labels may be bool, uint8 or float: convert them to float first",
+            "idea: numpy can convert an array to a given dtype (asarray with dtype=float64) "
+            "and clip values into a range (clip), then log and mean do the rest",
         ),
     ),
 ):
