@@ -50,9 +50,9 @@
 # them. Background fills most of every image and is easy to get right, so such an IoU of
 # 0.77 can go with a much lower infection IoU. labkit's IoU is per image, infection only,
 # on COVID-19 images; section 8 computes both for our models, so you can see how far apart
-# the two conventions are. The report also contradicts itself on its data: it mentions
-# 11,956 COVID-19 images (the count in the lung subset) but reports the infection subset's
-# split of 1,864 / 466 / 583, which is what we use.
+# the two conventions are. The split it reports, 1,864 / 466 / 583 COVID-19 images, is the
+# infection subset's (the syllabus), which is what we use. (11,956 is the COVID-19 count of
+# the lung subset, used in lab 05; the syllabus does not say that report 002 used it.)
 #
 # </details>
 
@@ -106,6 +106,12 @@ COVID = ("COVID-19",)  # report 002 trains and validates on COVID-19 images only
 # smoke profile sets 0.1, PyTorch's default and ResNet34's own. The `full` profile keeps
 # the report's settings.
 #
+# **Chosen on Test.** The smoke settings above (every COVID-19 Train image, 10 epochs,
+# batch 8, cosine decay) were chosen in an earlier session by their **test** Dice
+# (benchmarks/RESULTS.md, session 5): the leak lab 02 teaches against. Their re-selection
+# on Val is pending. Until then no smoke test figure of this lab, including those quoted in
+# section 8, is unbiased evidence.
+#
 # </details>
 
 # %% [markdown]
@@ -135,14 +141,14 @@ for split in (train, val, test):
 # | G | 0.456 | 0.224 |
 # | B | 0.406 | 0.225 |
 #
-# so a pixel value v in [0, 1] becomes `(v - mean[c]) / std[c]` in channel c. Its weights
-# only make sense for inputs on that scale. An X-ray is grey: we **replicate** the single
-# channel three times (R = G = B) and normalise each copy (you saw this in lab 01).
+# so a pixel value v in [0, 1] becomes `(v - mean[c]) / std[c]` in channel c. An X-ray is
+# grey: we **replicate** the single channel three times (R = G = B) and normalise each copy
+# (you saw this in lab 01).
 #
 # Write `imagenet_normalize(x)`: `x` is a batch of grey images `(B, 1, H, W)`, either
-# `uint8` 0-255 or `float` in [0, 1]. Return `(B, 3, H, W)` `float32`. Hints: divide
-# `uint8` input by 255 first; `x.repeat(1, 3, 1, 1)` copies the channel; a tensor of shape
-# `(1, 3, 1, 1)` broadcasts over batch, height and width.
+# `uint8` 0-255 or `float` in [0, 1]. A `uint8` image is first scaled to [0, 1] (divided by
+# 255); a float one is already there. Return `(B, 3, H, W)` `float32`, whatever the input's
+# dtype.
 
 
 # %% tags=["exercise"] exercise="04.imagenet_normalize"
@@ -221,10 +227,12 @@ else:
 
 # %% [markdown]
 # What did ImageNet teach the first layer? ResNet34 starts with 64 filters of 7 x 7 pixels
-# over the 3 colour channels. Our X-ray has R = G = B, so each filter effectively applies
-# the **sum** of its three colour kernels to the grey image (which is also how smp adapts
-# the weights when you ask for a 1-channel input). Pretrained filters look like edge and
-# blob detectors; random ones are noise.
+# over the 3 colour channels. Our X-ray has R = G = B before normalisation, so each filter
+# effectively applies to the grey image the **sum of its three colour kernels, each divided
+# by its channel's std**, plus a constant (from the channel means). The three stds are
+# almost equal (0.224-0.229), so the plain sum, plotted below, shows the same pattern (smp
+# uses the plain sum when you ask for a 1-channel input, with no normalisation).
+# Pretrained filters look like edge and blob detectors; random ones are noise.
 
 # %%
 random_r34, _ = build_unet("unet-resnet34", pretrained=False)
@@ -300,9 +308,9 @@ print("report 002: 24.4M trainable parameters")
 # `(B, 1, H, W)` float with values 0 (background) or 1 (infection); return the mean over all
 # pixels as a tensor with one number, computed with torch operations on the logits (so
 # that `loss.backward()` works: the check compares the gradient with labkit's too). Compute
-# `log(p)` with `torch.log_softmax(logits, dim=1)`, not `torch.log(torch.softmax(...))`:
-# for a very confident wrong pixel softmax rounds the true class's probability to 0 and
-# its log becomes `-inf`. `logp.gather(1, target.long())` picks each pixel's true class.
+# `log(p)` directly from the logits with a log-softmax over the class dimension, not as the
+# log of the softmax: for a very confident wrong pixel softmax rounds the true class's
+# probability to 0 and its log becomes `-inf`; the loss must stay finite there.
 
 
 # %% tags=["exercise"] exercise="04.focal_loss"
@@ -336,9 +344,14 @@ for p_t in (0.1, 0.5, 0.9, 0.99):
 # A pixel that is already right with p_t = 0.99 counts 10,000 times less than in
 # cross-entropy; a badly wrong one (p_t = 0.1) keeps most of its weight.
 #
-# Report 002 adds a **Jaccard loss**, `1 - soft IoU`, computed per image and averaged over
-# the two classes (background and infection), which rewards overlap directly. labkit's
-# `"focal_jaccard"` loss is exactly your focal loss plus this Jaccard term:
+# Report 002 adds a **Jaccard loss**, `1 - soft IoU`, which rewards overlap directly. The
+# report does not say how it is computed. labkit's `"focal_jaccard"` loss (labkit's
+# choice) is exactly your focal loss plus a Jaccard term computed **per image** and
+# averaged over the two classes (background and infection). The Keras
+# `segmentation_models` library, whose names the report uses, differs by default: its
+# `JaccardLoss` pools all the pixels of the batch (`per_image=False`, smooth 1e-5), and its
+# `CategoricalFocalLoss` multiplies by `alpha = 0.25`, which changes the balance between
+# the two terms. labkit leaves alpha out (alpha 1):
 
 # %%
 logits = torch.randn(2, 2, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -351,8 +364,9 @@ print(f"labkit focal_jaccard: {float(lk.losses.build_loss('focal_jaccard')(logit
 # ## 6. Training report 002's U-Net
 #
 # Report 002's settings: Adam, learning rate 1e-3, batch 32, 50 epochs, flips as
-# augmentation (`Augment.flips()`: left-right and, as in the report, up-down, although a
-# chest X-ray is never upside down), ImageNet-normalised RGB input. We train a
+# augmentation, ImageNet-normalised RGB input. The report says only "flips"; labkit's
+# `Augment.flips()` flips left-right and up-down (labkit's choice, although a chest X-ray
+# is never upside down). We train a
 # randomly initialised encoder and, when the weights are available, an ImageNet one with
 # exactly the same settings and seed, so the only difference is the start.
 
@@ -563,10 +577,11 @@ for label, result in results.items():
 # images, both encoders from random numbers) `labkit bench --labs 04` measured test Dice
 # 0.736 / 0.740 / 0.738 for ResNet34 and 0.722 / 0.639 / 0.710 for EfficientNet-B0 with seeds
 # 0, 1 and 2 (benchmarks/RESULTS.md), well above the 0.264 of calling every lung pixel
-# infected: both learn from a random start. Two cautions. These smoke settings (cosine
-# decay, 10 epochs, batch 8) were chosen in an earlier session by looking at these same
-# test scores, the leak lab 02 warns about, and have not yet been re-chosen on Val, so
-# the figures are optimistic. And your seed-0 run can differ from the bench's seed 0: each
+# infected. **These figures are not unbiased evidence**: the smoke settings that produced
+# them (cosine decay, 10 epochs, batch 8) were chosen on Test, by looking at these same
+# test scores (session 5), the leak lab 02 teaches against. Their re-selection on Val is
+# pending; until then read them as optimistic, and not as evidence of which encoder is
+# better. A second caution: your seed-0 run can differ from the bench's seed 0: each
 # model here starts from the run's seed as in the bench, but the bench used one CPU
 # thread, and the thread count changes the order in which sums are added, which after
 # 100 steps can move a score. Which encoder is better, and what ImageNet
@@ -577,18 +592,23 @@ for label, result in results.items():
 lk.widgets.viewer(test, probs=results[best].probabilities)
 
 # %% [markdown]
-# **Question 1.** An X-ray has one channel. Why do we copy it into three channels and
-# normalise with ImageNet's mean and standard deviation instead of feeding the [0, 1] grey
-# image to the pretrained encoder?
+# **Question 1.** Section 2 printed the mean and standard deviation of each normalised
+# channel of our images. ImageNet normalisation gives mean 0 and standard deviation 1 only
+# on ImageNet photographs. Suppose an X-ray set had a mean grey value of 0.6 and a standard
+# deviation of 0.1 (a narrow, bright range): what mean and spread would the normalised
+# channels have, why could that matter for a pretrained encoder, and how would you find out
+# on Val whether it does?
 #
 # ### BEGIN SOLUTION
-# The pretrained first convolution has weights for 3 input channels and learnt them on
-# inputs of ImageNet's scale (per channel, mean about 0 and standard deviation about 1
-# after normalisation). Feeding it one channel does not fit its weights, and feeding
-# unnormalised [0, 1] values shifts every activation away from what the following layers
-# (and their batch-norm statistics) were trained on, so the pretrained features would be
-# partly wasted. (An alternative is to sum the first layer's weights over the three
-# channels and feed one normalised channel, which is what smp does for `in_channels=1`.)
+# Means (0.6 - mean[c]) / std[c] = +0.50, +0.64 and +0.86 (R, G, B) and standard
+# deviations 0.1 / std[c] = about 0.44: shifted and squeezed compared
+# with what the first layers saw in training, so their activations (and the batch-norm
+# statistics of a pretrained encoder, in eval mode) sit off their usual range and the
+# pretrained filters respond less like they did on ImageNet. Batch norm in training mode
+# and fine-tuning can partly adapt. To find out: train the same model with ImageNet
+# normalisation and with a dataset-specific one (the X-rays' own mean and std, or
+# rescaling to ImageNet's), same seed and settings, and compare the validation Dice and how
+# fast it rises; only then score the chosen one on Test.
 # ### END SOLUTION
 #
 # **Question 2.** Report 002 quotes a best IoU of 0.77 on validation. Why is "best

@@ -182,6 +182,8 @@ for _exercise in (
             "uint8 images are 0-255 and float ones already in [0, 1]; the grey channel is "
             "copied three times; the means and stds need a shape that broadcasts over the "
             "batch, height and width",
+            "idea: x.float() / 255 for uint8; repeat copies the channel dimension three times; "
+            "the mean and std viewed as shape (1, 3, 1, 1) broadcast over the batch",
         ),
     ),
     Exercise(
@@ -212,6 +214,8 @@ for _exercise in (
             "take log-probabilities with a log-softmax over the class dimension (dim 1) and "
             "pick each pixel's true class with the target as an index; p_t is the exp of "
             "that log-probability",
+            "idea: torch.log_softmax over dim 1, then gather along dim 1 with the target "
+            "turned into an integer index (same shape (B, 1, H, W))",
         ),
     ),
 ):
