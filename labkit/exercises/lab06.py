@@ -155,6 +155,8 @@ for _exercise in (
         hints=(
             "the layers go C -> C // 2 -> (ReLU) -> 1, which gives (B, 1); give the gate the "
             "shape (B, 1, 1, 1) so that it multiplies every channel and pixel",
+            "idea: f.mean over the two pixel dimensions (or nn.AdaptiveAvgPool2d(1) and a "
+            "flatten) gives (B, C); indexing with [:, :, None, None] adds the two pixel axes",
         ),
     ),
     Exercise(
