@@ -375,13 +375,16 @@ print("infected pixels per image (channel 1):", target[:, 1].flatten(1).sum(1).t
 # epoch, so it cannot simply memorise the images. The mask must change **in exactly the
 # same way** as the image, or the labels no longer match the pixels.
 #
-# Report 002 uses random horizontal and vertical flips (`lk.data.Augment.flips()`). A flip
-# moves every pixel to another place inside the image, so nothing needs filling. Shifting
-# or rotating, however, uncovers corners with no pixels; **reflective fill** fills them by
-# mirroring the image at its border instead of leaving black corners, which would be an
-# artefact the network could learn. (A vertical flip gives an upside-down chest that no
-# real X-ray looks like; it is still used because infection texture looks the same either
-# way, but horizontal flips are the safer choice.)
+# Report 002 says it uses "flips with reflective fill" (the syllabus). A flip moves every
+# pixel to another place inside the image, so nothing needs filling. Shifting or rotating,
+# however, uncovers corners with no pixels; **reflective fill** fills them by mirroring the
+# image at its border instead of leaving black corners, which would be an artefact the
+# network could learn. So the report's phrase does not fit a flip alone: either it also
+# shifted or rotated, or the phrase is loose; the report does not say which. labkit's
+# `lk.data.Augment.flips()` uses random horizontal and vertical flips (labkit's choice; the
+# report does not say which flips). A vertical flip gives an upside-down chest that no real
+# X-ray looks like; it is still used because infection texture looks the same either way,
+# but horizontal flips are the safer choice.
 
 # %%
 g = torch.Generator().manual_seed(0)
@@ -473,7 +476,9 @@ row = S.record_result(
 # ## 11. Results
 #
 # Report 001's only figure for this step is its Table I (compared in section 2). The row
-# below is our brightness rule, the floor that the networks of the next labs must beat.
+# below is our brightness rule, a rough floor for the networks of the next labs. It is a
+# **Val** figure: the networks are scored on **Test**, and against another floor there
+# (calling every lung pixel infected), so compare it with them only loosely.
 
 # %%
 source = "PHANTOM data: not comparable with COVID-QU-Ex" if S.phantom else "COVID-QU-Ex"
@@ -486,13 +491,17 @@ print(
 print(f"{'report 001/002: no model at this step':<42} {'-':>6} {'-':>6} {'-':>6} {'-':>6}")
 
 # %% [markdown]
-# **Question 1.** Why should you count the files yourself rather than copy Table I into
-# your report?
+# **Question 1.** Suppose your count of the Test split differed from Table I by a few
+# images in one class. Name two possible causes, and say what the difference would mean
+# when a later lab prints your test Dice beside a report's.
 #
 # ### BEGIN SOLUTION
-# A table can be wrong, refer to another version of the dataset, or describe a different
-# subset; your download may be incomplete or have stray files. The numbers in your report
-# must describe the data your code actually used, so they must come from that data.
+# Causes: an incomplete download or unzip (missing files), stray or duplicate files, a
+# different version of the dataset, or a typo in the report's table. Meaning: your score
+# and the report's would not be computed on exactly the same images, so even with the same
+# model they could differ a little; with a few images out of hundreds the effect on a mean
+# is small, but it must be stated, and a large mismatch (a missing class, a different
+# split) would make the comparison meaningless.
 # ### END SOLUTION
 #
 # **Question 2.** A model predicts "no infection" for every pixel of every image. On which
