@@ -431,6 +431,18 @@ lk.widgets.viewer(train)
 # on **Train**, and the rule is then scored on **Val**, never on the images used to choose
 # it. Scores are per-image means over COVID-19 images (labkit's empty-mask policy); on
 # Non-COVID/Normal images we report how often any infection is predicted.
+#
+# <details><summary><b>The four scores</b> (lab 02 defines them fully; click to
+# open)</summary>
+#
+# With P the predicted pixels and T the truly infected ones of an image: **Dice** =
+# 2 |P and T| / (|P| + |T|); **IoU** = |P and T| / |P or T|; **sensitivity** = |P and T| / |T|,
+# the share of the infection found; **precision** = |P and T| / |P|, the share of the
+# predicted pixels that are infected. An image with infection where nothing is predicted
+# gets precision 0 (labkit's rule, like its Dice), so every mean is over the same images;
+# the printout says how many.
+#
+# </details>
 
 # %%
 val = lk.data.load_split(S.data, "Val", size=SIZE, limit=LIMIT)
@@ -459,7 +471,8 @@ covid_scores = val_scores["per_class"]["COVID-19"]
 fp_rate = {c: val_scores["per_class"][c]["fp_image_rate"] for c in CLASSES[1:]}
 print(
     f"Val, COVID-19 images: Dice {covid_scores['dice']:.3f}, IoU {covid_scores['iou']:.3f}, "
-    f"sensitivity {covid_scores['sensitivity']:.3f}, precision {covid_scores['precision']:.3f}"
+    f"sensitivity {covid_scores['sensitivity']:.3f}, precision {covid_scores['precision']:.3f} "
+    f"(means over {covid_scores['n_scored']} images with infection)"
 )
 print("Val, false-positive image rate:", {c: round(r, 3) for c, r in fp_rate.items()})
 
