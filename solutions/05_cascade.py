@@ -248,7 +248,8 @@ print("report 003, lung validation: Dice 0.9774, IoU 0.9561")
 # %% [markdown]
 # This Val figure is what report 003 quotes, but it is optimistic: early stopping chose
 # the epoch on these very images. Section 8 scores stage 1 once on images it did not
-# choose on (the lungs of the infection test images), and section 9 records that figure.
+# choose on (the lungs of the infection test images; section 1 counted how many of them
+# were also lung training images), and section 9 records that figure.
 
 # %% [markdown]
 # ## 4. Exercise 1: the stage-2 input
