@@ -390,9 +390,9 @@ for name, switches, lung_only in RUNS:
 #   Each row is one training run, scored on the COVID-19 test images. How fragile the
 #   order is: `labkit bench --labs 06` with seeds 0, 1 and 2 (benchmarks/RESULTS.md,
 #   session 5, idle, two threads) gave "+FV (CE gate)" 0.543 / 0.678 / 0.640 and "+FV (SE
-#   gate)" 0.707 / 0.781 / 0.650: the seed alone moved a row by up to 0.13, and the two
-#   rows swapped places from seed to seed. (The 4 epochs were chosen on Test, see the
-#   set-up note: read these for their spread, not their level.)
+#   gate)" 0.707 / 0.781 / 0.650: the seed alone moved a row by up to 0.135, and the gap
+#   between the two rows ranged from 0.01 to 0.16. (The 4 epochs were chosen on Test, see
+#   the set-up note: read these for their spread, not their level.)
 #
 # The full profile on COVID-QU-Ex (a GPU, several hours for the six runs) is the experiment.
 #
@@ -527,7 +527,7 @@ plt.show()
 # models on the **same** volumes and looking at the per-volume differences (a paired
 # comparison) helps a lot, because most of the spread is between volumes, not between
 # models. A second training run with another seed can move a row by more than 0.26 too
-# (our bench: up to 0.13 Dice, i.e. 13 points, on the phantom), so one also needs several
+# (our bench: up to 0.135 Dice, i.e. 13.5 points, on the phantom), so one also needs several
 # training runs per variant and an interval over them.
 # ### END SOLUTION
 #
