@@ -41,7 +41,7 @@
 # This lab shows the five rows as one table, as lab 06 does. The syllabus calls CE "the
 # paper's" gate and does not say which gate the PASPP and deep-supervision rows carry;
 # labkit builds them on the SE gate (its choice, as in lab 06). The table numbers used
-# below (2 to 5) are labkit's labels for these groups of figures.
+# here (2 to 5) are not in the syllabus: read them as labels, not as citations.
 
 # %% tags=["parameters"]
 PROFILE = None  # "smoke" (quick, CPU), "practical", "full" (the report's settings, GPU) or None
