@@ -49,7 +49,7 @@ S = lk.setup(lab="03", profile=PROFILE, data=DATA)
 P = S.profile
 # report 000: 256 x 256 px, 100 epochs with BCE and with MSE; its learning rate, batch and
 # width are not stated: lab 02's Adam 1e-4, batch 16 and 64 channels in the first level
-# (labkit.reports.REPORT_SETTINGS["000.resunet"]). In the smoke profile: no Dice term (this
+# (labkit.runs.REPORT_SETTINGS["000.resunet"]). In the smoke profile: no Dice term (this
 # lab compares the plain losses), hence 15 epochs instead of the 10 of lab 02's smoke
 # recipe (plain BCE takes longer to start marking infection), and lr 1e-3 instead of lab
 # 02's smoke 3e-3: chosen on Val over seeds 0-2 (mean validation Dice of the two losses
@@ -447,8 +447,8 @@ for loss, iou_, mae_ in (("bce", 0.634, 4.794), ("mse", 0.629, 4.915)):
         f"{label:<28} {loss.upper() + ' ' + fmt(REPORT_FINAL_VAL_LOSS[loss]):>15} "
         f"{iou_:>6.3f} {'-':>6} {'?':>9} {mae_:>8} (unit not stated)"
     )
-if lk.profiles.cut_note(histories):  # only when the safety limit cut a training
-    print(lk.profiles.cut_note(histories))
+if lk.runs.cut_note(histories):  # only when the safety limit cut a training
+    print(lk.runs.cut_note(histories))
 
 # %% [markdown]
 # **What a smoke run can show.** On the phantom data expect both models to find much of

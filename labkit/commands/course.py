@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 def plan(args: argparse.Namespace) -> int:
     from labkit.course.build import find_labs
     from labkit.course.plan import CPU_PRACTICAL_MIN, DEVICES, describe_plan, plan_lab
-    from labkit.profiles import get_profile
+    from labkit.runs import get_profile
 
     gpu = str(args.gpu).strip().lower()
     if gpu not in DEVICES:

@@ -163,8 +163,9 @@ def run_download(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     from labkit.data.locate import resolve_data
+    from labkit.runs import get_profile
 
-    root = resolve_data(args.root, profile=args.profile)
+    root = resolve_data(args.root, get_profile(args.profile).phantom_n)
     print(f"dataset root: {root}")
     _print_counts(root)
     return 0

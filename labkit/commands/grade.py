@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     from labkit.grade import Options, grade, write_summary
     from labkit.grade.secret import read_secret_file, write_secret_file
     from labkit.grade.shards import merge, parse_shard
-    from labkit.profiles import get_profile
+    from labkit.runs import get_profile
 
     if args.submissions[0] == "secret":
         if len(args.submissions) != 2:

@@ -28,14 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from labkit.commands.args import non_negative_int, positive_float, positive_int
-from labkit.profiles import get_profile, stop_warning
-from labkit.reports import settings_for_model
+from labkit.runs import LABS, get_profile, lab_of_model, settings_for_model, stop_warning
 
-# `labkit train --model NAME` -> the lab whose profile changes apply (the lab that trains it)
-TRAIN_MODELS = {
-    "unet": "02", "resunet": "03", "unet-resnet34": "04", "unet-efficientnet-b0": "04",
-    "unet-efficientnet-b3": "05", "cascade": "05", "fvpaspp": "06",
-}  # fmt: skip
+
+def train_models() -> tuple[str, ...]:
+    """``labkit train --model``'s names: each lab's models (``labkit.runs.LABS``), in order."""
+    return tuple(model for entry in LABS.values() for model in entry.models)
+
 
 AUGMENTS = ("none", "flips", "report003")
 
@@ -46,8 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train", help="train a lab's model, report the test split", usage=usage,
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    p.add_argument("--model", required=True, choices=TRAIN_MODELS, metavar="NAME",
-                   help=f"one of: {', '.join(TRAIN_MODELS)}")  # fmt: skip
+    p.add_argument("--model", required=True, choices=train_models(), metavar="NAME",
+                   help=f"one of: {', '.join(train_models())}")  # fmt: skip
     p.add_argument(
         "--data",
         default=None,
@@ -137,7 +136,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"--loss: unknown loss {args.loss!r}; expected one of {', '.join(LOSSES)}")
     prof = get_profile(args.profile)
     if prof.cli_train is None:  # practical: the lab's sizes. (Smoke's lab changes exist
-        prof = prof.for_lab(TRAIN_MODELS[args.model])  # for several models in one notebook.)
+        prof = prof.for_lab(lab_of_model(args.model))  # for several models in one notebook.)
     inputs = args.inputs or d.inputs
     kwargs = dict(d.kwargs, in_channels=1 + 2 * inputs.startswith("rgb") + inputs.endswith("+lung"))
     weights = args.encoder_weights or (
@@ -155,7 +154,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
                 f"--encoder-weights/--weights-path: {args.model!r} has no pretrained encoder"
             )
         kwargs.update(encoder_weights=weights, weights_path=args.weights_path)
-    # departures from the report, each with its reason (labkit.recipes); the notebooks use
+    # departures from the report, each with its reason (labkit.runs); the notebooks use
     # the same Profile.recipe. A flag is the user's choice, not a departure.
     r = prof.recipe(d.key)
     flags = dict(epochs=args.epochs, lr=args.lr, loss=args.loss, time_budget_min=args.time_budget)
@@ -182,7 +181,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed, device=args.device, progress=not args.no_progress,
         out=Path(args.out or Path("runs") / args.model), departures=departures,
         scheduler=r.scheduler if "scheduler" in kept else None,  # full: None anyway
-        bn_momentum=r.bn_momentum,  # smoke: EfficientNet's batch norms (labkit.recipes)
+        bn_momentum=r.bn_momentum,  # smoke: EfficientNet's batch norms (labkit.runs)
     )  # fmt: skip
 
 
@@ -253,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
     model = _build(build_model, p, CommandError)
     if p["bn_momentum"] is not None:
         set_batch_norm_momentum(model, p["bn_momentum"])
-    root = resolve_data(args.data, profile=p["profile"], progress=shown)
+    root = resolve_data(args.data, p["profile"].phantom_n, progress=shown)
     classes = ["COVID-19"] if p["covid_only"] else None
     load = dict(size=p["size"], limit=p["profile"].images(), progress=shown)
     train = load_split(root, "Train", classes=classes, **dict(load, limit=p["train_images"]))
@@ -264,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if p["departures"]:  # students must know the run is not the report's setup
         say(
-            f"{p['profile'].name} profile: `labkit train` departs from the report (labkit.profiles "
+            f"{p['profile'].name} profile: `labkit train` departs from the report (labkit.runs "
             "says why; --profile full keeps the report's settings):\n  - "
             + "\n  - ".join(p["departures"]),
         )

@@ -37,7 +37,7 @@ from labkit.course.kernel import NotebookTimeout, execute_notebook, inject_param
 from labkit.course.plan import CT_LAB
 from labkit.course.setup import RESULTS_ENV_VAR
 from labkit.metrics import SCORE_NAMES
-from labkit.profiles import SAFETY_STOP, get_profile
+from labkit.runs import SAFETY_STOP, get_profile
 from labkit.train.limits import DEADLINE_ENV
 
 # One time limit per lab (smoke: an hour; labs 01-07 took 4-126 s each on an idle 2-core
@@ -187,7 +187,7 @@ def run_course(
 
 
 def count_safety_stops(nb: nbformat.NotebookNode) -> int:
-    """How many safety-limit warnings (``labkit.profiles.SAFETY_STOP``) a notebook printed."""
+    """How many safety-limit warnings (``labkit.runs.SAFETY_STOP``) a notebook printed."""
     n = 0
     for cell in nb.cells:
         for output in cell.get("outputs", []):
@@ -220,7 +220,7 @@ def _num(value: Any) -> str:
 
 
 def _report_cell(row: dict) -> str:
-    from labkit.reports import describe_figure, find_figure
+    from labkit.runs import describe_figure, find_figure
 
     report = row.get("report")
     if report is None:
@@ -238,7 +238,7 @@ def write_results_md(
 ) -> None:
     """Labs table, trained-models table (beside the report's figures), the reports' tables."""
     from labkit import __version__
-    from labkit.reports import report_table_md
+    from labkit.runs import report_table_md
 
     phantom = any(r.get("phantom") for r in rows) or data == "phantom"
     lines = [

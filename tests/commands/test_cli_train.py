@@ -12,12 +12,11 @@ import torch
 
 from labkit.cli import build_parser
 from labkit.cli import main as cli
-from labkit.commands.train import TRAIN_MODELS, _train_cascade_lungs, plan
+from labkit.commands.train import _train_cascade_lungs, plan, train_models
 from labkit.data import BatchLoader, load_split
 from labkit.data.phantom import make_phantom
 from labkit.models import MODELS, build_model
-from labkit.profiles import SAFETY_STOP, get_profile
-from labkit.reports import REPORT_SETTINGS, settings_for_model
+from labkit.runs import REPORT_SETTINGS, SAFETY_STOP, get_profile, settings_for_model
 from labkit.train import TrainConfig, fit
 from labkit.train.checkpoint import load_checkpoint, load_model
 
@@ -39,8 +38,8 @@ def train_plan(*argv):
 
 def test_every_model_has_report_settings_and_a_lab():
     # every 2-D model (lab 07's 3-D CT model trains in its own notebook) has its report's run
-    assert set(TRAIN_MODELS) == {s.model for s in REPORT_SETTINGS.values() if s.model}
-    assert set(TRAIN_MODELS) <= set(MODELS) and len(TRAIN_MODELS) >= 7
+    assert set(train_models()) == {s.model for s in REPORT_SETTINGS.values() if s.model}
+    assert set(train_models()) <= set(MODELS) and len(train_models()) >= 7
 
 
 @pytest.mark.parametrize(
@@ -60,7 +59,7 @@ def test_plan_follows_the_reports(model, inputs, loss, extra):
     assert (p["inputs"], p["loss"]) == (inputs, cli.loss(loss))
     assert p["kwargs"]["in_channels"] == (3 if inputs == "rgb" else 1)
     assert {k: p[k] for k in extra} == extra
-    # smoke: 64 px, and the CLI's departures from the report (labkit.profiles.CLITraining)
+    # smoke: 64 px, and the CLI's departures from the report (labkit.runs.CLITraining)
     assert p["size"] == 64 and p["epochs"] == cli.epochs
     assert p["time_budget"] == get_profile("smoke").time_budget_min  # a safety net only
     assert p["train_images"] is None and p["lr"] >= cli.min_lr
