@@ -56,7 +56,6 @@ import torch
 from torch import nn
 
 import labkit as lk
-from labkit.ct.check import check_ct
 from labkit.ct.dataset import load_ct_volumes
 from labkit.ct.layout import index_ct, split_subjects
 from labkit.ct.locate import is_ct_phantom, resolve_ct_data
@@ -64,6 +63,7 @@ from labkit.ct.patches import PatchLoader, positive_fraction
 from labkit.ct.scores import evaluate_ct, mean_scores
 from labkit.ct.settings import ct_settings
 from labkit.ct.train import train_ct
+from labkit.ct.validate import check_ct
 from labkit.ct.volume import load_nifti
 
 S = lk.setup(lab="07", profile=PROFILE, needs_data=False)

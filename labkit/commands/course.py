@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from labkit.course.run import run_course
+    from labkit.course.runner import run_course
 
     labs = args.labs
     runs = run_course(

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from labkit.commands.args import fraction, positive_int
+from labkit.commands.args import CommandError, fraction, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -101,7 +101,6 @@ def metrics_record(
 
 
 def run(args: argparse.Namespace) -> int:
-    from labkit.cli import CommandError
     from labkit.data import load_split, resolve_data
     from labkit.evaluation import evaluate
     from labkit.runs import get_profile

@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from labkit.commands.args import non_negative_int, positive_float, positive_int
+from labkit.commands.args import CommandError, non_negative_int, positive_float, positive_int
 from labkit.runs import LABS, get_profile, lab_of_model, settings_for_model, stop_warning
 
 
@@ -207,7 +207,6 @@ def _given(flag: Any, default: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from labkit.cli import CommandError
     from labkit.commands.evaluate import metrics_record, write_json
     from labkit.data import BatchLoader, load_split, resolve_data
     from labkit.device import pick_device, seed_everything

@@ -78,8 +78,8 @@ def test_a_passing_check_prints_no_fallback(ladder, capsys):
 
 
 def test_the_ladder_puts_the_tests_diagnosis_between_the_idea_and_the_later_hints():
-    assert checks.check.__module__ == "labkit.checks.check"
-    from labkit.checks.check import hint_ladder
+    assert checks.check.__module__ == "labkit.checks.notebook"
+    from labkit.checks.notebook import hint_ladder
 
     assert hint_ladder(LADDER, "your output has the wrong shape") == [
         "the idea: every value becomes half as large",

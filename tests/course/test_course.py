@@ -15,7 +15,7 @@ import pytest
 from labkit.cli import main as cli_main
 from labkit.course import setup as course_setup
 from labkit.course.kernel import inject_parameters
-from labkit.course.run import read_results
+from labkit.course.runner import read_results
 from labkit.runs import LABS, describe_figure, report_table_md
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -350,7 +350,7 @@ def test_inject_parameters_needs_a_parameters_cell():
 
 
 def test_results_md_says_lab_07_scores_are_per_subject(tmp_path):
-    from labkit.course.run import write_results_md
+    from labkit.course.runner import write_results_md
 
     row = {"lab": "02", "model": "unet", "loss": "bce", "dice": 0.5}
     write_results_md(tmp_path / "a.md", [], [row], "smoke", "phantom")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import labkit.exercises
-from labkit.checks.check import run_tests
+from labkit.checks.notebook import run_tests
 from labkit.checks.registry import EXERCISES
 from labkit.grade.hidden import exercise_tests, load_hidden_tests, set_run_seed
 from labkit.grade.judge import ExerciseSpec, ExerciseTests, expected_observation, judge
