@@ -207,46 +207,17 @@ def _given(flag: Any, default: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from labkit.commands.evaluate import metrics_record, write_json
-    from labkit.data import BatchLoader, load_split, resolve_data
+    from labkit.data import load_split, resolve_data
     from labkit.device import pick_device, seed_everything
-    from labkit.evaluation import evaluate
     from labkit.models import build_model, set_batch_norm_momentum
-    from labkit.plots import plot_history
-    from labkit.train import TrainConfig, distributed, fit
-    from labkit.train.checkpoint import load_model
+    from labkit.train import distributed
 
     p = plan(args)
     # under torchrun: join the process group, one GPU per process (labkit.train.distributed)
     ranks = distributed.join(pick_device(p["device"]).type)
     device = distributed.rank_device(pick_device(p["device"]), ranks)
     shown = p["progress"] and ranks.is_main  # one set of bars and messages, from rank 0
-
-    def say(text: str) -> None:
-        if ranks.is_main:
-            print(text, file=sys.stderr)
-
-    try:  # before any work: a folder that cannot be written fails now, in these words
-        p["out"].mkdir(parents=True, exist_ok=True)
-        (p["out"] / ".labkit-write-test").touch()
-        (p["out"] / ".labkit-write-test").unlink()
-    except OSError as err:
-        raise CommandError(
-            f"--out {p['out']}: cannot write there ({err.strerror or err}); expected a "
-            "folder you can write to"
-        ) from None
-    last = p["out"] / "last.pt"
-    if args.resume and (p["model"] == "cascade" or not last.is_file()):
-        raise CommandError(
-            "--resume: the cascade trains two stages and cannot resume; run it again"
-            if p["model"] == "cascade"
-            else f"--resume: there is no {last} to continue (run without --resume first)"
-        )
-    if not args.resume and last.is_file():  # never overwrite a run silently
-        raise CommandError(
-            f"--out {p['out']} already holds a run (last.pt): add --resume to continue it, or "
-            "choose another --out"
-        )
+    last = _out_folder(p, args.resume)  # before any work: a folder we cannot use fails now
     seed_everything(p["seed"])  # the model's initial weights depend on it too
     model = _build(build_model, p, CommandError)
     if p["bn_momentum"] is not None:
@@ -257,33 +228,86 @@ def run(args: argparse.Namespace) -> int:
     train = load_split(root, "Train", classes=classes, **dict(load, limit=p["train_images"]))
     val = load_split(root, "Val", classes=classes, **load)
     test = load_split(root, "Test", **load)  # all classes: false positives on healthy images
-    say(
-        f"{p['model']}: {p['profile'].name} profile, {p['size']} px, {len(train)}/{len(val)}/{len(test)} train/val/test images from {root}",
-    )
-    if p["departures"]:  # students must know the run is not the report's setup
-        say(
-            f"{p['profile'].name} profile: `labkit train` departs from the report (labkit.runs "
-            "says why; --profile full keeps the report's settings):\n  - "
-            + "\n  - ".join(p["departures"]),
+    if ranks.is_main:
+        _say(
+            f"{p['model']}: {p['profile'].name} profile, {p['size']} px, "
+            f"{len(train)}/{len(val)}/{len(test)} train/val/test images from {root}"
         )
+        if p["departures"]:  # students must know the run is not the report's setup
+            _say(
+                f"{p['profile'].name} profile: `labkit train` departs from the report "
+                "(labkit.runs says why; --profile full keeps the report's settings):\n  - "
+                + "\n  - ".join(p["departures"])
+            )
+    t0 = time.perf_counter()
+    try:
+        history, lung_history, config = _train(p, model, (train, val), device, last, args.resume)
+    except FloatingPointError as err:  # NaN/inf loss: a message, not a traceback
+        raise CommandError(str(err)) from None
+    except KeyboardInterrupt:
+        if ranks.is_main:
+            _say(
+                f"interrupted: {last} holds the last finished epoch; continue with "
+                f"`labkit train --model {p['model']} --out {p['out']} --resume` and your "
+                "other options as before"
+            )
+        return 130
+    if not ranks.is_main:  # rank 0 evaluates and writes metrics.json; the others are done
+        return 0
+    facts = dict(data=str(root), device=str(device), wall_seconds=time.perf_counter() - t0,
+                 world_size=ranks.world_size)  # fmt: skip
+    _report(p, test, history, lung_history, config, device, facts)
+    return 0
 
-    def loaders(target: str) -> tuple[BatchLoader, BatchLoader]:
-        from labkit.data import Augment
 
-        aug = {"none": None, "flips": Augment.flips(), "report003": Augment.report003()}[
-            p["augment"]
-        ]
-        common = dict(
-            target=target,
-            inputs=p["inputs"],
-            lung_only=p["lung_only"],
-            device=device,
-            seed=p["seed"],
+def _say(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _out_folder(p: dict[str, Any], resume: bool) -> Path:
+    """``--out``'s last.pt, once the folder is writable and the run neither resumes nothing
+    nor overwrites a run (else ``CommandError``, in the command's words)."""
+    try:
+        p["out"].mkdir(parents=True, exist_ok=True)
+        (p["out"] / ".labkit-write-test").touch()
+        (p["out"] / ".labkit-write-test").unlink()
+    except OSError as err:
+        raise CommandError(
+            f"--out {p['out']}: cannot write there ({err.strerror or err}); expected a "
+            "folder you can write to"
+        ) from None
+    last = p["out"] / "last.pt"
+    if resume and (p["model"] == "cascade" or not last.is_file()):
+        raise CommandError(
+            "--resume: the cascade trains two stages and cannot resume; run it again"
+            if p["model"] == "cascade"
+            else f"--resume: there is no {last} to continue (run without --resume first)"
         )
+    if not resume and last.is_file():  # never overwrite a run silently
+        raise CommandError(
+            f"--out {p['out']} already holds a run (last.pt): add --resume to continue it, or "
+            "choose another --out"
+        )
+    return last
+
+
+def _train(
+    p: dict[str, Any], model: Any, data: tuple, device: Any, last: Path, resume: bool
+) -> tuple[Any, Any, Any]:
+    """Train (the cascade: its lung stage first): the history, the lung stage's, the config."""
+    from labkit.data import Augment, BatchLoader
+    from labkit.train import TrainConfig, fit
+
+    train, val = data
+    aug = {"none": None, "flips": Augment.flips(), "report003": Augment.report003()}
+    common = dict(inputs=p["inputs"], lung_only=p["lung_only"], device=device, seed=p["seed"])
+
+    def loaders(target: str) -> tuple[Any, Any]:
         return (
-            BatchLoader(train, p["batch_size"], shuffle=True, augment=aug, **common),
-            BatchLoader(val, p["batch_size"], shuffle=False, **common),
-        )
+            BatchLoader(train, p["batch_size"], shuffle=True, augment=aug[p["augment"]],
+                        target=target, **common),
+            BatchLoader(val, p["batch_size"], shuffle=False, target=target, **common),
+        )  # fmt: skip
 
     config = TrainConfig(
         epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], optimizer=p["optimizer"],
@@ -293,33 +317,33 @@ def run(args: argparse.Namespace) -> int:
         seed=p["seed"], device=str(device), out_dir=p["out"], progress=p["progress"],
     )  # fmt: skip
     lung_history = None
-    t0 = time.perf_counter()
-    try:
-        if p["model"] == "cascade":
-            lung_history = _train_cascade_lungs(
-                model, loaders("lung"), config, p["settings"].stages["lung"]
-            )
-            if config.time_budget_min:  # the safety limit covers both stages together
-                left = config.time_budget_min - lung_history.train_seconds / 60
-                config = replace(config, time_budget_min=max(left, 1e-6))
-        history = fit(
-            model, *loaders(p["target"]), config, resume_from=last if args.resume else None
-        )
-    except FloatingPointError as err:  # NaN/inf loss: a message, not a traceback
-        raise CommandError(str(err)) from None
-    except KeyboardInterrupt:
-        say(
-            f"interrupted: {last} holds the last finished epoch; continue with "
-            f"`labkit train --model {p['model']} --out {p['out']} --resume` and your other "
-            "options as before"
-        )
-        return 130
-    if not ranks.is_main:  # rank 0 evaluates and writes metrics.json; the others are done
-        return 0
+    if p["model"] == "cascade":
+        stage = p["settings"].stages["lung"]
+        lung_history = _train_cascade_lungs(model, loaders("lung"), config, stage)
+        if config.time_budget_min:  # the safety limit covers both stages together
+            left = config.time_budget_min - lung_history.train_seconds / 60
+            config = replace(config, time_budget_min=max(left, 1e-6))
+    history = fit(model, *loaders(p["target"]), config, resume_from=last if resume else None)
+    return history, lung_history, config
+
+
+def _report(
+    p: dict[str, Any], test: Any, history: Any, lung_history: Any, config: Any, device: Any,
+    facts: dict[str, Any],
+) -> None:  # fmt: skip
+    """Score the best epoch on the test split; write metrics.json and the curves; say so."""
+    import matplotlib.pyplot as plt
+
+    from labkit.commands.evaluate import metrics_record, write_json
+    from labkit.evaluation import evaluate
+    from labkit.plots import plot_history
+    from labkit.train.checkpoint import load_model
+
     best = p["out"] / "best.pt"
     if history.best_epoch is None:
         raise CommandError(
-            f"no best checkpoint in {p['out']}: validation Dice was NaN in every epoch (no validation image with infection?)"
+            f"no best checkpoint in {p['out']}: validation Dice was NaN in every epoch (no "
+            "validation image with infection?)"
         )
     result = evaluate(
         load_model(best, device=device), test, batch_size=p["batch_size"], device=device,
@@ -329,25 +353,22 @@ def run(args: argparse.Namespace) -> int:
         p["model"], result, history.to_dict(), checkpoint="best.pt", profile=p["profile"].name,
         size=p["size"], loss=p["loss"], inputs=p["inputs"], target=p["target"],
         covid_only=p["covid_only"], lung_only=p["lung_only"], augment=p["augment"],
-        batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"], device=str(device),
-        data=str(root), model_kwargs=p["kwargs"], wall_seconds=time.perf_counter() - t0,
+        batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"], device=facts["device"],
+        data=facts["data"], model_kwargs=p["kwargs"], wall_seconds=facts["wall_seconds"],
         lung_history=lung_history.to_dict() if lung_history else None,
-        departures=p["departures"], world_size=ranks.world_size,
+        departures=p["departures"], world_size=facts["world_size"],
         safety_stop=stop_warning(history, config.time_budget_min) or None,
     )  # fmt: skip
     write_json(p["out"] / "metrics.json", record)
-    fig = plot_history(history, path=p["out"] / "training_curves.png")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    plt.close(plot_history(history, path=p["out"] / "training_curves.png"))
     print(result.table())
     for h in (lung_history, history):  # the safety limit cut a run short: say so, loudly
         if h is not None and stop_warning(h, config.time_budget_min):
             print(stop_warning(h, config.time_budget_min), file=sys.stderr)
     print(
-        f"wrote {p['out'] / 'metrics.json'}, best.pt (epoch {history.best_epoch}), training_curves.png"
+        f"wrote {p['out'] / 'metrics.json'}, best.pt (epoch {history.best_epoch}), "
+        "training_curves.png"
     )
-    return 0
 
 
 def _train_cascade_lungs(model: Any, loaders: tuple, config: Any, d: dict[str, Any]) -> Any:
