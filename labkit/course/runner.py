@@ -105,7 +105,6 @@ def run_course(
     Returns:
         One ``LabRun`` per lab, in order.
     """
-    from nbclient.exceptions import CellExecutionError, DeadKernelError
     from tqdm.auto import tqdm
 
     prof = get_profile(profile)
@@ -152,23 +151,7 @@ def run_course(
         work = out / "work" / lab.stem
         work.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        error = ""
-        lab_env = dict(env)
-        if timeout is not None:  # the trainings' deadline, inside the lab's limit
-            lab_env[DEADLINE_ENV] = f"{time.time() + TRAINING_SHARE * timeout:.0f}"
-        try:
-            execute_notebook(nb, cwd=work, env=lab_env, timeout=timeout)
-        except NotebookTimeout as err:
-            error = (
-                f"{err}: the lab's time limit (--timeout {timeout:g} s per lab) killed it. "
-                "Its trainings stop by themselves before that, so this cell hung or the "
-                "machine is very slow"
-            )
-        except (CellExecutionError, DeadKernelError) as err:
-            where = getattr(err, "cell_description", "")
-            error = (f"{where}: " if where else "") + _error_summary(err)
-        except Exception as err:  # kernel failed to start, ...: report, go on
-            error = f"{type(err).__name__}: {err}"[:300]
+        error = _execute(nb, work, env, timeout)
         seconds = time.perf_counter() - start
         stops = count_safety_stops(nb)
         nbformat.write(nb, out / f"{lab.stem}.ipynb")
@@ -184,6 +167,29 @@ def run_course(
     rows = read_results(results_path)
     write_results_md(out / "results.md", runs, rows, prof.name, data)
     return runs
+
+
+def _execute(nb: nbformat.NotebookNode, work: Path, env: dict, timeout: float | None) -> str:
+    """Run one lab's notebook in ``work``; what went wrong in one line, or ``""``."""
+    from nbclient.exceptions import CellExecutionError, DeadKernelError
+
+    env = dict(env)
+    if timeout is not None:  # the trainings' deadline, inside the lab's limit
+        env[DEADLINE_ENV] = f"{time.time() + TRAINING_SHARE * timeout:.0f}"
+    try:
+        execute_notebook(nb, cwd=work, env=env, timeout=timeout)
+    except NotebookTimeout as err:
+        return (
+            f"{err}: the lab's time limit (--timeout {timeout:g} s per lab) killed it. "
+            "Its trainings stop by themselves before that, so this cell hung or the "
+            "machine is very slow"
+        )
+    except (CellExecutionError, DeadKernelError) as err:
+        where = getattr(err, "cell_description", "")
+        return (f"{where}: " if where else "") + _error_summary(err)
+    except Exception as err:  # kernel failed to start, ...: report, go on
+        return f"{type(err).__name__}: {err}"[:300]
+    return ""
 
 
 def count_safety_stops(nb: nbformat.NotebookNode) -> int:
