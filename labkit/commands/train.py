@@ -124,12 +124,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def plan(args: argparse.Namespace) -> dict[str, Any]:
-    """Report defaults, then the profile, then the flags: every setting of the run.
+    """Report defaults, then the profile, then the flags: every setting of the run, the
+    training's own as the ``TrainConfig`` ``fit`` takes (``"config"``).
 
     Raises:
         ValueError: an unknown model or a flag that does not apply to it.
     """
     from labkit.losses import LOSSES  # here: torch loads only when a command runs
+    from labkit.train import TrainConfig
 
     d = settings_for_model(args.model)  # ValueError naming the valid models
     if args.loss is not None and args.loss not in LOSSES:
@@ -161,26 +163,24 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
     flags["scheduler"] = args.lr  # --lr sets a constant lr, as in the reports
     kept = {key: why for key, why in r.departures.items() if flags.get(key) is None}
     departures = list(kept.values())
-    epochs, lr, loss, time_budget, train_images = (
-        r.epochs, r.lr, r.loss, r.time_budget_min, r.train_images
-    )  # fmt: skip
     if r.base_width is not None and "base_width" not in kwargs:
         kwargs["base_width"] = r.base_width  # the table's, or the profile's departure
+    out = Path(args.out or Path("runs") / args.model)
+    config = TrainConfig(
+        epochs=_given(args.epochs, r.epochs), lr=_given(args.lr, r.lr),
+        batch_size=_given(args.batch_size, prof.batch_size(d.batch_size)),
+        loss=_given(args.loss, r.loss), optimizer=d.optimizer, weight_decay=d.weight_decay,
+        grad_clip=d.grad_clip, patience=d.patience, deep_supervision=d.deep_supervision,
+        time_budget_min=_given(args.time_budget, r.time_budget_min),
+        scheduler=r.scheduler if "scheduler" in kept else None,  # full: None anyway
+        seed=args.seed, device=args.device, out_dir=out, progress=not args.no_progress,
+    )  # fmt: skip
     return dict(
         model=args.model, kwargs=kwargs, profile=prof, inputs=inputs, target=args.target,
-        size=_given(args.size, r.size), epochs=_given(args.epochs, epochs),
-        batch_size=_given(args.batch_size, prof.batch_size(d.batch_size)),
-        train_images=train_images, loss=_given(args.loss, loss), lr=_given(args.lr, lr),
-        optimizer=d.optimizer,
-        weight_decay=d.weight_decay, grad_clip=d.grad_clip,
-        patience=d.patience, deep_supervision=d.deep_supervision,
+        size=_given(args.size, r.size), train_images=r.train_images, config=config,
         covid_only=d.covid_only if args.covid_only is None else args.covid_only,
         lung_only=d.lung_only if args.lung_only is None else args.lung_only,
-        augment=args.augment or d.augment, settings=d,
-        time_budget=args.time_budget if args.time_budget is not None else time_budget,
-        seed=args.seed, device=args.device, progress=not args.no_progress,
-        out=Path(args.out or Path("runs") / args.model), departures=departures,
-        scheduler=r.scheduler if "scheduler" in kept else None,  # full: None anyway
+        augment=args.augment or d.augment, settings=d, out=out, departures=departures,
         bn_momentum=r.bn_momentum,  # smoke: EfficientNet's batch norms (labkit.runs)
     )  # fmt: skip
 
@@ -214,11 +214,11 @@ def run(args: argparse.Namespace) -> int:
 
     p = plan(args)
     # under torchrun: join the process group, one GPU per process (labkit.train.distributed)
-    ranks = distributed.join(pick_device(p["device"]).type)
-    device = distributed.rank_device(pick_device(p["device"]), ranks)
-    shown = p["progress"] and ranks.is_main  # one set of bars and messages, from rank 0
+    ranks = distributed.join(pick_device(p["config"].device).type)
+    device = distributed.rank_device(pick_device(p["config"].device), ranks)
+    shown = p["config"].progress and ranks.is_main  # one set of bars and messages, from rank 0
     last = _out_folder(p, args.resume)  # before any work: a folder we cannot use fails now
-    seed_everything(p["seed"])  # the model's initial weights depend on it too
+    seed_everything(p["config"].seed)  # the model's initial weights depend on it too
     model = _build(build_model, p, CommandError)
     if p["bn_momentum"] is not None:
         set_batch_norm_momentum(model, p["bn_momentum"])
@@ -296,26 +296,20 @@ def _train(
 ) -> tuple[Any, Any, Any]:
     """Train (the cascade: its lung stage first): the history, the lung stage's, the config."""
     from labkit.data import Augment, BatchLoader
-    from labkit.train import TrainConfig, fit
+    from labkit.train import fit
 
     train, val = data
     aug = {"none": None, "flips": Augment.flips(), "report003": Augment.report003()}
-    common = dict(inputs=p["inputs"], lung_only=p["lung_only"], device=device, seed=p["seed"])
+    config = replace(p["config"], device=str(device))  # this process's device (torchrun)
+    common = dict(inputs=p["inputs"], lung_only=p["lung_only"], device=device, seed=config.seed)
 
     def loaders(target: str) -> tuple[Any, Any]:
         return (
-            BatchLoader(train, p["batch_size"], shuffle=True, augment=aug[p["augment"]],
+            BatchLoader(train, config.batch_size, shuffle=True, augment=aug[p["augment"]],
                         target=target, **common),
-            BatchLoader(val, p["batch_size"], shuffle=False, target=target, **common),
+            BatchLoader(val, config.batch_size, shuffle=False, target=target, **common),
         )  # fmt: skip
 
-    config = TrainConfig(
-        epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], optimizer=p["optimizer"],
-        weight_decay=p["weight_decay"], loss=p["loss"], deep_supervision=p["deep_supervision"],
-        grad_clip=p["grad_clip"], patience=p["patience"], time_budget_min=p["time_budget"],
-        scheduler=p["scheduler"],
-        seed=p["seed"], device=str(device), out_dir=p["out"], progress=p["progress"],
-    )  # fmt: skip
     lung_history = None
     if p["model"] == "cascade":
         stage = p["settings"].stages["lung"]
@@ -346,14 +340,14 @@ def _report(
             "validation image with infection?)"
         )
     result = evaluate(
-        load_model(best, device=device), test, batch_size=p["batch_size"], device=device,
-        target=p["target"], keep_predictions=False, progress=p["progress"],
+        load_model(best, device=device), test, batch_size=config.batch_size, device=device,
+        target=p["target"], keep_predictions=False, progress=config.progress,
     )  # fmt: skip
     record = metrics_record(
         p["model"], result, history.to_dict(), checkpoint="best.pt", profile=p["profile"].name,
-        size=p["size"], loss=p["loss"], inputs=p["inputs"], target=p["target"],
+        size=p["size"], loss=config.loss, inputs=p["inputs"], target=p["target"],
         covid_only=p["covid_only"], lung_only=p["lung_only"], augment=p["augment"],
-        batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"], device=facts["device"],
+        batch_size=config.batch_size, lr=config.lr, seed=config.seed, device=facts["device"],
         data=facts["data"], model_kwargs=p["kwargs"], wall_seconds=facts["wall_seconds"],
         lung_history=lung_history.to_dict() if lung_history else None,
         departures=p["departures"], world_size=facts["world_size"],
