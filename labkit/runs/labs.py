@@ -307,11 +307,11 @@ def lab_of_model(model: str) -> str:
     Raises:
         ValueError: no lab trains ``model``.
     """
-    found = [lab for lab, entry in LABS.items() if model in entry.models]
-    if not found:
-        names = ", ".join(m for entry in LABS.values() for m in entry.models)
-        raise ValueError(f"unknown model {model!r}; valid names: {names}")
-    return found[0]
+    for lab, entry in LABS.items():
+        if model in entry.models:
+            return lab
+    names = ", ".join(m for entry in LABS.values() for m in entry.models)
+    raise ValueError(f"unknown model {model!r}; valid names: {names}")
 
 
 def find_figure(lab: str, key: str) -> ReportFigure | None:
