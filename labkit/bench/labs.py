@@ -153,7 +153,9 @@ def dice_on_test(
     return (result.all_images if lung else result.covid)["dice"]
 
 
-def score_cascade(lung: dict[str, Any], stage2: dict[str, Any], profile: Any, root: Any) -> dict:
+def score_cascade(
+    lung: dict[str, Any], stage2: dict[str, Any], profile: Profile, root: Any
+) -> dict:
     """Lab 05's cascade: stage 2 behind stage 1's predicted lungs, scored on the test images."""
     test = load_split(root, "Test", size=stage2["size"], limit=profile.images(), progress=False)
     cascade = CascadeModel(lung["model"], stage2["model"])
@@ -164,7 +166,7 @@ def score_cascade(lung: dict[str, Any], stage2: dict[str, Any], profile: Any, ro
     )  # fmt: skip
 
 
-def whole_lung_baseline(profile: Any, root: Any, size: int) -> float:
+def whole_lung_baseline(profile: Profile, root: Any, size: int) -> float:
     """Test Dice of calling every lung pixel infected (no learning), COVID-19 images."""
     test = load_split(root, "Test", size=size, limit=profile.images(), progress=False)
     covid = test.filter(classes=["COVID-19"])
@@ -174,7 +176,7 @@ def whole_lung_baseline(profile: Any, root: Any, size: int) -> float:
 def bench_labs(
     labs: list[str] | None = None,
     seeds: tuple[int, ...] = (0,),
-    profile: str | Any = "smoke",
+    profile: str | Profile = "smoke",
     threads: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from labkit.bench.flops import EFFICIENCY, PEAK_TFLOPS, count_model_flops, peak_
 from labkit.data.cache import fits_on_gpu
 from labkit.data.phantom import phantom_counts
 from labkit.models import build_model
-from labkit.runs import LABS, report_settings
+from labkit.runs import LABS, Profile, report_settings
 
 # COVID-QU-Ex per split and class (syllabus; the lung subset as published on Kaggle).
 REAL_COUNTS = {
@@ -129,7 +129,7 @@ def ct_costs(width: int, depth: int, patch: tuple[int, int, int]) -> dict:
             "saved_bytes": saved[0] / 2}  # fmt: skip
 
 
-def plan_ct(profile: Any) -> list[dict[str, Any]]:
+def plan_ct(profile: Profile) -> list[dict[str, Any]]:
     """Lab 07's trainings (one per ablation row, Tables 2-3) as ``plan_training`` rows."""
     from labkit.ct.settings import ct_settings
 
@@ -215,7 +215,7 @@ def model_costs(model: str, in_channels: int, size: int, width: int | None, kw: 
     }
 
 
-def _count(profile: Any, subset: str, split: str, covid_only: bool) -> int:
+def _count(profile: Profile, subset: str, split: str, covid_only: bool) -> int:
     counts = phantom_counts(profile.phantom_n)[split] if profile.phantom else None
     counts = counts or REAL_COUNTS[subset][split]
     return counts["COVID-19"] if covid_only else sum(counts.values())
@@ -225,7 +225,7 @@ def _key(model: str, t: Training, s: Any, width: int | None, kwargs: dict) -> tu
     return (model, t.in_channels or _channels(s.inputs), width, repr(kwargs))
 
 
-def plan_training(profile: Any, t: Training) -> dict[str, Any]:
+def plan_training(profile: Profile, t: Training) -> dict[str, Any]:
     """Images, epochs, size, FLOPs and memory of one ``Training`` in a (lab-bound) profile."""
     s = report_settings(t.report)
     r = profile.recipe(t.report, epochs=t.epochs)  # epochs=None: the report's
@@ -262,7 +262,7 @@ def _rate(device: str) -> tuple[tuple[float, float, float], str]:
     return rates, f"{peak:g} TFLOP/s peak x {effs[0]:.0%}-{effs[2]:.0%} (assumed)"  # type: ignore[return-value]
 
 
-def plan_lab(profile: Any, lab: str, device: str, memory_gb: float | None = None) -> dict:
+def plan_lab(profile: Profile, lab: str, device: str, memory_gb: float | None = None) -> dict:
     """One lab's plan on ``device`` (one of ``DEVICES``): trainings, FLOPs, minutes, memory.
 
     Raises:
@@ -338,7 +338,7 @@ def describe_plan(plan: dict) -> str:
     return f"{plan['lab']}  {work} | {_flop(plan['gflop'])} | {time_text} | {memory}"
 
 
-def lab_estimate(profile: Any, device: torch.device | str) -> str:
+def lab_estimate(profile: Profile, device: torch.device | str) -> str:
     """``about 6 min on this Tesla T4 (an estimate ...)`` for the bound lab on ``device``."""
     device = torch.device(device)
     name, memory = "this CPU", None
