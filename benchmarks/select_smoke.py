@@ -1,7 +1,7 @@
 """Choose the smoke recipes of labs 02-06 on the validation split, then score the choice once.
 
-For each lab, each candidate setting (a change to the smoke profile's ``lab_changes``) trains
-the lab's models as ``labkit bench --labs`` does (``labkit.bench.labs.train_run``) for every
+For each lab, each candidate setting (a change over the lab's smoke changes,
+``labkit.runs.LABS[lab].smoke``) trains the lab's models as ``labkit bench --labs`` does (``labkit.bench.labs.train_run``) for every
 seed, with the test images left alone (``score_test=False``). The candidate with the highest
 mean validation score over the seeds wins: the score each notebook selects its epoch by
 (``fit``'s ``monitor``, for the model the notebook keeps), so Val chooses both the epoch and
@@ -26,11 +26,11 @@ from typing import Any
 
 import torch
 
-from labkit.bench.labs import CASCADES, LAB_RUNS, dice_on_test, score_cascade, train_run
+from labkit.bench.labs import dice_on_test, lab_runs, score_cascade, train_run
 from labkit.data import resolve_data
-from labkit.profiles import get_profile
+from labkit.runs import LABS, get_profile
 
-# lab -> [(name, changes to that lab's smoke lab_changes)]; the first is the current recipe
+# lab -> [(name, changes over that lab's smoke changes, labkit.runs.LABS[lab].smoke)]; the first is the current recipe
 CANDIDATES: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "02": [("cosine (current)", {}), ("constant lr", {"scheduler": None})],
     "03": [("lr 1e-3 (current)", {}), ("lr 3e-3", {"min_lr": 3e-3})],
@@ -41,27 +41,25 @@ CANDIDATES: dict[str, list[tuple[str, dict[str, Any]]]] = {
 }
 # the trainings a candidate is judged on (lab 05: its two infection models; stage 1 learns
 # the lungs, which every candidate learns alike, Dice ~0.97)
-JUDGED = {"05": [r for r in LAB_RUNS["05"] if r.stage is None]}
+JUDGED = {"05": [r for r in lab_runs("05") if r.stage is None]}
 
 
-def candidate_profile(lab: str, changes: dict[str, Any]) -> Any:
-    """The smoke profile with ``changes`` applied to ``lab``'s own smoke changes, and no
-    safety time limit: a recipe is a fixed amount of work, and on a busy machine the limit
-    would cut a run short (it did: lab 05's stage 2 at 7 of 12 epochs, load ~10)."""
-    smoke = get_profile("smoke")
-    lab_changes = dict(smoke.lab_changes, **{lab: {**smoke.lab_changes.get(lab, {}), **changes}})
-    return replace(smoke, lab_changes=lab_changes, time_budget_min=None).for_lab(lab)
+def candidate_profile(lab: str) -> Any:
+    """The smoke profile bound to ``lab`` with no safety time limit: a recipe is a fixed
+    amount of work, and on a busy machine the limit would cut a run short (it did: lab 05's
+    stage 2 at 7 of 12 epochs, load ~10). A candidate's changes go to each recipe."""
+    return replace(get_profile("smoke"), time_budget_min=None).for_lab(lab)
 
 
 def select(lab: str, seeds: list[int], root: Any, log: Any = print) -> dict[str, Any]:
     """Train every candidate of ``lab`` (Val only), choose, then score the winner on Test."""
     rows, models = [], {}
     for name, changes in CANDIDATES[lab]:
-        profile = candidate_profile(lab, changes)
+        profile = candidate_profile(lab)
         per_seed = []
         for seed in seeds:
-            for run in JUDGED.get(lab, LAB_RUNS[lab]):
-                r = train_run(run, profile, root, seed, score_test=False)
+            for run in JUDGED.get(lab, lab_runs(lab)):
+                r = train_run(run, profile, root, seed, score_test=False, smoke=changes)
                 log(f"lab {lab} [{name}] seed {seed} {run.label}: {r['epochs']}/"
                     f"{r['planned_epochs']} epochs ({r['stopped_reason']}), "
                     f"{r['seconds']:.1f} s, {r['monitor']} {r['val']:.3f}")  # fmt: skip
@@ -73,18 +71,20 @@ def select(lab: str, seeds: list[int], root: Any, log: Any = print) -> dict[str,
     best = max(r["mean_val"] for r in rows)
     winner = next(r for r in rows if r["mean_val"] >= best - 0.005)
     # Test, once: the winner's trained models (lab 05 also trains stage 1 for the cascade)
-    profile = candidate_profile(lab, winner["changes"])
+    profile, chosen = candidate_profile(lab), winner["changes"]
     for r in winner["runs"]:
-        run = next(x for x in LAB_RUNS[lab] if x.label == r["label"])
-        r["dice"] = dice_on_test(run, profile, root, models[winner["name"], r["seed"], r["label"]])
+        run = next(x for x in lab_runs(lab) if x.label == r["label"])
+        model = models[winner["name"], r["seed"], r["label"]]
+        r["dice"] = dice_on_test(run, profile, root, model, smoke=chosen)
         log(f"lab {lab} chosen [{winner['name']}] seed {r['seed']} {r['label']}: "
             f"{r['monitor']} {r['val']:.3f}, test Dice {r['dice']:.3f}")  # fmt: skip
-    if lab in CASCADES:
-        stage1 = next(x for x in LAB_RUNS[lab] if x.label == CASCADES[lab][0])
+    cascade = LABS[lab].cascade
+    if cascade:
+        stage1 = next(x for x in lab_runs(lab) if x.label == cascade[0])
         for seed in seeds:
-            lung = train_run(stage1, profile, root, seed)
+            lung = train_run(stage1, profile, root, seed, smoke=chosen)
             stage2 = next(r for r in winner["runs"] if r["seed"] == seed and
-                          r["label"] == CASCADES[lab][1])  # fmt: skip
+                          r["label"] == cascade[1])  # fmt: skip
             model2 = models[winner["name"], seed, stage2["label"]]
             cascade = score_cascade(lung, {**stage2, "model": model2}, profile, root)
             for extra in (lung, cascade):

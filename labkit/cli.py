@@ -11,9 +11,9 @@ import importlib
 import sys
 
 from labkit import __version__
+from labkit.commands.args import CommandError
 
-# Command modules in the order ``labkit --help`` lists them. A module that is missing
-# (a feature not yet built) is skipped rather than breaking the whole CLI.
+# Command modules in the order ``labkit --help`` lists them.
 COMMAND_MODULES = (
     "info",
     "data",
@@ -26,10 +26,6 @@ COMMAND_MODULES = (
 )
 
 
-class CommandError(Exception):
-    """An error to show the user as one clear line, without a traceback."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labkit",
@@ -38,13 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"labkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"labkit.commands.{name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"labkit.commands.{name}":
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(f"labkit.commands.{name}").register(sub)
     return parser
 
 
@@ -68,8 +58,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    # Under `python -m labkit.cli` this file runs as __main__, so its CommandError would be a
-    # different class from the one the commands import: call the real module's main.
-    from labkit.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

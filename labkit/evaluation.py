@@ -31,6 +31,7 @@ from labkit.data.loader import BatchLoader
 from labkit.data.locate import resolve_data
 from labkit.device import amp_dtype, autocast, pick_device
 from labkit.metrics import SCORES, MetricAccumulator, nanmean, probabilities
+from labkit.runs import get_profile
 
 COVID = "COVID-19"
 HEALTHY = ("Non-COVID", "Normal")  # classes whose infection masks are empty
@@ -159,7 +160,8 @@ def _loader(
     if isinstance(data, BatchLoader):
         return data, data.data.split
     if isinstance(data, (str, Path)):
-        data = load_split(resolve_data(data), split or "Test", size=size, progress=progress)
+        root = resolve_data(data, get_profile().phantom_n)  # LABKIT_PROFILE's phantom set
+        data = load_split(root, split or "Test", size=size, progress=progress)
     if not isinstance(data, SegData):
         raise ValueError(
             f"data must be a SegData, a BatchLoader or a dataset root, got {type(data).__name__}"

@@ -58,7 +58,7 @@ import labkit as lk
 S = lk.setup(lab="02", profile=PROFILE, data=DATA)
 P = S.profile
 # report 001: 256 x 256 px, 10 epochs, batch 16, Adam with learning rate 1e-4, BCE, 64
-# channels in the first level (labkit.reports.REPORT_SETTINGS["001.unet"] holds the numbers)
+# channels in the first level (labkit.runs.REPORT_SETTINGS["001.unet"] holds the numbers)
 R = P.recipe("001.unet")
 SIZE, EPOCHS, LR, LOSS, WIDTH, BATCH = R.size, R.epochs, R.lr, R.loss, R.base_width, R.batch_size
 print(R)
@@ -484,8 +484,8 @@ for r, err in zip(rows, (f"MAE {float(mae):.4f}", "MAE (COVID-19 images) above")
 print(
     f"{'report 001: U-Net, 10 epochs':<32} {'-':>6} {'-':>6} {'-':>6} {'-':>6}  'RMSE' 0.0695 = MAE"
 )
-if lk.profiles.cut_note({"unet3": history}):  # only when the safety limit cut the training
-    print(lk.profiles.cut_note({"unet3": history}))
+if lk.runs.cut_note({"unet3": history}):  # only when the safety limit cut the training
+    print(lk.runs.cut_note({"unet3": history}))
 
 # %% [markdown]
 # Browse the test predictions: the threshold slider changes which pixels count as

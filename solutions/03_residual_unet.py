@@ -48,7 +48,7 @@ from labkit.models import DoubleConv
 S = lk.setup(lab="03", profile=PROFILE, data=DATA)
 P = S.profile
 # report 000: 256 x 256 px, 100 epochs with BCE and with MSE; its learning rate, batch and
-# width are not stated (labkit uses lab 02's: labkit.reports.REPORT_SETTINGS["000.resunet"]).
+# width are not stated (labkit uses lab 02's: labkit.runs.REPORT_SETTINGS["000.resunet"]).
 # The smoke profile's changes, and how they were chosen: the note below. Both runs share R;
 # only the loss differs.
 R = P.recipe("000.resunet")
@@ -453,8 +453,8 @@ for loss, iou_, mae_ in (("bce", 0.634, 4.794), ("mse", 0.629, 4.915)):
         f"{label:<28} {loss.upper() + ' ' + fmt(REPORT_FINAL_VAL_LOSS[loss]):>15} "
         f"{iou_:>6.3f} {'-':>6} {'?':>9} {mae_:>8} (unit not stated)"
     )
-if lk.profiles.cut_note(histories):  # only when the safety limit cut a training
-    print(lk.profiles.cut_note(histories))
+if lk.runs.cut_note(histories):  # only when the safety limit cut a training
+    print(lk.runs.cut_note(histories))
 
 # %% [markdown]
 # **What a smoke run can show.** On the phantom data expect both models to find much of

@@ -74,7 +74,7 @@ import labkit as lk
 S = lk.setup(lab="04", profile=PROFILE, data=DATA)
 P = S.profile
 # report 002: 256 x 256 px (a multiple of 32, as smp's encoders need), 50 epochs, batch 32,
-# Adam with learning rate 1e-3 (labkit.reports.REPORT_SETTINGS["002.resnet34"])
+# Adam with learning rate 1e-3 (labkit.runs.REPORT_SETTINGS["002.resnet34"])
 R = P.recipe("002.resnet34")
 SIZE, EPOCHS, BATCH, LR = R.size, R.epochs, R.batch_size, R.lr
 print(R)  # this profile's changes to report 002's settings, each with its reason
@@ -558,8 +558,8 @@ for r in rows:
           f"{fmt(r['best_val_iou']):>8}")  # fmt: skip
 print(f"{'report 002: ResNet34 (ImageNet)':<36} {'-':>6} {'-':>6} {'-':>6} {'-':>6} {0.77:>8}"
       "  (convention not stated)")  # fmt: skip
-if lk.profiles.cut_note({label: h for label, (_, h) in runs.items()}):  # only if cut
-    print(lk.profiles.cut_note({label: h for label, (_, h) in runs.items()}))
+if lk.runs.cut_note({label: h for label, (_, h) in runs.items()}):  # only if cut
+    print(lk.runs.cut_note({label: h for label, (_, h) in runs.items()}))
 print(
     "validation IoU in report 002's probable convention (Keras segmentation_models' "
     "default iou_score: soft IoU on probabilities, background and infection averaged, "

@@ -69,7 +69,7 @@ P = S.profile
 print(P.departures_text())  # this lab's sizes (image side, lung images), with reasons
 # report 003: 448 x 448 px (a multiple of 32, as smp's encoders need), learning rate 1e-4
 # with weight decay; stage 1's batch 32 (stage 2's batch and AdamW are labkit's
-# assumptions; labkit.reports.REPORT_SETTINGS["003.b0"], stage 2)
+# assumptions; labkit.runs.REPORT_SETTINGS["003.b0"], stage 2)
 R = P.recipe("003.b0")
 print(R)  # how this run's training departs from report 003's, each change with its reason
 print(S.estimate())  # an ESTIMATE of this lab's training time on this device
@@ -595,8 +595,8 @@ for r in rows:
 print(f"{'report 003 stage 1 (lung VALIDATION, not test)':<58} {0.9774:>6} {0.9561:>6}")
 print(f"{'report 003 stage 2, cascade (infection test)':<58} {0.8854:>6} {0.7896:>6}")
 trainings = {"lungs": lung_history, "infection": infection_history, "single-stage": single_history}
-if lk.profiles.cut_note(trainings):  # only when the safety limit cut a training
-    print(lk.profiles.cut_note(trainings))
+if lk.runs.cut_note(trainings):  # only when the safety limit cut a training
+    print(lk.runs.cut_note(trainings))
 
 # %% [markdown]
 # In the smoke profile (phantom data, 64 pixels, 12 epochs, random encoders)

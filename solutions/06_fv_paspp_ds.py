@@ -61,7 +61,7 @@ from labkit.models import ConvBNReLU
 S = lk.setup(lab="06", profile=PROFILE, data=DATA)
 P = S.profile
 PATIENCE = 20  # labkit's addition: stop a run after 20 epochs without progress (6 runs!)
-# report 004: 200 epochs, Adam 1e-4, loss 0.5 BCE + Dice (labkit.reports.REPORT_SETTINGS
+# report 004: 200 epochs, Adam 1e-4, loss 0.5 BCE + Dice (labkit.runs.REPORT_SETTINGS
 # ["004.fvpaspp"]); the smoke profile's changes, and how they were chosen: the note below.
 R = P.recipe("004.fvpaspp")
 SIZE, EPOCHS, LR, WIDTH, BATCH = R.size, R.epochs, R.lr, R.base_width, R.batch_size
@@ -325,15 +325,13 @@ print(f"deep-supervision loss {both.item():.4f}; final output alone {final_only.
 
 
 # %%
-ABLATION = {  # name -> (build_model("fvpaspp", ...) switches, report 004's figure)
-    "UNet": (dict(fv=False, paspp=False, deep_supervision=False), "004.unet"),
-    "+FV (SE gate)": (dict(fv=True, gate="se", paspp=False, deep_supervision=False), "004.fv_se"),
-    "+FV (CE gate)": (dict(fv=True, gate="ce", paspp=False, deep_supervision=False), "004.fv_ce"),
-    "+FV +PASPP": (dict(fv=True, gate="se", paspp=True, deep_supervision=False), "004.fv_paspp"),
-    "+FV +PASPP +DS": (dict(fv=True, gate="se", paspp=True, deep_supervision=True), "004.fv_paspp_ds"),
-}  # fmt: skip
-RUNS = [(name, switches, True) for name, (switches, _) in ABLATION.items()]
-RUNS.append(("+FV +PASPP +DS, original image", ABLATION["+FV +PASPP +DS"][0], False))
+# The rows live in labkit (`lk.runs.LABS["06"]`), so that `labkit bench --labs` trains the
+# same ones: name -> (build_model("fvpaspp", ...) switches, report 004's figure).
+ABLATION = lk.runs.LABS["06"].ablation
+for name, (switches, key) in ABLATION.items():
+    print(f"{name:<16} {key:<16} {switches}")
+# (name, switches, lung-masked input): the five rows, then the full model on the original image
+RUNS = [(r.label, r.kwargs, r.lung_only is not False) for r in lk.runs.LABS["06"].runs]
 
 runs = {}
 for name, switches, lung_only in RUNS:
@@ -427,7 +425,7 @@ for name, switches, lung_only in RUNS:
     model, history, result = runs[name]
     lo, hi = bootstrap_interval([r["dice"] for r in result.rows if r["class"] == "COVID-19"])
     key = ABLATION[name][1] if name in ABLATION else None
-    figure = lk.reports.find_figure("06", key) if key else None
+    figure = lk.runs.find_figure("06", key) if key else None
     report = key or {"source": "report 004, original image (CT)", "dice": 0.5074}
     rows[name] = S.record_result(
         model=f"fvpaspp {name}",
@@ -455,13 +453,13 @@ for name, switches, lung_only in RUNS:
         + "  ".join(f"{fmt(v):>5}" for v in theirs)
     )
 trainings = {name: history for name, (_, history, _) in runs.items()}
-if lk.profiles.cut_note(trainings):  # "same settings for every row" no longer holds
-    print(lk.profiles.cut_note(trainings))
+if lk.runs.cut_note(trainings):  # "same settings for every row" no longer holds
+    print(lk.runs.cut_note(trainings))
 
 # %%
 names = [name for name, _, _ in RUNS]
 report_dice = [
-    lk.reports.find_figure("06", ABLATION[n][1]).dice if n in ABLATION else 0.5074 for n in names
+    lk.runs.find_figure("06", ABLATION[n][1]).dice if n in ABLATION else 0.5074 for n in names
 ]
 our_dice = [np.nan_to_num(runs[n][2].covid["dice"]) for n in names]
 pos = np.arange(len(names))

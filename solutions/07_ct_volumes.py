@@ -58,19 +58,20 @@ import torch
 from torch import nn
 
 import labkit as lk
-from labkit.ct.check import check_ct
 from labkit.ct.dataset import load_ct_volumes
 from labkit.ct.layout import index_ct, split_subjects
 from labkit.ct.locate import is_ct_phantom, resolve_ct_data
 from labkit.ct.patches import PatchLoader, positive_fraction
 from labkit.ct.scores import evaluate_ct, mean_scores
-from labkit.ct.settings import ABLATION_ROWS, ct_settings
+from labkit.ct.settings import ct_settings
 from labkit.ct.train import train_ct
+from labkit.ct.validate import check_ct
 from labkit.ct.volume import load_nifti
 
 S = lk.setup(lab="07", profile=PROFILE, needs_data=False)
 C = ct_settings(S.profile.name)
 print(C)
+ABLATION_ROWS = lk.runs.LABS["07"].ablation  # row -> (label, fvpaspp3d switches): Tables 2-3
 print(S.estimate())  # an ESTIMATE of this lab's training time on this device
 CT_ROOT, CT_SOURCE = resolve_ct_data(CT_DATA)
 PHANTOM = is_ct_phantom(CT_ROOT)
@@ -463,8 +464,8 @@ print(f"lung-masked input             {100 * masked['dice']:7.2f}   76.27")
 print(f"original input                {100 * original['dice']:7.2f}   50.74")
 table5 = {"lung-masked": TRAININGS["fv_paspp_ds", True],
           "original": TRAININGS["fv_paspp_ds", False]}  # fmt: skip
-if lk.profiles.cut_note(table5):  # only when the safety limit cut a training
-    print(lk.profiles.cut_note(table5))
+if lk.runs.cut_note(table5):  # only when the safety limit cut a training
+    print(lk.runs.cut_note(table5))
 S.record_result(model="fvpaspp3d, original input (Table 5)", loss="0.5 BCE + Dice, DS",
                 metrics=original, train_seconds=original_seconds, report="004.original",
                 phantom=PHANTOM, history=TRAININGS["fv_paspp_ds", False])  # fmt: skip
@@ -496,13 +497,13 @@ print(f"Ablation, mean test scores (%), {DATA_NOTE}; report 004's rows are at th
 print(f"{'row':<40} {'Dice':>6} {'IoU':>6} {'sens.':>6} {'prec.':>6}")
 for row in C.ablation:
     scores = ablation[row]
-    label = ABLATION_ROWS[row][0] + (" [CUT]" if lk.profiles.cut_text(TRAININGS[row, True]) else "")
+    label = ABLATION_ROWS[row][0] + (" [CUT]" if lk.runs.cut_text(TRAININGS[row, True]) else "")
     label += " *" if ABLATION_ROWS[row][1].get("paspp", True) else ""
     print(f"{label:<40} " + " ".join(f"{100 * scores[k]:6.2f}" for k in scores))
 print(f"* {PASPP_NOTE}")
 table3 = {ABLATION_ROWS[row][0]: TRAININGS[row, True] for row in C.ablation}
-if lk.profiles.cut_note(table3):  # "same settings for every row" no longer holds
-    print(lk.profiles.cut_note(table3))
+if lk.runs.cut_note(table3):  # "same settings for every row" no longer holds
+    print(lk.runs.cut_note(table3))
 
 # %% [markdown]
 # ## 9. Questions

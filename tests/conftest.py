@@ -11,7 +11,7 @@ def fresh_records(monkeypatch):
     from labkit import checks
 
     monkeypatch.delenv(checks.STRICT_ENV_VAR, raising=False)
-    from labkit.checks.check import FAILURES
+    from labkit.checks.notebook import FAILURES
 
     checks.RESULTS.clear()
     checks.SUBMITTED.clear()

@@ -12,7 +12,7 @@ import torch
 import labkit
 from labkit import device as dev
 from labkit.cli import main as cli_main
-from labkit.profiles import get_profile
+from labkit.runs import get_profile
 
 
 def test_import_is_light_and_side_effect_free():
@@ -33,7 +33,7 @@ def test_import_is_light_and_side_effect_free():
 
 
 def test_lazy_submodules_and_shortcuts():
-    assert labkit.profiles.get_profile is get_profile
+    assert labkit.runs.get_profile is get_profile
     assert labkit.get_profile is get_profile
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         labkit.nope  # noqa: B018

@@ -21,6 +21,6 @@ The pieces: ``common`` (settings, timer, rates, machine facts), ``data`` (sectio
 """
 
 from labkit.bench.common import MODELS, BenchSettings
-from labkit.bench.run import run_bench
+from labkit.bench.measure import run_bench
 
 __all__ = ["MODELS", "BenchSettings", "run_bench"]

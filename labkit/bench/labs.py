@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -30,62 +29,19 @@ from labkit.device import seed_everything
 from labkit.evaluation import evaluate
 from labkit.metrics import confusion_counts, dice
 from labkit.models import CascadeModel, build_model, mask_outside_lung, set_batch_norm_momentum
-from labkit.profiles import get_profile
-from labkit.reports import report_settings
+from labkit.runs import LABS, Profile, Run, get_profile, report_settings
 from labkit.train import TrainConfig, fit
 
-_ABLATION = {  # lab 06's rows: fvpaspp switches (the notebook's ABLATION table)
-    "UNet": dict(fv=False, paspp=False, deep_supervision=False),
-    "+FV (SE gate)": dict(fv=True, gate="se", paspp=False, deep_supervision=False),
-    "+FV (CE gate)": dict(fv=True, gate="ce", paspp=False, deep_supervision=False),
-    "+FV +PASPP": dict(fv=True, gate="ce", paspp=True, deep_supervision=False),
-    "+FV +PASPP +DS": dict(fv=True, gate="ce", paspp=True, deep_supervision=True),
-}
+
+def lab_runs(lab: str) -> list[Run]:
+    """The lab's trainings this bench repeats: its notebook's, less those that need ImageNet
+    weights (offline; the smp encoders start at random)."""
+    return [run for run in LABS[lab].runs if run.weights is None]
 
 
-@dataclass(frozen=True)
-class Run:
-    """One training of a lab, as its notebook trains it."""
-
-    label: str
-    report: str
-    model: str | None = None  # default: the report's
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    loss: str | None = None  # default: the recipe's
-    inputs: str | None = None  # default: the report's
-    lung_only: bool | None = None
-    stage: str | None = None  # "lung": report 003's stage 1 (labkit.reports, "003.cascade")
-
-
-LAB_RUNS: dict[str, list[Run]] = {
-    "02": [Run("unet", "001.unet")],
-    "03": [Run(f"resunet {loss}", "000.resunet", loss=loss) for loss in ("bce", "mse")],
-    "04": [
-        Run("unet-resnet34 (random start)", "002.resnet34"),
-        Run(
-            "unet-efficientnet-b0 (random start)",
-            "002.resnet34",
-            model="unet-efficientnet-b0",
-            kwargs={"classes": 2},
-        ),
-    ],  # fmt: skip
-    "05": [
-        Run("stage 1: b3, lungs (lung Dice)", "003.b3", stage="lung"),
-        Run("stage 2 + true lungs: b0 on RGB + lung mask", "003.b0", inputs="rgb+lung"),
-        Run("one stage: b0 on RGB", "003.b0"),
-    ],
-    "06": [
-        *(Run(name, "004.fvpaspp", kwargs=switches) for name, switches in _ABLATION.items()),
-        Run(
-            "+FV +PASPP +DS, original image",
-            "004.fvpaspp",
-            kwargs=_ABLATION["+FV +PASPP +DS"],
-            lung_only=False,
-        ),
-    ],  # fmt: skip
-}
-# lab -> (stage 1's label, stage 2's label): scored once more as the cascade
-CASCADES = {"05": (LAB_RUNS["05"][0].label, LAB_RUNS["05"][1].label)}
+def benched_labs() -> list[str]:
+    """The labs with trainings to bench, in order."""
+    return [lab for lab in LABS if lab_runs(lab)]
 
 
 def _channels(inputs: str) -> int:
@@ -103,15 +59,13 @@ class _TrueLungs(nn.Module):
         return mask_outside_lung(self.infection(x), x[:, -1:])
 
 
-def _monitor(run: Run) -> str:
-    """The selection score the run's notebook passes to ``fit`` (labs 05 and 06 say why)."""
-    if run.report == "003.b0" and run.stage is None:  # lab 05's stage 2 and single stage
-        return "val_dice_all"
-    return "val_dice_pooled" if run.report.startswith("004") else "val_dice"  # lab 06
-
-
 def train_run(
-    run: Run, profile: Any, root: Any, seed: int, score_test: bool = True
+    run: Run,
+    profile: Profile,
+    root: Any,
+    seed: int,
+    score_test: bool = True,
+    smoke: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train and score one run; returns its figures (wall time, epochs, Val and test Dice).
 
@@ -122,13 +76,16 @@ def train_run(
         seed: the run's seed.
         score_test: score the test images (``"dice"``); ``False`` gives ``"dice": None``,
             for choosing settings on the validation score (``"val"``) alone.
+        smoke: changes over the lab's own smoke changes (``Profile.recipe``'s ``smoke``):
+            a candidate recipe (``benchmarks/select_smoke.py``).
 
     Returns:
         the figures; the trained model is under ``"model"`` (the cascade needs stage 1).
     """
     s = report_settings(run.report)
     lung = report_settings("003.cascade").stages["lung"] if run.stage == "lung" else {}
-    r = profile.recipe(run.report, **{k: lung[k] for k in ("epochs", "loss") if k in lung})
+    stage = {k: lung[k] for k in ("epochs", "loss") if k in lung}
+    r = profile.recipe(run.report, smoke=smoke, **stage)
     epochs, lr, loss, width, batch = r.epochs, r.lr, r.loss, r.base_width, r.batch_size
     size, scheduler = r.size, r.scheduler
     limit = profile.images(subset="lung") if lung else r.train_images
@@ -153,9 +110,9 @@ def train_run(
         optimizer=s.optimizer, weight_decay=lung.get("weight_decay", s.weight_decay),
         grad_clip=None if lung else s.grad_clip, patience=lung.get("patience", s.patience),
         deep_supervision=bool(kwargs.get("deep_supervision")),
-        monitor=_monitor(run),
+        monitor=run.monitor,
         time_budget_min=profile.time_budget_min, seed=seed, device="cpu", progress=False,
-        restore_best=run.report.startswith(("003", "004")),  # labs 05/06 keep the best epoch
+        restore_best=run.restore_best,  # labs 05/06 keep the best epoch
     )  # fmt: skip
     augment = {"flips": Augment.flips(), "report003": Augment.report003()}.get(s.augment)
     t0 = time.perf_counter()
@@ -177,14 +134,16 @@ def train_run(
     }  # fmt: skip
 
 
-def dice_on_test(run: Run, profile: Any, root: Any, model: nn.Module) -> float:
+def dice_on_test(
+    run: Run, profile: Profile, root: Any, model: nn.Module, smoke: dict[str, Any] | None = None
+) -> float:
     """A trained run's test Dice as its notebook scores it: the COVID-19 test images (stage 1:
     all of them, lung Dice), stage 2 given and constrained by the true lungs."""
     s = report_settings(run.report)
     lung = run.stage == "lung"
     inputs = run.inputs or s.inputs
     lung_only = s.lung_only if run.lung_only is None else run.lung_only
-    r = profile.recipe(run.report)
+    r = profile.recipe(run.report, smoke=smoke)
     test = load_split(root, "Test", size=r.size, limit=profile.images(), progress=False)
     scored = _TrueLungs(model) if inputs.endswith("+lung") else model
     result = evaluate(
@@ -194,7 +153,9 @@ def dice_on_test(run: Run, profile: Any, root: Any, model: nn.Module) -> float:
     return (result.all_images if lung else result.covid)["dice"]
 
 
-def score_cascade(lung: dict[str, Any], stage2: dict[str, Any], profile: Any, root: Any) -> dict:
+def score_cascade(
+    lung: dict[str, Any], stage2: dict[str, Any], profile: Profile, root: Any
+) -> dict:
     """Lab 05's cascade: stage 2 behind stage 1's predicted lungs, scored on the test images."""
     test = load_split(root, "Test", size=stage2["size"], limit=profile.images(), progress=False)
     cascade = CascadeModel(lung["model"], stage2["model"])
@@ -205,7 +166,7 @@ def score_cascade(lung: dict[str, Any], stage2: dict[str, Any], profile: Any, ro
     )  # fmt: skip
 
 
-def whole_lung_baseline(profile: Any, root: Any, size: int) -> float:
+def whole_lung_baseline(profile: Profile, root: Any, size: int) -> float:
     """Test Dice of calling every lung pixel infected (no learning), COVID-19 images."""
     test = load_split(root, "Test", size=size, limit=profile.images(), progress=False)
     covid = test.filter(classes=["COVID-19"])
@@ -215,7 +176,7 @@ def whole_lung_baseline(profile: Any, root: Any, size: int) -> float:
 def bench_labs(
     labs: list[str] | None = None,
     seeds: tuple[int, ...] = (0,),
-    profile: str | Any = "smoke",
+    profile: str | Profile = "smoke",
     threads: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -224,27 +185,28 @@ def bench_labs(
     Raises:
         ValueError: an unknown lab number.
     """
-    unknown = sorted(set(labs or []) - set(LAB_RUNS))
+    unknown = sorted(set(labs or []) - set(benched_labs()))
     if unknown:
-        raise ValueError(f"--labs: no lab benchmark for {unknown}; expected {sorted(LAB_RUNS)}")
+        raise ValueError(f"--labs: no lab benchmark for {unknown}; expected {benched_labs()}")
     if threads is not None:
         torch.set_num_threads(threads)
     prof = get_profile(profile)
-    root = resolve_data("phantom", profile=prof, progress=False)
+    root = resolve_data("phantom", prof.phantom_n, progress=False)
     out: dict[str, Any] = {
         "profile": prof.name, "threads": torch.get_num_threads(), "seeds": list(seeds),
         "labs": {},
     }  # fmt: skip
-    for lab in labs or sorted(LAB_RUNS):
+    for lab in labs or benched_labs():
         p = prof.for_lab(lab)
         rows = []
         for seed in seeds:
             t0 = time.perf_counter()
             runs: dict[str, dict[str, Any]] = {}
-            for run in LAB_RUNS[lab]:
+            cascade = LABS[lab].cascade
+            for run in lab_runs(lab):
                 runs[run.label] = train_run(run, p, root, seed)
-                if lab in CASCADES and run.label == CASCADES[lab][1]:
-                    stage1, stage2 = (runs[label] for label in CASCADES[lab])
+                if cascade and run.label == cascade[1]:
+                    stage1, stage2 = (runs[label] for label in cascade)
                     runs["cascade"] = score_cascade(stage1, stage2, p, root)
             for r in runs.values():
                 log(f"lab {lab} seed {seed} {r['label']}: {r['epochs']}/{r['planned_epochs']} "

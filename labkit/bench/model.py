@@ -28,7 +28,7 @@ from labkit.device import amp_dtype, autocast, make_grad_scaler
 from labkit.device import channels_last as to_channels_last
 from labkit.losses import build_loss
 from labkit.models import build_model
-from labkit.reports import settings_for_model
+from labkit.runs import settings_for_model
 from labkit.train.config import TrainConfig
 from labkit.train.loop import make_optimizer
 from labkit.train.step import Forward, TrainStep

@@ -1,6 +1,6 @@
 """Exercise checks: ``check`` prints ``[PASS]`` or what was expected and what came back.
 
-``check`` (running an exercise's tests in a notebook) is in ``labkit.checks.check``; the
+``check`` (running an exercise's tests in a notebook) is in ``labkit.checks.notebook``; the
 ``Exercise`` / ``Case`` records and the registry in ``labkit.checks.registry``; comparing a
 result with the expected value (``compare``, ``describe``, ``expect``) in
 ``labkit.checks.compare``; probes (tests with code of their own) in ``labkit.checks.probes``,
@@ -8,7 +8,8 @@ with the ones for ``nn.Module`` and loss exercises in ``labkit.checks.modules`` 
 ``labkit.checks.losses``. Students call ``lk.checks.check(...)`` and ``lk.checks.summary()``.
 """
 
-from labkit.checks.check import (
+from labkit.checks.compare import CheckFailed, compare, describe, expect
+from labkit.checks.notebook import (
     RESULTS,
     STRICT_ENV_VAR,
     SUBMITTED,
@@ -18,7 +19,6 @@ from labkit.checks.check import (
     run_tests,
     summary,
 )
-from labkit.checks.compare import CheckFailed, compare, describe, expect
 from labkit.checks.probes import Probe, run_rng, run_seed
 from labkit.checks.registry import (
     COURSE_EXERCISES_MODULE,

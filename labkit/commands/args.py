@@ -1,7 +1,8 @@
-"""Typed ``argparse`` arguments shared by the commands: a bad value is refused while the
+"""What the commands share. Typed ``argparse`` arguments: a bad value is refused while the
 command line is read, as one line naming the option and what was expected
 (``labkit train: error: argument --epochs: expected a whole number of 1 or more, got '0'``),
-before any work starts and never replaced by a default.
+before any work starts and never replaced by a default. ``CommandError``: a failure said as
+one line, without a traceback (``labkit.cli`` prints it).
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
+
+
+class CommandError(Exception):
+    """An error to show the user as one clear line, without a traceback."""
 
 
 def _number(kind: type, low: float, inclusive: bool, words: str) -> Callable[[str], float]:

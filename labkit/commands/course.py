@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from labkit.course.run import run_course
+    from labkit.course.runner import run_course
 
     labs = args.labs
     runs = run_course(
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 def plan(args: argparse.Namespace) -> int:
     from labkit.course.build import find_labs
     from labkit.course.plan import CPU_PRACTICAL_MIN, DEVICES, describe_plan, plan_lab
-    from labkit.profiles import get_profile
+    from labkit.runs import get_profile
 
     gpu = str(args.gpu).strip().lower()
     if gpu not in DEVICES:

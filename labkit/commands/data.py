@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from labkit.commands.args import non_negative_int, positive_int
+from labkit.commands.args import CommandError, non_negative_int, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -144,7 +144,6 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from labkit.cli import CommandError
     from labkit.data.download import DownloadError, download_covidqu
     from labkit.data.locate import resolve_data
 
@@ -163,8 +162,9 @@ def run_download(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     from labkit.data.locate import resolve_data
+    from labkit.runs import get_profile
 
-    root = resolve_data(args.root, profile=args.profile)
+    root = resolve_data(args.root, get_profile(args.profile).phantom_n)
     print(f"dataset root: {root}")
     _print_counts(root)
     return 0
@@ -202,7 +202,7 @@ def is_ct_path(root: str | Path) -> bool:
 
 
 def run_ct_check(args: argparse.Namespace) -> int:
-    from labkit.ct.check import check_ct
+    from labkit.ct.validate import check_ct
 
     report = check_ct(args.root, progress=not args.quiet)
     limit = None if args.all else 30
@@ -236,7 +236,6 @@ def run_ct_phantom(args: argparse.Namespace) -> int:
 
 
 def run_ct_download(args: argparse.Namespace) -> int:
-    from labkit.cli import CommandError
     from labkit.ct.locate import CT_ENV_VAR, download_ct
     from labkit.data.download import DownloadError
 

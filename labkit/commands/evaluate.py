@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from labkit.commands.args import fraction, positive_int
+from labkit.commands.args import CommandError, fraction, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -101,10 +101,9 @@ def metrics_record(
 
 
 def run(args: argparse.Namespace) -> int:
-    from labkit.cli import CommandError
     from labkit.data import load_split, resolve_data
     from labkit.evaluation import evaluate
-    from labkit.profiles import get_profile
+    from labkit.runs import get_profile
     from labkit.train.checkpoint import load_model
 
     profile = get_profile(args.profile)
@@ -119,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(
             f"{args.checkpoint} was trained on {trained['target']!r} masks; evaluate scores infection"
         )
-    root = resolve_data(args.data, profile=profile, progress=progress)
+    root = resolve_data(args.data, profile.phantom_n, progress=progress)
     split = {"train": "Train", "val": "Val", "test": "Test"}.get(args.split.lower())
     if split is None:
         raise CommandError(f"--split must be train, val or test, got {args.split!r}")

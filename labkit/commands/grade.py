@@ -90,17 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="only the hidden tests: do not execute the notebooks (status 'not-run')",
     )
-    sandbox = p.add_mutually_exclusive_group()
-    sandbox.add_argument(
-        "--require-sandbox",
-        action="store_true",
-        help="refuse to grade when bubblewrap cannot sandbox the students' code",
-    )
-    sandbox.add_argument(
-        "--no-sandbox",
-        action="store_true",
-        help="do not use bubblewrap (only inside a throw-away container of your own)",
-    )
+    _add_sandbox(p)
     p.add_argument(
         "--manual",
         metavar="CSV",
@@ -112,6 +102,34 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="grade only shard K of N (a fixed split by student id); join with "
         "`labkit grade merge DIR_1 ... DIR_N --out DIR`",
     )
+    _add_limits(p)
+    p.add_argument(
+        "--secret",
+        metavar="FILE",
+        help="the secret the hidden inputs come from (default: a fresh one per run); needed "
+        "with --shard and merge: make it once with `labkit grade secret FILE`",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run)
+
+
+def _add_sandbox(p: argparse.ArgumentParser) -> None:
+    """Whether students' code runs in bubblewrap."""
+    sandbox = p.add_mutually_exclusive_group()
+    sandbox.add_argument(
+        "--require-sandbox",
+        action="store_true",
+        help="refuse to grade when bubblewrap cannot sandbox the students' code",
+    )
+    sandbox.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="do not use bubblewrap (only inside a throw-away container of your own)",
+    )
+
+
+def _add_limits(p: argparse.ArgumentParser) -> None:
+    """What each submission's processes may use: memory and disk."""
     p.add_argument(
         "--max-memory",
         type=float,
@@ -135,14 +153,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="what each process of a submission may write, in memory-backed folders "
         "(default: 1 GiB; /tmp and /dev/shm get 256 MiB each)",
     )
-    p.add_argument(
-        "--secret",
-        metavar="FILE",
-        help="the secret the hidden inputs come from (default: a fresh one per run); needed "
-        "with --shard and merge: make it once with `labkit grade secret FILE`",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -151,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     from labkit.grade import Options, grade, write_summary
     from labkit.grade.secret import read_secret_file, write_secret_file
     from labkit.grade.shards import merge, parse_shard
-    from labkit.profiles import get_profile
+    from labkit.runs import get_profile
 
     if args.submissions[0] == "secret":
         if len(args.submissions) != 2:

@@ -40,8 +40,9 @@ def collect(
     """Everything ``labkit info`` reports, as a dict."""
     from labkit import __version__
     from labkit.data.download import kaggle_credentials
+    from labkit.data.locate import describe_data_location
     from labkit.device import device_facts, on_colab
-    from labkit.profiles import get_profile
+    from labkit.runs import get_profile
 
     prof = get_profile(profile)
     facts: dict[str, Any] = {
@@ -59,18 +60,10 @@ def collect(
     }
     facts.update(device_facts(device))
     facts["colab"] = on_colab()
-    facts["data"] = _describe_data(data)
+    facts["data"] = describe_data_location(data, prof.phantom_n)
     facts["kaggle credentials"] = kaggle_credentials() or "none found"
     facts["profile"] = f"{prof.name} ({prof.description})"
     return facts
-
-
-def _describe_data(data: str | None) -> str:
-    try:
-        from labkit.data.locate import describe_data_location
-    except ImportError:  # data module not built yet
-        return "phantom (default)"
-    return describe_data_location(data)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,15 +27,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from labkit.commands.args import non_negative_int, positive_float, positive_int
-from labkit.profiles import get_profile, stop_warning
-from labkit.reports import settings_for_model
+from labkit.commands.args import CommandError, non_negative_int, positive_float, positive_int
+from labkit.runs import LABS, get_profile, lab_of_model, settings_for_model, stop_warning
 
-# `labkit train --model NAME` -> the lab whose profile changes apply (the lab that trains it)
-TRAIN_MODELS = {
-    "unet": "02", "resunet": "03", "unet-resnet34": "04", "unet-efficientnet-b0": "04",
-    "unet-efficientnet-b3": "05", "cascade": "05", "fvpaspp": "06",
-}  # fmt: skip
+
+def train_models() -> tuple[str, ...]:
+    """``labkit train --model``'s names: each lab's models (``labkit.runs.LABS``), in order."""
+    return tuple(model for entry in LABS.values() for model in entry.models)
+
 
 AUGMENTS = ("none", "flips", "report003")
 
@@ -46,8 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train", help="train a lab's model, report the test split", usage=usage,
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    p.add_argument("--model", required=True, choices=TRAIN_MODELS, metavar="NAME",
-                   help=f"one of: {', '.join(TRAIN_MODELS)}")  # fmt: skip
+    p.add_argument("--model", required=True, choices=train_models(), metavar="NAME",
+                   help=f"one of: {', '.join(train_models())}")  # fmt: skip
     p.add_argument(
         "--data",
         default=None,
@@ -125,19 +124,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def plan(args: argparse.Namespace) -> dict[str, Any]:
-    """Report defaults, then the profile, then the flags: every setting of the run.
+    """Report defaults, then the profile, then the flags: every setting of the run, the
+    training's own as the ``TrainConfig`` ``fit`` takes (``"config"``).
 
     Raises:
         ValueError: an unknown model or a flag that does not apply to it.
     """
     from labkit.losses import LOSSES  # here: torch loads only when a command runs
+    from labkit.train import TrainConfig
 
     d = settings_for_model(args.model)  # ValueError naming the valid models
     if args.loss is not None and args.loss not in LOSSES:
         raise ValueError(f"--loss: unknown loss {args.loss!r}; expected one of {', '.join(LOSSES)}")
     prof = get_profile(args.profile)
     if prof.cli_train is None:  # practical: the lab's sizes. (Smoke's lab changes exist
-        prof = prof.for_lab(TRAIN_MODELS[args.model])  # for several models in one notebook.)
+        prof = prof.for_lab(lab_of_model(args.model))  # for several models in one notebook.)
     inputs = args.inputs or d.inputs
     kwargs = dict(d.kwargs, in_channels=1 + 2 * inputs.startswith("rgb") + inputs.endswith("+lung"))
     weights = args.encoder_weights or (
@@ -155,34 +156,32 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
                 f"--encoder-weights/--weights-path: {args.model!r} has no pretrained encoder"
             )
         kwargs.update(encoder_weights=weights, weights_path=args.weights_path)
-    # departures from the report, each with its reason (labkit.recipes); the notebooks use
+    # departures from the report, each with its reason (labkit.runs); the notebooks use
     # the same Profile.recipe. A flag is the user's choice, not a departure.
     r = prof.recipe(d.key)
     flags = dict(epochs=args.epochs, lr=args.lr, loss=args.loss, time_budget_min=args.time_budget)
     flags["scheduler"] = args.lr  # --lr sets a constant lr, as in the reports
     kept = {key: why for key, why in r.departures.items() if flags.get(key) is None}
     departures = list(kept.values())
-    epochs, lr, loss, time_budget, train_images = (
-        r.epochs, r.lr, r.loss, r.time_budget_min, r.train_images
-    )  # fmt: skip
     if r.base_width is not None and "base_width" not in kwargs:
         kwargs["base_width"] = r.base_width  # the table's, or the profile's departure
+    out = Path(args.out or Path("runs") / args.model)
+    config = TrainConfig(
+        epochs=_given(args.epochs, r.epochs), lr=_given(args.lr, r.lr),
+        batch_size=_given(args.batch_size, prof.batch_size(d.batch_size)),
+        loss=_given(args.loss, r.loss), optimizer=d.optimizer, weight_decay=d.weight_decay,
+        grad_clip=d.grad_clip, patience=d.patience, deep_supervision=d.deep_supervision,
+        time_budget_min=_given(args.time_budget, r.time_budget_min),
+        scheduler=r.scheduler if "scheduler" in kept else None,  # full: None anyway
+        seed=args.seed, device=args.device, out_dir=out, progress=not args.no_progress,
+    )  # fmt: skip
     return dict(
         model=args.model, kwargs=kwargs, profile=prof, inputs=inputs, target=args.target,
-        size=_given(args.size, r.size), epochs=_given(args.epochs, epochs),
-        batch_size=_given(args.batch_size, prof.batch_size(d.batch_size)),
-        train_images=train_images, loss=_given(args.loss, loss), lr=_given(args.lr, lr),
-        optimizer=d.optimizer,
-        weight_decay=d.weight_decay, grad_clip=d.grad_clip,
-        patience=d.patience, deep_supervision=d.deep_supervision,
+        size=_given(args.size, r.size), train_images=r.train_images, config=config,
         covid_only=d.covid_only if args.covid_only is None else args.covid_only,
         lung_only=d.lung_only if args.lung_only is None else args.lung_only,
-        augment=args.augment or d.augment, settings=d,
-        time_budget=args.time_budget if args.time_budget is not None else time_budget,
-        seed=args.seed, device=args.device, progress=not args.no_progress,
-        out=Path(args.out or Path("runs") / args.model), departures=departures,
-        scheduler=r.scheduler if "scheduler" in kept else None,  # full: None anyway
-        bn_momentum=r.bn_momentum,  # smoke: EfficientNet's batch norms (labkit.recipes)
+        augment=args.augment or d.augment, settings=d, out=out, departures=departures,
+        bn_momentum=r.bn_momentum,  # smoke: EfficientNet's batch norms (labkit.runs)
     )  # fmt: skip
 
 
@@ -208,27 +207,67 @@ def _given(flag: Any, default: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from labkit.cli import CommandError
-    from labkit.commands.evaluate import metrics_record, write_json
-    from labkit.data import BatchLoader, load_split, resolve_data
+    from labkit.data import load_split, resolve_data
     from labkit.device import pick_device, seed_everything
-    from labkit.evaluation import evaluate
     from labkit.models import build_model, set_batch_norm_momentum
-    from labkit.plots import plot_history
-    from labkit.train import TrainConfig, distributed, fit
-    from labkit.train.checkpoint import load_model
+    from labkit.train import distributed
 
     p = plan(args)
     # under torchrun: join the process group, one GPU per process (labkit.train.distributed)
-    ranks = distributed.join(pick_device(p["device"]).type)
-    device = distributed.rank_device(pick_device(p["device"]), ranks)
-    shown = p["progress"] and ranks.is_main  # one set of bars and messages, from rank 0
-
-    def say(text: str) -> None:
+    ranks = distributed.join(pick_device(p["config"].device).type)
+    device = distributed.rank_device(pick_device(p["config"].device), ranks)
+    shown = p["config"].progress and ranks.is_main  # one set of bars and messages, from rank 0
+    last = _out_folder(p, args.resume)  # before any work: a folder we cannot use fails now
+    seed_everything(p["config"].seed)  # the model's initial weights depend on it too
+    model = _build(build_model, p, CommandError)
+    if p["bn_momentum"] is not None:
+        set_batch_norm_momentum(model, p["bn_momentum"])
+    root = resolve_data(args.data, p["profile"].phantom_n, progress=shown)
+    classes = ["COVID-19"] if p["covid_only"] else None
+    load = dict(size=p["size"], limit=p["profile"].images(), progress=shown)
+    train = load_split(root, "Train", classes=classes, **dict(load, limit=p["train_images"]))
+    val = load_split(root, "Val", classes=classes, **load)
+    test = load_split(root, "Test", **load)  # all classes: false positives on healthy images
+    if ranks.is_main:
+        _say(
+            f"{p['model']}: {p['profile'].name} profile, {p['size']} px, "
+            f"{len(train)}/{len(val)}/{len(test)} train/val/test images from {root}"
+        )
+        if p["departures"]:  # students must know the run is not the report's setup
+            _say(
+                f"{p['profile'].name} profile: `labkit train` departs from the report "
+                "(labkit.runs says why; --profile full keeps the report's settings):\n  - "
+                + "\n  - ".join(p["departures"])
+            )
+    t0 = time.perf_counter()
+    try:
+        history, lung_history, config = _train(p, model, (train, val), device, last, args.resume)
+    except FloatingPointError as err:  # NaN/inf loss: a message, not a traceback
+        raise CommandError(str(err)) from None
+    except KeyboardInterrupt:
         if ranks.is_main:
-            print(text, file=sys.stderr)
+            _say(
+                f"interrupted: {last} holds the last finished epoch; continue with "
+                f"`labkit train --model {p['model']} --out {p['out']} --resume` and your "
+                "other options as before"
+            )
+        return 130
+    if not ranks.is_main:  # rank 0 evaluates and writes metrics.json; the others are done
+        return 0
+    facts = dict(data=str(root), device=str(device), wall_seconds=time.perf_counter() - t0,
+                 world_size=ranks.world_size)  # fmt: skip
+    _report(p, test, history, lung_history, config, device, facts)
+    return 0
 
-    try:  # before any work: a folder that cannot be written fails now, in these words
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _out_folder(p: dict[str, Any], resume: bool) -> Path:
+    """``--out``'s last.pt, once the folder is writable and the run neither resumes nothing
+    nor overwrites a run (else ``CommandError``, in the command's words)."""
+    try:
         p["out"].mkdir(parents=True, exist_ok=True)
         (p["out"] / ".labkit-write-test").touch()
         (p["out"] / ".labkit-write-test").unlink()
@@ -238,118 +277,92 @@ def run(args: argparse.Namespace) -> int:
             "folder you can write to"
         ) from None
     last = p["out"] / "last.pt"
-    if args.resume and (p["model"] == "cascade" or not last.is_file()):
+    if resume and (p["model"] == "cascade" or not last.is_file()):
         raise CommandError(
             "--resume: the cascade trains two stages and cannot resume; run it again"
             if p["model"] == "cascade"
             else f"--resume: there is no {last} to continue (run without --resume first)"
         )
-    if not args.resume and last.is_file():  # never overwrite a run silently
+    if not resume and last.is_file():  # never overwrite a run silently
         raise CommandError(
             f"--out {p['out']} already holds a run (last.pt): add --resume to continue it, or "
             "choose another --out"
         )
-    seed_everything(p["seed"])  # the model's initial weights depend on it too
-    model = _build(build_model, p, CommandError)
-    if p["bn_momentum"] is not None:
-        set_batch_norm_momentum(model, p["bn_momentum"])
-    root = resolve_data(args.data, profile=p["profile"], progress=shown)
-    classes = ["COVID-19"] if p["covid_only"] else None
-    load = dict(size=p["size"], limit=p["profile"].images(), progress=shown)
-    train = load_split(root, "Train", classes=classes, **dict(load, limit=p["train_images"]))
-    val = load_split(root, "Val", classes=classes, **load)
-    test = load_split(root, "Test", **load)  # all classes: false positives on healthy images
-    say(
-        f"{p['model']}: {p['profile'].name} profile, {p['size']} px, {len(train)}/{len(val)}/{len(test)} train/val/test images from {root}",
-    )
-    if p["departures"]:  # students must know the run is not the report's setup
-        say(
-            f"{p['profile'].name} profile: `labkit train` departs from the report (labkit.profiles "
-            "says why; --profile full keeps the report's settings):\n  - "
-            + "\n  - ".join(p["departures"]),
-        )
+    return last
 
-    def loaders(target: str) -> tuple[BatchLoader, BatchLoader]:
-        from labkit.data import Augment
 
-        aug = {"none": None, "flips": Augment.flips(), "report003": Augment.report003()}[
-            p["augment"]
-        ]
-        common = dict(
-            target=target,
-            inputs=p["inputs"],
-            lung_only=p["lung_only"],
-            device=device,
-            seed=p["seed"],
-        )
+def _train(
+    p: dict[str, Any], model: Any, data: tuple, device: Any, last: Path, resume: bool
+) -> tuple[Any, Any, Any]:
+    """Train (the cascade: its lung stage first): the history, the lung stage's, the config."""
+    from labkit.data import Augment, BatchLoader
+    from labkit.train import fit
+
+    train, val = data
+    aug = {"none": None, "flips": Augment.flips(), "report003": Augment.report003()}
+    config = replace(p["config"], device=str(device))  # this process's device (torchrun)
+    common = dict(inputs=p["inputs"], lung_only=p["lung_only"], device=device, seed=config.seed)
+
+    def loaders(target: str) -> tuple[Any, Any]:
         return (
-            BatchLoader(train, p["batch_size"], shuffle=True, augment=aug, **common),
-            BatchLoader(val, p["batch_size"], shuffle=False, **common),
-        )
+            BatchLoader(train, config.batch_size, shuffle=True, augment=aug[p["augment"]],
+                        target=target, **common),
+            BatchLoader(val, config.batch_size, shuffle=False, target=target, **common),
+        )  # fmt: skip
 
-    config = TrainConfig(
-        epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], optimizer=p["optimizer"],
-        weight_decay=p["weight_decay"], loss=p["loss"], deep_supervision=p["deep_supervision"],
-        grad_clip=p["grad_clip"], patience=p["patience"], time_budget_min=p["time_budget"],
-        scheduler=p["scheduler"],
-        seed=p["seed"], device=str(device), out_dir=p["out"], progress=p["progress"],
-    )  # fmt: skip
     lung_history = None
-    t0 = time.perf_counter()
-    try:
-        if p["model"] == "cascade":
-            lung_history = _train_cascade_lungs(
-                model, loaders("lung"), config, p["settings"].stages["lung"]
-            )
-            if config.time_budget_min:  # the safety limit covers both stages together
-                left = config.time_budget_min - lung_history.train_seconds / 60
-                config = replace(config, time_budget_min=max(left, 1e-6))
-        history = fit(
-            model, *loaders(p["target"]), config, resume_from=last if args.resume else None
-        )
-    except FloatingPointError as err:  # NaN/inf loss: a message, not a traceback
-        raise CommandError(str(err)) from None
-    except KeyboardInterrupt:
-        say(
-            f"interrupted: {last} holds the last finished epoch; continue with "
-            f"`labkit train --model {p['model']} --out {p['out']} --resume` and your other "
-            "options as before"
-        )
-        return 130
-    if not ranks.is_main:  # rank 0 evaluates and writes metrics.json; the others are done
-        return 0
+    if p["model"] == "cascade":
+        stage = p["settings"].stages["lung"]
+        lung_history = _train_cascade_lungs(model, loaders("lung"), config, stage)
+        if config.time_budget_min:  # the safety limit covers both stages together
+            left = config.time_budget_min - lung_history.train_seconds / 60
+            config = replace(config, time_budget_min=max(left, 1e-6))
+    history = fit(model, *loaders(p["target"]), config, resume_from=last if resume else None)
+    return history, lung_history, config
+
+
+def _report(
+    p: dict[str, Any], test: Any, history: Any, lung_history: Any, config: Any, device: Any,
+    facts: dict[str, Any],
+) -> None:  # fmt: skip
+    """Score the best epoch on the test split; write metrics.json and the curves; say so."""
+    import matplotlib.pyplot as plt
+
+    from labkit.commands.evaluate import metrics_record, write_json
+    from labkit.evaluation import evaluate
+    from labkit.plots import plot_history
+    from labkit.train.checkpoint import load_model
+
     best = p["out"] / "best.pt"
     if history.best_epoch is None:
         raise CommandError(
-            f"no best checkpoint in {p['out']}: validation Dice was NaN in every epoch (no validation image with infection?)"
+            f"no best checkpoint in {p['out']}: validation Dice was NaN in every epoch (no "
+            "validation image with infection?)"
         )
     result = evaluate(
-        load_model(best, device=device), test, batch_size=p["batch_size"], device=device,
-        target=p["target"], keep_predictions=False, progress=p["progress"],
+        load_model(best, device=device), test, batch_size=config.batch_size, device=device,
+        target=p["target"], keep_predictions=False, progress=config.progress,
     )  # fmt: skip
     record = metrics_record(
         p["model"], result, history.to_dict(), checkpoint="best.pt", profile=p["profile"].name,
-        size=p["size"], loss=p["loss"], inputs=p["inputs"], target=p["target"],
+        size=p["size"], loss=config.loss, inputs=p["inputs"], target=p["target"],
         covid_only=p["covid_only"], lung_only=p["lung_only"], augment=p["augment"],
-        batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"], device=str(device),
-        data=str(root), model_kwargs=p["kwargs"], wall_seconds=time.perf_counter() - t0,
+        batch_size=config.batch_size, lr=config.lr, seed=config.seed, device=facts["device"],
+        data=facts["data"], model_kwargs=p["kwargs"], wall_seconds=facts["wall_seconds"],
         lung_history=lung_history.to_dict() if lung_history else None,
-        departures=p["departures"], world_size=ranks.world_size,
+        departures=p["departures"], world_size=facts["world_size"],
         safety_stop=stop_warning(history, config.time_budget_min) or None,
     )  # fmt: skip
     write_json(p["out"] / "metrics.json", record)
-    fig = plot_history(history, path=p["out"] / "training_curves.png")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    plt.close(plot_history(history, path=p["out"] / "training_curves.png"))
     print(result.table())
     for h in (lung_history, history):  # the safety limit cut a run short: say so, loudly
         if h is not None and stop_warning(h, config.time_budget_min):
             print(stop_warning(h, config.time_budget_min), file=sys.stderr)
     print(
-        f"wrote {p['out'] / 'metrics.json'}, best.pt (epoch {history.best_epoch}), training_curves.png"
+        f"wrote {p['out'] / 'metrics.json'}, best.pt (epoch {history.best_epoch}), "
+        "training_curves.png"
     )
-    return 0
 
 
 def _train_cascade_lungs(model: Any, loaders: tuple, config: Any, d: dict[str, Any]) -> Any:

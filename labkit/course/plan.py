@@ -16,7 +16,7 @@ under fp16 AMP), plus the cached split when it is GPU-resident.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -25,7 +25,7 @@ from labkit.bench.flops import EFFICIENCY, PEAK_TFLOPS, count_model_flops, peak_
 from labkit.data.cache import fits_on_gpu
 from labkit.data.phantom import phantom_counts
 from labkit.models import build_model
-from labkit.reports import report_settings
+from labkit.runs import LABS, Profile, report_settings
 
 # COVID-QU-Ex per split and class (syllabus; the lung subset as published on Kaggle).
 REAL_COUNTS = {
@@ -63,15 +63,16 @@ CPU_GFLOPS = (5.0, 40.0, 90.0)  # low, central, high
 
 @dataclass(frozen=True)
 class Training:
-    """One kind of training in a lab (``models`` times, the same settings each time).
+    """One kind of training in a lab (``models`` times, the same settings each time): the
+    lab's runs (``labkit.runs.LABS``) that cost the same, counted together.
 
     Its settings come from ``Profile.recipe(report)``, as in the notebooks.
 
     Args:
-        report: ``labkit.reports.REPORT_SETTINGS`` key.
+        report: ``labkit.runs.REPORT_SETTINGS`` key.
         models: how many models the lab trains this way.
         model: another model trained with the report's settings (e.g. lab 04's B0).
-        in_channels: input channels, if not the report's.
+        in_channels: input channels.
         epochs: the report's epochs for this stage, if not the run's (a lung stage).
         subset: ``"infection"`` or ``"lung"`` (the lung subset keeps the profile's
             ``images(subset="lung")`` per split, as lab 05 loads it).
@@ -85,21 +86,24 @@ class Training:
     subset: str = "infection"
 
 
-LAB_TRAINING: dict[str, tuple[Training, ...]] = {
-    "01": (),
-    "02": (Training("001.unet"),),
-    "03": (Training("000.resunet", models=2),),  # BCE and MSE
-    "04": (  # ResNet34 from random and from ImageNet weights, then B0, report 002's settings
-        Training("002.resnet34", models=2),
-        Training("002.resnet34", model="unet-efficientnet-b0", in_channels=3),
-    ),
-    "05": (  # stage 1 (B3, lungs), stage 2 (B0, RGB + lung) and the one-stage B0 (RGB)
-        Training("003.b3", epochs=15, subset="lung", in_channels=3),
-        Training("003.b0", in_channels=4),
-        Training("003.b0", in_channels=3),
-    ),
-    "06": (Training("004.fvpaspp", models=6),),  # five ablation rows + original image
-}
+def lab_trainings(lab: str) -> list[Training]:
+    """What ``lab`` trains, from its runs: runs of one report, model, input and stage are
+    one ``Training`` (an ablation's switches and a run's loss do not change the estimate)."""
+    found: dict[tuple, Training] = {}
+    for run in LABS[lab].runs:
+        stage = report_settings("003.cascade").stages[run.stage] if run.stage else {}
+        channels = _channels(run.inputs or report_settings(run.report).inputs)
+        key = (run.report, run.model, channels, run.stage)
+        t = found.get(key) or Training(
+            run.report,
+            0,
+            run.model,
+            channels,
+            stage.get("epochs"),
+            stage.get("subset", "infection"),
+        )
+        found[key] = replace(t, models=t.models + 1)
+    return list(found.values())
 
 
 CT_LAB = "07"  # lab 07 trains 3-D patches with its own settings (labkit.ct.settings)
@@ -125,7 +129,7 @@ def ct_costs(width: int, depth: int, patch: tuple[int, int, int]) -> dict:
             "saved_bytes": saved[0] / 2}  # fmt: skip
 
 
-def plan_ct(profile: Any) -> list[dict[str, Any]]:
+def plan_ct(profile: Profile) -> list[dict[str, Any]]:
     """Lab 07's trainings (one per ablation row, Tables 2-3) as ``plan_training`` rows."""
     from labkit.ct.settings import ct_settings
 
@@ -211,7 +215,7 @@ def model_costs(model: str, in_channels: int, size: int, width: int | None, kw: 
     }
 
 
-def _count(profile: Any, subset: str, split: str, covid_only: bool) -> int:
+def _count(profile: Profile, subset: str, split: str, covid_only: bool) -> int:
     counts = phantom_counts(profile.phantom_n)[split] if profile.phantom else None
     counts = counts or REAL_COUNTS[subset][split]
     return counts["COVID-19"] if covid_only else sum(counts.values())
@@ -221,7 +225,7 @@ def _key(model: str, t: Training, s: Any, width: int | None, kwargs: dict) -> tu
     return (model, t.in_channels or _channels(s.inputs), width, repr(kwargs))
 
 
-def plan_training(profile: Any, t: Training) -> dict[str, Any]:
+def plan_training(profile: Profile, t: Training) -> dict[str, Any]:
     """Images, epochs, size, FLOPs and memory of one ``Training`` in a (lab-bound) profile."""
     s = report_settings(t.report)
     r = profile.recipe(t.report, epochs=t.epochs)  # epochs=None: the report's
@@ -258,7 +262,7 @@ def _rate(device: str) -> tuple[tuple[float, float, float], str]:
     return rates, f"{peak:g} TFLOP/s peak x {effs[0]:.0%}-{effs[2]:.0%} (assumed)"  # type: ignore[return-value]
 
 
-def plan_lab(profile: Any, lab: str, device: str, memory_gb: float | None = None) -> dict:
+def plan_lab(profile: Profile, lab: str, device: str, memory_gb: float | None = None) -> dict:
     """One lab's plan on ``device`` (one of ``DEVICES``): trainings, FLOPs, minutes, memory.
 
     Raises:
@@ -266,10 +270,10 @@ def plan_lab(profile: Any, lab: str, device: str, memory_gb: float | None = None
     """
     if device not in DEVICES:
         raise ValueError(f"--gpu: unknown device {device!r}; expected one of {', '.join(DEVICES)}")
-    if lab not in LAB_TRAINING and lab != CT_LAB:
-        raise ValueError(f"lab {lab!r} has no entry in labkit.course.plan.LAB_TRAINING")
+    if lab not in LABS:
+        raise ValueError(f"lab {lab!r} has no entry in labkit.runs.LABS")
     p = profile.for_lab(lab)
-    rows = plan_ct(p) if lab == CT_LAB else [plan_training(p, t) for t in LAB_TRAINING[lab]]
+    rows = plan_ct(p) if lab == CT_LAB else [plan_training(p, t) for t in lab_trainings(lab)]
     (low, mid, high), how = _rate(device)
     gflop = sum(r["gflop"] for r in rows)
     gpu = memory_gb if memory_gb is not None else GPUS.get(device, (None, None))[1]
@@ -334,7 +338,7 @@ def describe_plan(plan: dict) -> str:
     return f"{plan['lab']}  {work} | {_flop(plan['gflop'])} | {time_text} | {memory}"
 
 
-def lab_estimate(profile: Any, device: torch.device | str) -> str:
+def lab_estimate(profile: Profile, device: torch.device | str) -> str:
     """``about 6 min on this Tesla T4 (an estimate ...)`` for the bound lab on ``device``."""
     device = torch.device(device)
     name, memory = "this CPU", None

@@ -51,7 +51,7 @@ class LabSetup:
 
     Attributes:
         lab: lab number, e.g. ``"01"``.
-        profile: the run profile (``labkit.profiles.Profile``).
+        profile: the run profile (``labkit.runs.Profile``).
         device: the ``torch.device`` to train on.
         data: dataset root, or ``None`` for a lab that needs no data.
         data_source: why that data (``"argument"``, ``"LABKIT_DATA"``, ``"kagglehub
@@ -98,7 +98,7 @@ def _resolve(data: Any, profile: Any, colab: bool) -> tuple[Path, str, bool, str
     from labkit.data.locate import PHANTOM, locate_data, resolve_data
 
     if isinstance(data, str) and data.strip().lower() == "kaggle":
-        return resolve_data(download_covidqu(), profile=profile), "kaggle download", False, None
+        return resolve_data(download_covidqu(), profile.phantom_n), "kaggle download", False, None
     where, source = locate_data(data)
     why = None
     if where == PHANTOM and source == "default" and colab:
@@ -108,11 +108,11 @@ def _resolve(data: Any, profile: Any, colab: bool) -> tuple[Path, str, bool, str
             why = "no Kaggle credentials found"
         else:
             try:
-                root = resolve_data(download_covidqu(), profile=profile)
+                root = resolve_data(download_covidqu(), profile.phantom_n)
                 return root, f"kaggle download, credentials from {credentials}", False, None
             except DownloadError as err:  # network or account trouble: phantom, and say why
                 why = str(err).splitlines()[0].rstrip(".")
-    root = resolve_data(data, profile=profile)
+    root = resolve_data(data, profile.phantom_n)
     # A path may point at a phantom dataset too: its generator leaves phantom.json behind.
     phantom = where == PHANTOM or (root / "phantom.json").is_file()
     return root, source, phantom, why
@@ -168,10 +168,10 @@ def setup(
     """
     global _CURRENT
     from labkit.device import on_colab, pick_device, seed_everything
-    from labkit.profiles import get_profile
+    from labkit.runs import get_profile
 
     lab = str(lab)
-    prof = get_profile(profile).for_lab(lab)  # the lab's own sizes (labkit.profiles)
+    prof = get_profile(profile).for_lab(lab)  # the lab's own sizes (labkit.runs)
     colab = on_colab()
     dev = pick_device(device)
     seed_everything(seed)
@@ -249,8 +249,9 @@ def record_result(
             ``sensitivity``, ``precision`` as fractions in [0, 1]; missing ones are blank.
         train_seconds: wall time of training.
         lab: lab number; default: the one given to ``setup``.
-        report: the report's comparable figure: a key of ``labkit.reports.REPORT_FIGURES``
-            for this lab, or a mapping such as ``{"source": "report 000", "iou": 0.634}``.
+        report: the report's comparable figure: the key of one of this lab's
+            ``labkit.runs.LABS[lab].figures``, or a mapping such as
+            ``{"source": "report 000", "iou": 0.634}``.
         notes: free text for the results table.
         phantom: whether the model was trained and scored on phantom data; default: what
             ``setup`` found for ``DATA`` (lab 07 passes its CT data's, which ``DATA`` is not).
@@ -261,7 +262,7 @@ def record_result(
         The row as a dict (also appended as one JSON line to ``$LABKIT_RESULTS``).
     """
     from labkit.metrics import SCORE_NAMES  # here: `labkit course run` imports this module
-    from labkit.recipes import cut_text
+    from labkit.runs import cut_text
 
     if not model or not isinstance(model, str):
         raise ValueError(f"record_result: model must be a non-empty string, got {model!r}")

@@ -11,7 +11,7 @@ The published tree (andrewmvd/covid19-ct-scans)::
     ROOT/infection_mask/         same names (0 / 1)
     ROOT/lung_and_infection_mask same names (0 background, 1/2 lungs, 3 infection)
 
-Listing only (no file is read here): ``labkit.ct.check`` reads the volumes.
+Listing only (no file is read here): ``labkit.ct.validate`` reads the volumes.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Lab 07's training settings per profile: report 004's in ``full`` (its numbers from
-``labkit.reports.REPORT_SETTINGS["004.ct"]``, their one home), and each departure of the
+``labkit.runs.REPORT_SETTINGS["004.ct"]``, their one home), and each departure of the
 smaller profiles with its reason (printed by the lab, like ``Profile.recipe``)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from labkit.ct.patches import POSITIVE_SHARE, REPORT_PATCH
-from labkit.reports import report_settings
+from labkit.runs import report_settings
 
 _R = report_settings("004.ct")
 
@@ -17,7 +17,7 @@ class CTSettings:
     """What lab 07 trains with. ``departures`` maps a field to why it differs from the report."""
 
     patch: tuple[int, int, int] = REPORT_PATCH  # (X, Y, Z)
-    batch_size: int = _R.batch_size  # report 004's numbers live in labkit.reports
+    batch_size: int = _R.batch_size  # report 004's numbers live in labkit.runs
     epochs: int = _R.epochs
     lr: float = _R.lr
     base_width: int = _R.base_width  # not stated by report 004: the assumption there says why
@@ -25,6 +25,7 @@ class CTSettings:
     patches_per_volume: int = 40  # labkit's: report 004 does not say what an epoch is
     positive_share: float = POSITIVE_SHARE
     overlap: float = 0.5
+    # keys of the ablation's rows (lab 07's ``labkit.runs.LABS["07"].ablation``, Tables 2-3)
     ablation: tuple[str, ...] = ("unet", "fv_se", "fv_ce", "fv_paspp", "fv_paspp_ds")
     departures: dict[str, str] = field(default_factory=dict)
 
@@ -86,15 +87,3 @@ def ct_settings(profile: str) -> CTSettings:
     if profile not in CT_SETTINGS:
         raise ValueError(f"profile must be one of {tuple(CT_SETTINGS)}, got {profile!r}")
     return CT_SETTINGS[profile]
-
-
-# The ablation's rows (report 004's Table 3, plus the CE-gate row of its Table 2): name ->
-# (label, fvpaspp3d switches), as lab 06 builds them in 2-D: the
-# PASPP and deep-supervision rows sit on the SE gate, the better of the two FV rows.
-ABLATION_ROWS: dict[str, tuple[str, dict]] = {
-    "unet": ("UNet", {"fv": False, "paspp": False, "deep_supervision": False}),
-    "fv_se": ("UNet + FV (SE gate)", {"gate": "se", "paspp": False, "deep_supervision": False}),
-    "fv_ce": ("UNet + FV (CE gate)", {"gate": "ce", "paspp": False, "deep_supervision": False}),
-    "fv_paspp": ("UNet + FV + PASPP", {"gate": "se", "deep_supervision": False}),
-    "fv_paspp_ds": ("UNet + FV + PASPP + deep supervision", {"gate": "se"}),
-}

@@ -18,6 +18,7 @@ DATA_ENV_VAR = "LABKIT_DATA"
 CACHE_ENV_VAR = "LABKIT_CACHE"
 PHANTOM = "phantom"
 PHANTOM_SEED = 0
+PHANTOM_N = 240  # images per subset when no run profile says (the smoke profile's phantom_n)
 PHANTOM_SIZE = 256  # the real images' size; the loader resizes to the profile's size
 
 
@@ -108,14 +109,17 @@ def ensure_phantom(
     return final
 
 
-def resolve_data(data: str | Path | None = None, profile=None, progress: bool = True) -> Path:
+def resolve_data(
+    data: str | Path | None = None, phantom_n: int = PHANTOM_N, progress: bool = True
+) -> Path:
     """The dataset root to load from.
 
     Args:
         data: a path (the folder containing the subsets, a subset folder, or its repeated
             inner folder), ``"phantom"``, or ``None`` for ``LABKIT_DATA``, then the kagglehub
             cache, then the phantom dataset.
-        profile: run profile (name or ``Profile``) whose ``phantom_n`` sizes the phantom data.
+        phantom_n: images per subset if the phantom data is generated (a run profile's
+            ``phantom_n``).
         progress: show a progress bar if the phantom data has to be generated.
 
     Returns:
@@ -127,9 +131,7 @@ def resolve_data(data: str | Path | None = None, profile=None, progress: bool = 
     """
     where, source = locate_data(data)
     if where == PHANTOM:
-        from labkit.profiles import get_profile
-
-        return ensure_phantom(get_profile(profile).phantom_n, progress=progress)
+        return ensure_phantom(phantom_n, progress=progress)
     try:
         return normalize_root(where)
     except FileNotFoundError as err:
@@ -138,15 +140,12 @@ def resolve_data(data: str | Path | None = None, profile=None, progress: bool = 
         raise
 
 
-def describe_data_location(data: str | None = None) -> str:
+def describe_data_location(data: str | None = None, phantom_n: int = PHANTOM_N) -> str:
     """One line for ``labkit info``: where data would be loaded from. Never raises."""
     try:
         where, source = locate_data(data)
         if where == PHANTOM:
-            from labkit.profiles import get_profile
-
-            n = get_profile().phantom_n
-            root = phantom_root(n)
+            root = phantom_root(phantom_n)
             state = "ready" if (root / "phantom.json").is_file() else "generated on first use"
             return f"phantom ({source}; {state} in {root})"
         found = []

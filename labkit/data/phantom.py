@@ -262,6 +262,40 @@ def _is_complete_copy(out: Path, wanted: dict) -> bool:
     return True
 
 
+def _ready(out: Path, wanted: dict, overwrite: bool) -> bool:
+    """Is ``out`` already this phantom, complete? Else clear a phantom's subset folders in
+    it (an interrupted run of the same one, or ``overwrite``) and say False.
+
+    Raises:
+        ValueError: ``out`` is a file, a folder that is no phantom, or another phantom
+            (without ``overwrite``).
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: {out} is a file; expected a folder for the phantom dataset")
+    if out.is_dir() and any(out.iterdir()):
+        if _is_complete_copy(out, wanted) and not overwrite:
+            return True
+        found = read_manifest(out)
+        same_run = found is not None and found == {**wanted, "complete": False}
+        if found is None:
+            raise ValueError(
+                f"out: {out} is not empty and holds no {MANIFEST}, so it is not a phantom "
+                "dataset; choose an empty or new folder (labkit never deletes it)"
+            )
+        if not (overwrite or same_run):  # an interrupted run of the same phantom is redone
+            what = (
+                "this phantom with images missing"
+                if found == wanted
+                else f"a different phantom (n={found.get('n')}, seed={found.get('seed')}, "
+                f"size={found.get('size')}, format={found.get('format')}, "
+                f"labkit {found.get('labkit_version')})"
+            )
+            raise ValueError(f"out: {out} holds {what}; pass overwrite=True to replace it")
+        for subset in SUBSETS.values():
+            shutil.rmtree(out / subset, ignore_errors=True)
+    return False
+
+
 def make_phantom(
     out: str | Path,
     n: int = 240,
@@ -318,30 +352,8 @@ def make_phantom(
     seed, size, out = int(seed), int(size), Path(out).expanduser()
     wanted = _manifest(n, seed, size, complete=True)
 
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out: {out} is a file; expected a folder for the phantom dataset")
-    if out.is_dir() and any(out.iterdir()):
-        if _is_complete_copy(out, wanted) and not overwrite:
-            return out  # the same phantom, every image there: nothing to do
-        found = read_manifest(out)
-        same_run = found is not None and found == {**wanted, "complete": False}
-        if found is None:
-            raise ValueError(
-                f"out: {out} is not empty and holds no {MANIFEST}, so it is not a phantom "
-                "dataset; choose an empty or new folder (labkit never deletes it)"
-            )
-        if not (overwrite or same_run):  # an interrupted run of the same phantom is redone
-            what = (
-                "this phantom with images missing"
-                if found == wanted
-                else f"a different phantom (n={found.get('n')}, seed={found.get('seed')}, "
-                f"size={found.get('size')}, format={found.get('format')}, "
-                f"labkit {found.get('labkit_version')})"
-            )
-            raise ValueError(f"out: {out} holds {what}; pass overwrite=True to replace it")
-        for subset in SUBSETS.values():
-            shutil.rmtree(out / subset, ignore_errors=True)
-
+    if _ready(out, wanted, overwrite):
+        return out  # the same phantom, every image there: nothing to do
     out.mkdir(parents=True, exist_ok=True)
     _write_manifest(out, {**wanted, "complete": False})  # marks the folder as ours first
     for subset, kinds in (("infection", 3), ("lung", 2)):

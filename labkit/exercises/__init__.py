@@ -1,4 +1,4 @@
-"""The course's exercises, one module per lab (``lab01.py`` ... ``lab06.py``).
+"""The course's exercises, one module per lab (``lab01.py`` ... ``lab07.py``).
 
 Each module registers its exercises with ``labkit.checks.register`` when imported.
 ``labkit.checks`` imports this package on the first lookup of an unknown exercise id, which

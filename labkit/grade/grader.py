@@ -27,7 +27,7 @@ from labkit.grade.submissions import (
     read_notebook,
 )
 from labkit.grade.workspace import Workspace, remove_tree
-from labkit.profiles import get_profile
+from labkit.runs import get_profile
 
 
 def grade_student(

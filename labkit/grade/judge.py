@@ -285,7 +285,7 @@ def _judge(spec: ExerciseSpec, tests: ExerciseTests, meta: dict) -> ExerciseResu
         if message:
             if first_failure is None:
                 first_failure = where + message
-                # the notebook's first hint for the same failure (checks.check.hint_ladder)
+                # the notebook's first hint for the same failure (checks.notebook.hint_ladder)
                 hint = why or getattr(test, "hint", "") or ex.hint
                 result.hint = "" if obs.get("reference_used") else hint
             if not partial:

@@ -21,9 +21,10 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ._sizes import crop_back, fit_to_stride, upsample_to
+from ._sizes import upsample_to
+from .base import SegmentationModel
 from .blocks import ConvBNReLU, DoubleConv, Upsample, batch_norm_layer, check_dims, conv_layer
-from .unet import UNetDecoder, UNetEncoder, check_arch_args, encoder_widths
+from .unet import UNetDecoder, UNetEncoder, encoder_widths
 
 Gate = Literal["ce", "se"]
 GATES = ("ce", "se")
@@ -152,7 +153,7 @@ class PASPP(nn.Module):
         return self.fuse(torch.cat([small, large], dim=1))  # (B, C, H, W)
 
 
-class FVPASPPUNet(nn.Module):
+class FVPASPPUNet(SegmentationModel):
     """U-Net with FV blocks, PASPP and deep supervision (lab 06, report 004 in 2-D).
 
     Encoder level = DoubleConv (+ FVBlock if ``fv``); bottleneck (+ PASPP if ``paspp``);
@@ -202,13 +203,10 @@ class FVPASPPUNet(nn.Module):
         upsample: Upsample = "transpose",
         pad: bool = False,
     ) -> None:
-        super().__init__()
-        check_arch_args(in_channels, classes, depth, base_width)
+        super().__init__("fvpaspp", in_channels, classes, pad, depth, base_width)
         if gate not in GATES:
             raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
         widths = encoder_widths(base_width, depth)
-        self.in_channels, self.classes, self.pad = in_channels, classes, pad
-        self.stride = 2**depth
         self.deep_supervision = deep_supervision
         levels: list[nn.Module] = []
         for cin, cout in zip([in_channels, *widths[:-1]], widths):
@@ -224,17 +222,14 @@ class FVPASPPUNet(nn.Module):
             nn.Conv2d(widths[i], classes, kernel_size=1) for i in range(1, 1 + n_aux)
         )
 
-    def forward(self, x: Tensor) -> Tensor | list[Tensor]:
-        x, size = fit_to_stride(
-            x, self.stride, pad=self.pad, name="fvpaspp", in_channels=self.in_channels
-        )
+    def segment(self, x: Tensor) -> Tensor | list[Tensor]:
         features = self.encoder(x)
         features[-1] = self.bottleneck(features[-1])
         decoded = self.decoder(features)  # coarsest first; decoded[-1] is full size
         final = self.head(decoded[-1])  # (B, classes, H, W)
         if not (self.training and self.deep_supervision):
-            return crop_back(final, size)
+            return final
         # 1x1 conv then upsample == upsample then 1x1 conv (both linear), but cheaper.
         coarse = reversed(decoded[:-1])  # finest (H/2) first
         aux = [upsample_to(head(d), final.shape[-2:]) for head, d in zip(self.aux_heads, coarse)]
-        return crop_back([final, *aux], size)
+        return [final, *aux]

@@ -17,12 +17,13 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .base import SegmentationModel
 from .blocks import DoubleConv, UpBlock, Upsample
 from .fvpaspp import GATES, PASPP, FVBlock, Gate
-from .unet import check_arch_args, encoder_widths
+from .unet import encoder_widths
 
 
-class FVPASPPUNet3d(nn.Module):
+class FVPASPPUNet3d(SegmentationModel):
     """3-D U-Net with FV blocks, PASPP and deep supervision (lab 07, report 004's own model).
 
     Encoder level = 3-D DoubleConv (+ 3-D FVBlock if ``fv``), max-pool 2x2x2 between levels;
@@ -68,13 +69,10 @@ class FVPASPPUNet3d(nn.Module):
         deep_supervision: bool = True,
         upsample: Upsample = "transpose",
     ) -> None:
-        super().__init__()
-        check_arch_args(in_channels, classes, depth, base_width)
+        super().__init__("fvpaspp3d", in_channels, classes, False, depth, base_width)
         if gate not in GATES:
             raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
         widths = encoder_widths(base_width, depth)
-        self.in_channels, self.classes = in_channels, classes
-        self.stride = 2**depth
         self.deep_supervision = deep_supervision
         levels: list[nn.Module] = []
         for cin, cout in zip([in_channels, *widths[:-1]], widths):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from ._sizes import crop_back, fit_to_stride
+from .base import SegmentationModel
 from .weights import check_download_possible, hub_settings, load_encoder_weights, offline_help
 
 # labkit name -> smp encoder name
@@ -31,7 +31,7 @@ _UNUSED_ENCODER_PARTS = ("_conv_head", "_bn1")
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
-class PretrainedUNet(nn.Module):
+class PretrainedUNet(SegmentationModel):
     """smp's ``Unet``: a pretrained classification encoder + U-Net decoder (lab 04).
 
     Keeps smp's parts and parameter names (``encoder``, ``decoder``, ``segmentation_head``)
@@ -69,12 +69,12 @@ class PretrainedUNet(nn.Module):
         pad: bool = False,
         name: str = "unet-resnet34",
     ) -> None:
-        super().__init__()
         import segmentation_models_pytorch as smp
 
         for arg, value in (("in_channels", in_channels), ("classes", classes)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name}: {arg} must be an int >= 1, got {value!r}")
+        super().__init__(name, in_channels, classes, pad)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout!r}")
         if encoder_weights is not None and weights_path is not None:
@@ -109,23 +109,19 @@ class PretrainedUNet(nn.Module):
         self.segmentation_head = net.segmentation_head
         if weights_path is not None:
             load_encoder_weights(self.encoder, weights_path, in_channels)
-        self.in_channels, self.classes, self.pad, self.name = in_channels, classes, pad, name
-        self.encoder_name = encoder_name
+        self.name, self.encoder_name = name, encoder_name
         self.stride = int(self.encoder.output_stride)
         # smp >= 0.5 decoders take a list of features, older ones take *features.
         params = inspect.signature(self.decoder.forward).parameters.values()
         self._decoder_star_args = any(p.kind is p.VAR_POSITIONAL for p in params)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x, size = fit_to_stride(
-            x, self.stride, pad=self.pad, name=self.name, in_channels=self.in_channels
-        )
+    def segment(self, x: Tensor) -> Tensor:
         features = self.encoder(x)  # 6 maps: the input, then strides 2, 4, 8, 16, 32
         if self._decoder_star_args:
             decoded = self.decoder(*features)
         else:
             decoded = self.decoder(features)  # (B, 16, H, W)
-        return crop_back(self.segmentation_head(self.dropout(decoded)), size)
+        return self.segmentation_head(self.dropout(decoded))
 
 
 def _builder(name: str, doc: str) -> Callable[..., PretrainedUNet]:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from ._sizes import crop_back, fit_to_stride
+from .base import SegmentationModel
 from .blocks import DoubleConv, ResidualBlock, UpBlock, Upsample
 
 # The encoder level a U-Net is built from, by name (names keep ``model.labkit_spec`` plain
@@ -25,20 +25,6 @@ ENCODER_BLOCKS: dict[str, Callable[[int, int], nn.Module]] = {
     "double_conv": DoubleConv,
     "residual": ResidualBlock,
 }
-
-
-def check_arch_args(in_channels: int, classes: int, depth: int, base_width: int) -> None:
-    """Validate the arguments every hand-written U-Net shares (clear ``ValueError`` s)."""
-    for arg, value, low in (
-        ("in_channels", in_channels, 1),
-        ("classes", classes, 1),
-        ("depth", depth, 1),
-        ("base_width", base_width, 1),
-    ):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{arg} must be an int >= {low}, got {value!r}")
-    if depth > 7:
-        raise ValueError(f"depth must be at most 7 (stride 128), got {depth}")
 
 
 def encoder_widths(base_width: int, depth: int) -> list[int]:
@@ -105,7 +91,7 @@ def plain_encoder(
     return UNetEncoder([block(cin, cout) for cin, cout in zip(ins, widths)])
 
 
-class UNet(nn.Module):
+class UNet(SegmentationModel):
     """U-Net (lab 02, report 001; with ``block="residual"`` lab 03, report 000): an encoder
     of ``depth + 1`` levels joined by max-pools, a transposed-conv (or bilinear) decoder with
     concatenated skips, and a 1x1 conv head. The class only wires these parts.
@@ -143,22 +129,16 @@ class UNet(nn.Module):
         pad: bool = False,
         block: str = "double_conv",
     ) -> None:
-        super().__init__()
-        check_arch_args(in_channels, classes, depth, base_width)
+        name = "unet" if block == "double_conv" else "resunet"  # for error messages
+        super().__init__(name, in_channels, classes, pad, depth, base_width)
         if block not in ENCODER_BLOCKS:
             raise ValueError(f"block must be one of {tuple(ENCODER_BLOCKS)}, got {block!r}")
         widths = encoder_widths(base_width, depth)
-        self.in_channels, self.classes, self.pad = in_channels, classes, pad
-        self.stride = 2**depth
-        self.arch_name = "unet" if block == "double_conv" else "resunet"  # for error messages
         self.encoder = plain_encoder(in_channels, widths, ENCODER_BLOCKS[block])
         self.decoder = UNetDecoder(widths, upsample)
         self.head = nn.Conv2d(widths[0], classes, kernel_size=1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x, size = fit_to_stride(
-            x, self.stride, pad=self.pad, name=self.arch_name, in_channels=self.in_channels
-        )
+    def segment(self, x: Tensor) -> Tensor:
         features = self.encoder(x)  # depth + 1 maps, bottleneck last
         decoded = self.decoder(features)[-1]  # (B, base_width, H, W)
-        return crop_back(self.head(decoded), size)
+        return self.head(decoded)

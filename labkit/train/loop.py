@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,126 +87,185 @@ def fit(
         ValueError: ``batch_size`` differs from the training loader's, or (under torchrun)
             the training loader cannot be sharded.
     """
-    cfg = make_config(config, **overrides)
-    cfg = _with_loader_batch_size(cfg, train)
-    seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
-    ranks = distributed.join(device.type)  # rank 0 of 1 outside torchrun
-    device = distributed.rank_device(device, ranks)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
-    train = distributed.shard(train, ranks, "train", required=True)
-    val_shard = distributed.shard(val, ranks, "val", required=False)
-    # a validation iterable that cannot be sharded is scored whole on every rank
-    val_ranks = ranks if val_shard is not val else distributed.Ranks()
-    show = cfg.progress and ranks.is_main  # only rank 0 prints
-    model = model.to(device)
-    if cfg.channels_last:
-        model = to_channels_last(model)
-    loss_fn = build_loss(cfg.loss) if isinstance(cfg.loss, str) else cfg.loss
-    if cfg.deep_supervision and not isinstance(loss_fn, DeepSupervisionLoss):
-        loss_fn = DeepSupervisionLoss(loss_fn)  # 0.5 final + 0.5 over the auxiliary heads
-    optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg)
-    dtype = amp_dtype(device, cfg.amp)  # bfloat16, float16 or None (fp32)
-    scaler = make_grad_scaler(device, dtype)  # only active for float16
-
-    history = History(monitor=cfg.monitor, world_size=ranks.world_size)
-    data_spec: dict[str, Any] = {}
-    start = 1
-    if resume_from is not None:
-        state = ckpt.load_checkpoint(resume_from)  # on the CPU; load_state_dict moves it
-        ts = ckpt.require_training_state(state, resume_from)
-        model.load_state_dict(state["state_dict"])
-        ckpt.restore_training_state(ts, optimizer, scheduler, scaler)
-        history = History.from_dict(state["history"])
-        history.world_size = ranks.world_size
-        data_spec, start = state["data"], state["epoch"] + 1
-    net = distributed.wrap(model, device, ranks)  # DDP under torchrun, else the model
-    forward = Forward(net, cfg.compile)
-    # validation calls the plain model: no DDP collectives, so uneven shards cannot hang
-    val_forward = forward if net is model else Forward(model, cfg.compile)
-    step = TrainStep(forward, loss_fn, optimizer, scaler, device, dtype, cfg, ranks)
-    out_dir = Path(cfg.out_dir) if cfg.out_dir is not None and ranks.is_main else None
+    cfg = _with_loader_batch_size(make_config(config, **overrides), train)
+    r = _Setup.build(model, train, val, cfg, resume_from)  # device, ranks, optimizer, resume
+    model, history, limit = r.model, r.history, SafetyLimit(cfg.time_budget_min)
     best_state = _best_before(resume_from, history) if cfg.restore_best else None
-    better = (lambda a, b: a > b) if cfg.mode == "max" else (lambda a, b: a < b)
-
     # The bar is advanced by hand after each epoch, so an early stop still counts the
     # epoch it stopped after, and the bar's label says why it stopped.
-    bar = tqdm(desc="epochs", initial=start - 1, total=cfg.epochs, disable=not show)
-    history.epochs_planned = cfg.epochs
-    limit = SafetyLimit(cfg.time_budget_min)  # per call of fit: a resumed session gets a fresh one
-    for epoch in range(start, cfg.epochs + 1):
+    bar = tqdm(desc="epochs", initial=r.start - 1, total=cfg.epochs, disable=not r.show)
+    # Sync points (the CPU waits for the GPU, or ranks wait for each other) are marked SYNC;
+    # between them the GPU works through queued steps while Python goes on.
+    for epoch in range(r.start, cfg.epochs + 1):
         t0 = time.perf_counter()
         # ---- train: one pass over the training batches --------------------------------
         model.train()
-        if hasattr(train, "set_epoch"):
-            train.set_epoch(epoch)  # reproducible shuffle/augmentation for this epoch
-        train_scores, shape = step.train_epoch(train, epoch)
-        distributed.sync_buffers(model, ranks)  # one set of batch-norm statistics
-        data_spec = data_spec or _data_spec(train, shape)
+        if hasattr(r.train, "set_epoch"):
+            r.train.set_epoch(epoch)  # reproducible shuffle/augmentation for this epoch
+        train_scores, shape = r.step.train_epoch(r.train, epoch)  # SYNC: the epoch's scores
+        distributed.sync_buffers(model, r.ranks)  # SYNC (torchrun): one set of BN statistics
+        r.data_spec = r.data_spec or _data_spec(r.train, shape)
         # ---- validate: loss and metrics on the validation set, no gradients -----------
         model.eval()
-        val_scores = validate(val_forward, val_shard, loss_fn, device, dtype, cfg, val_ranks)
-        lr = optimizer.param_groups[0]["lr"]  # the lr this epoch trained with
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(val_scores[cfg.monitor])
-        elif scheduler is not None:
-            scheduler.step()
-        seconds = time.perf_counter() - t0
-        # ---- record the epoch ----------------------------------------------------------
-        scores = {**train_scores, **val_scores}
-        history.epoch.append(epoch)
-        for key in _RECORDED:
-            getattr(history, key).append(scores[key])
-        history.lr.append(lr)
-        history.seconds.append(seconds)
-        value = val_scores[cfg.monitor]
-        improved = not math.isnan(value) and (
-            history.best_metric is None or better(value, history.best_metric)
+        val_scores = validate(  # SYNC: the scores (gathered across ranks under torchrun)
+            r.val_forward, r.val, r.loss_fn, r.device, r.dtype, cfg, r.val_ranks
         )
-        if improved:
-            history.best_epoch, history.best_metric = epoch, value
-            if cfg.restore_best:  # a CPU copy: GPU memory stays free for training
-                best_state = {
-                    k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
-                }
-        # ---- decide whether to stop ----------------------------------------------------
+        lr = r.optimizer.param_groups[0]["lr"]  # the lr this epoch trained with
+        _step_scheduler(r.scheduler, val_scores[cfg.monitor])
+        seconds = time.perf_counter() - t0
+        # ---- record the epoch; keep the best weights -----------------------------------
+        improved = _record(history, epoch, {**train_scores, **val_scores}, lr, seconds, cfg)
+        if improved and cfg.restore_best:  # SYNC: a CPU copy, GPU memory stays for training
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        # ---- decide whether to stop: patience, then the safety limit -------------------
         history.stopped_reason = "completed"
         stalled = history.epochs_without_improvement()
         if epoch < cfg.epochs and cfg.patience is not None and stalled >= cfg.patience:
             history.stopped_reason = "early_stopping"
         # would one more epoch, as long as the slowest so far, end past a safety limit?
-        if epoch < cfg.epochs and distributed.agree(limit.stop_now(seconds), ranks):
+        if epoch < cfg.epochs and distributed.agree(limit.stop_now(seconds), r.ranks):  # SYNC
             history.stopped_reason, history.stopped_by = "time_budget", limit.reason
         # ---- checkpoints: best.pt (weights) when improved, last.pt (everything) always --
-        if out_dir is not None:
-            kw = dict(epoch=epoch, config=cfg.to_dict(), history=history.to_dict(), data=data_spec)
-            if improved:
-                ckpt.save_checkpoint(out_dir / "best.pt", model, **kw)
-            ts = ckpt.training_state(optimizer, scheduler, scaler)
-            ckpt.save_checkpoint(out_dir / "last.pt", model, training_state=ts, **kw)
-        summary = _summary(history)
-        bar.update(1)
-        bar.set_postfix_str(summary)
-        if show:
-            bar.write(f"epoch {epoch}/{cfg.epochs}  {summary}  lr {lr:.2g}  {seconds:.1f}s")
-            if epoch == start and epoch < cfg.epochs:  # measured here, not guessed
-                bar.write(limit.estimate(1, cfg.epochs - start + 1))
+        if r.out_dir is not None:  # SYNC: the weights go to the CPU and to disk
+            _save_checkpoints(r, epoch, improved, cfg)
+        _show_epoch(bar, history, epoch, r.start, cfg, lr, seconds, limit, r.show)
         if history.stopped_reason != "completed":
             break
     end_bar(bar, _ending(history, cfg), success=history.stopped_reason != "time_budget")
     if best_state is not None:
         model.load_state_dict(best_state)  # copies back onto the model's device
-    if out_dir is not None and history.best_epoch is not None:
-        ckpt.update_history(out_dir / "best.pt", history.to_dict())  # the whole run, not part
-    if history.best_epoch is None and len(history) and ranks.is_main:
+    if r.out_dir is not None and history.best_epoch is not None:
+        ckpt.update_history(r.out_dir / "best.pt", history.to_dict())  # the whole run, not part
+    if history.best_epoch is None and len(history) and r.ranks.is_main:
         warnings.warn(
             f"{cfg.monitor} was NaN in every epoch (no validation image with infection?); "
             "no best checkpoint was chosen",
             stacklevel=2,
         )
     return history
+
+
+@dataclass
+class _Setup:
+    """What ``fit`` trains with: built once before the first epoch (``build``)."""
+
+    model: nn.Module
+    train: Any
+    val: Any
+    val_ranks: distributed.Ranks
+    ranks: distributed.Ranks
+    device: torch.device
+    dtype: torch.dtype | None
+    loss_fn: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    step: TrainStep
+    val_forward: Forward
+    history: History
+    data_spec: dict[str, Any]
+    start: int
+    out_dir: Path | None
+    show: bool
+
+    @classmethod
+    def build(
+        cls, model: nn.Module, train: Any, val: Any, cfg: TrainConfig, resume_from: Any
+    ) -> _Setup:
+        seed_everything(cfg.seed)
+        device = pick_device(cfg.device)
+        ranks = distributed.join(device.type)  # rank 0 of 1 outside torchrun
+        device = distributed.rank_device(device, ranks)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
+        train = distributed.shard(train, ranks, "train", required=True)
+        val_shard = distributed.shard(val, ranks, "val", required=False)
+        # a validation iterable that cannot be sharded is scored whole on every rank
+        val_ranks = ranks if val_shard is not val else distributed.Ranks()
+        model = model.to(device)
+        if cfg.channels_last:
+            model = to_channels_last(model)
+        loss_fn = build_loss(cfg.loss) if isinstance(cfg.loss, str) else cfg.loss
+        if cfg.deep_supervision and not isinstance(loss_fn, DeepSupervisionLoss):
+            loss_fn = DeepSupervisionLoss(loss_fn)  # 0.5 final + 0.5 over the auxiliary heads
+        optimizer = make_optimizer(model, cfg)
+        scheduler = make_scheduler(optimizer, cfg)
+        dtype = amp_dtype(device, cfg.amp)  # bfloat16, float16 or None (fp32)
+        scaler = make_grad_scaler(device, dtype)  # only active for float16
+        history = History(monitor=cfg.monitor, world_size=ranks.world_size)
+        data_spec: dict[str, Any] = {}
+        start = 1
+        if resume_from is not None:
+            state = ckpt.load_checkpoint(resume_from)  # on the CPU; load_state_dict moves it
+            ts = ckpt.require_training_state(state, resume_from)
+            model.load_state_dict(state["state_dict"])
+            ckpt.restore_training_state(ts, optimizer, scheduler, scaler)
+            history = History.from_dict(state["history"])
+            history.world_size = ranks.world_size
+            data_spec, start = state["data"], state["epoch"] + 1
+        history.epochs_planned = cfg.epochs
+        net = distributed.wrap(model, device, ranks)  # DDP under torchrun, else the model
+        forward = Forward(net, cfg.compile)
+        # validation calls the plain model: no DDP collectives, so uneven shards cannot hang
+        val_forward = forward if net is model else Forward(model, cfg.compile)
+        step = TrainStep(forward, loss_fn, optimizer, scaler, device, dtype, cfg, ranks)
+        out_dir = Path(cfg.out_dir) if cfg.out_dir is not None and ranks.is_main else None
+        return cls(
+            model, train, val_shard, val_ranks, ranks, device, dtype, loss_fn, optimizer,
+            scheduler, scaler, step, val_forward, history, data_spec, start, out_dir,
+            show=cfg.progress and ranks.is_main,  # only rank 0 prints
+        )  # fmt: skip
+
+
+def _step_scheduler(scheduler: Any, monitored: float) -> None:
+    """One step of the lr schedule after an epoch (a plateau schedule watches ``monitor``)."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(monitored)
+    elif scheduler is not None:
+        scheduler.step()
+
+
+def _record(
+    history: History, epoch: int, scores: dict, lr: float, seconds: float, cfg: TrainConfig
+) -> bool:
+    """Append the epoch to ``history``; is it the best so far on ``cfg.monitor``?"""
+    history.epoch.append(epoch)
+    for key in _RECORDED:
+        getattr(history, key).append(scores[key])
+    history.lr.append(lr)
+    history.seconds.append(seconds)
+    value, best = scores[cfg.monitor], history.best_metric
+    improved = not math.isnan(value) and (
+        best is None or (value > best if cfg.mode == "max" else value < best)
+    )
+    if improved:
+        history.best_epoch, history.best_metric = epoch, value
+    return improved
+
+
+def _save_checkpoints(r: _Setup, epoch: int, improved: bool, cfg: TrainConfig) -> None:
+    """best.pt (weights) when the epoch improved, last.pt (everything to resume) always."""
+    assert r.out_dir is not None
+    h = r.history
+    kw = dict(epoch=epoch, config=cfg.to_dict(), history=h.to_dict(), data=r.data_spec)
+    if improved:
+        ckpt.save_checkpoint(r.out_dir / "best.pt", r.model, **kw)
+    ts = ckpt.training_state(r.optimizer, r.scheduler, r.scaler)
+    ckpt.save_checkpoint(r.out_dir / "last.pt", r.model, training_state=ts, **kw)
+
+
+def _show_epoch(
+    bar: Any, h: History, epoch: int, start: int, cfg: TrainConfig, lr: float, seconds: float,
+    limit: SafetyLimit, show: bool,
+) -> None:  # fmt: skip
+    """Advance the epoch bar; print the epoch's line (and, after the first, the run's length)."""
+    summary = _summary(h)
+    bar.update(1)
+    bar.set_postfix_str(summary)
+    if show:
+        bar.write(f"epoch {epoch}/{cfg.epochs}  {summary}  lr {lr:.2g}  {seconds:.1f}s")
+        if epoch == start and epoch < cfg.epochs:  # measured here, not guessed
+            bar.write(limit.estimate(1, cfg.epochs - start + 1))
 
 
 def _with_loader_batch_size(cfg: TrainConfig, train: Any) -> TrainConfig:

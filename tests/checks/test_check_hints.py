@@ -77,18 +77,23 @@ def test_a_passing_check_prints_no_fallback(ladder, capsys):
     assert out.startswith("[PASS]") and "labkit's version" not in out
 
 
-def test_the_ladder_puts_the_tests_diagnosis_between_the_idea_and_the_later_hints():
-    assert checks.check.__module__ == "labkit.checks.check"
-    from labkit.checks.check import hint_ladder
+def test_the_ladder_starts_with_the_diagnosis_then_the_idea_then_the_tests_hint():
+    from labkit.checks.notebook import hint_ladder
 
-    assert hint_ladder(LADDER, "your output has the wrong shape") == [
+    assert hint_ladder(LADDER, "a test's own hint", "your values are 255 times the expected") == [
+        "your values are 255 times the expected",
         "the idea: every value becomes half as large",
-        "your output has the wrong shape",
+        "a test's own hint",
         "more specific: divide by a number",
         "most specific: that number is 2",
     ]
-    # a diagnosis that is just the exercise's hint again is not shown twice
+    # without a diagnosis the idea comes first; a repeat of the idea is not shown twice
     assert hint_ladder(LADDER, LADDER.hint)[:2] == [LADDER.hint, LADDER.hints[0]]
+
+
+def test_a_diagnosable_failure_gets_the_diagnosis_as_its_first_hint(ladder, capsys):
+    checks.check("00.halve", lambda x: np.asarray(x, dtype=np.float64) / 2 * 255)
+    assert _hint_line(capsys.readouterr().out).startswith("  Hint: your values are 255 times")
 
 
 def test_hints_must_be_a_tuple_of_strings():

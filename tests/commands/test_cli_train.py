@@ -12,12 +12,11 @@ import torch
 
 from labkit.cli import build_parser
 from labkit.cli import main as cli
-from labkit.commands.train import TRAIN_MODELS, _train_cascade_lungs, plan
+from labkit.commands.train import _train_cascade_lungs, plan, train_models
 from labkit.data import BatchLoader, load_split
 from labkit.data.phantom import make_phantom
 from labkit.models import MODELS, build_model
-from labkit.profiles import SAFETY_STOP, get_profile
-from labkit.reports import REPORT_SETTINGS, settings_for_model
+from labkit.runs import REPORT_SETTINGS, SAFETY_STOP, get_profile, settings_for_model
 from labkit.train import TrainConfig, fit
 from labkit.train.checkpoint import load_checkpoint, load_model
 
@@ -39,8 +38,8 @@ def train_plan(*argv):
 
 def test_every_model_has_report_settings_and_a_lab():
     # every 2-D model (lab 07's 3-D CT model trains in its own notebook) has its report's run
-    assert set(TRAIN_MODELS) == {s.model for s in REPORT_SETTINGS.values() if s.model}
-    assert set(TRAIN_MODELS) <= set(MODELS) and len(TRAIN_MODELS) >= 7
+    assert set(train_models()) == {s.model for s in REPORT_SETTINGS.values() if s.model}
+    assert set(train_models()) <= set(MODELS) and len(train_models()) >= 7
 
 
 @pytest.mark.parametrize(
@@ -57,13 +56,13 @@ def test_plan_follows_the_reports(model, inputs, loss, extra):
     p = train_plan("--model", model, "--profile", "smoke")
     cli = get_profile("smoke").cli_train
     assert settings_for_model(model).loss == loss  # the report's; smoke adds Dice to plain BCE
-    assert (p["inputs"], p["loss"]) == (inputs, cli.loss(loss))
+    assert (p["inputs"], p["config"].loss) == (inputs, cli.loss(loss))
     assert p["kwargs"]["in_channels"] == (3 if inputs == "rgb" else 1)
-    assert {k: p[k] for k in extra} == extra
-    # smoke: 64 px, and the CLI's departures from the report (labkit.profiles.CLITraining)
-    assert p["size"] == 64 and p["epochs"] == cli.epochs
-    assert p["time_budget"] == get_profile("smoke").time_budget_min  # a safety net only
-    assert p["train_images"] is None and p["lr"] >= cli.min_lr
+    assert {k: p[k] if k in p else getattr(p["config"], k) for k in extra} == extra
+    # smoke: 64 px, and the CLI's departures from the report (labkit.runs.CLITraining)
+    assert p["size"] == 64 and p["config"].epochs == cli.epochs
+    assert p["config"].time_budget_min == get_profile("smoke").time_budget_min  # a safety net only
+    assert p["train_images"] is None and p["config"].lr >= cli.min_lr
     assert p["kwargs"].get("base_width") == (
         16 if model in ("unet", "resunet", "fvpaspp") else None
     )
@@ -72,9 +71,13 @@ def test_plan_follows_the_reports(model, inputs, loss, extra):
 
 def test_smoke_departures_are_listed_and_full_keeps_the_report():
     smoke = train_plan("--model", "unet", "--profile", "smoke")
-    assert (smoke["epochs"], smoke["lr"], smoke["loss"]) == (10, 3e-3, "bce_dice")
+    assert (smoke["config"].epochs, smoke["config"].lr, smoke["config"].loss) == (
+        10,
+        3e-3,
+        "bce_dice",
+    )
     assert smoke["kwargs"]["base_width"] == 16 and smoke["train_images"] is None
-    assert smoke["scheduler"] == "cosine"
+    assert smoke["config"].scheduler == "cosine"
     text = "\n".join(smoke["departures"])
     for what in ("10 epochs (as the report), not the smoke profile's cap of 2",
                  "every Train image instead of 48", "base width 16",
@@ -83,21 +86,30 @@ def test_smoke_departures_are_listed_and_full_keeps_the_report():
         assert what in text, what
     # report 002's loss has no plain BCE to replace; ResNet34 has no base width to shrink
     resnet = train_plan("--model", "unet-resnet34", "--profile", "smoke")
-    assert resnet["loss"] == "focal_jaccard" and "base_width" not in resnet["kwargs"]
+    assert resnet["config"].loss == "focal_jaccard" and "base_width" not in resnet["kwargs"]
     # a flag is the user's choice, not a departure
     flagged = train_plan("--model", "unet", "--profile", "smoke", "--lr", "1e-4", "--loss", "bce",
                          "--epochs", "2", "--time-budget", "5")  # fmt: skip
-    settings = ("lr", "loss", "epochs", "time_budget")
-    assert [flagged[k] for k in settings] == [1e-4, "bce", 2, 5.0]
+    settings = ("lr", "loss", "epochs", "time_budget_min")
+    assert [getattr(flagged["config"], k) for k in settings] == [1e-4, "bce", 2, 5.0]
     assert [d.split(" instead")[0] for d in flagged["departures"]] == [
         "every Train image", "base width 16"
     ]  # fmt: skip
-    assert flagged["scheduler"] is None  # --lr means a constant lr, as in the reports
+    assert flagged["config"].scheduler is None  # --lr means a constant lr, as in the reports
     full = train_plan("--model", "unet", "--profile", "full")
     assert full["departures"] == [] and full["kwargs"]["base_width"] == 64  # the table's
-    assert full["scheduler"] is None
-    assert (full["epochs"], full["lr"], full["loss"], full["size"]) == (10, 1e-4, "bce", 256)
-    assert (full["batch_size"], full["train_images"], full["time_budget"]) == (16, None, None)
+    assert full["config"].scheduler is None
+    assert (full["config"].epochs, full["config"].lr, full["config"].loss, full["size"]) == (
+        10,
+        1e-4,
+        "bce",
+        256,
+    )
+    assert (full["config"].batch_size, full["train_images"], full["config"].time_budget_min) == (
+        16,
+        None,
+        None,
+    )
 
 
 def test_smoke_training_of_an_efficientnet_encoder_gets_pytorchs_batch_norm_momentum():
@@ -121,15 +133,23 @@ def test_plan_pretrained_weights_and_overrides():
     smoke = train_plan("--model", "unet-resnet34", "--profile", "smoke")
     assert smoke["kwargs"] == {"classes": 2, "in_channels": 3}  # offline-safe: no download
     full = train_plan("--model", "unet-resnet34", "--profile", "full")
-    assert full["kwargs"]["encoder_weights"] == "imagenet" and full["epochs"] == 50
+    assert full["kwargs"]["encoder_weights"] == "imagenet" and full["config"].epochs == 50
     cascade = train_plan("--model", "cascade", "--encoder-weights", "imagenet")
     assert cascade["kwargs"]["lung_kwargs"]["encoder_weights"] == "imagenet"
     p = train_plan(
         "--model", "unet", "--epochs", "3", "--size", "48", "--loss", "dice", "--lr", "0.01",
         "--batch-size", "4", "--covid-only", "--time-budget", "0.5", "--inputs", "rgb",
     )  # fmt: skip
-    assert (p["epochs"], p["size"], p["loss"], p["lr"], p["batch_size"]) == (3, 48, "dice", 0.01, 4)
-    assert p["covid_only"] and p["time_budget"] == 0.5 and p["kwargs"]["in_channels"] == 3
+    assert (
+        p["config"].epochs,
+        p["size"],
+        p["config"].loss,
+        p["config"].lr,
+        p["config"].batch_size,
+    ) == (3, 48, "dice", 0.01, 4)
+    assert (
+        p["covid_only"] and p["config"].time_budget_min == 0.5 and p["kwargs"]["in_channels"] == 3
+    )
 
 
 @pytest.mark.slow
@@ -243,10 +263,10 @@ def test_cascade_trains_its_lungs_first_then_freezes_them(root, tmp_path):
 def test_practical_follows_the_labs_sizes():
     # practical binds the model's lab: lab 03's width and epochs, lab 05's 256 px
     res = train_plan("--model", "resunet", "--profile", "practical")
-    assert (res["kwargs"]["base_width"], res["epochs"], res["size"]) == (32, 25, 256)
+    assert (res["kwargs"]["base_width"], res["config"].epochs, res["size"]) == (32, 25, 256)
     assert any("25 epochs instead of 100" in d for d in res["departures"])
     cascade = train_plan("--model", "cascade", "--profile", "practical")
-    assert cascade["size"] == 256 and cascade["epochs"] == 6
+    assert cascade["size"] == 256 and cascade["config"].epochs == 6
     assert cascade["kwargs"]["lung_kwargs"]["encoder_weights"] == "imagenet"  # real data
 
 

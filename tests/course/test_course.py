@@ -15,8 +15,8 @@ import pytest
 from labkit.cli import main as cli_main
 from labkit.course import setup as course_setup
 from labkit.course.kernel import inject_parameters
-from labkit.course.run import read_results
-from labkit.reports import REPORT_FIGURES, describe_figure, report_table_md
+from labkit.course.runner import read_results
+from labkit.runs import LABS, describe_figure, report_table_md
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -149,7 +149,7 @@ def test_course_run_end_to_end(tmp_path, monkeypatch, capsys):
     assert "| 00 | threshold | none | 0.917 | - | - | - | 0.0 s | demo: dice 0.500 |" in md
     assert "| 02 | unet3 **[CUT at 1 of 10 epochs]** | bce | 0.250 | 0.143 | - | - |" in md
     assert "**[CUT]**: a safety limit stopped these trainings early (lab(s) 02)" in md
-    assert describe_figure(REPORT_FIGURES["02"][0]) in md  # the report's figure beside it
+    assert describe_figure(LABS["02"].figures[0]) in md  # the report's figure beside it
     assert "not comparable" in md
     assert report_table_md("02") in md
 
@@ -350,7 +350,7 @@ def test_inject_parameters_needs_a_parameters_cell():
 
 
 def test_results_md_says_lab_07_scores_are_per_subject(tmp_path):
-    from labkit.course.run import write_results_md
+    from labkit.course.runner import write_results_md
 
     row = {"lab": "02", "model": "unet", "loss": "bce", "dice": 0.5}
     write_results_md(tmp_path / "a.md", [], [row], "smoke", "phantom")

@@ -8,18 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from labkit import runs
 from labkit.cli import main as cli_main
 from labkit.course.build import find_labs
-from labkit.course.plan import CT_LAB, DEVICES, LAB_TRAINING, lab_estimate, plan_lab
+from labkit.course.plan import CT_LAB, DEVICES, lab_estimate, lab_trainings, plan_lab
 from labkit.data.cache import fits_on_gpu
-from labkit.profiles import get_profile
+from labkit.runs import get_profile
 
 SOLUTIONS = Path(__file__).resolve().parents[2] / "solutions"
 LABS = [p.stem[:2] for p in find_labs(SOLUTIONS)]
+XRAY_LABS = [lab for lab in runs.LABS if lab != CT_LAB]  # lab 07 sizes itself: labkit.ct.settings
 
 
 def test_every_lab_source_has_a_plan_entry():
-    assert LABS and set(LABS) <= {*LAB_TRAINING, CT_LAB}
+    assert LABS and set(LABS) <= set(runs.LABS)
 
 
 @pytest.mark.parametrize("gpu", DEVICES)
@@ -61,7 +63,7 @@ def test_plan_counts_what_the_profile_asks_for():
 
 
 def test_practical_labs_fit_a_t4_in_about_20_minutes():
-    for lab in LAB_TRAINING:  # the X-ray labs (lab 07 sizes itself: labkit.ct.settings)
+    for lab in XRAY_LABS:
         plan = plan_lab(get_profile("practical"), lab, "t4")
         assert plan["minutes"] <= 20, (lab, plan["minutes"])  # the central estimate
 
@@ -94,7 +96,7 @@ def test_every_training_lab_prints_its_estimate_before_it_trains():
     from labkit.course.build import find_labs
     from labkit.course.setup import LabSetup
 
-    for lab in [*(lab for lab, runs in LAB_TRAINING.items() if runs), CT_LAB]:
+    for lab in [*(lab for lab in XRAY_LABS if lab_trainings(lab)), CT_LAB]:
         (source,) = find_labs(Path(__file__).resolve().parents[2] / "solutions", [lab])
         text = source.read_text(encoding="utf-8")
         assert "print(S.estimate())" in text, source
@@ -126,7 +128,7 @@ def test_the_counted_table_matches_a_recount_and_scales_with_pixels():
 def test_every_2d_plan_uses_the_counted_table():
     # a notebook's estimate must not build and count models (minutes on a busy CPU)
     for name in ("smoke", "practical", "full"):
-        for lab in LAB_TRAINING:
+        for lab in XRAY_LABS:
             rows = plan_lab(get_profile(name), lab, "t4")["trainings"]
             assert all(r["counted"] == "table" for r in rows), (name, lab)
 

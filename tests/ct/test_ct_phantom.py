@@ -7,12 +7,12 @@ import csv
 import numpy as np
 import pytest
 
-from labkit.ct.check import check_ct
 from labkit.ct.dataset import load_ct_volumes
 from labkit.ct.layout import index_ct, split_subjects
 from labkit.ct.patches import PatchLoader, positive_fraction
 from labkit.ct.phantom import make_ct_phantom
 from labkit.ct.settings import ct_settings
+from labkit.ct.validate import check_ct
 from labkit.ct.volume import load_nifti
 
 

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from labkit.ct.settings import ABLATION_ROWS, CT_SETTINGS, REPORT, ct_settings
-from labkit.profiles import PROFILES
+from labkit.ct.settings import CT_SETTINGS, REPORT, ct_settings
+from labkit.runs import LABS, PROFILES
 
 
 def test_every_profile_has_settings_and_full_is_the_reports():
@@ -27,7 +27,7 @@ def test_every_profile_has_settings_and_full_is_the_reports():
 def test_patches_fit_the_model_and_departures_name_real_changes(name):
     s = ct_settings(name)
     assert all(side % 2**s.depth == 0 for side in s.patch)  # the 3-D model's stride
-    assert set(s.ablation) <= set(ABLATION_ROWS) and "fv_paspp_ds" in s.ablation
+    assert set(s.ablation) <= set(LABS["07"].ablation) and "fv_paspp_ds" in s.ablation
     fields = {f.name for f in dataclasses.fields(s)} - {"departures"}
     for changed in s.departures:
         assert changed in fields and getattr(s, changed) != getattr(REPORT, changed), changed
@@ -36,7 +36,7 @@ def test_patches_fit_the_model_and_departures_name_real_changes(name):
 
 
 def test_the_full_profile_takes_report_004s_numbers_from_the_report_settings():
-    from labkit.reports import report_settings
+    from labkit.runs import report_settings
 
     r, full = report_settings("004.ct"), ct_settings("full")
     assert (full.batch_size, full.epochs, full.lr, full.base_width) == (

@@ -14,7 +14,7 @@ from labkit.ct.phantom import make_ct_phantom
 from labkit.ct.scores import evaluate_ct, mean_scores
 from labkit.ct.train import train_ct, volume_loss
 from labkit.models import build_model
-from labkit.recipes import SAFETY_STOP, cut_text, stop_warning
+from labkit.runs import SAFETY_STOP, cut_text, stop_warning
 
 
 def test_the_loss_is_half_bce_plus_a_dice_over_the_whole_batch():

@@ -123,12 +123,12 @@ def test_resolve_data_phantom_uses_the_profile_and_the_cache(tmp_path, monkeypat
     from dataclasses import replace
 
     from labkit.data.locate import describe_data_location, resolve_data
-    from labkit.profiles import get_profile
+    from labkit.runs import get_profile
 
     tiny = replace(get_profile("smoke"), name="tiny", phantom_n=12)
     assert "generated on first use" in describe_data_location("phantom")
-    root = resolve_data("phantom", profile=tiny, progress=False)
+    root = resolve_data("phantom", tiny.phantom_n, progress=False)
     assert root == tmp_path / "cache" / "phantom-n12-s0-px256"
     assert check_dataset(root, decode=False).ok
     monkeypatch.setenv("LABKIT_DATA", "phantom")
-    assert resolve_data(profile=tiny) == root  # generated once, then reused
+    assert resolve_data(phantom_n=tiny.phantom_n) == root  # generated once, then reused

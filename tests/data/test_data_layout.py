@@ -136,5 +136,6 @@ def test_default_is_phantom_and_describe_never_raises(tmp_path, monkeypatch):
     assert locate_data() == ("phantom", "default")
     assert describe_data_location(None).startswith("phantom (default")
     assert "NOT a COVID-QU-Ex folder" in describe_data_location(str(tmp_path))
+    # the phantom set's size is the caller's (a run profile's phantom_n), not read here
     monkeypatch.setenv("LABKIT_PROFILE", "no-such-profile")
-    assert describe_data_location("phantom").startswith("unknown (ValueError")
+    assert "phantom-n12-s0" in describe_data_location("phantom", phantom_n=12)

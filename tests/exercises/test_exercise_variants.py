@@ -21,7 +21,7 @@ import pytest
 import torch
 
 import labkit.exercises
-from labkit.checks.check import hint_ladder, run_tests
+from labkit.checks.notebook import hint_ladder, run_tests
 from labkit.checks.registry import EXERCISES
 from labkit.grade.hidden import exercise_tests, load_hidden_tests, set_run_seed
 from labkit.grade.judge import ExerciseSpec, ExerciseTests, expected_observation, judge

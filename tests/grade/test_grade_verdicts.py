@@ -104,7 +104,7 @@ def test_the_notebooks_check_gives_the_same_verdict(name):
     patcher is left out: in the notebook it would only fool its own student.)"""
     import torch
 
-    from labkit.checks.check import run_tests
+    from labkit.checks.notebook import run_tests
 
     code, passes = VARIANTS[name]
     namespace: dict = {"torch": torch}

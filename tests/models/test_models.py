@@ -261,7 +261,7 @@ def test_pretrained_parameter_counts(name, low, high):
 
 def test_efficientnet_batch_norms_average_slowly_until_set_to_pytorchs_default():
     """smp's EfficientNet keeps TensorFlow's momentum (0.01): the smoke profile of labs 04/05
-    sets 0.1 (labkit.recipes.CLITraining.bn_momentum); ResNet34 already has 0.1."""
+    sets 0.1 (labkit.runs.CLITraining.bn_momentum); ResNet34 already has 0.1."""
     b0 = build_model("unet-efficientnet-b0", in_channels=3)
     norms = [m for m in b0.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert {round(m.momentum, 6) for m in b0.encoder.modules() if m in norms} == {0.01}

@@ -15,7 +15,7 @@ from labkit.data import BatchLoader, load_split
 from labkit.data.phantom import make_phantom
 from labkit.losses import build_loss
 from labkit.models import build_model
-from labkit.recipes import SAFETY_STOP, cut_note, cut_text, stop_warning
+from labkit.runs import SAFETY_STOP, cut_note, cut_text, stop_warning
 from labkit.train import MONITORS, History, TrainConfig, fit
 from labkit.train.checkpoint import load_checkpoint
 from labkit.train.limits import DEADLINE_ENV

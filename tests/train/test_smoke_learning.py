@@ -10,7 +10,7 @@ import pytest
 from labkit.cli import main as cli
 from labkit.data import load_split, resolve_data
 from labkit.metrics import confusion_counts, dice
-from labkit.profiles import get_profile
+from labkit.runs import get_profile
 
 
 @pytest.mark.slow
@@ -28,7 +28,7 @@ def test_smoke_unet_beats_predicting_the_whole_lung(tmp_path, monkeypatch):
 
     # The trivial baseline on the same test images, from their masks: every lung pixel is
     # called infected (an all-background prediction would score 0).
-    root = resolve_data("phantom", profile=smoke, progress=False)
+    root = resolve_data("phantom", smoke.phantom_n, progress=False)
     test = load_split(root, "Test", size=smoke.size(), limit=smoke.images(), progress=False)
     covid = test.filter(classes=["COVID-19"])
     assert metrics["n_images"] == len(covid) > 0  # the headline is COVID-19's per-image mean

@@ -1,6 +1,6 @@
 """Hidden tests for ``labkit grade``: stricter than a notebook's own checks.
 
-A lab's hidden tests live in ``labkit/hidden_tests/labNN.py``, or in a folder the instructor
+A lab's hidden tests live in ``labkit/grade/hidden/labNN.py``, or in a folder the instructor
 controls (``labkit grade --hidden DIR``, files named ``labNN.py`` or ``labNN_*.py``), and
 register a test factory per exercise id::
 

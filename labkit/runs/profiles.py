@@ -5,13 +5,15 @@
   seed and thread count give the same epochs and metrics on a quiet or a busy machine.
 * ``practical`` — the real COVID-QU-Ex data, sized per lab so that a lab's training fits a
   free Colab T4 (fp16 AMP) in about 20 minutes (``labkit course plan`` estimates it).
-* ``full`` — the reports' settings (``labkit.reports.REPORT_SETTINGS``), unchanged.
+* ``full`` — the reports' settings (``labkit.runs.REPORT_SETTINGS``), unchanged.
 
 A lab asks its profile for a report's run by key: ``R = P.recipe("001.unet")`` gives the
 epochs, lr, loss, width, batch, image size and Train images to use, with every departure
 from the report and its reason (``print(R)``). ``lk.setup(lab=...)`` binds the profile to
-the lab (``Profile.for_lab``), so a lab's own changes (lab 06 trains six models, so fewer
-epochs each) live here, in ``LAB_CHANGES``, beside the profile's reasons.
+the lab (``Profile.for_lab``), so that the lab's own changes (lab 06 trains six models, so
+fewer epochs each) apply: they live in the lab's entry, ``labkit.runs.labs.LABS``, as
+``(value, reason)``; ``build_recipe`` turns the profile, the lab's changes and the report's
+settings into a :class:`Recipe`.
 
 Why smoke departs (phantom data, 64 px, 2 CPU cores; measured with lab 02's U-Net): the caps
 alone (2 epochs of 48 images at lr 1e-4) give a 7.7M-parameter U-Net 6 Adam steps, which
@@ -26,25 +28,15 @@ actually trained (``labkit train`` prints it too, and ``labkit course run`` mark
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from labkit.recipes import (
-    SAFETY_STOP,
-    CLITraining,
-    Recipe,
-    build_recipe,
-    cut_note,
-    cut_text,
-    stop_warning,
-)
+from labkit.runs.labs import LABS, Change
+from labkit.runs.recipes import CLITraining, Recipe, stop_warning
+from labkit.runs.reports import ReportSettings, report_settings
 
 ENV_VAR = "LABKIT_PROFILE"
 DEFAULT_PROFILE = "smoke"
-__all__ = [
-    "CLITraining", "PROFILES", "SAFETY_STOP", "Profile", "Recipe", "cut_note", "cut_text",
-    "get_profile", "stop_warning",
-]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -61,9 +53,6 @@ class Profile:
         phantom_n: images per subset when the phantom dataset is generated.
         time_budget_min: the safety limit per training, minutes, or ``None``.
         cli_train: the smoke departures (:class:`CLITraining`), or ``None``.
-        lab_changes: per lab: ``cli_train`` changes (smoke) or ``{setting: (value,
-            reason)}`` departures (practical: ``epochs``, ``base_width``, ``size``,
-            ``images``, ``lung_images``).
         lab: the lab this profile is bound to (``for_lab``), or ``None``.
         phantom: ``labkit course plan`` sizes this profile's data as the phantom set.
     """
@@ -77,7 +66,6 @@ class Profile:
     phantom_n: int
     time_budget_min: float | None
     cli_train: CLITraining | None = None
-    lab_changes: dict[str, dict[str, Any]] = field(default_factory=dict)
     lab: str | None = None
     phantom: bool = False
 
@@ -85,9 +73,14 @@ class Profile:
         """This profile with ``lab``'s own changes (``lk.setup`` calls it)."""
         return replace(self, lab=str(lab))
 
+    def changes(self) -> dict[str, Change]:
+        """The bound lab's ``{setting: (value, reason)}`` in this profile (``labkit.runs.labs``)."""
+        entry = LABS.get(self.lab or "")
+        return entry.changes(self.name) if entry else {}
+
     def _practical(self, key: str) -> Any:
         """A practical departure's value for the bound lab, or ``None``."""
-        change = self.lab_changes.get(self.lab or "", {}).get(key)
+        change = self.changes().get(key)
         return None if self.cli_train is not None or change is None else change[0]
 
     def size(self, report: int = 256) -> int:
@@ -121,7 +114,7 @@ class Profile:
                 f"and {self.max_images} images per split: a fixed amount of CPU work to see "
                 "the code run (the full profile keeps the report's settings)"
             )
-        changes = self.lab_changes.get(self.lab or "", {})
+        changes = self.changes()
         if not changes:
             return f"{self.name} profile: the report's settings"
         return f"{self.name} profile: lab {self.lab} departs from the report:\n  - " + (
@@ -149,7 +142,7 @@ class Profile:
         """Training settings for a report's run in this profile, with every departure.
 
         Args:
-            report: a ``labkit.reports.REPORT_SETTINGS`` key, e.g. ``"001.unet"``; the
+            report: a ``labkit.runs.REPORT_SETTINGS`` key, e.g. ``"001.unet"``; the
                 keyword arguments below replace its values (or give them all, without it).
             epochs, lr, loss, batch_size: the report's values.
             base_width: the report's first-level width, or ``None`` (a pretrained encoder).
@@ -168,8 +161,6 @@ class Profile:
         )  # fmt: skip
 
 
-_T4 = "a free Colab T4 (fp16 AMP) in about 20 min"
-_WIDTH32 = "base width 32 instead of 64: 4x fewer multiply-adds per pixel"
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
@@ -187,21 +178,8 @@ PROFILES: dict[str, Profile] = {
             min_lr=3e-3,
             dice_term=True,
             scheduler="cosine",
-            bn_momentum=0.1,  # the random-start EfficientNet encoders (labkit.recipes says why)
+            bn_momentum=0.1,  # the random-start EfficientNet encoders (labkit.runs.recipes says why)
         ),
-        lab_changes={  # the lab's markdown says why
-            # lab 03 compares plain losses: no Dice term; lr 1e-3 chosen on Val (seeds 0-2:
-            # mean val Dice 0.65, against 0.55 at 3e-3; benchmarks/RESULTS.md, session 6)
-            "03": {"epochs": 15, "dice_term": False, "batch_size": 8, "min_lr": 1e-3},
-            "06": {"epochs": 4, "base_width": 8, "batch_size": 4},  # six models
-            # smp encoders from a random start (no ImageNet weights offline; their batch
-            # norms get cli_train's bn_momentum): batch 8 for twice the steps; lab 04 keeps
-            # report 002's lr 1e-3; lab 05 trains 12 epochs at 2e-3. Labs 04/05's epochs,
-            # lr and schedule were chosen by *test* Dice in session 5 and are not yet
-            # re-chosen on Val (benchmarks/RESULTS.md, session 6, says so and how to)
-            "04": {"batch_size": 8, "min_lr": 1e-3},
-            "05": {"epochs": 12, "batch_size": 8, "min_lr": 2e-3},
-        },
         phantom=True,
     ),  # fmt: skip
     "practical": Profile(
@@ -214,41 +192,6 @@ PROFILES: dict[str, Profile] = {
         max_batch_size=None,
         phantom_n=2000,
         time_budget_min=40.0,  # a safety net, twice the 20-minute target
-        lab_changes={  # setting: (value, reason); `labkit course plan` gives the estimates
-            "02": {"base_width": (32, _WIDTH32 + " (report 001 does not state its width)")},
-            "03": {
-                "epochs": (25, f"25 epochs instead of 100 per model: two models must fit {_T4}"),
-                "base_width": (32, _WIDTH32 + " (report 000 does not state its width)"),
-            },
-            "04": {
-                "epochs": (15, f"15 epochs instead of 50 per model: three models must fit {_T4}")
-            },
-            "05": {
-                "size": (
-                    256,
-                    "256 px instead of 448: the dataset's own size, 3x fewer "
-                    "multiply-adds, and the lung split fits in GPU memory",
-                ),
-                "epochs": (
-                    6,
-                    "at most 6 epochs per stage instead of 15 / 50 (early stopping "
-                    f"may end sooner): three models must fit {_T4}",
-                ),
-                "lung_images": (
-                    3000,
-                    "3,000 lung-subset images per split instead of 21,715 / "
-                    "5,417: report 003's lung model converged in about 6 epochs",
-                ),
-            },
-            "06": {
-                "size": (
-                    128,
-                    "128 px instead of 256: report 004's own patch side, 4x fewer multiply-adds",
-                ),
-                "epochs": (12, f"12 epochs instead of 200 per model: six models must fit {_T4}"),
-                "base_width": (32, _WIDTH32 + ", the same for every row"),
-            },
-        },
     ),  # fmt: skip
     "full": Profile(
         name="full",
@@ -280,3 +223,120 @@ def get_profile(name: str | Profile | None = None) -> Profile:
         valid = ", ".join(sorted(PROFILES))
         raise ValueError(f"unknown run profile {name!r} (from {source}); valid profiles: {valid}")
     return PROFILES[key]
+
+
+def build_recipe(
+    profile: Profile,
+    report: str | None = None,
+    *,
+    epochs: int | None = None,
+    lr: float | None = None,
+    loss: str | None = None,
+    base_width: int | None = None,
+    batch_size: int | None = None,
+    smoke: dict[str, Any] | None = None,
+) -> Recipe:
+    """``Profile.recipe``'s work (see there): the settings, then each departure and its reason."""
+    s = report_settings(report) if report is not None else None
+    given = dict(epochs=epochs, lr=lr, loss=loss, base_width=base_width, batch_size=batch_size)
+    given = {k: (getattr(s, k) if v is None and s else v) for k, v in given.items()}
+    missing = [k for k in ("epochs", "lr", "loss") if given[k] is None]
+    if missing:
+        raise ValueError(f"recipe: give report= or {', '.join(missing)}")
+    batch = None if given["batch_size"] is None else profile.batch_size(given["batch_size"])
+    out: dict[str, Any] = dict(
+        epochs=profile.epochs(given["epochs"]), lr=given["lr"], loss=given["loss"],
+        base_width=given["base_width"], batch_size=batch, train_images=profile.images(),
+        time_budget_min=profile.time_budget_min, scheduler=None,
+        size=profile.size(s.size) if s else None,
+    )  # fmt: skip
+    if profile.cli_train is None:  # full (no changes) or practical (the lab's, with reasons)
+        why = _lab_departures(profile, out)
+    else:
+        why = _smoke_departures(profile, out, given, s, smoke or {})
+    return Recipe(**out, profile=profile.name, report=report, departures=why)
+
+
+def _lab_departures(profile: Profile, out: dict[str, Any]) -> dict[str, str]:
+    """Apply the bound lab's practical changes to ``out``; their reasons by setting."""
+    why: dict[str, str] = {}
+    for key, (value, reason) in profile.changes().items():
+        target = {"images": "train_images", "lung_images": None}.get(key, key)
+        if target == "base_width" and out["base_width"] is None:
+            continue  # a pretrained encoder has no width to change
+        if target:
+            out[target], why[target] = value, reason
+    return why
+
+
+def _smoke_departures(
+    profile: Profile,
+    out: dict[str, Any],
+    given: dict[str, Any],
+    s: ReportSettings | None,
+    smoke: dict[str, Any],
+) -> dict[str, str]:
+    """Apply ``cli_train`` (with the lab's and this run's changes) to ``out``; the reasons."""
+    assert profile.cli_train is not None
+    lab = {key: value for key, (value, _) in profile.changes().items()}
+    cli = replace(replace(profile.cli_train, **_checked(lab)), **_checked(smoke))
+    epochs, lr, loss, base_width = (given[k] for k in ("epochs", "lr", "loss", "base_width"))
+    capped, images, batch = out["epochs"], out["train_images"], out["batch_size"]
+    why: dict[str, str] = {}
+    assumed = s.assumed if s else {}
+
+    def depart(key: str, value: Any, reason: str) -> None:  # one setting, one reason
+        out[key], why[key] = value, reason
+
+    def theirs(key: str, value: Any) -> str:  # "the report's 64", or whose value it is
+        text = f"{value:g}" if isinstance(value, float) else f"{value}"
+        return f"{text} ({assumed[key]})" if key in assumed else f"the report's {text}"
+
+    if min(cli.epochs, epochs) != capped:
+        n = min(cli.epochs, epochs)
+        report_part = "as the report" if n == epochs else f"instead of the report's {epochs}"
+        depart("epochs", n, f"{n} epochs ({report_part}), not the smoke profile's cap of "
+               f"{capped}: {capped} epochs of a few batches are too few steps to learn")  # fmt: skip
+    if cli.all_train_images and images is not None:
+        depart("train_images", None,
+               f"every Train image instead of {images} (Val and Test keep {images})")  # fmt: skip
+    if base_width is not None and cli.base_width != base_width:
+        depart("base_width", cli.base_width,
+               f"base width {cli.base_width} instead of {theirs('base_width', base_width)}: "
+               f"{(base_width / cli.base_width) ** 2:g}x fewer multiply-adds per pixel")  # fmt: skip
+    if batch is not None and cli.batch_size is not None and cli.batch_size != batch:
+        capped_by = (
+            "" if batch == given["batch_size"] else f" (the profile caps {given['batch_size']})"
+        )
+        depart("batch_size", cli.batch_size,
+               f"batch {cli.batch_size} instead of {batch}{capped_by}: "
+               f"{batch / cli.batch_size:g}x as many (smaller) Adam steps for the same work")  # fmt: skip
+    if cli.lr(lr) != lr:
+        depart("lr", cli.lr(lr), f"lr {cli.lr(lr):g} instead of {theirs('lr', lr)}: few steps")
+    if cli.scheduler is not None:
+        depart("scheduler", cli.scheduler,
+               f"{cli.scheduler} lr decay instead of the report's constant lr: the last epochs "
+               "settle instead of jumping about at a large lr")  # fmt: skip
+    if cli.bn_momentum is not None and base_width is None:  # a pretrained encoder's
+        depart("bn_momentum", cli.bn_momentum,
+               f"batch-norm momentum {cli.bn_momentum:g} (PyTorch's default, ResNet34's) "
+               "instead of EfficientNet's 0.01: with 0.01 the running statistics that eval "
+               "mode uses lag far behind the network in a run this short (lab 04 says what "
+               "was measured)")  # fmt: skip
+    if cli.loss(loss) != loss:
+        depart("loss", cli.loss(loss), f"loss {cli.loss(loss)} (0.5 BCE + Dice) instead of "
+               f"the report's {loss}: plain BCE first predicts background everywhere")  # fmt: skip
+    if profile.time_budget_min is not None:
+        why["time_budget_min"] = (
+            f"a fixed amount of work, not a time budget: {profile.time_budget_min:g} min is "
+            "only a safety limit, and a warning says so if it stops the run"
+        )
+    return why
+
+
+def _checked(changes: dict[str, Any]) -> dict[str, Any]:
+    known = {f.name for f in fields(CLITraining)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ValueError(f"smoke: unknown setting(s) {unknown}; expected some of {sorted(known)}")
+    return changes

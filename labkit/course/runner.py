@@ -37,7 +37,7 @@ from labkit.course.kernel import NotebookTimeout, execute_notebook, inject_param
 from labkit.course.plan import CT_LAB
 from labkit.course.setup import RESULTS_ENV_VAR
 from labkit.metrics import SCORE_NAMES
-from labkit.profiles import SAFETY_STOP, get_profile
+from labkit.runs import SAFETY_STOP, get_profile
 from labkit.train.limits import deadline_for
 
 # One time limit per lab (smoke: an hour; labs 01-07 took 4-126 s each on an idle 2-core
@@ -104,7 +104,6 @@ def run_course(
     Returns:
         One ``LabRun`` per lab, in order.
     """
-    from nbclient.exceptions import CellExecutionError, DeadKernelError
     from tqdm.auto import tqdm
 
     prof = get_profile(profile)
@@ -151,23 +150,7 @@ def run_course(
         work = out / "work" / lab.stem
         work.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        error = ""
-        lab_env = dict(env)
-        if timeout is not None:  # the trainings' deadline, inside the lab's limit
-            lab_env.update(deadline_for(timeout))
-        try:
-            execute_notebook(nb, cwd=work, env=lab_env, timeout=timeout)
-        except NotebookTimeout as err:
-            error = (
-                f"{err}: the lab's time limit (--timeout {timeout:g} s per lab) killed it. "
-                "Its trainings stop by themselves before that, so this cell hung or the "
-                "machine is very slow"
-            )
-        except (CellExecutionError, DeadKernelError) as err:
-            where = getattr(err, "cell_description", "")
-            error = (f"{where}: " if where else "") + _error_summary(err)
-        except Exception as err:  # kernel failed to start, ...: report, go on
-            error = f"{type(err).__name__}: {err}"[:300]
+        error = _execute(nb, work, env, timeout)
         seconds = time.perf_counter() - start
         stops = count_safety_stops(nb)
         nbformat.write(nb, out / f"{lab.stem}.ipynb")
@@ -185,8 +168,31 @@ def run_course(
     return runs
 
 
+def _execute(nb: nbformat.NotebookNode, work: Path, env: dict, timeout: float | None) -> str:
+    """Run one lab's notebook in ``work``; what went wrong in one line, or ``""``."""
+    from nbclient.exceptions import CellExecutionError, DeadKernelError
+
+    env = dict(env)
+    if timeout is not None:  # the trainings' deadline, inside the lab's limit
+        env.update(deadline_for(timeout))
+    try:
+        execute_notebook(nb, cwd=work, env=env, timeout=timeout)
+    except NotebookTimeout as err:
+        return (
+            f"{err}: the lab's time limit (--timeout {timeout:g} s per lab) killed it. "
+            "Its trainings stop by themselves before that, so this cell hung or the "
+            "machine is very slow"
+        )
+    except (CellExecutionError, DeadKernelError) as err:
+        where = getattr(err, "cell_description", "")
+        return (f"{where}: " if where else "") + _error_summary(err)
+    except Exception as err:  # kernel failed to start, ...: report, go on
+        return f"{type(err).__name__}: {err}"[:300]
+    return ""
+
+
 def count_safety_stops(nb: nbformat.NotebookNode) -> int:
-    """How many safety-limit warnings (``labkit.profiles.SAFETY_STOP``) a notebook printed."""
+    """How many safety-limit warnings (``labkit.runs.SAFETY_STOP``) a notebook printed."""
     n = 0
     for cell in nb.cells:
         for output in cell.get("outputs", []):
@@ -219,7 +225,7 @@ def _num(value: Any) -> str:
 
 
 def _report_cell(row: dict) -> str:
-    from labkit.reports import describe_figure, find_figure
+    from labkit.runs import describe_figure, find_figure
 
     report = row.get("report")
     if report is None:
@@ -237,7 +243,7 @@ def write_results_md(
 ) -> None:
     """Labs table, trained-models table (beside the report's figures), the reports' tables."""
     from labkit import __version__
-    from labkit.reports import report_table_md
+    from labkit.runs import report_table_md
 
     phantom = any(r.get("phantom") for r in rows) or data == "phantom"
     lines = [

@@ -8,8 +8,7 @@ import torch
 
 from labkit.data import BatchLoader, load_split
 from labkit.models import build_model
-from labkit.profiles import PROFILES, SAFETY_STOP, get_profile
-from labkit.reports import REPORT_SETTINGS, report_settings
+from labkit.runs import PROFILES, REPORT_SETTINGS, SAFETY_STOP, get_profile, report_settings
 from labkit.train import fit
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from labkit.models.init import randomise_batch_norms
+from labkit.models.batch_norms import randomise_batch_norms
 
 
 def test_values_are_the_documented_draws_in_order():

@@ -14,6 +14,7 @@ import labkit.bench.model as bench_model
 from labkit.bench.common import BenchSettings, load_average, machine_facts
 from labkit.data import index_dataset, resolve_data
 from labkit.device import pick_device
+from labkit.runs import get_profile
 
 # ---- the run ------------------------------------------------------------------------------
 
@@ -75,7 +76,7 @@ def _run(
     }
     # "phantom" means the smoke profile's dataset (240 images per subset at 256 px): the one
     # the tests and notebooks already generate; batches cycle over it epoch after epoch.
-    root = resolve_data(data, profile="smoke", progress=progress)
+    root = resolve_data(data, get_profile("smoke").phantom_n, progress=progress)
     results["data"] = str(root)
     records = index_dataset(root, "infection", splits=["Train"])
     t0 = time.perf_counter()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from _ct_trees import small_ct_tree, write_nifti
 
-from labkit.ct.check import check_ct
+from labkit.ct.validate import check_ct
 
 
 def test_a_clean_tree_gives_one_row_per_volume_with_its_convention(tmp_path):

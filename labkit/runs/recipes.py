@@ -1,17 +1,15 @@
 """Recipes: one training run's settings in a run profile, and every departure from the report.
 
-``Profile.recipe`` (``labkit.profiles``) builds a :class:`Recipe` from a report's run
-(``labkit.reports.REPORT_SETTINGS``): ``full`` keeps it, ``practical`` applies the bound lab's
+``Profile.recipe`` (``labkit.runs.profiles``) builds a :class:`Recipe` from a report's run
+(``labkit.runs.REPORT_SETTINGS``): ``full`` keeps it, ``practical`` applies the bound lab's
 departures (each with its reason), ``smoke`` departs as :class:`CLITraining` says. Notebooks
 print the recipe; ``labkit train`` prints it and writes it to ``metrics.json``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any
-
-from labkit.reports import report_settings
 
 # The warning's fixed words: `labkit course run` finds them in a notebook's output.
 SAFETY_STOP = "STOPPED BY THE SAFETY LIMIT"
@@ -137,7 +135,7 @@ class Recipe:
         bn_momentum: set every batch norm's momentum to this before training
             (``labkit.models.set_batch_norm_momentum``), or ``None``: keep the model's.
         profile: the profile's name.
-        report: the ``labkit.reports.REPORT_SETTINGS`` key, or ``None``.
+        report: the ``labkit.runs.REPORT_SETTINGS`` key, or ``None``.
         departures: why each setting differs from the report, keyed by setting; empty in
             ``full``.
     """
@@ -160,7 +158,7 @@ class Recipe:
         if not self.departures:
             return f"{self.profile} profile: the report's training settings"
         return (
-            f"{self.profile} profile: this run departs from the report (labkit.recipes.CLITraining "
+            f"{self.profile} profile: this run departs from the report (labkit.runs.CLITraining "
             "says why; the full profile keeps the report's settings):\n  - "
             + "\n  - ".join(self.departures.values())
         )
@@ -171,124 +169,3 @@ class Recipe:
         if text:
             print(text)
         return text
-
-
-def build_recipe(
-    profile: Any,
-    report: str | None = None,
-    *,
-    epochs: int | None = None,
-    lr: float | None = None,
-    loss: str | None = None,
-    base_width: int | None = None,
-    batch_size: int | None = None,
-    smoke: dict[str, Any] | None = None,
-) -> Recipe:
-    """``Profile.recipe``'s work (see there): the settings, then each departure and its reason."""
-    s = report_settings(report) if report is not None else None
-    given = dict(epochs=epochs, lr=lr, loss=loss, base_width=base_width, batch_size=batch_size)
-    given = {k: (getattr(s, k) if v is None and s else v) for k, v in given.items()}
-    missing = [k for k in ("epochs", "lr", "loss") if given[k] is None]
-    if missing:
-        raise ValueError(f"recipe: give report= or {', '.join(missing)}")
-    epochs, lr, loss, base_width = (given[k] for k in ("epochs", "lr", "loss", "base_width"))
-    size = profile.size(s.size) if s else None
-    batch = None if given["batch_size"] is None else profile.batch_size(given["batch_size"])
-    capped, images = profile.epochs(epochs), profile.images()
-    out: dict[str, Any] = dict(
-        epochs=capped, lr=lr, loss=loss, base_width=base_width, batch_size=batch,
-        train_images=images, time_budget_min=profile.time_budget_min, scheduler=None,
-        size=size,
-    )  # fmt: skip
-    why: dict[str, str] = {}
-    assumed = s.assumed if s else {}
-
-    def depart(key: str, value: Any, reason: str) -> None:  # one setting, one reason
-        out[key], why[key] = value, reason
-
-    def theirs(key: str, value: Any) -> str:  # "the report's 64", or whose value it is
-        text = f"{value:g}" if isinstance(value, float) else f"{value}"
-        return f"{text} ({assumed[key]})" if key in assumed else f"the report's {text}"
-
-    if profile.cli_train is None:  # full (no changes) or practical (the lab's, with reasons)
-        for key, (value, reason) in profile.lab_changes.get(profile.lab or "", {}).items():
-            target = {"images": "train_images", "lung_images": None}.get(key, key)
-            if target == "base_width" and base_width is None:
-                continue  # a pretrained encoder has no width to change
-            if target:
-                depart(target, value, reason)
-        return Recipe(**out, profile=profile.name, report=report, departures=why)
-    cli = replace(profile.cli_train, **_checked(profile.lab_changes.get(profile.lab or "", {})))
-    cli = replace(cli, **_checked(smoke or {}))
-    if min(cli.epochs, epochs) != capped:
-        n = min(cli.epochs, epochs)
-        report_part = "as the report" if n == epochs else f"instead of the report's {epochs}"
-        depart(
-            "epochs",
-            n,
-            f"{n} epochs ({report_part}), not the smoke profile's cap of {capped}: "
-            f"{capped} epochs of a few batches are too few steps to learn",
-        )
-    if cli.all_train_images and images is not None:
-        depart(
-            "train_images",
-            None,
-            f"every Train image instead of {images} (Val and Test keep {images})",
-        )
-    if base_width is not None and cli.base_width != base_width:
-        depart(
-            "base_width",
-            cli.base_width,
-            f"base width {cli.base_width} instead of {theirs('base_width', base_width)}: "
-            f"{(base_width / cli.base_width) ** 2:g}x fewer multiply-adds per pixel",
-        )
-    if batch is not None and cli.batch_size is not None and cli.batch_size != batch:
-        depart(
-            "batch_size",
-            cli.batch_size,
-            f"batch {cli.batch_size} instead of {batch}"
-            f"{'' if batch == given['batch_size'] else ' (the profile caps ' + str(given['batch_size']) + ')'}"
-            ": "
-            f"{batch / cli.batch_size:g}x as many (smaller) Adam steps for the same "
-            "work",
-        )
-    if cli.lr(lr) != lr:
-        depart("lr", cli.lr(lr), f"lr {cli.lr(lr):g} instead of {theirs('lr', lr)}: few steps")
-    if cli.scheduler is not None:
-        depart(
-            "scheduler",
-            cli.scheduler,
-            f"{cli.scheduler} lr decay instead of the "
-            "report's constant lr: the last epochs settle instead of jumping about at "
-            "a large lr",
-        )
-    if cli.bn_momentum is not None and base_width is None:  # a pretrained encoder's
-        depart(
-            "bn_momentum",
-            cli.bn_momentum,
-            f"batch-norm momentum {cli.bn_momentum:g} (PyTorch's default, ResNet34's) "
-            "instead of EfficientNet's 0.01: with 0.01 the running statistics that eval mode "
-            "uses lag far behind the network in a run this short (lab 04 says what was "
-            "measured)",
-        )
-    if cli.loss(loss) != loss:
-        depart(
-            "loss",
-            cli.loss(loss),
-            f"loss {cli.loss(loss)} (0.5 BCE + Dice) instead of "
-            f"the report's {loss}: plain BCE first predicts background everywhere",
-        )
-    if profile.time_budget_min is not None:
-        why["time_budget_min"] = (
-            f"a fixed amount of work, not a time budget: {profile.time_budget_min:g} min is "
-            "only a safety limit, and a warning says so if it stops the run"
-        )
-    return Recipe(**out, profile=profile.name, report=report, departures=why)
-
-
-def _checked(changes: dict[str, Any]) -> dict[str, Any]:
-    known = {f.name for f in fields(CLITraining)}
-    unknown = sorted(set(changes) - known)
-    if unknown:
-        raise ValueError(f"smoke: unknown setting(s) {unknown}; expected some of {sorted(known)}")
-    return changes

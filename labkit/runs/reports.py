@@ -1,5 +1,5 @@
 """What the five student reports did and found (from the syllabus): their training
-settings (``REPORT_SETTINGS``, the one home of those numbers) and their figures, per lab.
+settings (``REPORT_SETTINGS``, the one home of those numbers) and the figures they give.
 
 Settings: labs and ``labkit train`` ask a run profile for a report's run by its key
 (``P.recipe("001.unet")``); the profile keeps the settings (``full``) or departs from them with
@@ -8,8 +8,9 @@ which ones the report does not state (``assumed``: labkit's choice, and why).
 
 Figures: all metrics are stored as fractions in [0, 1] (report 004's percentages divided by 100) so
 they sit beside labkit's own numbers; ``other`` keeps figures that are not Dice / IoU /
-sensitivity / precision exactly as reported, with their caveats. A notebook links a result to
-a figure with ``record_result(..., report="<key>")``.
+sensitivity / precision exactly as reported, with their caveats. Which lab compares with which
+figures is each lab's entry in ``labkit.runs.labs``; a notebook links a result to a figure with
+``record_result(..., report="<key>")``.
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ class ReportFigure:
     note: str = ""
 
 
-_PAPER = ReportFigure(
+PAPER = ReportFigure(  # the dataset paper: labs 02 and 04 compare with it
     key="paper",
     source="COVID-QU-Ex paper (Tahir et al. 2021)",
     model="best of U-Net / U-Net++ / FPN",
@@ -268,96 +269,22 @@ def _report_004(
     )
 
 
-REPORT_FIGURES: dict[str, list[ReportFigure]] = {
-    "01": [],
-    "02": [
-        ReportFigure(
-            key="001.unet",
-            source="report 001",
-            model="U-Net, 3 levels, BCE, 10 epochs",
-            other={"'RMSE' (really MAE)": "0.0695"},
-            note="trained on train+val and validated on test (a leak); no Dice/IoU reported",
-        ),
-        _PAPER,
-    ],
-    "03": [
-        ReportFigure(
-            key="000.bce",
-            source="report 000",
-            model="residual U-Net, BCE, 100 epochs",
-            iou=0.634,
-            other={"MAE": "4.794 (scale not stated)", "final val loss": "0.246"},
-            note="COVID-19 images only",
-        ),
-        ReportFigure(
-            key="000.mse",
-            source="report 000",
-            model="residual U-Net, MSE, 100 epochs",
-            iou=0.629,
-            other={"MAE": "4.915 (scale not stated)", "final val loss": "0.040"},
-            note="losses of different kinds: 0.246 vs 0.040 are not comparable",
-        ),
-    ],
-    "04": [
-        ReportFigure(
-            key="002.resnet34",
-            source="report 002",
-            model="U-Net, ResNet34 encoder (ImageNet), focal + Jaccard, 50 epochs",
-            iou=0.77,
-            other={"train IoU": "0.83"},
-            note="best validation IoU; COVID-19 images only; 2-class softmax head",
-        ),
-        _PAPER,
-    ],
-    "05": [
-        ReportFigure(
-            key="003.lung",
-            source="report 003",
-            model="stage 1: lung U-Net, EfficientNet-B3, 0.7 Dice + 0.3 BCE",
-            dice=0.9774,
-            iou=0.9561,
-            note="validation; lungs, not infection",
-        ),
-        ReportFigure(
-            key="003.infection",
-            source="report 003",
-            model="stage 2: infection U-Net, EfficientNet-B0, RGB + lung mask input",
-            dice=0.8854,
-            iou=0.7896,
-            other={"val Dice": "0.8912", "train Dice": "0.7157"},
-            note="test split; prediction constrained to the lung",
-        ),
-    ],
-    "06": [
-        _report_004("unet", "UNet", 0.7196, 0.5704, 0.6480, 0.8435),
-        _report_004("fv_se", "UNet + FV (SE gate)", 0.7229, 0.5731, 0.7009, 0.7727),
-        _report_004("fv_ce", "UNet + FV (CE gate)", 0.7203, 0.5722, 0.7002, 0.7578),
-        _report_004("fv_paspp", "UNet + FV + PASPP", 0.7471, 0.6055, 0.7106, 0.7983),
-        _report_004(
-            "fv_paspp_ds",
-            "UNet + FV + PASPP + deep supervision",
-            0.7627,
-            0.6237,
-            0.6938,
-            0.8563,
-            note="lung-masked input; 0.5074 Dice on the original image",
-        ),
-    ],
-}
-_CT_NOTE = "CT volumes (3-D patches), not X-rays: a different task"
-# Lab 07: report 004 on CT: the ablation (lab 06's rows: its Table 3 and, for the CE gate,
-# Table 2), Table 5's other row, Table 4.
-_DS = "UNet + FV + PASPP + DS"
-REPORT_FIGURES["07"] = [*REPORT_FIGURES["06"], ReportFigure(
-    "004.original", "report 004", f"{_DS}, original input (Table 5)", dice=0.5074,
-    note="not lung-masked; no other metric given"), ReportFigure(
-    "004.per_subject", "report 004", f"{_DS}, per test subject (Table 4)",
-    other={"Dice": "83.04, 65.66, 70.74, 85.64"}, note="512x512x301 to 630x630x93")]  # fmt: skip
-
-
-def find_figure(lab: str, key: str) -> ReportFigure | None:
-    """The figure with this key in a lab's list, or None."""
-    return next((f for f in REPORT_FIGURES.get(lab, []) if f.key == key), None)
+# Report 004's ablation table (all four metrics for every model): labs 06 and 07 compare with it.
+REPORT_004: tuple[ReportFigure, ...] = (
+    _report_004("unet", "UNet", 0.7196, 0.5704, 0.6480, 0.8435),
+    _report_004("fv_se", "UNet + FV (SE gate)", 0.7229, 0.5731, 0.7009, 0.7727),
+    _report_004("fv_ce", "UNet + FV (CE gate)", 0.7203, 0.5722, 0.7002, 0.7578),
+    _report_004("fv_paspp", "UNet + FV + PASPP", 0.7471, 0.6055, 0.7106, 0.7983),
+    _report_004(
+        "fv_paspp_ds",
+        "UNet + FV + PASPP + deep supervision",
+        0.7627,
+        0.6237,
+        0.6938,
+        0.8563,
+        note="lung-masked input; 0.5074 Dice on the original image",
+    ),
+)
 
 
 def _fmt(value: float | None) -> str:
@@ -377,13 +304,10 @@ def describe_figure(figure: ReportFigure) -> str:
     return f"{figure.source}: " + ", ".join(parts)
 
 
-def report_table_md(lab: str) -> str:
-    """A markdown table of one lab's report figures ('' when the lab has none)."""
-    figures = REPORT_FIGURES.get(lab, [])
-    if not figures:
-        return ""
+def figures_table_md(title: str, figures: tuple[ReportFigure, ...]) -> str:
+    """A markdown table of report figures under a ``### title`` heading."""
     lines = [
-        f"### Lab {lab}" + (f" ({_CT_NOTE})" if lab == "06" else ""),
+        f"### {title}",
         "",
         "| source | model | Dice | IoU | sensitivity | precision | other | note |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
