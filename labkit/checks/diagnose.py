@@ -35,6 +35,11 @@ def _array(x: Any) -> np.ndarray | None:
     return None
 
 
+def _numel(x: Any) -> int:
+    """How many elements ``x`` holds (1 for a number), read from its shape, nothing copied."""
+    return int(np.prod(getattr(x, "shape", ()) or (1,)))
+
+
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and a.size > 0 and bool(np.allclose(a, b, **_TOL))
 
@@ -125,6 +130,10 @@ def diagnose(expected: dict, observed: dict, label: str = "") -> str:
     if expected.get("kind") != "value" or observed.get("kind") != "value":
         return ""
     got_raw, exp_raw = observed.get("value"), expected.get("value")
+    # Work bounded by the expected value's size (the grader's own): a student's answer of
+    # another size is never copied or cast (red team 3, A3).
+    if np.size(getattr(got_raw, "shape", ())) and _numel(got_raw) > max(16, 4 * _numel(exp_raw)):
+        return ""
     got, exp = _array(got_raw), _array(exp_raw)
     if got is None or exp is None:
         return ""

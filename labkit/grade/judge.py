@@ -330,10 +330,9 @@ def _verdict(
     status, message = verdict(exp, obs, atol, rtol)
     if status != "fail":
         return {"pass": None, "stub": "stub"}.get(status, message), ""
-    why = diagnose(exp, obs, getattr(test, "label", "") or label)
-    if obs["kind"] == "raised" and obs.get("type") == "CheckFailed":
-        why = str(obs.get("hint") or "")[:500] or why  # the test's own diagnosis
-    return message, why
+    # Computed here from the two observations; a "hint" inside the student's observation is
+    # text the student's process wrote, so it is never shown (red team 3, A1).
+    return message, diagnose(exp, obs, getattr(test, "label", "") or label)
 
 
 def _changed_inputs(after: Any, test: Case) -> bool:

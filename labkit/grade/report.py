@@ -195,7 +195,10 @@ def _exercise_section(e: Any) -> list[str]:
         message = inline(scrub(e.message))
         lines.append(message[:1].upper() + message[1:])
         if e.hint:
-            lines += ["", f"Hint: {e.hint}"]  # the lab's own text
+            lines += [
+                "",
+                f"Hint: {inline(e.hint)}",
+            ]  # the lab's or the grader's text, escaped all the same
         if e.notes:
             lines += ["", "Notes from running your exercise cell:"]
             lines += [f"- {inline(scrub(n))}" for n in e.notes]
