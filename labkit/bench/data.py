@@ -120,7 +120,7 @@ def bench_naive(records: list, s: BenchSettings, device: torch.device) -> dict[s
     """
     workers = (os.cpu_count() or 1) if s.workers is None else s.workers
     ds = NaiveSegDataset(records, s.data_size)
-    total = (s.data_warmup + s.data_batches) * s.data_batch
+    total = (max(s.data_warmup, workers) + s.data_batches) * s.data_batch
     sampler = torch.utils.data.RandomSampler(
         ds, num_samples=total, generator=torch.Generator().manual_seed(0)
     )  # cycles through shuffled epochs when total > len(ds)
@@ -131,7 +131,11 @@ def bench_naive(records: list, s: BenchSettings, device: torch.device) -> dict[s
     )  # fmt: skip
     t0 = time.perf_counter()
     batches = iter(loader)
-    for _ in range(s.data_warmup):  # includes starting the worker processes: not timed
+    # Untimed: starting the workers, and at least one batch per worker, because every
+    # worker starts on a batch at once: with fewer, batches finished during the warm-up
+    # would be counted as if delivered in the timed window (with 1 warm-up batch, 2
+    # workers and 4 timed batches, one of the four came free).
+    for _ in range(max(s.data_warmup, workers)):
         next(batches)
     startup = time.perf_counter() - t0
     images = 0
@@ -142,7 +146,8 @@ def bench_naive(records: list, s: BenchSettings, device: torch.device) -> dict[s
                 x, y, lung = (v.to(device, non_blocking=True) for v in (x, y, lung))
             images += x.shape[0]
     del batches  # shuts the workers down
-    return {**rate(images, t.seconds, s.data_batches, s.data_warmup), "workers": workers,
+    warmup = max(s.data_warmup, workers)
+    return {**rate(images, t.seconds, s.data_batches, warmup), "workers": workers,
             "batches_on": device.type, "startup_and_warmup_s": startup}  # fmt: skip
 
 
@@ -223,7 +228,9 @@ def bench_data_path(
         out["labkit_gpu"] = {"status": "n/a: no CUDA device in this run"}
         out["labkit_gpu_pinned"] = {"status": "n/a: no CUDA device in this run"}
     naive = out["naive"]["images_per_s"]
-    out["ratio_b_over_a"] = statistics.median(rd["ratio_b_over_a"] for rd in rounds)
+    ratios = [rd["ratio_b_over_a"] for rd in rounds]
+    out["ratio_b_over_a"] = statistics.median(ratios)
+    out["ratio_b_over_a_spread"] = [min(ratios), max(ratios)]
     for key, which in (("ratio_c_over_a", "labkit_gpu"), ("ratio_d_over_a", "labkit_gpu_pinned")):
         gpu = out[which].get("images_per_s")
         out[key] = None if gpu is None else gpu / naive

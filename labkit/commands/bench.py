@@ -148,6 +148,16 @@ def _gpu(record: dict[str, Any] | None, name: str, naive: dict[str, Any] | None 
     return text + ("" if syncs is None else f", {syncs} CUDA syncs per batch")
 
 
+def _rounds(d: dict[str, Any]) -> str:
+    """Each round's b/a, then the median and the spread (lowest to highest round)."""
+    ratios = [rd["ratio_b_over_a"] for rd in d.get("rounds", [])]
+    if not ratios:
+        return "n/a"
+    lo, hi = min(ratios), max(ratios)
+    return (f"{', '.join(_ratio(r) for r in ratios)}; median {_ratio(d['ratio_b_over_a'])}, "
+            f"spread {lo:.2f}-{hi:.2f}x")  # fmt: skip
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
@@ -175,8 +185,7 @@ def format_report(r: dict[str, Any]) -> str:
         f"{_figure(a):>10}   {a['workers']} workers",
         f"  {'(b) labkit: cached uint8, batched augmentation, BatchLoader on cpu':<64}"
         f"{_figure(b):>10}   b/a = {_ratio(ratio)} (target >= 3x: {verdict})",
-        "  b/a per round: "
-        + (", ".join(_ratio(rd["ratio_b_over_a"]) for rd in d.get("rounds", [])) or "n/a"),
+        f"  b/a per round: {_rounds(d)}",
         f"  {'(c) labkit: the same, resident on the GPU':<64}{_gpu(c, 'c/a', a)}",
         f"  {'(d) labkit: split in CPU memory, pinned async copies to the GPU':<64}"
         f"{_gpu(d.get('labkit_gpu_pinned'), 'd/a', a)}",

@@ -205,36 +205,27 @@ class Augment:
         for idx, dim in ((hflip_d, -1), (vflip_d, -2)):
             if len(idx):  # exact: no resampling
                 for t in work:
-                    _update(t, idx, lambda t, dim=dim: t.flip(dim))
+                    _update(t, idx, lambda t, sel, dim=dim: t.flip(dim))
         x, *ms = (t.float() for t in work)  # x (B, C, H, W), each mask (B, 1, H, W)
         if image.dtype == torch.uint8:
             x.div_(255.0)  # in place: x is a private copy either way
         if len(affine):
-            grid = _affine_grid(theta, h, w)  # (n, H, W, 2): one grid for image and masks
-
-            def warp(t: torch.Tensor, mode: str) -> torch.Tensor:
-                return F.grid_sample(
-                    t, grid, mode=mode, padding_mode="reflection", align_corners=False
-                )
-
-            _update(x, affine_d, lambda t: warp(t, "bilinear"))
-            for mk in ms:  # nearest keeps masks {0, 1}
-                _update(mk, affine_d, lambda t: warp(t, "nearest"))
+            _warp(x, ms, affine_d, theta)
         if len(color):
             c, br = c.view(-1, 1, 1, 1), br.view(-1, 1, 1, 1)
 
-            def color_fn(t: torch.Tensor) -> torch.Tensor:  # contrast around each image's mean
+            def color_fn(t: torch.Tensor, sel) -> torch.Tensor:  # contrast around each mean
                 mean = t.mean(dim=(1, 2, 3), keepdim=True)
-                return t.sub_(mean).mul_(c).add_(mean).add_(br).clamp_(0, 1)
+                return t.sub_(mean).mul_(c[sel]).add_(mean).add_(br[sel]).clamp_(0, 1)
 
             _update(x, color_d, color_fn)
         if len(noise):
             g = torch.Generator(device=dev).manual_seed(params.noise_seed)
             sigma = sigma.view(-1, 1, 1, 1)
 
-            def noise_fn(t: torch.Tensor) -> torch.Tensor:
+            def noise_fn(t: torch.Tensor, sel) -> torch.Tensor:
                 z = torch.randn(t.shape, generator=g, device=dev)
-                return t.add_(z.mul_(sigma)).clamp_(0, 1)
+                return t.add_(z.mul_(sigma[sel])).clamp_(0, 1)
 
             _update(x, noise_d, noise_fn)
 
@@ -244,9 +235,52 @@ class Augment:
 
 
 def _update(t: torch.Tensor, idx: torch.Tensor, fn) -> None:
-    """``t[idx] = fn(t[idx])`` in place (``index_select``/``index_copy_``: faster than
-    ``t[idx]`` indexing on a CPU). ``idx`` is a long tensor on ``t``'s device."""
-    t.index_copy_(0, idx, fn(t.index_select(0, idx)))
+    """``t[idx] = fn(t[idx], sel)`` in place; ``sel`` picks those samples' rows of a step's
+    parameters (``c[sel]``). ``idx`` is a long tensor on ``t``'s device.
+
+    On a GPU: one ``index_select``, one call over the selected samples, one ``index_copy_``
+    (no per-sample launches). On a CPU: one call per sample, on a view of ``t``, written back
+    only if ``fn`` did not work in place. A CPU has no launch cost to save, while gathering
+    the selected samples into a new multi-MB tensor and scattering them back costs copies
+    (``index_copy_`` of uint8 is element by element: 1.8 ms for 16 flips at 256 px, against
+    0.2 ms per sample) and page faults on the fresh memory each batch (RESULTS.md, data path).
+    """
+    if t.device.type != "cpu":
+        t.index_copy_(0, idx, fn(t.index_select(0, idx), slice(None)))
+        return
+    for j, i in enumerate(idx.tolist()):
+        view = t[i : i + 1]
+        out = fn(view, slice(j, j + 1))
+        if out.data_ptr() != view.data_ptr():
+            view.copy_(out)
+
+
+def _warp(x: torch.Tensor, masks: list[torch.Tensor], idx: torch.Tensor, theta: torch.Tensor):
+    """Shift-scale-rotate samples ``idx`` of ``x`` (bilinear) and ``masks`` (nearest, so they
+    stay {0, 1}) in place, with one sampling grid per sample (``theta`` ``(len(idx), 2, 3)``)
+    and reflective borders. The masks go through one ``grid_sample`` call as channels of one
+    tensor (one call over 2 channels costs 0.65x two calls over 1)."""
+    h, w = x.shape[-2:]
+
+    def warp(t: torch.Tensor, grid: torch.Tensor, mode: str) -> torch.Tensor:
+        return F.grid_sample(t, grid, mode=mode, padding_mode="reflection", align_corners=False)
+
+    def both(xs: torch.Tensor, ms: list[torch.Tensor], grid: torch.Tensor):
+        if len(ms) > 1:  # nearest copies source pixels: channels stay what they were, exactly
+            return warp(xs, grid, "bilinear"), warp(torch.cat(ms, 1), grid, "nearest").split(1, 1)
+        return warp(xs, grid, "bilinear"), [warp(mk, grid, "nearest") for mk in ms]
+
+    if x.device.type != "cpu":  # batched: see _update
+        xs, ms = both(x.index_select(0, idx), [mk.index_select(0, idx) for mk in masks],
+                      _affine_grid(theta, h, w))  # fmt: skip
+        for t, out in zip((x, *masks), (xs, *ms)):
+            t.index_copy_(0, idx, out)
+        return
+    for j, i in enumerate(idx.tolist()):  # per sample, on views: see _update
+        rows = [t[i : i + 1] for t in (x, *masks)]
+        xs, ms = both(rows[0], rows[1:], _affine_grid(theta[j : j + 1], h, w))
+        for view, out in zip(rows, (xs, *ms)):
+            view.copy_(out)
 
 
 def _to_device(dev: torch.device, *tensors: torch.Tensor) -> list[torch.Tensor]:
