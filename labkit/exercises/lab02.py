@@ -31,6 +31,10 @@ UNET_PARTS = (
     "labkit.models.unet:plain_encoder",
 )
 
+# The soft Dice/Jaccard core of labkit's losses: with logits of +-200 it *is* the hard
+# score (red team 3, A4), so it is absent wherever Dice or IoU is the exercise.
+SOFT_OVERLAP = "labkit.losses.functional:overlap_term"
+
 
 # ---------------------------------------------------------------------------- references
 def _counts(pred: Any, truth: Any) -> tuple[torch.Tensor, ...]:
@@ -175,7 +179,12 @@ for _exercise in (
         "labkit.exercises.lab02:dice",
         overlap_cases,
         # IoU gives Dice (D = 2J / (1 + J)): labkit's IoU is absent here too.
-        absent=("labkit.metrics:dice", "labkit.metrics:iou", "labkit.exercises.lab02:iou"),
+        absent=(
+            "labkit.metrics:dice",
+            "labkit.metrics:iou",
+            "labkit.exercises.lab02:iou",
+            SOFT_OVERLAP,
+        ),
         hint="Dice is twice the overlap divided by the two sizes added up; an empty true "
         "mask has no Dice: NaN",
         hints=(
@@ -191,7 +200,12 @@ for _exercise in (
         "iou",
         "labkit.exercises.lab02:iou",
         overlap_cases,
-        absent=("labkit.metrics:iou", "labkit.metrics:dice", "labkit.exercises.lab02:dice"),
+        absent=(
+            "labkit.metrics:iou",
+            "labkit.metrics:dice",
+            "labkit.exercises.lab02:dice",
+            SOFT_OVERLAP,
+        ),
         hint="IoU is the overlap divided by the union (pixels in either mask); an empty true "
         "mask has no IoU: NaN",
         hints=(

@@ -22,6 +22,7 @@ from labkit.checks import Case, CheckFailed, Exercise, describe, register
 from labkit.checks.modules import output_probe
 from labkit.checks.probes import Probe, report, run_seed
 from labkit.ct.scores import volume_scores
+from labkit.exercises.lab02 import SOFT_OVERLAP
 
 
 # ---------------------------------------------------------------------------- references
@@ -283,7 +284,12 @@ for _exercise in (
         "Per-subject Dice over a whole volume",
         "subject_dice",
         "labkit.exercises.lab07:subject_dice",
-        absent=("labkit.ct.scores:volume_scores", "labkit.metrics:dice", "labkit.metrics:iou"),
+        absent=(
+            "labkit.ct.scores:volume_scores",
+            "labkit.metrics:dice",
+            "labkit.metrics:iou",
+            SOFT_OVERLAP,
+        ),
         cases=subject_dice_cases,
         points=1,
         hint="one Dice for the whole subject: count agreements over every voxel of the "

@@ -35,7 +35,12 @@ def where_of(exercise: Exercise) -> str:
 
 
 def stub_reference(
-    exercise: Exercise, files: dict[str, bytes], roots: dict[str, Path], also: tuple[str, ...] = ()
+    exercise: Exercise,
+    files: dict[str, bytes],
+    roots: dict[str, Path],
+    also: tuple[str, ...] = (),
+    allowed: str = "",
+    provided: tuple = (),
 ) -> dict[str, bytes]:
     """``{path in the copy: new source}`` with the reference's body replaced, or ``{}``.
 
@@ -45,6 +50,11 @@ def stub_reference(
         roots: path prefix in the copy -> the real file or folder it was read from.
         also: more references to make absent ("module:qualname"): the other labs' exercise
             references, which no lab's tests need and some could stand in for this one.
+        allowed: the solution's exercise cell: the labkit code it uses (``lk.losses.focal_loss``
+            in lab 05's combined loss), and what that is built from, stays.
+        provided: the lab's other exercises' references, which the student's code gets
+            under their names (lab 02's U-Net uses its ``DoubleConv``): they stay, with
+            what they are built from.
 
     Raises:
         ValueError: the reference (or a name in ``exercise.absent``) cannot be found in the
@@ -54,11 +64,16 @@ def stub_reference(
         return {}
     message = USED_MESSAGE.format(where=where_of(exercise))
     changed: dict[str, bytes] = {}
-    targets = [(exercise.reference, exercise.reference_impl())]
-    targets += [
-        (path, resolve(path, f"exercise {exercise.id}: absent"))
-        for path in (*exercise.absent, *also)
-    ]
+    named = [(exercise.reference, exercise.reference_impl())]
+    named += [(path, resolve(path, f"exercise {exercise.id}: absent")) for path in exercise.absent]
+    # and the labkit code they are built from (red team 3: focal_term + prepare *are*
+    # labkit's focal loss; UpBlock a part of the U-Net named absent)
+    keep = [*used_by_cell(allowed), *provided]
+    # all the way down: what may run must keep every part it runs on
+    keep += [obj for _, obj in parts_of(keep, {id(o) for o in keep}, depth=50)]
+    seen = {id(o) for _, o in named} | {id(o) for o in keep}
+    targets = [*named, *parts_of([obj for _, obj in named], seen)]
+    targets += [(path, resolve(path, f"exercise {exercise.id}: absent")) for path in also]
     for path, obj in targets:
         rel = _file_in_copy(obj, roots)
         if rel is None or rel not in files:
@@ -72,6 +87,99 @@ def stub_reference(
             raise ValueError(f"exercise {exercise.id}: {path!r} not found in {rel}")
         changed[rel] = (ast.unparse(ast.fix_missing_locations(tree)) + "\n").encode("utf-8")
     return changed
+
+
+# Never made absent: the checks and the grader themselves (the worker runs on them), and
+# plumbing that computes nothing an exercise asks for.
+_NEVER_ABSENT = ("labkit.checks", "labkit.grade", "labkit.device", "labkit.progress")
+
+
+def parts_of(objs: list, seen: set[int], depth: int = 2) -> list[tuple[str, object]]:
+    """The labkit functions and classes that ``objs``' source code names, and theirs, down
+    to ``depth`` levels: ``[("module:qualname", object), ...]``.
+
+    A reference built from labkit's parts is reached again through those parts, so they
+    are made absent with it (by construction, rather than by listing each one found)."""
+    found: list[tuple[str, object]] = []
+    layer = list(objs)
+    for _ in range(depth):
+        nxt = []
+        for obj in layer:
+            for part in _named_in(obj):
+                if id(part) not in seen:
+                    seen.add(id(part))
+                    found.append((f"{part.__module__}:{part.__qualname__}", part))
+                    nxt.append(part)
+        layer = nxt
+    return found
+
+
+def _named_in(obj: object) -> list:
+    """labkit functions and classes named in ``obj``'s source, resolved in its module."""
+    import importlib
+    import sys
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))  # type: ignore[arg-type]
+        space = vars(sys.modules[obj.__module__])  # type: ignore[attr-defined]
+    except (OSError, TypeError, KeyError, SyntaxError, AttributeError):
+        return []
+    out = []
+    for node in ast.walk(tree):
+        values: list = []
+        if isinstance(node, (ast.Name, ast.Attribute)):
+            values = [_lookup(node, space)]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("labkit"):
+            try:
+                module = importlib.import_module(node.module or "")
+            except ImportError:
+                continue
+            values = [getattr(module, a.name, None) for a in node.names]
+        for value in values:
+            home = getattr(value, "__module__", "") or ""
+            if (
+                (inspect.isfunction(value) or inspect.isclass(value))
+                and home.startswith("labkit.")
+                and not home.startswith(_NEVER_ABSENT)
+                and "<locals>" not in value.__qualname__
+            ):
+                out.append(value)
+    return out
+
+
+def used_by_cell(source: str) -> list:
+    """labkit functions and classes a cell's code names (``lk.x.y``, ``labkit.x.y``,
+    ``from labkit.x import y``)."""
+    import labkit
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    space: dict = {"lk": labkit, "labkit": labkit}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("labkit"):
+            import importlib
+
+            try:
+                module = importlib.import_module(node.module or "")
+            except ImportError:
+                continue
+            for alias in node.names:
+                space[alias.asname or alias.name] = getattr(module, alias.name, None)
+    values = [_lookup(n, space) for n in ast.walk(tree) if isinstance(n, (ast.Name, ast.Attribute))]
+    return [v for v in values if inspect.isfunction(v) or inspect.isclass(v)]
+
+
+def _lookup(node: ast.expr, space: dict) -> object:
+    """The object ``a.b.c`` names in ``space``, or None."""
+    if isinstance(node, ast.Name):
+        return space.get(node.id)
+    if isinstance(node, ast.Attribute):
+        base = _lookup(node.value, space)
+        return getattr(base, node.attr, None) if base is not None else None
+    return None
 
 
 def _file_in_copy(obj: object, roots: dict[str, Path]) -> str | None:

@@ -33,7 +33,7 @@ from labkit.checks.registry import (
     get_exercise,
 )
 from labkit.checks.verdict import STUB, changed, verdict
-from labkit.course.build import build_lab, find_labs
+from labkit.course.build import build_lab, exercise_cells, find_labs
 from labkit.grade.absent import stub_reference
 from labkit.grade.hidden import (
     Probe,
@@ -220,7 +220,14 @@ def _prepare_lab(
                     "compared across processes; make the test return numbers, strings, "
                     "tuples, lists, dicts, arrays or tensors"
                 )
-        absent = stub_reference(exercise, snapshot, roots, other_labs_references(lab))
+        cell = exercise_cells(solution).get(exercise_id)
+        allowed = cell.source if cell is not None else ""
+        provided = tuple(
+            get_exercise(other).reference_impl() for other in info.exercises if other != exercise_id
+        )
+        absent = stub_reference(
+            exercise, snapshot, roots, other_labs_references(lab), allowed, provided
+        )
         specs.append(ExerciseSpec(exercise, absent))
     prelude = [s for c in solution.cells if c.cell_type == "code" for s in imports_of(c.source)]
     text = Path(source).read_text(encoding="utf-8")

@@ -104,7 +104,47 @@ def dice(pred, truth):
     t = torch.from_numpy(np.asarray(truth).astype(bool)).reshape(1, 1, -1, 1)
     return float(metrics.dice(*metrics.confusion_counts(p, t))[0])
 """
+# Red team 3: labkit's U-Net parts one level down (A2), and Dice as one minus labkit's soft
+# Dice loss on saturated logits (A4).
+UNET_PARTS = (
+    HEADER
+    + """\
+from labkit.models.blocks import DoubleConv, UpBlock
+class UNet3(nn.Module):
+    def __init__(self, in_channels=1, classes=1, base_width=64):
+        super().__init__()
+        w = base_width
+        self.downs = nn.ModuleList(
+            [DoubleConv(a, b) for a, b in [(in_channels, w), (w, 2 * w), (2 * w, 4 * w), (4 * w, 8 * w)]]
+        )
+        self.ups = nn.ModuleList([UpBlock(8 * w, 4 * w, 4 * w), UpBlock(4 * w, 2 * w, 2 * w), UpBlock(2 * w, w, w)])
+        self.head = nn.Conv2d(w, classes, 1)
+
+    def forward(self, x):
+        skips = []
+        for i, down in enumerate(self.downs):
+            x = down(x if i == 0 else nn.functional.max_pool2d(x, 2))
+            skips.append(x)
+        x = skips.pop()
+        for up in self.ups:
+            x = up(x, skips.pop())
+        return self.head(x)
+"""
+)
+DICE_LOSS = """\
+import numpy as np
+import torch
+from labkit.losses.functional import dice_loss
+def dice(pred, truth):
+    t = torch.from_numpy(np.asarray(truth) > 0).float().reshape(1, 1, -1, 1)
+    if not t.any():
+        return float("nan")
+    z = torch.from_numpy(np.asarray(pred) > 0).float().reshape(1, 1, -1, 1) * 400 - 200
+    return float(1 - dice_loss(z, t, smooth=0.0))
+"""
 ATTACKS = {
+    "unet_parts": ("02.UNet3", UNET_PARTS),
+    "dice_loss": ("02.dice", DICE_LOSS),
     "reload": ("02.DoubleConv", RELOAD),
     "getsource": ("02.DoubleConv", GETSOURCE),
     "subclasses": ("02.DoubleConv", SUBCLASSES),
