@@ -169,7 +169,10 @@ for _exercise in (
         "constrain_to_lung",
         "labkit.exercises.lab05:constrain_to_lung",
         constrain_cases,
-        absent=("labkit.models.cascade:mask_outside_lung",),
+        absent=(
+            "labkit.models.cascade:mask_outside_lung",
+            "labkit.data.preprocess:apply_lung_mask",
+        ),
         points=1,
         hint="outside the lung the infection probability becomes 0, inside it stays as it "
         "was; the result has the dtype of probs",

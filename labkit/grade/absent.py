@@ -73,7 +73,11 @@ def stub_reference(
     keep += [obj for _, obj in parts_of(keep, {id(o) for o in keep}, depth=50)]
     seen = {id(o) for _, o in named} | {id(o) for o in keep}
     targets = [*named, *parts_of([obj for _, obj in named], seen)]
-    targets += [(path, resolve(path, f"exercise {exercise.id}: absent")) for path in also]
+    others = [(path, resolve(path, f"exercise {exercise.id}: absent")) for path in also]
+    others = [(p, o) for p, o in others if id(o) not in seen]
+    seen |= {id(o) for _, o in others}
+    # other labs' references and their own parts (lab 02's _counts is a Dice for lab 07)
+    targets += [*others, *parts_of([obj for _, obj in others], seen, depth=1)]
     for path, obj in targets:
         rel = _file_in_copy(obj, roots)
         if rel is None or rel not in files:

@@ -31,6 +31,7 @@ from labkit.checks.registry import (
     Case,
     Exercise,
     get_exercise,
+    resolve,
 )
 from labkit.checks.verdict import STUB, changed, verdict
 from labkit.course.build import build_lab, exercise_cells, find_labs
@@ -205,6 +206,9 @@ def _prepare_lab(
     secret = new_secret() if secret is None else check_secret(secret)
     set_run_seed(secrets.randbits(62))
     specs = []
+    # the lab's own imports bind names its exercise cells may use (lab 03's given decoder
+    # uses the DoubleConv its set-up cell imports)
+    prelude = [s for c in solution.cells if c.cell_type == "code" for s in imports_of(c.source)]
     for exercise_id in info.exercises:
         try:
             exercise = get_exercise(exercise_id)
@@ -221,15 +225,17 @@ def _prepare_lab(
                     "tuples, lists, dicts, arrays or tensors"
                 )
         cell = exercise_cells(solution).get(exercise_id)
-        allowed = cell.source if cell is not None else ""
+        allowed = "\n".join([*prelude, cell.source if cell is not None else ""])
+        named = {resolve(p, exercise_id) for p in exercise.absent}
         provided = tuple(
-            get_exercise(other).reference_impl() for other in info.exercises if other != exercise_id
+            ref
+            for other in info.exercises
+            if other != exercise_id and (ref := get_exercise(other).reference_impl()) not in named
         )
         absent = stub_reference(
             exercise, snapshot, roots, other_labs_references(lab), allowed, provided
         )
         specs.append(ExerciseSpec(exercise, absent))
-    prelude = [s for c in solution.cells if c.cell_type == "code" for s in imports_of(c.source)]
     text = Path(source).read_text(encoding="utf-8")
     needs_data = not re.search(r"needs_data\s*=\s*False", text)
     spec = LabSpec(lab, info.stem, specs, prelude, snapshot, hidden_rel, needs_data, secret)

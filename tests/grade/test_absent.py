@@ -89,3 +89,13 @@ def test_what_the_solution_cell_uses_stays(snapshot):
     )
     assert not {"focal_loss", "focal_term", "prepare"} & stubbed, stubbed
     assert "overlap_term" in stubbed  # the Dice part of the combined loss is still absent
+
+
+def test_other_labs_references_are_absent_with_their_parts(snapshot):
+    """Red team 4, A2: lab 02's ``_counts`` (a part of its Dice) made lab 07's subject Dice."""
+    from labkit.grade.judge import other_labs_references
+
+    files, roots = snapshot
+    (subject,) = [e for e in EXERCISES if e.id == "07.subject_dice"]
+    changed = stub_reference(subject, files, roots, other_labs_references("07"))
+    assert "_counts" in _stubbed_names(changed, "exercises/lab02.py")

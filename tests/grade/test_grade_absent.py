@@ -142,7 +142,16 @@ def dice(pred, truth):
     z = torch.from_numpy(np.asarray(pred) > 0).float().reshape(1, 1, -1, 1) * 400 - 200
     return float(1 - dice_loss(z, t, smooth=0.0))
 """
+# Red team 4: a direct part of labkit's Dice, kept because lab 02's IoU (named absent for
+# Dice) was kept as "another exercise's reference" with everything it is built from.
+DICE_COUNTS = """\
+from labkit.exercises.lab02 import _counts
+def dice(pred, truth):
+    tp, fp, fn, tn = (int(v[0]) for v in _counts(pred, truth))
+    return float("nan") if tp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
+"""
 ATTACKS = {
+    "dice_counts": ("02.dice", DICE_COUNTS),
     "unet_parts": ("02.UNet3", UNET_PARTS),
     "dice_loss": ("02.dice", DICE_LOSS),
     "reload": ("02.DoubleConv", RELOAD),
