@@ -78,7 +78,14 @@ def join(device_type: str) -> Ranks:
 
 
 def _leave() -> None:
+    """At exit: wait for every rank (rank 0 may still be writing checkpoints), then leave.
+    A rank that tore its group down while a peer was still connected died in gloo with
+    "terminate called without an active exception" (SIGABRT; seen once in CI)."""
     if dist.is_initialized():
+        try:
+            dist.barrier()
+        except RuntimeError:  # a peer is gone already: nothing to wait for
+            pass
         dist.destroy_process_group()
 
 
