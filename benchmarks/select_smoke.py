@@ -33,11 +33,25 @@ from labkit.runs import LABS, get_profile
 # lab -> [(name, changes over that lab's smoke changes, labkit.runs.LABS[lab].smoke)]; the first is the current recipe
 CANDIDATES: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "02": [("cosine (current)", {}), ("constant lr", {"scheduler": None})],
-    "03": [("lr 1e-3 (current)", {}), ("lr 3e-3", {"min_lr": 3e-3})],
+    # lr chosen on Val in session 6; epochs and the schedule re-chosen here (issue 25)
+    "03": [
+        ("15 epochs, cosine (current)", {}),
+        ("constant lr", {"scheduler": None}),
+        ("10 epochs", {"epochs": 10}),
+    ],
     # EfficientNet's own batch-norm momentum: RESULTS.md, measured apart (Val, 3 seeds)
-    "04": [("cosine (current)", {}), ("constant lr", {"scheduler": None})],
-    "05": [("12 epochs, lr 2e-3 (current)", {}), ("10 epochs, lr 2e-3", {"epochs": 10})],
-    "06": [("4 epochs (current)", {}), ("3 epochs", {"epochs": 3})],
+    "04": [
+        ("10 epochs, cosine (current)", {}),
+        ("constant lr", {"scheduler": None}),
+        ("8 epochs", {"epochs": 8}),
+    ],
+    "05": [
+        ("12 epochs, lr 2e-3 (current)", {}),
+        ("10 epochs, lr 2e-3", {"epochs": 10}),
+        ("12 epochs, lr 1e-3", {"min_lr": 1e-3}),
+        ("14 epochs, lr 2e-3", {"epochs": 14}),
+    ],
+    "06": [("4 epochs (current)", {}), ("3 epochs", {"epochs": 3}), ("5 epochs", {"epochs": 5})],
 }
 # the trainings a candidate is judged on (lab 05: its two infection models; stage 1 learns
 # the lungs, which every candidate learns alike, Dice ~0.97)
@@ -126,7 +140,7 @@ def main() -> None:
     parser.add_argument("--out", default="select_smoke.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    root = resolve_data("phantom", profile=get_profile("smoke"), progress=False)
+    root = resolve_data("phantom", get_profile("smoke").phantom_n, progress=False)
     out: dict[str, Any] = {"seeds": args.seeds, "threads": args.threads, "labs": {}}
     for lab in args.labs:
         t0 = time.perf_counter()

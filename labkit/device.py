@@ -13,7 +13,9 @@ AMP policy (``amp_dtype``):
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import platform
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +23,11 @@ from typing import Any
 import torch
 
 DEVICE_ENV_VAR = "LABKIT_DEVICE"
+# glibc's mallopt parameters (malloc.h) and the values keep_freed_memory sets
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD = 32 * 2**20  # the largest glibc accepts on 64-bit: a 256 px batch of 32 is 8 MiB
+_TRIM_THRESHOLD = 256 * 2**20
+_kept_freed_memory: bool | None = None  # None: not asked yet
 _VALID_DEVICES = ("cuda", "mps", "cpu")
 
 
@@ -183,3 +190,45 @@ def device_facts(device: str | torch.device | None = None) -> dict[str, Any]:
         facts["amp"] += " + GradScaler"
     facts["cuda_available"] = torch.cuda.is_available()
     return facts
+
+
+def keep_freed_memory() -> bool:
+    """Let this process reuse the memory it frees, instead of handing it back to the system.
+
+    Every CPU batch is a few fresh multi-MB tensors. glibc's malloc serves those from
+    ``mmap`` and returns them when freed, so the next batch's tensors fault in every 4 KiB
+    page again: on the 2-core VM that was ~5,000 page faults and about a third of the time
+    of a 256 px batch of 32 with report 003's augmentation (benchmarks/RESULTS.md, 1.1).
+    Here blocks up to 32 MiB come from the heap and up to 256 MiB of freed memory stays
+    with the process, so later batches reuse pages already mapped. The cost: the process
+    may keep up to 256 MiB it no longer uses. Intel's PyTorch CPU guide gets the same
+    effect by swapping in jemalloc or tcmalloc; this needs no new library.
+
+    Process-wide, once (later calls return the first answer). Does nothing on a C library
+    other than glibc, or when the user set ``MALLOC_MMAP_THRESHOLD_`` or
+    ``MALLOC_TRIM_THRESHOLD_`` themselves. ``BatchLoader`` calls it when it builds batches
+    on the CPU.
+
+    Returns:
+        Whether the setting is in force.
+    """
+    global _kept_freed_memory
+    if _kept_freed_memory is None:
+        _kept_freed_memory = _set_malloc_thresholds()
+    return _kept_freed_memory
+
+
+def _set_malloc_thresholds() -> bool:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
+        return False  # the user's own choice wins
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    # mallopt returns 1 on success; setting the mmap threshold also stops glibc's own
+    # adjustment of both thresholds, so the two values stay as set.
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+    )

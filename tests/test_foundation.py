@@ -125,3 +125,10 @@ def test_console_script_help():
     )
     assert out.returncode == 0, out.stderr
     assert "info" in out.stdout
+
+
+def test_keep_freed_memory_leaves_a_users_own_malloc_setting():
+    script = "from labkit.device import keep_freed_memory; print(keep_freed_memory())"
+    env = {**__import__("os").environ, "MALLOC_TRIM_THRESHOLD_": "131072"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == "False", out.stderr

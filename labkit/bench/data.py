@@ -25,6 +25,7 @@ import torch
 
 from labkit.bench.common import BenchSettings, Timer, count_syncs, rate
 from labkit.data import Augment, BatchLoader, load_split
+from labkit.device import keep_freed_memory
 
 
 def naive_transform():
@@ -201,6 +202,9 @@ def bench_data_path(
     data = load_split(root, "Train", size=s.data_size, progress=False, cache=False)
     seconds = time.perf_counter() - t0
     out["decode"] = {"images": len(data), "seconds": seconds, "images_per_s": len(data) / seconds}
+    # BatchLoader sets this on its first CPU batch; set here, before round 1, so that (a) and
+    # its forked workers run under the same allocator setting in every round as (b) does.
+    out["keep_freed_memory"] = keep_freed_memory()
     # (a) and (b) take turns, so that other jobs starting or stopping on a shared machine
     # slow both alike; each round's b/a compares two runs seconds apart.
     rounds = []

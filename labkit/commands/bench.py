@@ -158,6 +158,12 @@ def _rounds(d: dict[str, Any]) -> str:
             f"spread {lo:.2f}-{hi:.2f}x")  # fmt: skip
 
 
+def _yes_no(value: bool | None) -> str:
+    return (
+        "not recorded" if value is None else ("yes" if value else "no (not glibc, or MALLOC_* set)")
+    )
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
@@ -191,6 +197,8 @@ def format_report(r: dict[str, Any]) -> str:
         f"{_gpu(d.get('labkit_gpu_pinned'), 'd/a', a)}",
         f"  labkit decodes each split once (load_split, uncached): {d['decode']['images']} "
         f"images in {d['decode']['seconds']:.2f} s; then every epoch reads memory",
+        f"  freed memory reused (labkit.device.keep_freed_memory), for (a) and (b) alike: "
+        f"{_yes_no(d.get('keep_freed_memory'))}",
         "",
         f"2. Training step, {s['size']} px, batch {s['batch_size']} (images/s; {s['steps']} "
         f"timed steps after {s['warmup']} warm-up; labkit.train's step; TFLOP/s = model-only "

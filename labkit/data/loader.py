@@ -19,6 +19,7 @@ import torch
 from labkit.data.augment import Augment
 from labkit.data.cache import SegData, resident_on
 from labkit.data.preprocess import imagenet_normalize
+from labkit.device import keep_freed_memory
 
 INPUT_MODES = ("grey", "rgb", "grey+lung", "rgb+lung")
 TARGETS = ("infection", "lung")
@@ -196,6 +197,8 @@ class BatchLoader:
     def __iter__(self) -> Iterator[Batch]:
         order, epoch = self.order(), self.epoch
         self.epoch += 1
+        if self.device.type == "cpu":
+            keep_freed_memory()  # batches reuse the pages earlier batches freed
         aug_seed = (self.seed * 1_000_003 + epoch) % 2**63 + 7919 + 104_729 * self.rank
         aug_gen = torch.Generator().manual_seed(aug_seed)  # rank 0: as without shards
         d = self.data

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
+
 import pytest
 import torch
 from _data_trees import make_tree
@@ -139,3 +144,50 @@ def test_batches_on_the_gpu(data, resident):
     assert all(b.x.is_cuda and b.y.is_cuda and not b.index.is_cuda for b in batches)
     plain = next(iter(BatchLoader(train, 4, device="cuda", resident=resident, shuffle=False)))
     assert torch.equal(plain.y.cpu(), train.infection[:4].float())
+
+
+_FAULTS = """
+import resource, sys, torch
+from labkit.data.augment import Augment
+from labkit.data.cache import load_split
+from labkit.data.loader import BatchLoader
+from labkit.device import keep_freed_memory
+torch.set_num_threads(1)
+data = load_split(sys.argv[1], "Train", size=256, progress=False, cache=False)
+loader = BatchLoader(data, len(data), augment=Augment.report003(), seed=0)
+batches = (b for _ in range(100) for b in loader)
+for _ in range(3):  # the first batches map their pages either way
+    next(batches)
+start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    next(batches)
+print(keep_freed_memory(), (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start) / 20)
+"""
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or platform.libc_ver()[0] != "glibc",
+    reason="keep_freed_memory acts on glibc only",
+)
+def test_cpu_batches_reuse_freed_memory(tmp_path):
+    """A CPU batch is a few fresh multi-MB tensors: with labkit's malloc setting (set by the
+    loader) later batches reuse pages earlier ones freed; with glibc's fixed default
+    thresholds (what a user's own ``MALLOC_TRIM_THRESHOLD_`` gives) every batch faults its
+    pages in again. Fresh processes: the setting is process-wide."""
+    root = make_tree(tmp_path, per_class=6, size=256)  # 12 Train images: a 9 MiB float batch
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+
+    def faults(extra: dict[str, str]) -> tuple[str, float]:
+        out = subprocess.run(
+            [sys.executable, "-c", _FAULTS, str(root)],
+            capture_output=True, text=True, env={**env, **extra}, check=True,
+        )  # fmt: skip
+        kept, per_batch = out.stdout.split()
+        return kept, float(per_batch)
+
+    kept, with_setting = faults({})
+    assert kept == "True"
+    assert with_setting < 100, f"expected pages reused, got {with_setting} faults per batch"
+    kept, without = faults({"MALLOC_TRIM_THRESHOLD_": str(128 * 1024)})
+    assert kept == "False"
+    assert without > 10 * max(with_setting, 100), (with_setting, without)
