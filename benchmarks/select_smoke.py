@@ -38,18 +38,21 @@ CANDIDATES: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("15 epochs, cosine (current)", {}),
         ("constant lr", {"scheduler": None}),
         ("10 epochs", {"epochs": 10}),
+        ("batch 16", {"batch_size": 16}),
     ],
     # EfficientNet's own batch-norm momentum: RESULTS.md, measured apart (Val, 3 seeds)
     "04": [
         ("10 epochs, cosine (current)", {}),
         ("constant lr", {"scheduler": None}),
         ("8 epochs", {"epochs": 8}),
+        ("batch 16", {"batch_size": 16}),
     ],
     "05": [
         ("12 epochs, lr 2e-3 (current)", {}),
         ("10 epochs, lr 2e-3", {"epochs": 10}),
         ("12 epochs, lr 1e-3", {"min_lr": 1e-3}),
         ("14 epochs, lr 2e-3", {"epochs": 14}),
+        ("batch 16", {"batch_size": 16}),
     ],
     "06": [("4 epochs (current)", {}), ("3 epochs", {"epochs": 3}), ("5 epochs", {"epochs": 5})],
 }
@@ -65,10 +68,15 @@ def candidate_profile(lab: str) -> Any:
     return replace(get_profile("smoke"), time_budget_min=None).for_lab(lab)
 
 
-def select(lab: str, seeds: list[int], root: Any, log: Any = print) -> dict[str, Any]:
-    """Train every candidate of ``lab`` (Val only), choose, then score the winner on Test."""
+def select(
+    lab: str, seeds: list[int], root: Any, log: Any = print, only: list[str] | None = None
+) -> dict[str, Any]:
+    """Train every candidate of ``lab`` (Val only), choose, then score the winner on Test.
+    ``only``: train just these candidates and the current recipe (the first)."""
     rows, models = [], {}
-    for name, changes in CANDIDATES[lab]:
+    for i, (name, changes) in enumerate(CANDIDATES[lab]):
+        if only and i > 0 and name not in only:
+            continue
         profile = candidate_profile(lab)
         per_seed = []
         for seed in seeds:
@@ -138,13 +146,16 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="select_smoke.json")
+    parser.add_argument(
+        "--only", nargs="+", help="candidate names to train (with the current recipe); default all"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     root = resolve_data("phantom", get_profile("smoke").phantom_n, progress=False)
     out: dict[str, Any] = {"seeds": args.seeds, "threads": args.threads, "labs": {}}
     for lab in args.labs:
         t0 = time.perf_counter()
-        result = select(lab, args.seeds, root)
+        result = select(lab, args.seeds, root, only=args.only)
         print(table(lab, result), flush=True)
         result["seconds"] = time.perf_counter() - t0
         out["labs"][lab] = result

@@ -16,7 +16,10 @@ it, next to the student's code), blocked in memory only (ARCHITECTURE.md, "Trust
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
+import sys
+import textwrap
 from pathlib import Path
 
 from labkit.checks.registry import Exercise, resolve
@@ -120,10 +123,6 @@ def parts_of(objs: list, seen: set[int], depth: int = 2) -> list[tuple[str, obje
 
 def _named_in(obj: object) -> list:
     """labkit functions and classes named in ``obj``'s source, resolved in its module."""
-    import importlib
-    import sys
-    import textwrap
-
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))  # type: ignore[arg-type]
         space = vars(sys.modules[obj.__module__])  # type: ignore[attr-defined]
@@ -134,12 +133,8 @@ def _named_in(obj: object) -> list:
         values: list = []
         if isinstance(node, (ast.Name, ast.Attribute)):
             values = [_lookup(node, space)]
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("labkit"):
-            try:
-                module = importlib.import_module(node.module or "")
-            except ImportError:
-                continue
-            values = [getattr(module, a.name, None) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            values = list(_labkit_imports(node).values())
         for value in values:
             home = getattr(value, "__module__", "") or ""
             if (
@@ -163,17 +158,22 @@ def used_by_cell(source: str) -> list:
         return []
     space: dict = {"lk": labkit, "labkit": labkit}
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("labkit"):
-            import importlib
-
-            try:
-                module = importlib.import_module(node.module or "")
-            except ImportError:
-                continue
-            for alias in node.names:
-                space[alias.asname or alias.name] = getattr(module, alias.name, None)
+        if isinstance(node, ast.ImportFrom):
+            space.update(_labkit_imports(node))
     values = [_lookup(n, space) for n in ast.walk(tree) if isinstance(n, (ast.Name, ast.Attribute))]
     return [v for v in values if inspect.isfunction(v) or inspect.isclass(v)]
+
+
+def _labkit_imports(node: ast.ImportFrom) -> dict[str, object]:
+    """``from labkit.x import y as z`` -> ``{"z": labkit.x.y}`` (None where x has no y);
+    ``{}`` for another package or a module that does not import."""
+    if not (node.module or "").startswith("labkit"):
+        return {}
+    try:
+        module = importlib.import_module(node.module or "")
+    except ImportError:
+        return {}
+    return {a.asname or a.name: getattr(module, a.name, None) for a in node.names}
 
 
 def _lookup(node: ast.expr, space: dict) -> object:
