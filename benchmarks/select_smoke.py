@@ -100,16 +100,16 @@ def select(
         r["dice"] = dice_on_test(run, profile, root, model, smoke=chosen)
         log(f"lab {lab} chosen [{winner['name']}] seed {r['seed']} {r['label']}: "
             f"{r['monitor']} {r['val']:.3f}, test Dice {r['dice']:.3f}")  # fmt: skip
-    cascade = LABS[lab].cascade
-    if cascade:
-        stage1 = next(x for x in lab_runs(lab) if x.label == cascade[0])
+    stages = LABS[lab].cascade  # (stage 1's label, stage 2's label), or None
+    if stages:
+        stage1 = next(x for x in lab_runs(lab) if x.label == stages[0])
         for seed in seeds:
             lung = train_run(stage1, profile, root, seed, smoke=chosen)
             stage2 = next(r for r in winner["runs"] if r["seed"] == seed and
-                          r["label"] == cascade[1])  # fmt: skip
+                          r["label"] == stages[1])  # fmt: skip
             model2 = models[winner["name"], seed, stage2["label"]]
-            cascade = score_cascade(lung, {**stage2, "model": model2}, profile, root)
-            for extra in (lung, cascade):
+            scored = score_cascade(lung, {**stage2, "model": model2}, profile, root)
+            for extra in (lung, scored):
                 log(f"lab {lab} chosen seed {seed} {extra['label']}: {extra['seconds']:.1f} s, "
                     f"test Dice {extra['dice']:.3f}")  # fmt: skip
                 winner["runs"].append({k: v for k, v in extra.items() if k != "model"})

@@ -84,8 +84,8 @@ class Lab:
 _T4 = "a free Colab T4 (fp16 AMP) in about 20 min"
 _WIDTH32 = "base width 32 instead of 64: 4x fewer multiply-adds per pixel"
 # smp encoders from a random start (no ImageNet weights offline; their batch norms get
-# CLITraining's bn_momentum). Labs 04/05's epochs, lr and schedule were chosen by *test* Dice
-# in session 5 and are not yet re-chosen on Val (benchmarks/RESULTS.md, session 6, says how).
+# CLITraining's bn_momentum). Labs 04/05's epochs, batch and schedule: chosen on Val in
+# session 8 (benchmarks/RESULTS.md 3.1; session 5 had chosen them by test Dice).
 _RANDOM_START = "smp encoder from a random start: batch 8 for twice the steps"
 
 # Lab 06's ablation, built as report 004 built it: the PASPP and deep-supervision rows add to
@@ -122,8 +122,8 @@ LABS: dict[str, Lab] = {
         runs=tuple(Run(f"resunet {loss}", "000.resunet", loss=loss) for loss in ("bce", "mse")),
         models=("resunet",),
         smoke={
-            # 15 epochs, batch 8 and cosine decay were kept in the issue-16 session by *test*
-            # Dice; only the lr was re-chosen on Val: re-selection pending
+            # all chosen on Val, seeds 0-2 (benchmarks/RESULTS.md 3.1): epochs, batch and
+            # cosine decay in session 8, the lr in session 6
             "epochs": (15, "lab 03 compares plain losses: more epochs without the Dice term"),
             "dice_term": (False, "lab 03 compares plain losses: no Dice term"),
             "batch_size": (8, "twice the steps for the same work"),
@@ -193,7 +193,8 @@ LABS: dict[str, Lab] = {
         ),
         models=("unet-efficientnet-b3", "cascade"),
         smoke={
-            "epochs": (12, "12 epochs: two stages from a random start"),
+            # chosen on Val, seeds 0-2: 10/12/14 epochs, lr 1e-3, batch 16 (RESULTS.md 3.1)
+            "epochs": (14, "14 epochs: two stages from a random start, chosen on Val"),
             "batch_size": (8, _RANDOM_START),
             "min_lr": (2e-3, "lr 2e-3 for the short run"),
         },
@@ -247,9 +248,8 @@ LABS: dict[str, Lab] = {
         ),
         models=("fvpaspp",),
         smoke={
-            # 4 epochs chosen by *test* Dice (issue 16: every row >= 0.52); not yet re-chosen
-            # on Val
-            "epochs": (4, "six models: 4 epochs each"),
+            # chosen on Val: 3, 4, 5 epochs, every row, seeds 0-2 (benchmarks/RESULTS.md 3.1)
+            "epochs": (5, "six models: 5 epochs each, chosen on Val"),
             "base_width": (8, "six models: width 8"),
             "batch_size": (4, "six models: batch 4 for the steps"),
         },

@@ -8,7 +8,7 @@ import torch
 
 from labkit.data import BatchLoader, load_split
 from labkit.models import build_model
-from labkit.runs import PROFILES, REPORT_SETTINGS, SAFETY_STOP, get_profile, report_settings
+from labkit.runs import LABS, PROFILES, REPORT_SETTINGS, SAFETY_STOP, get_profile, report_settings
 from labkit.train import fit
 
 
@@ -70,7 +70,7 @@ def test_smoke_recipe_lists_each_departure_and_no_time_budget():
 
 
 def test_a_labs_own_smoke_changes_come_from_the_table():
-    # lab 03 compares plain losses: no Dice term; lab 06 trains six models: 4 epochs each
+    # lab 03 compares plain losses: no Dice term; lab 06 trains six small models
     r03 = get_profile("smoke").for_lab("03").recipe("000.resunet")
     assert (r03.loss, r03.epochs, r03.batch_size) == ("bce", 15, 8) and "loss" not in r03.departures
     # report 000 states no lr: the departure names whose 1e-4 it replaces, not "the report's"
@@ -79,7 +79,8 @@ def test_a_labs_own_smoke_changes_come_from_the_table():
     # the epochs line tells the report's epochs from the profile's cap
     assert "15 epochs (instead of the report's 100), not the smoke profile's cap of 2" in str(r03)
     r06 = get_profile("smoke").for_lab("06").recipe("004.fvpaspp")
-    assert (r06.epochs, r06.base_width, r06.batch_size) == (4, 8, 4)
+    table = {k: v for k, (v, _) in LABS["06"].smoke.items()}
+    assert (r06.epochs, r06.base_width, r06.batch_size) == (table["epochs"], 8, 4)
     assert "batch 4 instead of 16" in r06.departures["batch_size"]
     # unbound (labkit train): the profile's own smoke settings
     assert get_profile("smoke").recipe("000.resunet").loss == "bce_dice"
@@ -95,7 +96,8 @@ def test_labs_04_05_smoke_recipes_train_enough_steps_and_fix_efficientnets_batch
     assert got == (10, 8, 1e-3, None, "cosine", 64) and "lr" not in r04.departures
     r05 = get_profile("smoke").for_lab("05").recipe("003.b0")
     got = (r05.epochs, r05.batch_size, r05.lr, r05.train_images, r05.scheduler, r05.loss)
-    assert got == (12, 8, 2e-3, None, "cosine", "combined")
+    epochs05 = LABS["05"].smoke["epochs"][0]  # chosen on Val (RESULTS.md 3.1)
+    assert epochs05 >= 12 and got == (epochs05, 8, 2e-3, None, "cosine", "combined")
     for r in (r04, r05):
         assert r.bn_momentum == 0.1 and "EfficientNet's 0.01" in r.departures["bn_momentum"]
         assert r.departures["bn_momentum"] in str(r)  # printed, with its reason
