@@ -57,8 +57,9 @@ import labkit as lk
 
 S = lk.setup(lab="02", profile=PROFILE, data=DATA)
 P = S.profile
-# report 001: 256 x 256 px, 10 epochs, batch 16, Adam with learning rate 1e-4, BCE, 64
-# channels in the first level (labkit.runs.REPORT_SETTINGS["001.unet"] holds the numbers)
+# report 001: 256 x 256 px, 10 epochs, batch 16, Adam with learning rate 1e-4, BCE; 64
+# channels in the first level is labkit's assumption, the classic U-Net's (report 001 does
+# not state its width; labkit.runs.REPORT_SETTINGS["001.unet"] holds the numbers)
 R = P.recipe("001.unet")
 SIZE, EPOCHS, LR, LOSS, WIDTH, BATCH = R.size, R.epochs, R.lr, R.loss, R.base_width, R.batch_size
 print(R)
@@ -180,8 +181,9 @@ UNet3 = lk.checks.check("02.UNet3", UNet3)
 
 # %% [markdown]
 # The check built labkit's U-Net (`lk.models.build_model("unet")`), copied its weights into
-# yours and compared the outputs. Here is the size of the model at the report's width
-# (64 channels in the first level) and at the width we train in this profile.
+# yours and compared the outputs. Here is the size of the model at the width labkit
+# assumes for the report (64 channels in the first level, the classic U-Net's: report 001
+# does not state one) and at the width we train in this profile.
 
 # %%
 print(lk.models.summary(UNet3(in_channels=1, classes=1, base_width=64)))

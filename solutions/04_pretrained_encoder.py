@@ -42,8 +42,9 @@
 # <details><summary><b>What report 002's IoU may mean</b> (section 8 computes it both
 # ways; click to open)</summary>
 #
-# The report does not define its IoU. Its wording
-# matches the Keras `segmentation_models` library, whose IoU metric (`iou_score`) by
+# The syllabus's summary of the report does not define its IoU. Its names (an smp-style
+# U-Net, "categorical focal loss + Jaccard loss") are also those of the Keras
+# `segmentation_models` library (that the report used it is our guess), whose IoU metric (`iou_score`) by
 # default (`threshold=None, per_image=False, smooth=1e-5`) averages over **all** classes,
 # background included, computes one value from all the pixels of a batch rather than one
 # per image, and is a *soft* IoU: it multiplies probabilities instead of thresholding
@@ -88,7 +89,8 @@ COVID = ("COVID-19",)  # report 002 trains and validates on COVID-19 images only
 # The smoke profile runs on a CPU, on the phantom images at 64 x 64 pixels, and offline,
 # so both encoders start from **random** numbers. Its caps alone (2 epochs of 48 images in
 # batches of 16: 6 Adam steps) leave these U-Nets below the simplest guess, "every lung
-# pixel is infected" (test Dice 0.26 on the phantom data; they scored 0.00-0.11). So, in
+# pixel is infected" (test Dice 0.26 on the phantom data; they scored 0.00-0.11 in an
+# early session that looked at test Dice: no setting is chosen that way now). So, in
 # the smoke profile only (the list above says exactly what changes): every COVID-19 Train
 # image, 10 epochs in batches of 8 (about 100 steps), and a learning rate that decays from
 # report 002's 1e-3 to 0 over the run (cosine), so that the last epochs settle. One more
@@ -109,8 +111,8 @@ COVID = ("COVID-19",)  # report 002 trains and validates on COVID-19 images only
 # **Chosen on Val.** The smoke settings above (10 epochs, batch 8, cosine decay) were
 # chosen on the **validation** split, seeds 0-2, by the mean validation Dice of the two
 # encoders: 0.668, against 0.606 with a constant learning rate, 0.624 with 8 epochs and
-# 0.511 with batch 16 (benchmarks/RESULTS.md 3.1, session 8). The test images scored
-# the chosen setting once. (An earlier session had chosen them by test Dice, the leak lab
+# 0.511 with batch 16 (benchmarks/RESULTS.md 3.1, session 8). In that selection the test
+# images scored only the chosen setting. (An earlier session had chosen them by test Dice, the leak lab
 # 02 teaches against; the same settings won on Val.)
 #
 # </details>
@@ -349,7 +351,7 @@ for p_t in (0.1, 0.5, 0.9, 0.99):
 # report does not say how it is computed. labkit's `"focal_jaccard"` loss (labkit's
 # choice) is exactly your focal loss plus a Jaccard term computed **per image** and
 # averaged over the two classes (background and infection). The Keras
-# `segmentation_models` library, whose names the report uses, differs by default: its
+# `segmentation_models` library, whose loss names the report's match, differs by default: its
 # `JaccardLoss` pools all the pixels of the batch (`per_image=False`, smooth 1e-5), and its
 # `CategoricalFocalLoss` multiplies by `alpha = 0.25`, which changes the balance between
 # the two terms. labkit leaves alpha out (alpha 1):
@@ -579,7 +581,7 @@ for label, result in results.items():
 # measured test Dice 0.736 / 0.740 / 0.738 for ResNet34 and 0.722 / 0.639 / 0.710 for
 # EfficientNet-B0 with seeds 0, 1 and 2 (benchmarks/RESULTS.md 3.1), well above the 0.264
 # of calling every lung pixel infected. Its settings (cosine decay, 10 epochs, batch 8)
-# were chosen on Val and the test images scored them once; still, three runs per encoder
+# were chosen on Val, then the test images scored them; still, three runs per encoder
 # on 24 phantom test images are no evidence of which encoder is better. A second caution:
 # your seed-0 run can differ from that run's seed 0: each model here starts from the run's
 # seed as there, but that run used one CPU thread, and the thread count changes the order

@@ -87,8 +87,9 @@ print(S.estimate())  # an ESTIMATE of this lab's training time on this device
 # **Chosen on Val.** The 5 epochs were chosen on the **validation** split: 3, 4 and 5
 # epochs, every row, seeds 0-2, judged by the mean of each row's best pooled validation
 # Dice (0.44, 0.57 and 0.61; benchmarks/RESULTS.md 3.1, `benchmarks/select_smoke.py --labs
-# 06`). The test images scored the chosen setting once. (An earlier session had chosen 4
-# epochs by test Dice: the leak lab 02 teaches against.)
+# 06`). In that selection the test images scored only the chosen setting. The width 8 and
+# batch 4 were not compared: six models must fit a practical session. (An earlier session
+# had chosen 4 epochs by test Dice: the leak lab 02 teaches against.)
 #
 # </details>
 
@@ -216,8 +217,8 @@ plt.show()
 # dilation 1, 2, 4 or 8. DeepLab's ASPP would concatenate all branches at once; PASPP
 # merges them **progressively**, neighbouring scales first: (1, 2) are concatenated and
 # fused by a 1x1 conv, so are (4, 8), and then the two halves are concatenated and fused
-# by a final 1x1 conv back to C channels. Every conv is followed by batch norm and ReLU
-# (`ConvBNReLU`).
+# by a final 1x1 conv back to C channels. In labkit every conv is followed by batch norm
+# and ReLU (`ConvBNReLU`): labkit's choice, which report 004 does not state.
 #
 # **Exercise 2.** The layers are given; write `forward`. Shapes: each branch
 # `(B, C/4, H, W)`; each merged pair `(B, C/2, H, W)`; the output `(B, C, H, W)`. It must
@@ -525,7 +526,7 @@ plt.show()
 # models on the **same** volumes and looking at the per-volume differences (a paired
 # comparison) helps a lot, because most of the spread is between volumes, not between
 # models. A second training run with another seed can move a row by more than 0.26 too
-# (our bench: up to 0.135 Dice, i.e. 13.5 points, on the phantom), so one also needs several
+# (section 6: up to 0.128 Dice, i.e. 12.8 points, on the phantom), so one also needs several
 # training runs per variant and an interval over them.
 # ### END SOLUTION
 #
@@ -535,10 +536,10 @@ plt.show()
 # ### BEGIN SOLUTION
 # The mask comes from the dataset's own annotation, so part of the answer (where the lungs
 # are, hence where infection can be) is handed to the network; in use it would have to come
-# from a lung model, whose errors would cut into the gain (lab 05 measures this). And the
-# two models were tuned (settings, epochs) on the masked setting, the report's main one;
-# the unmasked model may simply have been trained less carefully, and with one run each
-# the gap also carries run-to-run noise.
+# from a lung model, whose errors would cut into the gain (lab 05 measures this). Report
+# 004 does not say how either run's settings were chosen: if they were tuned on the masked
+# setting, its main one, the unmasked model may simply have been trained less carefully;
+# and with one run each the gap also carries run-to-run noise.
 # ### END SOLUTION
 #
 # **Question 3.** Why can the CE gate (one number per image) help at all, when the batch

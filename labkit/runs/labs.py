@@ -193,7 +193,7 @@ LABS: dict[str, Lab] = {
         ),
         models=("unet-efficientnet-b3", "cascade"),
         smoke={
-            # chosen on Val, seeds 0-2: 10/12/14 epochs, lr 1e-3, batch 16 (RESULTS.md 3.1)
+            # chosen on Val, seeds 0-2: 10/12/14 epochs, lr 1e-3; batch 16 on seeds 0-1 (RESULTS.md 3.1)
             "epochs": (14, "14 epochs: two stages from a random start, chosen on Val"),
             "batch_size": (8, _RANDOM_START),
             "min_lr": (2e-3, "lr 2e-3 for the short run"),

@@ -27,7 +27,7 @@ class CLITraining:
     * ``min_lr``: the reports' lr 1e-4 is tuned for thousands of steps; 3e-3 moves the
       weights in ~100.
     * ``dice_term``: infection is ~2.5 % of the pixels and plain BCE first learns
-      "background everywhere" (measured: all background for 6-8 epochs at lr 3e-3); report
+      "background everywhere" (a known failure on rare foreground; not measured here); report
       004's 0.5 BCE + Dice gets a gradient from the rare infected pixels at once.
     * ``scheduler``: ``"cosine"`` decays the lr to 0, so the last epochs settle; chosen on
       Val (lab 02, seeds 0-2: last-epoch validation Dice 0.677 / 0.666 / 0.692 with it,

@@ -259,7 +259,7 @@ class ReportFigure:
 PAPER = ReportFigure(  # the dataset paper: labs 02 and 04 compare with it
     key="paper",
     source="COVID-QU-Ex paper (Tahir et al. 2021)",
-    model="best of U-Net / U-Net++ / FPN",
+    model="abstract's figures (U-Net / U-Net++ / FPN compared)",
     dice=0.8821,
     iou=0.8305,
     note="infection localisation; how empty masks were averaged is not stated",
