@@ -74,7 +74,9 @@ print(S.estimate())  # an ESTIMATE of this lab's training time on this device
 # whether it used the COVID-19 images only, nor how many parameters its network has;
 # labkit's at width 64 has 7.7 million, printed in section 2). The smoke profile's caps
 # alone (2 epochs of 48 images: 6 steps) barely move the weights at lr 1e-4: expect a
-# network that predicts "background" everywhere (test Dice 0). So, in the smoke profile only (the list above says exactly what changes):
+# network that predicts "background" everywhere (test Dice 0 in an early session that
+# looked at test Dice; no setting is chosen that way now). So, in the smoke profile only
+# (the list above says exactly what changes):
 # a network 16 channels wide instead of 64 (16 times cheaper per pixel), every Train image,
 # more epochs, a larger learning rate that decays to 0 over the run (cosine), and a **Dice
 # term** added to the BCE loss. Infection covers only a few percent of the pixels, so plain

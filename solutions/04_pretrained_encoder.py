@@ -428,16 +428,16 @@ for label, (_, history) in runs.items():
 # it did in this run (one run each, so one observation, not a rule). Without ImageNet
 # weights (as on a machine without internet) the plot has one curve only.
 #
-# Report 002 shows, per epoch, its loss curves and its IoU on train and on validation
-# (best: 0.83 and 0.77). `fit` records the same for every run: `train_loss` / `val_loss`
+# Of report 002's training the syllabus gives only the best IoU on train and on validation
+# (0.83 and 0.77). `fit` records, for every epoch of every run, `train_loss` / `val_loss`
 # and `train_iou` / `val_iou` (and the Dice). The training scores come from the training
 # batches as they were predicted during the epoch (training mode, augmented images,
 # weights still changing; no extra pass), so they sit a little below what the model at the
 # end of the epoch would score. A gap between training and validation scores alone is
 # expected: a model always fits the images it was fitted to a little better. Over-fitting
 # shows in the *trends*: the training curve keeps rising while the validation curve stalls
-# or falls. Report 002 gives only the two best values (0.83 and 0.77), not the curves in
-# numbers, so from those two figures we cannot tell whether it over-fitted.
+# or falls. From two best values (0.83 and 0.77) alone we cannot tell whether report 002's
+# model over-fitted.
 
 # %%
 for label, (_, history) in runs.items():

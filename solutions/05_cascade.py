@@ -38,9 +38,10 @@
 # Dice 0.9774 / IoU 0.9561. Stage 2 (infection): EfficientNet-B0 encoder, 4-channel input,
 # learning rate 1e-4, weight decay 1e-3, dropout 0.3, gradient clipping at norm 1.0, loss
 # 0.5 Dice + 0.3 BCE + 0.2 focal, up to 50 epochs with early stopping (patience 12; it
-# stopped at epoch 27); test Dice 0.8854, IoU 0.7896. Both use horizontal flips,
-# shift-scale-rotate (+-10 %, +-15 degrees), brightness/contrast +-20 % and Gaussian noise
-# (`lk.data.Augment.report003()`), and ImageNet-pretrained encoders.
+# stopped at epoch 27); test Dice 0.8854, IoU 0.7896. The report's augmentation: horizontal
+# flips, shift-scale-rotate (+-10 %, +-15 degrees), brightness/contrast +-20 % and Gaussian
+# noise (`lk.data.Augment.report003()`; the syllabus does not say which stage used it:
+# labkit uses it for both), and ImageNet-pretrained encoders.
 #
 # **labkit's assumptions, not stated by the report** (as the syllabus gives it): stage 2's
 # batch (labkit uses 32, as stage 1), the optimiser (labkit applies the weight decay with
@@ -104,7 +105,8 @@ AUGMENT = lk.data.Augment.report003()
 # day seed 1's single-stage model kept an epoch that predicts nothing, RESULTS.md 3.2; the
 # others let some trainings end at or below the empty model's 0.51; benchmarks/RESULTS.md
 # 3.1, session 8). The margins are thin: a change of rounding can still tip a seed. In
-# that selection the test images scored only the chosen setting. (An earlier session had
+# that selection the test images scored only the chosen setting. The cosine decay and the
+# batch-norm momentum follow lab 04's, not compared here. (An earlier session had
 # chosen 12 epochs by the models' test Dice, the leak lab 02 teaches against.) The `full`
 # profile keeps the report's settings.
 #

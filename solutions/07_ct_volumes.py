@@ -200,8 +200,8 @@ lk.widgets.slice_viewer(example.image, truth=example.infection, lung=example.lun
 # %% [markdown]
 # ## 3. Patches, and the share of patches with infection
 #
-# A whole CT does not fit a GPU's memory together with a 3-D network's activations, so
-# report 004 trains on 128 x 128 x 8 patches. Infection fills a few percent of a volume:
+# Report 004 trains on 128 x 128 x 8 patches (the syllabus gives no reason; a common one:
+# a whole CT does not fit a GPU's memory together with a 3-D network's activations). Infection fills a few percent of a volume:
 # uniformly drawn patches are mostly empty, and a network fed mostly empty patches learns
 # to predict nothing. So the sampler draws a **stated share** of patches around infection.
 #
@@ -422,7 +422,7 @@ S.record_result(model="fvpaspp3d, lung-masked (Table 4)", loss="0.5 BCE + Dice, 
 
 # %% [markdown]
 # The subjects differ in size and in how much infection they hold, so their Dice differ
-# too: one mean hides that spread, which is why report 004 gives Table 4. With four test
+# too: one mean hides that spread, which the per-subject figures show. With four test
 # subjects a single subject moves the mean by a quarter of its own change.
 
 # %%
@@ -436,8 +436,8 @@ lk.widgets.slice_viewer(first.image[:x, :y, :z], truth=first.infection[:x, :y, :
 # ## 7. Table 5: lung-masked vs original input
 #
 # Report 004's main results use lung-masked volumes (everything outside the lungs set to
-# 0). Trained on the original volumes the same network scored 50.74 Dice instead of
-# 76.27. The syllabus gives only these two figures, not a reason. Our hypothesis: outside
+# 0). On the original volumes the syllabus gives 50.74 Dice against 76.27 (for the full
+# model, we infer: the syllabus does not name the network). The syllabus gives only these two figures, not a reason. Our hypothesis: outside
 # the lungs there is tissue whose intensity resembles infection. The phantom volumes hold
 # such pockets on purpose, so on the phantom the hypothesis is built in, not tested. Here the lung masks are the dataset's
 # own; a real system would need a lung model first (lab 05), whose errors would cost some

@@ -3,8 +3,10 @@
 Each phantom subject is a chest-like volume ``(X, Y, Z)``: air (-1000 HU) around an
 elliptic body of soft tissue (40 HU), two lungs (-850 HU, labels 1 and 2), one or two
 ground-glass infection blobs inside the lungs (-450 to -250 HU) and, outside the lungs,
-two blobs of the same intensity (gas or fat pockets) that only the lung mask tells apart
-from infection: that is what Table 5 (lung-masked vs original input) measures. Gaussian
+two blobs of the same intensity (labkit's stand-in for tissue outside the lungs that
+resembles infection; not a physical model of any tissue) that only the lung mask tells
+apart from infection: lab 07's hypothesis for the lung-masked vs original comparison,
+built into the phantom, not tested by it. Gaussian
 noise (25 HU) on top. Half the subjects are written as raw HU (``coronacases_org_00N.nii``,
 int16), half already windowed to [-1250, 250] HU and rescaled to 0-255
 (``radiopaedia_org_covid-19-pneumonia-<a>_<b>_<c>-dcm.nii`` with masks

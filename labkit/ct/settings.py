@@ -37,7 +37,10 @@ class CTSettings:
             f"overlap {self.overlap}, ablation rows (Tables 2-3): {', '.join(self.ablation)}"
         ]
         if not self.departures:
-            return lines[0] + "\n(report 004's settings)"
+            return (
+                lines[0]
+                + "\n(report 004's settings where it states them; labkit's choices where it does not)"
+            )
         lines.append("departures from report 004:")
         lines += [f"  {name}: {why}" for name, why in self.departures.items()]
         return "\n".join(lines)

@@ -84,8 +84,9 @@ class Lab:
 _T4 = "a free Colab T4 (fp16 AMP) in about 20 min"
 _WIDTH32 = "base width 32 instead of 64: 4x fewer multiply-adds per pixel"
 # smp encoders from a random start (no ImageNet weights offline; their batch norms get
-# CLITraining's bn_momentum). Labs 04/05's epochs, batch and schedule: chosen on Val in
-# session 8 (benchmarks/RESULTS.md 3.1; session 5 had chosen them by test Dice).
+# CLITraining's bn_momentum). Chosen on Val in session 8 (benchmarks/RESULTS.md 3.1; session
+# 5 had chosen them by test Dice): lab 04's epochs, batch and schedule; lab 05's epochs, lr
+# and batch (batch 16 on seeds 0-1). Lab 05's cosine decay follows lab 04's, not compared.
 _RANDOM_START = "smp encoder from a random start: batch 8 for twice the steps"
 
 # Lab 06's ablation, built as report 004 built it: the PASPP and deep-supervision rows add to
@@ -128,7 +129,7 @@ LABS: dict[str, Lab] = {
             "dice_term": (False, "lab 03 compares plain losses: no Dice term"),
             "batch_size": (8, "twice the steps for the same work"),
             # chosen on Val (seeds 0-2: mean val Dice 0.65, against 0.55 at 3e-3;
-            # benchmarks/RESULTS.md, session 6)
+            # benchmarks/RESULTS.md 3.4, session 6, with the code of that day)
             "min_lr": (1e-3, "lr 1e-3, chosen on Val"),
         },
         practical={

@@ -15,9 +15,10 @@ fewer epochs each) apply: they live in the lab's entry, ``labkit.runs.labs.LABS`
 ``(value, reason)``; ``build_recipe`` turns the profile, the lab's changes and the report's
 settings into a :class:`Recipe`.
 
-Why smoke departs (phantom data, 64 px, 2 CPU cores; measured with lab 02's U-Net): the caps
-alone (2 epochs of 48 images at lr 1e-4) give a 7.7M-parameter U-Net 6 Adam steps, which
-leaves it predicting background everywhere (test Dice 0). So smoke trains a narrower net
+Why smoke departs (phantom data, 64 px, 2 CPU cores; seen with lab 02's U-Net in an early
+session that looked at test Dice, not recorded in RESULTS.md): the caps alone (2 epochs of
+48 images at lr 1e-4) give a 7.7M-parameter U-Net 6 Adam steps, which left it predicting
+background everywhere (test Dice 0). So smoke trains a narrower net
 (base width 16) on every Train image for 10 epochs at lr >= 3e-3 with a cosine decay, and
 adds a Dice term to plain BCE (:class:`CLITraining` says why for each). A time limit stays
 only as a safety net far above the expected time; when it stops a run,
@@ -325,7 +326,7 @@ def _smoke_departures(
                "was measured)")  # fmt: skip
     if cli.loss(loss) != loss:
         depart("loss", cli.loss(loss), f"loss {cli.loss(loss)} (0.5 BCE + Dice) instead of "
-               f"the report's {loss}: plain BCE first predicts background everywhere")  # fmt: skip
+               f"the report's {loss}: plain BCE can settle on background everywhere when infection is rare")  # fmt: skip
     if profile.time_budget_min is not None:
         why["time_budget_min"] = (
             f"a fixed amount of work, not a time budget: {profile.time_budget_min:g} min is "

@@ -72,7 +72,8 @@ class ReportSettings:
 
 _LAB02 = "not stated in report 000: lab 02's (report 001's)"
 _REPORT003 = dict(
-    source="report 003, stage 2 (syllabus, lab 05): 448 px RGB, lr 1e-4, weight decay 1e-3, "
+    source="report 003, stage 2 (syllabus, lab 05): 448 px, RGB + stage 1's lung mask "
+    "(labkit train trains it on RGB alone: lab 05 runs the two stages), lr 1e-4, weight decay 1e-3, "
     "gradient clipping 1.0, dropout 0.3, 0.5 Dice + 0.3 BCE + 0.2 focal, up to 50 epochs, "
     "patience 12, flips/shift-scale-rotate/brightness/noise",
     inputs="rgb", size=448, epochs=50, batch_size=32, lr=1e-4, loss="combined",
