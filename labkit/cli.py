@@ -40,10 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    from labkit.commands.grade import action_help  # light: argparse only
+
+    if (text := action_help(argv)) is not None:
+        print(text)
+        return 0
     try:
         args = parser.parse_args(argv)
     except SystemExit as done:  # --help, or a bad argument (argparse printed it): its code
         return int(done.code or 0)
+    args.argv = argv  # as typed: `labkit train --resume` repeats it
     if not getattr(args, "handler", None):
         parser.print_help()
         return 0

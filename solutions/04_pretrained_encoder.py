@@ -259,8 +259,8 @@ plt.show()
 # alone: it is **frozen**. A common recipe with a pretrained encoder: first train only the
 # (randomly initialised) decoder and head for a few epochs with the encoder frozen, so their
 # large early gradients cannot wreck the pretrained filters; then unfreeze everything and
-# continue with a smaller learning rate. (Report 002 simply trains everything from the
-# start.) Note that freezing stops gradients only: in training mode the batch-norm layers
+# continue with a smaller learning rate. (The syllabus lists report 002's 24.4M
+# parameters as trainable: nothing frozen, as far as it says.) Note that freezing stops gradients only: in training mode the batch-norm layers
 # of a frozen encoder still update their running statistics, unless you also put them in
 # `eval()` mode.
 #
@@ -367,7 +367,8 @@ print(f"labkit focal_jaccard: {float(lk.losses.build_loss('focal_jaccard')(logit
 # ## 6. Training report 002's U-Net
 #
 # Report 002's settings: Adam, learning rate 1e-3, batch 32, 50 epochs, flips as
-# augmentation, ImageNet-normalised RGB input. The report says only "flips"; labkit's
+# augmentation, ImageNet-normalised RGB input. The syllabus says "flips with reflective
+# fill" and not which flips; labkit's
 # `Augment.flips()` flips left-right and up-down (labkit's choice, although a chest X-ray
 # is never upside down). We train a
 # randomly initialised encoder and, when the weights are available, an ImageNet one with

@@ -100,7 +100,7 @@ AUGMENT = lk.data.Augment.report003()
 # infection *and* stay quiet on most healthy images to beat that. The setting was chosen
 # on the **validation** split: 10, 12 and 14 epochs at 2e-3 and 12 epochs at 1e-3, each
 # training both infection models with seeds 0-2 (batch 16 with seeds 0-1 only), judged by
-# the mean of their best `val_dice_all` (14 epochs: 0.64, every training above 0.51; 12
+# the mean of their best `val_dice_all` (14 epochs: 0.645, every training above 0.51; 12
 # epochs: 0.63, lowest 0.60 in this run, but in an earlier Val run with the code of that
 # day seed 1's single-stage model kept an epoch that predicts nothing, RESULTS.md 3.2; the
 # others let some trainings end at or below the empty model's 0.51; benchmarks/RESULTS.md

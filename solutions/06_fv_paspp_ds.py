@@ -145,8 +145,8 @@ plt.show()
 # **Exercise 1.** Write the CE gate as a module `ContrastGate(channels)`, with labkit's
 # ReLU between the two fully connected layers: input `f` `(B, C, H, W)` for any C (an odd
 # C rounds C/2 down: `C // 2`) and any H, W, output `(B, 1, 1, 1)` (one value per image,
-# shaped to broadcast over channels and pixels). The two fully connected layers are
-# `nn.Linear` layers (with their bias); the average pool is each channel's mean over all
+# shaped to broadcast over channels and pixels). The two fully connected layers can be
+# `nn.Linear` layers (with their bias; 1x1 convolutions do the same and pass too); the average pool is each channel's mean over all
 # its pixels.
 
 

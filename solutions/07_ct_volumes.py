@@ -363,7 +363,8 @@ model, seconds = train("fv_paspp_ds", lung_only=True)
 # ## 6. Whole volumes: sliding-window inference, and a Dice per subject
 #
 # The network has only seen patches. To segment a whole volume a window of the patch's
-# size slides over it with `overlap` (0.5: each step moves half a window); where windows
+# size slides over it with `overlap` (0.5 in the full profile: each step moves half a
+# window; the smoke profile uses 0.25); where windows
 # overlap their predictions are averaged with Gaussian weights, which trust a window's
 # centre (more context) over its borders. MONAI's `sliding_window_inference` does the
 # same with `mode="gaussian"` (its defaults are `mode="constant"`, equal weights, and
@@ -532,8 +533,8 @@ if lk.runs.cut_note(table3):  # "same settings for every row" no longer holds
 #    source that training never saw, mixed with the model's quality. With four test
 #    subjects one cannot separate the two, and the score would not estimate how the
 #    model does on the mix it was trained for.
-# 3. With uniform patches only a fifth to a quarter of the patches hold any infection
-#    (section 3's printout), and those few voxels are a tiny share of all the voxels: "nothing" is
+# 3. With uniform patches only about a quarter of the patches hold any infection
+#    (25-29 % measured, benchmarks/RESULTS.md 3.4; section 3's printout gives this run's), and those few voxels are a tiny share of all the voxels: "nothing" is
 #    a good answer almost everywhere, so the network learns it first and the validation
 #    Dice stays near 0 for longer. Measured in the smoke profile (phantom, three seeds,
 #    benchmarks/RESULTS.md): with the stated share of 0.5 every seed passed a validation

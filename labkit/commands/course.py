@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run the whole course (all labs, in order)",
         description="run: execute every lab's solution notebook and collect the results; "
         "plan: before running a profile, estimate each lab's training time and memory.",
-        epilog="examples: labkit course run --data phantom   labkit course plan --gpu t4",
+        epilog="examples:\n  labkit course run --data phantom\n  labkit course plan --gpu t4",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     course_sub = p.add_subparsers(dest="course_command", metavar="<subcommand>")
     r = course_sub.add_parser(
@@ -122,8 +123,8 @@ def plan(args: argparse.Namespace) -> int:
     sources = find_labs(args.source or course_root() / "solutions", args.labs)
     print(
         f"labkit course plan: profile {prof.name}, device {gpu}. Every time and memory figure "
-        "is an ESTIMATE (counted FLOPs at an assumed share of the device's peak; see "
-        "labkit.course.plan), not a measurement."
+        "is an ESTIMATE (counted FLOPs at an assumed share of the device's peak; README, "
+        "'Run profiles'), not a measurement."
     )
     total = 0.0
     for src in sources:

@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="phantom dataset, checks, download and counts",
         description="Make a synthetic (phantom) dataset, check a dataset for problems, "
         "download COVID-QU-Ex from Kaggle, or count its images.",
-        epilog="examples: labkit data check /path/to/covidqu   labkit data phantom data/phantom",
+        epilog="examples:\n  labkit data check /path/to/covidqu\n  labkit data phantom data/phantom",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     data_sub = p.add_subparsers(dest="data_command", metavar="<action>")
     p.set_defaults(handler=lambda args: p.print_help() or 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 EPILOG = """\
@@ -28,6 +29,34 @@ Exercises of labs outside labkit: LABKIT_EXERCISE_MODULES=module[,module] (impor
 """
 
 
+# `labkit grade merge ...` and `labkit grade secret FILE` are words in grade's positional
+# arguments (a folder of submissions is one too), so argparse cannot give them their own
+# --help: these texts are what `labkit grade merge --help` / `grade secret --help` print.
+ACTION_HELP = {
+    "merge": (
+        "usage: labkit grade merge DIR_1 ... DIR_N --out DIR --secret FILE [--manual CSV]\n\n"
+        "Join the shards of one class, graded with `labkit grade ... --shard K/N --secret FILE`,\n"
+        "into one gradebook in --out. Needs the same secret file every shard was graded with;\n"
+        "checks each shard's signature, ids and maxima.\n\n"
+        "example:\n  labkit grade merge grades/1 grades/2 --out grades/all --secret class.secret"
+    ),
+    "secret": (
+        "usage: labkit grade secret FILE\n\n"
+        "Write a new random secret to FILE (readable by you only). The hidden tests' inputs come\n"
+        "from it: give the same file to every shard of a class (--secret FILE) and to merge.\n\n"
+        "example:\n  labkit grade secret class.secret"
+    ),
+}
+
+
+def action_help(argv: list[str]) -> str | None:
+    """The help of ``grade merge`` / ``grade secret`` when ``argv`` asks for it, else None."""
+    if len(argv) >= 2 and argv[0] == "grade" and argv[1] in ACTION_HELP:
+        if "-h" in argv or "--help" in argv:
+            return ACTION_HELP[argv[1]]
+    return None
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "grade",
@@ -50,7 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         help="seconds allowed to run one whole notebook (default: measured first: 3 x the "
-        "time the lab's solution notebook takes on this machine + 2 min, at least 600)",
+        "time the lab's solution notebook takes on this machine, plus 1 min)",
     )
     p.add_argument(
         "--test-timeout",
@@ -215,6 +244,13 @@ def run(args: argparse.Namespace) -> int:
         max_ram_bytes=int(args.max_ram * 2**30),
         sandbox="require" if args.require_sandbox else "off" if args.no_sandbox else "auto",
     )
+    if args.timeout is not None and not args.no_run:
+        print(
+            f"note: --timeout {args.timeout:g} s is used as given; the lab's solution notebook "
+            "is not timed against it (leave --timeout out to measure it first): a limit below "
+            "its run time stops every submission, and the feedback then says the limit was yours",
+            file=sys.stderr,
+        )
     start = time.perf_counter()
     results = grade(args.submissions[0], args.lab, args.out, options)
     write_summary(results, time.perf_counter() - start)

@@ -349,7 +349,7 @@ def lab_estimate(profile: Profile, device: torch.device | str) -> str:
         found = peak_for_name(name)
         key = next((k for k, (label, _) in GPUS.items() if found and found[1] == label), "")
         if not key:
-            return f"no time estimate for {name} (not in labkit.course.plan.GPUS)"
+            return f"no time estimate for {name} (labkit knows no peak rate for this GPU)"
         name = f"this {name}"
     plan = plan_lab(profile, profile.lab, key, memory)
     if not plan["trainings"]:

@@ -109,7 +109,7 @@ class Augment:
 
     @classmethod
     def flips(cls) -> Augment:
-        """Report 002's augmentation: horizontal and vertical flips only."""
+        """labkit's reading of report 002's "flips": horizontal and vertical flips only."""
         return cls(hflip=0.5, vflip=0.5, p_affine=0.0, p_color=0.0, p_noise=0.0)
 
     def __repr__(self) -> str:

@@ -249,17 +249,35 @@ def read_manifest(out: str | Path) -> dict | None:
         return None
 
 
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # every whole PNG ends with this chunk
+
+
 def _is_complete_copy(out: Path, wanted: dict) -> bool:
-    """True if ``out`` already holds the phantom ``wanted`` describes, with all its images."""
+    """True if ``out`` already holds the phantom ``wanted`` describes: every image and mask
+    file there, each a whole PNG (its last bytes are the end chunk; a truncated copy's are
+    not). Reads 12 bytes per file, not the pixels."""
     if read_manifest(out) != wanted:
         return False
     for subset, by_split in wanted["counts"].items():
+        kinds = ("images", "lung masks", "infection masks")[: 3 if subset == "infection" else 2]
         for split, by_class in by_split.items():
             for cls, count in by_class.items():
-                folder = out / SUBSETS[subset] / SUBSETS[subset] / split / cls / "images"
-                if not folder.is_dir() or len(os.listdir(folder)) != count:
-                    return False
+                for kind in kinds:
+                    folder = out / SUBSETS[subset] / SUBSETS[subset] / split / cls / kind
+                    if not folder.is_dir() or len(os.listdir(folder)) != count:
+                        return False
+                    if not all(_whole_png(folder / name) for name in os.listdir(folder)):
+                        return False
     return True
+
+
+def _whole_png(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            f.seek(-len(_PNG_END), os.SEEK_END)
+            return f.read() == _PNG_END
+    except OSError:  # shorter than the end chunk, or unreadable
+        return False
 
 
 def _ready(out: Path, wanted: dict, overwrite: bool) -> bool:
@@ -276,7 +294,9 @@ def _ready(out: Path, wanted: dict, overwrite: bool) -> bool:
         if _is_complete_copy(out, wanted) and not overwrite:
             return True
         found = read_manifest(out)
-        same_run = found is not None and found == {**wanted, "complete": False}
+        # the same phantom, interrupted or with a file missing or damaged: labkit's own
+        # bytes, so it is written again (the same arguments give the same bytes)
+        same_run = found is not None and found in (wanted, {**wanted, "complete": False})
         if found is None:
             raise ValueError(
                 f"out: {out} is not empty and holds no {MANIFEST}, so it is not a phantom "
@@ -284,13 +304,16 @@ def _ready(out: Path, wanted: dict, overwrite: bool) -> bool:
             )
         if not (overwrite or same_run):  # an interrupted run of the same phantom is redone
             what = (
-                "this phantom with images missing"
+                "this phantom with images missing or damaged"
                 if found == wanted
                 else f"a different phantom (n={found.get('n')}, seed={found.get('seed')}, "
                 f"size={found.get('size')}, format={found.get('format')}, "
                 f"labkit {found.get('labkit_version')})"
             )
-            raise ValueError(f"out: {out} holds {what}; pass overwrite=True to replace it")
+            raise ValueError(
+                f"out: {out} holds {what}; pass overwrite=True (`labkit data phantom --overwrite`) "
+                "to write it again"
+            )
         for subset in SUBSETS.values():
             shutil.rmtree(out / subset, ignore_errors=True)
     return False

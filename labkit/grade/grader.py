@@ -155,7 +155,12 @@ def grade(
     if marks is not None:
         given, maxima = marks
         for r in results:
-            r.manual = {q: given.get(r.student, {}).get(q, 0.0) for q in maxima}
+            mine = given.get(r.student, {})
+            # a blank cell: 0 for a question left unanswered; an answered one stays unmarked
+            # (blank in the gradebook, "not marked yet" in the feedback), never a silent 0
+            r.manual = {
+                q: mine.get(q, 0.0) for q in maxima if q in mine or not r.answers.get(q, "").strip()
+            }
             r.manual_max = sum(maxima.values())
     out.mkdir(parents=True, exist_ok=True)  # again: a submission may have deleted it
     template = out / "manual_marks.csv"

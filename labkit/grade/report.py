@@ -104,7 +104,7 @@ def write_gradebook(path: Path, results: list, exercises: list, questions: list 
                     r.student,
                     r.lab,
                     *(_num(points.get(i, 0.0)) for i in ids),
-                    *(_num(r.manual.get(q, 0.0)) for q in questions),
+                    *(_num(r.manual[q]) if q in r.manual else "" for q in questions),
                     _num(r.score),
                     _num(r.max_score),
                     r.status,
@@ -212,7 +212,10 @@ def _answers_section(r: Any) -> list[str]:
         return []
     lines = ["## Written answers (marked by your instructor)", ""]
     for qid, text in r.answers.items():
-        mark = f" ({_num(r.manual[qid])} points)" if qid in r.manual else ""
+        if qid in r.manual:
+            mark = f" ({_num(r.manual[qid])} points)"
+        else:  # hand marks merged, but none given for this answer yet
+            mark = " (not marked yet)" if r.manual_max > 0 else ""
         lines.append(f"**{qid}**{mark}:")
         lines.append("")
         lines += block(text) if text.strip() else ["(not answered)"]
@@ -241,7 +244,9 @@ def _run_section(r: Any, options: Any) -> list[str]:
                 f" On this machine, during this grading, the lab's solution notebook took "
                 f"{reference:g} s; the limit is 3 times that plus a minute."
                 if reference
-                else ""
+                else " This limit was set by your instructor; labkit did not time the lab's "
+                "own solution against it, so ask them whether it fits the lab before you look "
+                "for a fault in your code."
             )
         )
     else:
@@ -250,7 +255,10 @@ def _run_section(r: Any, options: Any) -> list[str]:
         lines += ["", *block(scrub("\n".join([run.get("error", ""), *run.get("traceback", [])])))]
     if run.get("output_truncated"):
         lines += ["", "It printed so much that most of the output was dropped."]
-    if r.status != "ok":
+    if r.status == "timeout" and not getattr(options, "reference_seconds", None):
+        lines += ["", "Exercises are graded from their own cells, so the points above do not "
+                  "depend on where the notebook stopped."]  # fmt: skip
+    elif r.status != "ok":
         lines += [
             "",
             "Exercises are graded from their own cells, so the points above do not depend on "
@@ -277,6 +285,15 @@ def write_summary(results: list, seconds: float, print_fn: Any = print) -> None:
         f"{len(results)} submission(s) graded in {seconds:.0f} s · mean score {mean:.2f} / "
         f"{_num(top)} · {statuses}"
     )
+    unmarked = [f"{r.student} {q}" for r in results if r.manual_max > 0
+                for q, text in r.answers.items() if text.strip() and q not in r.manual]  # fmt: skip
+    if unmarked:
+        print_fn(
+            f"NOT MARKED YET: {len(unmarked)} answered question(s) have no mark in --manual "
+            f"({', '.join(unmarked[:8])}{', ...' if len(unmarked) > 8 else ''}): blank in "
+            "gradebook.csv, 'not marked yet' in the feedback, counted as 0 in the score until "
+            "you fill them in and merge again"
+        )
     unsandboxed = [r.student for r in results if r.sandbox == "none"]
     if unsandboxed:
         print_fn(SANDBOX_WARNING.format(n=len(unsandboxed)))

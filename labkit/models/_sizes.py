@@ -97,8 +97,9 @@ def fit_to_stride(
             bad.append(f"{label} {size} (nearest valid: {smaller} or {larger})")
     raise ValueError(
         f"{name}: input height and width must be multiples of the model's stride "
-        f"{stride}, got {' and '.join(bad)}. Resize or crop the images, or build the "
-        "model with pad=True to pad the input and crop the output back."
+        f"{stride}, got {' and '.join(bad)}. Use a size that is a multiple of {stride} (in "
+        "`labkit train`: --size), or, in Python, build the model with pad=True to pad the "
+        "input and crop the output back."
     )
 
 

@@ -2,7 +2,7 @@
 
 Report 004 adds three parts to a U-Net and measures each in an ablation table:
 
-* **FV (feature variation) block** in every encoder level: re-weights features with a
+* **FV (feature variation) block** (labkit puts one in every encoder level: its choice): re-weights features with a
   channel gate (the paper's single *contrast-enhancement* gate, or squeeze-and-excitation)
   and a spatial gate, then adds the input back (:class:`FVBlock`).
 * **PASPP** at the bottleneck: four atrous convolutions (dilation 1, 2, 4, 8) see context

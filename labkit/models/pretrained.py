@@ -1,6 +1,6 @@
 """U-Nets with ImageNet-pretrained encoders, built with segmentation_models_pytorch (lab 04).
 
-Report 002 uses smp's U-Net with a ResNet34 encoder (3-channel 256x256 input, 2-class
+Report 002 uses an smp-style U-Net with a ResNet34 encoder (3-channel 256x256 input, 2-class
 softmax head, 24.4M parameters); report 003 uses EfficientNet-B3 (lungs) and
 EfficientNet-B0 (infection). The encoder is a classification network with its classifier
 removed: five stages, each halving the image (stride 32), whose features feed smp's U-Net

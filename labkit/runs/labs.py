@@ -89,8 +89,9 @@ _WIDTH32 = "base width 32 instead of 64: 4x fewer multiply-adds per pixel"
 # and batch (batch 16 on seeds 0-1). Lab 05's cosine decay follows lab 04's, not compared.
 _RANDOM_START = "smp encoder from a random start: batch 8 for twice the steps"
 
-# Lab 06's ablation, built as report 004 built it: the PASPP and deep-supervision rows add to
-# the SE-gate FV row; the CE-gate row compares with the SE row just above it.
+# Lab 06's ablation, in labkit's reading of report 004 (the syllabus does not say which gate
+# the later rows carry): the PASPP and deep-supervision rows add to the SE-gate FV row; the
+# CE-gate row compares with the SE row just above it.
 _ABLATION_06 = {  # name -> (build_model("fvpaspp", ...) switches, report 004's figure)
     "UNet": (dict(fv=False, paspp=False, deep_supervision=False), "004.unet"),
     "+FV (SE gate)": (dict(fv=True, gate="se", paspp=False, deep_supervision=False), "004.fv_se"),

@@ -171,7 +171,7 @@ PROFILES: dict[str, Profile] = {
         max_images=48,
         max_batch_size=16,
         phantom_n=240,
-        time_budget_min=10.0,  # a safety net: each smoke training takes well under a minute
+        time_budget_min=10.0,  # a safety net: a smoke training takes about a minute at most idle
         cli_train=CLITraining(
             epochs=10,
             all_train_images=True,
@@ -316,8 +316,8 @@ def _smoke_departures(
         depart("lr", cli.lr(lr), f"lr {cli.lr(lr):g} instead of {theirs('lr', lr)}: few steps")
     if cli.scheduler is not None:
         depart("scheduler", cli.scheduler,
-               f"{cli.scheduler} lr decay instead of the report's constant lr: the last epochs "
-               "settle instead of jumping about at a large lr")  # fmt: skip
+               f"{cli.scheduler} lr decay instead of a constant lr (the reports state no "
+               "schedule): the last epochs settle instead of jumping about at a large lr")  # fmt: skip
     if cli.bn_momentum is not None and base_width is None:  # a pretrained encoder's
         depart("bn_momentum", cli.bn_momentum,
                f"batch-norm momentum {cli.bn_momentum:g} (PyTorch's default, ResNet34's) "

@@ -21,7 +21,7 @@ class CLITraining:
 
     * ``epochs`` / ``all_train_images``: 2 epochs of 48 images are 6 Adam steps; 10 epochs
       of all 153 phantom Train images are about 100. Val and Test keep ``max_images``.
-    * ``base_width``: 16 channels in the first level instead of the reports' 64: 16x fewer
+    * ``base_width``: 16 channels in the first level instead of 64 (labkit's assumption: no report states one): 16x fewer
       multiply-adds per pixel (0.48M parameters instead of 7.7M). Pretrained encoders keep
       their width.
     * ``min_lr``: the reports' lr 1e-4 is tuned for thousands of steps; 3e-3 moves the
@@ -31,7 +31,8 @@ class CLITraining:
       004's 0.5 BCE + Dice gets a gradient from the rare infected pixels at once.
     * ``scheduler``: ``"cosine"`` decays the lr to 0, so the last epochs settle; chosen on
       Val (lab 02, seeds 0-2: last-epoch validation Dice 0.677 / 0.666 / 0.692 with it,
-      0.641 / 0.545 / 0.543 with a constant lr; benchmarks/RESULTS.md, session 6).
+      0.641 / 0.545 / 0.543 with a constant lr; benchmarks/RESULTS.md 3.4, session 6, with
+      the code of that day).
     * ``bn_momentum`` (labs 04, 05): smp's EfficientNet encoders keep TensorFlow's batch-norm
       momentum (0.01 in PyTorch's terms), so after a smoke run's ~100 steps from a random
       start 37 % of the running statistics that eval mode uses is still the initial value
@@ -43,10 +44,10 @@ class CLITraining:
     Args:
         epochs: epochs for every model (instead of ``min(report, max_epochs)``).
         all_train_images: train on the whole Train split (instead of ``max_images``).
-        base_width: first-level channels of the from-scratch U-Nets (reports: 64).
+        base_width: first-level channels of the from-scratch U-Nets (labkit assumes 64 for the reports).
         min_lr: learning-rate floor: ``max(report, min_lr)``.
         dice_term: train ``bce_dice`` (0.5 BCE + Dice) where the report trains ``bce``.
-        scheduler: ``TrainConfig.scheduler`` (the reports use a constant lr: ``None``).
+        scheduler: ``TrainConfig.scheduler`` (``None``: a constant lr; the reports state no schedule).
         batch_size: images per batch; ``None`` keeps the report's (capped by the profile).
         bn_momentum: batch-norm momentum for models with a pretrained encoder (the recipe's
             ``bn_momentum``), or ``None`` to keep the encoder's own.

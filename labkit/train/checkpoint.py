@@ -42,7 +42,7 @@ FORMAT = "labkit-checkpoint"
 FORMAT_VERSION = 1
 
 _EXPECTED = (
-    "a labkit checkpoint written by labkit.train.checkpoint.save_checkpoint (or `labkit train`)"
+    "a labkit checkpoint, as `labkit train` writes (last.pt, best.pt) or lk.train.save_checkpoint"
 )
 
 
@@ -178,6 +178,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if len(reason) < 8:  # torch's bare codes ("101" for a text file) say nothing to a reader
+            reason = f"{type(err).__name__} {reason!r} while reading it"
         if "weights only" in str(err).lower() or "weights_only" in str(err).lower():
             reason = "it holds Python objects that a safe (weights_only) load refuses"
         raise CheckpointError(

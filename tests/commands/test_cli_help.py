@@ -61,3 +61,20 @@ def test_a_bad_value_is_one_line_naming_the_option_before_any_work(argv, expecte
     err = capsys.readouterr().err
     assert code == 2 and expected in err, err
     assert "Traceback" not in err and "departs" not in err  # nothing ran before the error
+
+
+@pytest.mark.parametrize("action", ["merge", "secret"])
+def test_grade_merge_and_secret_have_their_own_help(action, capsys):
+    """`merge` and `secret` are words in grade's positional arguments: their --help must not
+    print grade's whole help (a new user met that)."""
+    assert main(["grade", action, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: labkit grade {action}") and "example:" in out
+    assert "folder of submitted" not in out and not INTERNAL.search(out)
+
+
+@pytest.mark.parametrize("path", [("data",), ("course",)])
+def test_examples_are_one_per_line(path, capsys):
+    text = COMMANDS[path].format_help()
+    examples = text.split("examples:", 1)[1].strip().splitlines()
+    assert len(examples) >= 2 and all(line.strip().startswith("labkit ") for line in examples)

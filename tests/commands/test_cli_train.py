@@ -284,6 +284,17 @@ def test_a_run_stopped_by_the_safety_limit_says_so(root, tmp_path, capsys):
     # the same --out again: refused, never overwritten; --resume continues after epoch 1
     assert cli([*argv, "--epochs", "3", "--no-progress"]) == 2
     assert "already holds a run (last.pt): add --resume" in capsys.readouterr().err
+    # --resume with other settings than the run's: refused, naming them and the command to
+    # repeat (a student who drops --epochs would cut a cosine decay short; another model
+    # would fail to load the weights)
+    assert cli([*argv, "--epochs", "5", "--no-progress", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume: these options differ" in err and "epochs 3 -> 5" in err, err
+    assert f"`labkit {' '.join(argv)} --epochs 3 --time-budget 1e-6 --no-progress --resume`" in err
+    other = [a if a != "unet" else "resunet" for a in argv]
+    assert cli([*other, "--epochs", "3", "--no-progress", "--resume"]) == 2
+    assert "model 'unet' -> 'resunet'" in capsys.readouterr().err
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 1  # nothing trained
     assert cli([*argv, "--epochs", "3", "--no-progress", "--resume"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["history"]["epoch"] == [1, 2, 3] and metrics["stopped_reason"] == "completed"

@@ -38,19 +38,21 @@ def test_phantom_command_writes_a_checkable_tree(tmp_path, capsys):
     assert main(["data", "phantom", str(out), "--n", "0"]) == 2
 
 
-def test_phantom_command_says_when_it_keeps_a_folder_and_overwrite_rewrites_it(tmp_path, capsys):
+def test_phantom_command_keeps_a_whole_copy_and_rewrites_a_damaged_one(tmp_path, capsys):
     out = tmp_path / "p"
     argv = ["data", "phantom", str(out), "--n", "12", "--size", "32", "--quiet"]
     assert main(argv) == 0
-    damaged = next((out / "Infection Segmentation Data").rglob("*.png"))
-    damaged.write_bytes(b"not a png")
     capsys.readouterr()
-    assert main(argv) == 0  # the same settings again: nothing is written, and it says so
+    assert main(argv) == 0  # the same settings, every file whole: nothing is written
+    assert "kept, nothing written" in capsys.readouterr().out
+    # a truncated image and a deleted mask (what a new user tried): written again, and said
+    image = next((out / "Infection Segmentation Data").rglob("images/*.png"))
+    image.write_bytes(image.read_bytes()[:-20])
+    next((out / "Infection Segmentation Data").rglob("infection masks/*.png")).unlink()
+    assert not check_dataset(out, progress=False).ok
+    assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "kept, nothing written" in printed and "written to" not in printed
-    assert not check_dataset(out, progress=False).ok  # the damage is still there
-    assert main([*argv, "--overwrite"]) == 0
-    assert "phantom dataset written to" in capsys.readouterr().out
+    assert "phantom dataset written to" in printed and "kept" not in printed
     assert check_dataset(out, progress=False).ok
 
 

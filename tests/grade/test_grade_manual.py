@@ -92,6 +92,13 @@ def test_manual_marks_are_merged_into_the_gradebook(manual_lab, tmp_path, capsys
     )
     assert (table["student"]["Q1"], table["student"]["score"]) == ("0", "0")
     assert "**Q1** (1.5 points):" in (out / "feedback" / "partial.md").read_text()
+    # an answered question left blank in the sheet is not a silent 0 (a new user met that):
+    # blank in the gradebook, "not marked yet" in the feedback; unanswered stays 0
+    later = write(tmp_path, "later.csv", "student,Q1\n#max,2\nhonest,2\n")
+    out2 = tmp_path / "out2"
+    grade(manual_lab["base"] / "subs", "00", out2, Options(**{**vars(options), "manual": later}))
+    assert (rows(out2)["partial"]["Q1"], rows(out2)["student"]["Q1"]) == ("", "0")
+    assert "**Q1** (not marked yet):" in (out2 / "feedback" / "partial.md").read_text()
     bad = write(tmp_path, "bad.csv", "student,Q1\n#max,2\npartial,lots\n")
     with pytest.raises(ValueError, match=r"bad.csv, row 3, column Q1: expected a number from 0"):
         grade(manual_lab["base"] / "subs", "00", out, Options(**{**vars(options), "manual": bad}))
