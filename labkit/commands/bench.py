@@ -158,7 +158,9 @@ def _rounds(d: dict[str, Any]) -> str:
             f"spread {lo:.2f}-{hi:.2f}x")  # fmt: skip
 
 
-def _yes_no(value: bool | None) -> str:
+def _kept(d: dict[str, Any]) -> str:
+    """Whether the data path ran with freed memory reused (labkit.device.keep_freed_memory)."""
+    value = d.get("keep_freed_memory")
     return (
         "not recorded" if value is None else ("yes" if value else "no (not glibc, or MALLOC_* set)")
     )
@@ -197,8 +199,7 @@ def format_report(r: dict[str, Any]) -> str:
         f"{_gpu(d.get('labkit_gpu_pinned'), 'd/a', a)}",
         f"  labkit decodes each split once (load_split, uncached): {d['decode']['images']} "
         f"images in {d['decode']['seconds']:.2f} s; then every epoch reads memory",
-        f"  freed memory reused (labkit.device.keep_freed_memory), for (a) and (b) alike: "
-        f"{_yes_no(d.get('keep_freed_memory'))}",
+        f"  freed memory reused (keep_freed_memory), (a) and (b) alike: {_kept(d)}",
         "",
         f"2. Training step, {s['size']} px, batch {s['batch_size']} (images/s; {s['steps']} "
         f"timed steps after {s['warmup']} warm-up; labkit.train's step; TFLOP/s = model-only "
