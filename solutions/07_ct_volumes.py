@@ -201,7 +201,8 @@ lk.widgets.slice_viewer(example.image, truth=example.infection, lung=example.lun
 # ## 3. Patches, and the share of patches with infection
 #
 # Report 004 trains on 128 x 128 x 8 patches (the syllabus gives no reason; a common one:
-# a whole CT does not fit a GPU's memory together with a 3-D network's activations). Infection fills a few percent of a volume:
+# a whole CT does not fit a GPU's memory together with a 3-D network's activations).
+# Infection fills a small share of a volume (about 0.1 % of the phantom's voxels):
 # uniformly drawn patches are mostly empty, and a network fed mostly empty patches learns
 # to predict nothing. So the sampler draws a **stated share** of patches around infection.
 #
@@ -237,7 +238,7 @@ def sample_patch_starts(shape, positives, patch, n, positive_share=0.5, generato
 sample_patch_starts = lk.checks.check("07.sample_patch_starts", sample_patch_starts)
 
 # %% [markdown]
-# A share of 0.5 is labkit's choice (report 004 does not state one; nnU-Net uses 1/3).
+# A share of 0.5 is labkit's choice (the syllabus states none for report 004; nnU-Net uses 1/3).
 # The uniform half may hit infection too, so the share of patches that contain infection
 # is higher than 0.5. `POSITIVE_SHARE` below is the share that training (section 5) uses;
 # the cell measures this epoch's patches at that share and with uniform patches only:
@@ -310,7 +311,7 @@ print(f"patch {C.patch} -> bottleneck {bottleneck} after {C.depth} poolings by 2
 # on the smoke profile's 4 x 4 bottleneck the dilation-4 and dilation-8 branches have
 # only their centre tap inside the map, so they act as 1 x 1 x 1 convolutions, and only
 # the dilation-1 and -2 branches see neighbours. At the report's 16 x 16 all four rates
-# see real context in-plane. Report 004 does not say how it pools along the slices;
+# see real context in-plane. The syllabus does not say how report 004 pools along the slices;
 # pooling in-plane only (2 x 2 x 1), as is common for thick-slice CT, would keep all
 # 8 slices at the bottleneck and let PASPP work across them.
 #
@@ -448,8 +449,8 @@ lk.widgets.slice_viewer(first.image[:x, :y, :z], truth=first.infection[:x, :y, :
 # 300 against 200 per HU volume), so without the lung mask "infection-like intensity" is
 # mostly *not* infection. In the smoke run this notebook was checked with (seed 0, one CPU
 # thread) the original-input model's validation Dice stayed at 0.00 for all 8 epochs: it
-# **did not learn** within the smoke budget, and the epoch kept is an arbitrary one among
-# equal scores. Its test score therefore says nothing about the lung mask, nor about
+# **did not learn** within the smoke budget, and the epoch kept is the first of equal
+# scores (epoch 1). Its test score therefore says nothing about the lung mask, nor about
 # report 004's effect: a comparison needs an original-input run that learns (longer
 # training, the practical or full profile). If yours stays at 0.00 too, read the row as
 # "did not train".

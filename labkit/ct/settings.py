@@ -59,7 +59,7 @@ _SMOKE = replace(
     departures={
         "patch": "32x32x8 instead of 128x128x8: the phantom volumes are 64 to 96 voxels wide",
         "epochs": "8 instead of 200: a CPU budget (112 steps of batch 5 in all)",
-        "patches_per_volume": "5 instead of labkit's 40 per epoch (report 004 gives none)",
+        "patches_per_volume": "5 instead of labkit's 40 per epoch (the syllabus gives none for report 004)",
         "lr": "1e-2 instead of 1e-4: 112 steps in all; chosen on Val over seeds 0-2 (mean "
         "best-epoch validation Dice 0.796, against 0.445 at 3e-3; benchmarks/RESULTS.md 3.4)",
         "base_width": "4 instead of 32: 3-D convolutions on a CPU",
@@ -73,7 +73,7 @@ _PRACTICAL = replace(
     base_width=16,
     lr=3e-4,
     departures={
-        "epochs": "40 instead of 200: about an hour on a Colab T4 (an estimate)",
+        "epochs": "40 instead of 200: about 20 min of training on a Colab T4 (an ESTIMATE: labkit course plan)",
         "base_width": "16 instead of 32: 3-D activations fit a T4's memory with batch 5",
         "lr": "3e-4 instead of 1e-4: fewer epochs",
     },

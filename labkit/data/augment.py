@@ -7,6 +7,8 @@ stay {0, 1}), both with reflective fill at the borders so the mask keeps matchin
 
 Report 003's setting is ``Augment.report003()``: horizontal flip p=0.5, shift-scale-rotate
 (+-10 % shift, +-10 % scale, +-15 degrees), brightness/contrast +-20 %, Gaussian noise.
+labkit's readings where the syllabus is silent: each step's probability 0.5, the noise's
+standard deviation 0.01-0.03, and "+-10 %" for both the shift and the scale.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ Why smoke departs (phantom data, 64 px, 2 CPU cores; seen with lab 02's U-Net in
 session that looked at test Dice, not recorded in RESULTS.md): the caps alone (2 epochs of
 48 images at lr 1e-4) give a 7.7M-parameter U-Net 6 Adam steps, which left it predicting
 background everywhere (test Dice 0). So smoke trains a narrower net
-(base width 16) on every Train image for 10 epochs at lr >= 3e-3 with a cosine decay, and
+(base width 16) on every Train image for 10 epochs at lr >= 3e-3 with a cosine decay (lab
+02's; labs 03-06 change epochs and lr, each change printed with its reason), and
 adds a Dice term to plain BCE (:class:`CLITraining` says why for each). A time limit stays
 only as a safety net far above the expected time; when it stops a run,
 ``Recipe.warn_if_stopped`` / ``Profile.warn_if_stopped`` print a warning with the epochs
@@ -112,8 +113,9 @@ class Profile:
         if self.cli_train is not None:
             return (
                 f"{self.name} profile: {self.image_size} px, at most {self.max_epochs} epochs "
-                f"and {self.max_images} images per split: a fixed amount of CPU work to see "
-                "the code run (the full profile keeps the report's settings)"
+                f"and {self.max_images} images per split before a lab's own changes (the "
+                "recipe below lists them): a fixed amount of CPU work to see the code run "
+                "(the full profile keeps the report's settings)"
             )
         changes = self.changes()
         if not changes:

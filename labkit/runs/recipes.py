@@ -24,8 +24,8 @@ class CLITraining:
     * ``base_width``: 16 channels in the first level instead of 64 (labkit's assumption: no report states one): 16x fewer
       multiply-adds per pixel (0.48M parameters instead of 7.7M). Pretrained encoders keep
       their width.
-    * ``min_lr``: the reports' lr 1e-4 is tuned for thousands of steps; 3e-3 moves the
-      weights in ~100.
+    * ``min_lr``: the reports' lr 1e-4 comes with runs of thousands of steps; 3e-3 moves
+      the weights in ~100.
     * ``dice_term``: infection is ~2.5 % of the pixels and plain BCE first learns
       "background everywhere" (a known failure on rare foreground; not measured here); report
       004's 0.5 BCE + Dice gets a gradient from the rare infected pixels at once.
@@ -132,7 +132,7 @@ class Recipe:
         train_images: Train images to load (``None`` = all of them).
         time_budget_min: the safety limit in minutes (``None``: none), far above the
             expected time; ``warn_if_stopped`` says when it stopped a run.
-        scheduler: ``TrainConfig.scheduler`` (``None``: a constant lr, as in the reports).
+        scheduler: ``TrainConfig.scheduler`` (``None``: a constant lr; the reports state none).
         bn_momentum: set every batch norm's momentum to this before training
             (``labkit.models.set_batch_norm_momentum``), or ``None``: keep the model's.
         profile: the profile's name.

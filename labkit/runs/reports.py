@@ -70,7 +70,9 @@ class ReportSettings:
     assumed: dict[str, str] = field(default_factory=dict)
 
 
-_LAB02 = "not stated in report 000: lab 02's (labkit's assumption for report 001)"
+_LAB02 = (
+    "not stated in report 000: lab 02's, which are report 001's (its width: labkit's assumption)"
+)
 _REPORT003 = dict(
     source="report 003, stage 2 (syllabus, lab 05): 448 px, RGB + stage 1's lung mask "
     "(labkit train trains it on RGB alone: lab 05 runs the two stages), lr 1e-4, weight decay 1e-3, "
