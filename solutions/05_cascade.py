@@ -92,7 +92,8 @@ AUGMENT = lk.data.Augment.report003()
 # Dice; no setting is chosen that way now, and models that barely move from their random
 # start need no split to show it). So, in the smoke profile only (the list
 # above says exactly what changes): every Train image of the infection subset (the lung
-# subset keeps 48 per split, enough for stage 1), 14 epochs in batches of 8, a learning
+# subset keeps 48 per split for stage 1: chosen against all 153 by test Dice in an early
+# session, not on Val since, benchmarks/RESULTS.md 3.5), 14 epochs in batches of 8, a learning
 # rate of 2e-3 that decays to 0 over the run (cosine), and EfficientNet's batch norms at
 # momentum 0.1 instead of 0.01 (lab 04 explains why and gives the Val measurement). Why 14 epochs at 2e-3: stage 2 and the
 # single-stage model keep their best epoch by `val_dice_all` (section 6), on which a model
@@ -105,8 +106,9 @@ AUGMENT = lk.data.Augment.report003()
 # day seed 1's single-stage model kept an epoch that predicts nothing, RESULTS.md 3.2; the
 # others let some trainings end at or below the empty model's 0.51; benchmarks/RESULTS.md
 # 3.1, session 8). The margins are thin: a change of rounding can still tip a seed. In
-# that selection the test images scored only the chosen setting. The cosine decay and the
-# batch-norm momentum follow lab 04's, not compared here. (An earlier session had
+# that selection the test images scored only the chosen setting. The cosine decay follows
+# lab 04's and was not compared here; the batch-norm momentum was compared only by test
+# Dice in an early session (RESULTS.md 3.5), not on Val. (An earlier session had
 # chosen 12 epochs by the models' test Dice, the leak lab 02 teaches against.) The `full`
 # profile keeps the report's settings.
 #
@@ -124,8 +126,8 @@ AUGMENT = lk.data.Augment.report003()
 # The cell below loads the lung subset's Train and Val (21,715 + 5,417 images). At
 # 448 x 448 each image takes 448 x 448 bytes and its lung mask as much again, about 0.4 MB,
 # so the two splits take about 10.9 GB before any model (computed from these sizes, not
-# measured), more than a T4 GPU's 15 GB leaves next to a model and more than many
-# runtimes' RAM. `LUNG_LIMIT` above caps **each split** (48 images in the smoke profile,
+# measured): most of a T4 GPU's 15 GB before the model and its activations, and more
+# than many runtimes' RAM. `LUNG_LIMIT` above caps **each split** (48 images in the smoke profile,
 # 3,000 in the practical one at 256 px, none in `full`): a limit of 6,000 at 448 px, for
 # example, would keep 6,000 Train and all 5,417 Val images, about 4.6 GB in all (computed,
 # not measured; the classes are kept in proportion).
