@@ -7,6 +7,7 @@ converted to grey, a 0/1 or antialiased mask is thresholded) and reported.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,3 +198,17 @@ def check_dataset(
             ):
                 report.problems += found
     return report
+
+
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # every whole PNG ends with this chunk
+
+
+def png_is_whole(path: Path) -> bool:
+    """Whether ``path`` ends with a PNG's end chunk: a cheap test (12 bytes read) that a
+    copy was not truncated; it does not decode the pixels."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-len(_PNG_END), os.SEEK_END)
+            return f.read() == _PNG_END
+    except OSError:  # shorter than the end chunk, or unreadable
+        return False

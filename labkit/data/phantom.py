@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image
 
 from labkit.data._anatomy import Chest, draw_chest, expose, smooth_noise, smoothstep
+from labkit.data.check import png_is_whole
 
 # The layout constants are repeated here (they equal labkit.data.layout's) on purpose: the
 # phantom is the independent reference the layout and loader code are tested against.
@@ -249,9 +250,6 @@ def read_manifest(out: str | Path) -> dict | None:
         return None
 
 
-_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # every whole PNG ends with this chunk
-
-
 def _is_complete_copy(out: Path, wanted: dict) -> bool:
     """True if ``out`` already holds the phantom ``wanted`` describes: every image and mask
     file there, each a whole PNG (its last bytes are the end chunk; a truncated copy's are
@@ -266,18 +264,9 @@ def _is_complete_copy(out: Path, wanted: dict) -> bool:
                     folder = out / SUBSETS[subset] / SUBSETS[subset] / split / cls / kind
                     if not folder.is_dir() or len(os.listdir(folder)) != count:
                         return False
-                    if not all(_whole_png(folder / name) for name in os.listdir(folder)):
+                    if not all(png_is_whole(folder / name) for name in os.listdir(folder)):
                         return False
     return True
-
-
-def _whole_png(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            f.seek(-len(_PNG_END), os.SEEK_END)
-            return f.read() == _PNG_END
-    except OSError:  # shorter than the end chunk, or unreadable
-        return False
 
 
 def _ready(out: Path, wanted: dict, overwrite: bool) -> bool:
