@@ -1,6 +1,7 @@
-"""Training on patches: report 004 trains on 128 x 128 x 8 crops, never whole volumes.
+"""Training on patches: report 004 trains on 128 x 128 x 8 patches (the syllabus gives only
+the patch size).
 
-Infection fills a few percent of a CT at most, so patches drawn uniformly are mostly
+Infection fills a small share of a CT, so patches drawn uniformly are mostly
 empty and a network learns to predict "nothing". :func:`sample_patch_starts` therefore
 draws a stated share of *positive* patches (each contains at least one infection voxel,
 placed at a random position inside the patch) and the rest uniformly. Report 004 does not

@@ -10,7 +10,7 @@ name                       lab   what
 ``unet-efficientnet-b3``   04/05 smp U-Net, EfficientNet-B3 encoder (report 003)
 ``cascade``                05    lung model -> infection model masked to the lung (report 003)
 ``fvpaspp``                06    U-Net + FV blocks + PASPP + deep supervision (report 004)
-``fvpaspp3d``              07    the same in 3-D, on CT volumes (report 004's own model)
+``fvpaspp3d``              07    the same in 3-D, on CT volumes (report 004's setting)
 =========================  ====  ======================================================
 
 Every model takes ``(B, C, H, W)`` float images and returns **logits** ``(B, classes, H,

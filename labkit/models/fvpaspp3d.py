@@ -24,7 +24,8 @@ from .unet import encoder_widths
 
 
 class FVPASPPUNet3d(SegmentationModel):
-    """3-D U-Net with FV blocks, PASPP and deep supervision (lab 07, report 004's own model).
+    """3-D U-Net with FV blocks, PASPP and deep supervision (lab 07; report 004's blocks on
+    CT, with labkit's depth and pooling).
 
     Encoder level = 3-D DoubleConv (+ 3-D FVBlock if ``fv``), max-pool 2x2x2 between levels;
     bottleneck (+ 3-D PASPP if ``paspp``); decoder of 3-D UpBlocks; 1x1x1 conv head.

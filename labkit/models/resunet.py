@@ -1,8 +1,9 @@
 """The residual-encoder U-Net of lab 03 (report 000): a `UNet` with ``block="residual"``.
 
-Report 000 keeps the U-Net decoder and replaces each encoder level's two plain
-convolutions by a residual block (two 3x3 conv + BN, plus a shortcut; a 1x1 projection
-where the channel count changes). Lab 03 trains it twice, with BCE and with MSE.
+Report 000 keeps the U-Net decoder and builds the encoder from residual blocks (the
+syllabus says no more; labkit's block: two 3x3 conv + BN, plus a shortcut, with a 1x1
+projection where the channel count changes, in place of each level's two plain
+convolutions). Lab 03 trains it twice, with BCE and with MSE.
 """
 
 from __future__ import annotations
