@@ -262,9 +262,8 @@ def _is_complete_copy(out: Path, wanted: dict) -> bool:
             for cls, count in by_class.items():
                 for kind in kinds:
                     folder = out / SUBSETS[subset] / SUBSETS[subset] / split / cls / kind
-                    if not folder.is_dir() or len(os.listdir(folder)) != count:
-                        return False
-                    if not all(png_is_whole(folder / name) for name in os.listdir(folder)):
+                    names = os.listdir(folder) if folder.is_dir() else []
+                    if len(names) != count or not all(png_is_whole(folder / n) for n in names):
                         return False
     return True
 
