@@ -27,7 +27,9 @@ from typing import Any
 import torch
 
 from labkit.bench.labs import dice_on_test, lab_runs, score_cascade, train_run
-from labkit.data import resolve_data
+from labkit.data import load_split, resolve_data
+from labkit.evaluation import evaluate
+from labkit.models import CascadeModel
 from labkit.runs import LABS, get_profile
 
 # lab -> [(name, changes over that lab's smoke changes, labkit.runs.LABS[lab].smoke)]; the first is the current recipe
@@ -39,6 +41,7 @@ CANDIDATES: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("constant lr", {"scheduler": None}),
         ("10 epochs", {"epochs": 10}),
         ("batch 16", {"batch_size": 16}),
+        ("lr 3e-3", {"min_lr": 3e-3}),  # session 6's comparison, re-run on session 9's code
     ],
     # EfficientNet's own batch-norm momentum: RESULTS.md, measured apart (Val, 3 seeds)
     "04": [
@@ -46,6 +49,8 @@ CANDIDATES: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("constant lr", {"scheduler": None}),
         ("8 epochs", {"epochs": 8}),
         ("batch 16", {"batch_size": 16}),
+        # session 5 chose momentum 0.1 for the random-start encoders by test Dice
+        ("bn momentum 0.01", {"bn_momentum": 0.01}),
     ],
     # session 8 ran these with 12 epochs as the recipe and chose 14 (RESULTS.md 3.1)
     "05": [
@@ -54,6 +59,7 @@ CANDIDATES: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("10 epochs, lr 2e-3", {"epochs": 10}),
         ("14 epochs, lr 1e-3", {"min_lr": 1e-3}),
         ("batch 16", {"batch_size": 16}),
+        ("bn momentum 0.01", {"bn_momentum": 0.01}),
     ],
     # session 8 ran these with 4 epochs as the recipe and chose 5 (RESULTS.md 3.1)
     "06": [("5 epochs (current)", {}), ("3 epochs", {"epochs": 3}), ("4 epochs", {"epochs": 4})],
@@ -118,6 +124,70 @@ def select(
     return {"candidates": rows, "winner": winner["name"], "changes": winner["changes"]}
 
 
+# lab 05's stage 1 (lungs): (name, epochs, lung images per split; None = all). Judged by
+# what stage 1 is for: the cascade's Val Dice (stage 2 of the current recipe behind it).
+LUNG_STAGE = [
+    ("14 epochs, 48 images (current)", 14, 48),
+    ("8 epochs, 48 images", 8, 48),
+    ("5 epochs, 48 images", 5, 48),
+    ("14 epochs, all images", 14, None),
+    ("8 epochs, all images", 8, None),
+    ("5 epochs, all images", 5, None),
+]
+
+
+def select_lung_stage(seeds: list[int], root: Any, log: Any = print) -> dict[str, Any]:
+    """Lab 05's stage 1 on Val: each candidate's lung Dice and the cascade's Val Dice.
+
+    Stage 2 is trained once per seed (the current recipe, Val only). Every candidate is
+    scored on the same images: lung Dice on the notebook's 48 lung Val images, the cascade's
+    Dice on the COVID-19 images of the notebook's infection Val split. Rule, fixed before the
+    run: the cheapest candidate (epochs x images) whose mean cascade Val Dice is within 0.005
+    of the best mean wins (stage 1 is a cost of lab 05, issue 28). Test: the winner, once.
+    """
+    profile = candidate_profile("05")
+    runs = lab_runs("05")
+    stage1 = next(r for r in runs if r.stage == "lung")
+    stage2 = next(r for r in runs if r.label == LABS["05"].cascade[1])
+    size = profile.recipe(stage2.report).size
+    lung_val = load_split(root, "Val", subset="lung", size=size, limit=48, progress=False)
+    val = load_split(root, "Val", size=size, limit=profile.images(), progress=False)
+    second = {seed: train_run(stage2, profile, root, seed, score_test=False) for seed in seeds}
+    rows = []
+    for name, epochs, images in LUNG_STAGE:
+        p = replace(profile, max_images=images)  # stage 1 loads only the lung subset
+        per_seed = []
+        for seed in seeds:
+            lung = train_run(stage1, p, root, seed, score_test=False, smoke={"epochs": epochs})
+            lung_dice = evaluate(lung["model"], lung_val, target="lung", inputs="rgb",
+                                 batch_size=8, progress=False).all_images["dice"]  # fmt: skip
+            cascade = CascadeModel(lung["model"], second[seed]["model"])
+            casc = evaluate(cascade, val, inputs="rgb", batch_size=8, progress=False)
+            r = {"seed": seed, "seconds": lung["seconds"], "lung_val": lung_dice,
+                 "cascade_val": casc.covid["dice"], "model": lung["model"]}  # fmt: skip
+            log(f"lab 05 stage 1 [{name}] seed {seed}: {lung['seconds']:.1f} s, lung Val Dice "
+                f"{lung_dice:.3f}, cascade Val Dice {r['cascade_val']:.3f}")  # fmt: skip
+            per_seed.append(r)
+        cv = [r["cascade_val"] for r in per_seed]
+        rows.append({"name": name, "cost": epochs * (images or 10**6), "runs": per_seed,
+                     "mean_val": statistics.fmean(cv), "min_val": min(cv),
+                     "mean_lung": statistics.fmean(r["lung_val"] for r in per_seed)})  # fmt: skip
+    best = max(r["mean_val"] for r in rows)
+    winner = min((r for r in rows if r["mean_val"] >= best - 0.005), key=lambda r: r["cost"])
+    test = load_split(root, "Test", size=size, limit=profile.images(), progress=False)
+    for r in winner["runs"]:
+        cascade = CascadeModel(r["model"], second[r["seed"]]["model"])
+        r["cascade_test"] = evaluate(cascade, test, inputs="rgb", batch_size=8,
+                                     progress=False).covid["dice"]  # fmt: skip
+        log(f"lab 05 stage 1 chosen [{winner['name']}] seed {r['seed']}: cascade test Dice "
+            f"{r['cascade_test']:.3f}")  # fmt: skip
+    for row in rows:
+        for r in row["runs"]:
+            r.pop("model")
+    return {"candidates": rows, "winner": winner["name"],
+            "stage2_val": [second[s]["val"] for s in seeds]}  # fmt: skip
+
+
 def table(lab: str, result: dict[str, Any]) -> str:
     """Markdown: per candidate, the mean and lowest Val score and the seconds per training."""
     lines = [
@@ -151,10 +221,21 @@ def main() -> None:
     parser.add_argument(
         "--only", nargs="+", help="candidate names to train (with the current recipe); default all"
     )
+    parser.add_argument(
+        "--lung-stage", action="store_true", help="choose lab 05's stage 1 instead (epochs, images)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     root = resolve_data("phantom", get_profile("smoke").phantom_n, progress=False)
     out: dict[str, Any] = {"seeds": args.seeds, "threads": args.threads, "labs": {}}
+    if args.lung_stage:
+        out["lung_stage"] = select_lung_stage(args.seeds, root)
+        for c in out["lung_stage"]["candidates"]:
+            print(f"| {c['name']} | {c['mean_val']:.3f} ({c['min_val']:.3f}) | "
+                  f"{c['mean_lung']:.3f} |")  # fmt: skip
+        with open(args.out, "w") as f:
+            json.dump(out, f, indent=1, default=str)
+        return
     for lab in args.labs:
         t0 = time.perf_counter()
         result = select(lab, args.seeds, root, only=args.only)

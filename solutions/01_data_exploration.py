@@ -380,9 +380,9 @@ print("infected pixels per image (channel 1):", target[:, 1].flatten(1).sum(1).t
 # however, uncovers corners with no pixels; **reflective fill** fills them by mirroring the
 # image at its border instead of leaving black corners, which would be an artefact the
 # network could learn. So the report's phrase does not fit a flip alone: either it also
-# shifted or rotated, or the phrase is loose; the report does not say which. labkit's
+# shifted or rotated, or the phrase is loose; the syllabus does not say which. labkit's
 # `lk.data.Augment.flips()` uses random horizontal and vertical flips (labkit's choice; the
-# report does not say which flips). A vertical flip gives an upside-down chest that no real
+# syllabus does not say which flips). A vertical flip gives an upside-down chest that no real
 # X-ray looks like; it is still used because infection texture looks the same either way,
 # but horizontal flips are the safer choice.
 

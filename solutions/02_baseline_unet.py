@@ -70,8 +70,8 @@ print(S.estimate())  # an ESTIMATE of this lab's training time on this device
 # set up; click to open)</summary>
 #
 # Report 001 trains its U-Net for 10 epochs at learning rate 1e-4, batch 16, on Train +
-# Val: with its Table I split, about 1,500 to 2,900 small Adam steps (it does not say
-# whether it used the COVID-19 images only, nor how many parameters its network has;
+# Val: with its Table I split, about 1,500 to 2,900 small Adam steps (the syllabus does
+# not say whether it used the COVID-19 images only, nor how many parameters its network has;
 # labkit's at width 64 has 7.7 million, printed in section 2). The smoke profile's caps
 # alone (2 epochs of 48 images: 6 steps) barely move the weights at lr 1e-4: expect a
 # network that predicts "background" everywhere (test Dice 0 in an early session that
@@ -207,7 +207,7 @@ print("logits for a (2, 1, 64, 64) batch:", tuple(model(torch.zeros(2, 1, 64, 64
 # are test curves). Any decision taken while looking at those curves (stop now, keep this
 # run, change that setting) would pick what happens to work on those particular test
 # images, and the test score would become optimistic: it would no longer tell how the
-# model does on new patients. The report does not say which decisions, if any, it took
+# model does on new patients. The syllabus does not say which decisions, if any, report 001 took
 # from those curves (it states a fixed 10 epochs); we only know that the test images could
 # steer them. Section 7 measures the effect of one such decision, the threshold.
 

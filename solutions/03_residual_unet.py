@@ -26,7 +26,7 @@
 #
 # **Report 000's set-up.** Input 256 x 256, 1 channel, scaled to [0, 1]; **COVID-19 images
 # only** (2,913 in the dataset: 1,864 / 466 / 583 in Train / Val / Test); 100 epochs with BCE and with MSE. Its
-# test results: BCE MAE 4.794, IoU 0.634; MSE MAE 4.915, IoU 0.629. It does not say its
+# test results: BCE MAE 4.794, IoU 0.634; MSE MAE 4.915, IoU 0.629. The syllabus gives no
 # batch size or learning rate; we use lab 02's (batch 16, Adam, 1e-4).
 
 # %% tags=["parameters"]
@@ -48,7 +48,7 @@ from labkit.models import DoubleConv
 S = lk.setup(lab="03", profile=PROFILE, data=DATA)
 P = S.profile
 # report 000: 256 x 256 px, 100 epochs with BCE and with MSE; its learning rate, batch and
-# width are not stated (labkit uses lab 02's: labkit.runs.REPORT_SETTINGS["000.resunet"]).
+# width are not in the syllabus (labkit uses lab 02's: labkit.runs.REPORT_SETTINGS["000.resunet"]).
 # The smoke profile's changes, and how they were chosen: the note below. Both runs share R;
 # only the loss differs.
 R = P.recipe("000.resunet")
@@ -342,7 +342,7 @@ for loss, model in models.items():
 #
 # **The MAE's scale.** Here p and y lie in [0, 1], so our MAE is a **fraction** between 0
 # and 1 (0.05 = on average 5 % of a unit per pixel). Report 000's MAE of 4.794 cannot be a
-# fraction; the report does not say its unit. It is most likely a **percentage** (0.048 as
+# fraction; the syllabus gives no unit. It is most likely a **percentage** (0.048 as
 # a fraction), possibly grey levels 0-255 (0.019). We print ours as a fraction and as a
 # percentage; compare with care.
 

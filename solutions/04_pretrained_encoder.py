@@ -351,7 +351,7 @@ for p_t in (0.1, 0.5, 0.9, 0.99):
 # cross-entropy; a badly wrong one (p_t = 0.1) keeps most of its weight.
 #
 # Report 002 adds a **Jaccard loss**, `1 - soft IoU`, which rewards overlap directly. The
-# report does not say how it is computed. labkit's `"focal_jaccard"` loss (labkit's
+# syllabus does not say how it is computed. labkit's `"focal_jaccard"` loss (labkit's
 # choice) is exactly your focal loss plus a Jaccard term computed **per image** and
 # averaged over the two classes (background and infection). The Keras
 # `segmentation_models` library, whose loss names the report's match, differs by default: its

@@ -124,7 +124,7 @@ plt.show()
 # ## 2. The FV (feature variation) block
 #
 # The FV block takes a feature map `x` `(B, C, H, W)` and (the steps the syllabus gives,
-# with labkit's choices where report 004 is silent marked *labkit*):
+# with labkit's choices where the syllabus is silent on report 004 marked *labkit*):
 # 1. computes features `F = conv1x1(x)`;
 # 2. re-weights `F` in two ways, with gates between 0 and 1 (sigmoids):
 #    * a **channel gate**, computed from the average of each channel over the image.
@@ -220,7 +220,7 @@ plt.show()
 # merges them **progressively**, neighbouring scales first: (1, 2) are concatenated and
 # fused by a 1x1 conv, so are (4, 8), and then the two halves are concatenated and fused
 # by a final 1x1 conv back to C channels. In labkit every conv is followed by batch norm
-# and ReLU (`ConvBNReLU`): labkit's choice, which report 004 does not state.
+# and ReLU (`ConvBNReLU`): labkit's choice; the syllabus gives none for report 004.
 #
 # **Exercise 2.** The layers are given; write `forward`. Shapes: each branch
 # `(B, C/4, H, W)`; each merged pair `(B, C/2, H, W)`; the output `(B, C, H, W)`. It must
@@ -266,7 +266,7 @@ PASPP = lk.checks.check("06.PASPP", PASPP)
 # supervision** gives every coarser decoder level its own small head (a 1x1 conv to one
 # logit per pixel), upsampled to full size, and a loss of its own against the same mask.
 # Report 004 weights the losses **0.5 on the final output and 0.5 spread over the other
-# heads**; it does not say how, so labkit spreads it **evenly** (its choice). The extra heads only help training: in eval mode the model returns the
+# heads**; the syllabus does not say how, so labkit spreads it **evenly** (its choice). The extra heads only help training: in eval mode the model returns the
 # final output alone.
 #
 # **Exercise 3.** Write `deep_supervision_loss(outputs, target, base_loss, final_weight=0.5)`.
@@ -540,8 +540,8 @@ plt.show()
 # If the mask comes from the dataset's own annotation (the syllabus does not say where
 # report 004's came from), part of the answer (where the lungs
 # are, hence where infection can be) is handed to the network; in use it would have to come
-# from a lung model, whose errors would cut into the gain (lab 05 measures this). Report
-# 004 does not say how either run's settings were chosen: if they were tuned on the masked
+# from a lung model, whose errors would cut into the gain (lab 05 measures this). The
+# syllabus does not say how either run's settings were chosen: if they were tuned on the masked
 # setting, its main one, the unmasked model may simply have been trained less carefully;
 # and with one run each the gap also carries run-to-run noise.
 # ### END SOLUTION

@@ -406,7 +406,7 @@ for i, row in enumerate(rows):
     print(f"{row['subject']:<26} {shape:<12} {100 * row['dice']:7.2f} {100 * own:10.2f}")
 masked = mean_scores(rows)
 print("mean: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in masked.items()))
-# report 004 does not name its four test subjects, and labkit's test subjects are a seeded
+# the syllabus does not name report 004's four test subjects, and labkit's test subjects are a seeded
 # shuffle: its rows cannot be matched with ours, so they are listed apart
 print("report 004, its own four test subjects (real CT, not these): "
       + ", ".join(f"{d:.2f}" for d in REPORT_TABLE4)

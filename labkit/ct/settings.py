@@ -20,9 +20,13 @@ class CTSettings:
     batch_size: int = _R.batch_size  # report 004's numbers live in labkit.runs
     epochs: int = _R.epochs
     lr: float = _R.lr
-    base_width: int = _R.base_width  # not stated by report 004: the assumption there says why
+    base_width: int = (
+        _R.base_width
+    )  # not in the syllabus for report 004: the assumption there says why
     depth: int = 3
-    patches_per_volume: int = 40  # labkit's: report 004 does not say what an epoch is
+    patches_per_volume: int = (
+        40  # labkit's: the syllabus does not say what report 004 calls an epoch
+    )
     positive_share: float = POSITIVE_SHARE
     overlap: float = 0.5
     # keys of the ablation's rows (lab 07's ``labkit.runs.LABS["07"].ablation``, Tables 2-3)

@@ -108,7 +108,7 @@ LABS: dict[str, Lab] = {
     "02": Lab(
         runs=(Run("unet", "001.unet"),),
         models=("unet",),
-        practical={"base_width": (32, _WIDTH32 + " (report 001 does not state its width)")},
+        practical={"base_width": (32, _WIDTH32 + " (the syllabus gives no width for report 001)")},
         figures=(
             ReportFigure(
                 key="001.unet",
@@ -135,7 +135,7 @@ LABS: dict[str, Lab] = {
         },
         practical={
             "epochs": (25, f"25 epochs instead of 100 per model: two models must fit {_T4}"),
-            "base_width": (32, _WIDTH32 + " (report 000 does not state its width)"),
+            "base_width": (32, _WIDTH32 + " (the syllabus gives no width for report 000)"),
         },
         figures=(
             ReportFigure(

@@ -4,7 +4,7 @@ settings (``REPORT_SETTINGS``, the one home of those numbers) and the figures th
 Settings: labs and ``labkit train`` ask a run profile for a report's run by its key
 (``P.recipe("001.unet")``); the profile keeps the settings (``full``) or departs from them with
 a printed reason (``smoke``, ``practical``). Each entry says where its numbers come from and
-which ones the report does not state (``assumed``: labkit's choice, and why).
+which ones the syllabus does not give for it (``assumed``: labkit's choice, and why).
 
 Figures: all metrics are stored as fractions in [0, 1] (report 004's percentages divided by 100) so
 they sit beside labkit's own numbers; ``other`` keeps figures that are not Dice / IoU /
@@ -42,7 +42,7 @@ class ReportSettings:
         subset: ``"infection"`` (5,826 images) or ``"lung"`` (33,920).
         kwargs: further ``build_model`` arguments.
         stages: settings of a first training stage (the cascade's lung model).
-        assumed: settings the report does not state: labkit's value and why.
+        assumed: settings the syllabus does not give for the report: labkit's value and why.
     """
 
     key: str
@@ -70,9 +70,7 @@ class ReportSettings:
     assumed: dict[str, str] = field(default_factory=dict)
 
 
-_LAB02 = (
-    "not stated in report 000: lab 02's, which are report 001's (its width: labkit's assumption)"
-)
+_LAB02 = "not in the syllabus for report 000: lab 02's, which are report 001's (its width: labkit's assumption)"
 _REPORT003 = dict(
     source="report 003, stage 2 (syllabus, lab 05): 448 px, RGB + stage 1's lung mask "
     "(labkit train trains it on RGB alone: lab 05 runs the two stages), lr 1e-4, weight decay 1e-3, "
@@ -86,7 +84,7 @@ _REPORT003 = dict(
 _REPORT003_ASSUMED = {
     "optimizer": "AdamW: the syllabus says only 'weight decay' (labkit's assumption)",
     "batch_size": "32: stated for stage 1 only (labkit's assumption for stage 2)",
-    "dropout": "0.3 before the head: placement not stated (labkit's choice)",
+    "dropout": "0.3 before the head: the syllabus gives no placement (labkit's choice)",
 }
 REPORT_SETTINGS: dict[str, ReportSettings] = {
     s.key: s
@@ -103,7 +101,7 @@ REPORT_SETTINGS: dict[str, ReportSettings] = {
             base_width=64,
             source="report 001 (syllabus, lab 02): 256 px grey, 3-level U-Net, BCE, Adam "
             "lr 1e-4, 10 epochs, batch 16",
-            assumed={"base_width": "not stated: 64, the usual U-Net's first level"},
+            assumed={"base_width": "not in the syllabus: 64, the usual U-Net's first level"},
         ),
         ReportSettings(
             key="000.resunet",
@@ -192,7 +190,7 @@ REPORT_SETTINGS: dict[str, ReportSettings] = {
                 "size": "report 004 used CT patches of 128 x 128 x 8; 256 is "
                 "COVID-QU-Ex's X-ray size",
                 "batch_size": "report 004: 5 3-D patches; 16 2-D images here",
-                "base_width": "not stated: the U-Net's 64",
+                "base_width": "not in the syllabus: the U-Net's 64",
             },
         ),
         ReportSettings(
@@ -210,7 +208,7 @@ REPORT_SETTINGS: dict[str, ReportSettings] = {
             "(14/2/4), 3-D patches 128 x 128 x 8, 200 epochs, batch 5, Adam lr 1e-4, "
             "0.5 BCE + Dice",
             assumed={
-                "base_width": "not stated: 32, the first level of the 3-D U-Net (Cicek et "
+                "base_width": "not in the syllabus: 32, the first level of the 3-D U-Net (Cicek et "
                 "al. 2016); a 3-D model at the 2-D U-Net's 64 needs 4x the multiply-adds"
             },
         ),
