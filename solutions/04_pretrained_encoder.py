@@ -105,11 +105,11 @@ COVID = ("COVID-19",)  # report 002 trains and validates on COVID-19 images only
 # at the last epoch 0.68 / 0.58 / 0.71, validation Dice in eval mode only 0.07 / 0.15 /
 # 0.25; re-estimating the averages over the Train images with the *same* weights gave
 # 0.70 / 0.53 / 0.67. So the weights had learned; the averages were the problem. The
-# smoke profile sets 0.1, PyTorch's default and ResNet34's own. (How 0.1 was chosen: the
-# two momenta were compared only by test Dice, in an early session, the leak lab 02 warns
-# about, and not on Val since: benchmarks/RESULTS.md 3.5. The Val measurement above shows
-# 0.01's defect; it does not compare the two.) The `full` profile keeps the report's
-# settings.
+# smoke profile sets 0.1, PyTorch's default and ResNet34's own, for both encoders. (How
+# 0.1 was chosen: on the **validation** split, seeds 0-2, by the mean validation Dice of the
+# two encoders: 0.668 with 0.1, against 0.129 with 0.01; benchmarks/RESULTS.md 3.1,
+# session 9. An early session had first chosen it by test Dice, the leak lab 02 warns
+# about.) The `full` profile keeps the report's settings.
 #
 # **Chosen on Val.** The smoke settings above (10 epochs, batch 8, cosine decay) were
 # chosen on the **validation** split, seeds 0-2, by the mean validation Dice of the two
@@ -585,8 +585,8 @@ for label, result in results.items():
 # measured test Dice 0.736 / 0.740 / 0.738 for ResNet34 and 0.722 / 0.639 / 0.710 for
 # EfficientNet-B0 with seeds 0, 1 and 2 (benchmarks/RESULTS.md 3.1), well above the 0.264
 # of calling every lung pixel infected. Its settings (cosine decay, 10 epochs, batch 8)
-# were chosen on Val, then the test images scored them (B0's batch-norm momentum excepted:
-# chosen by test Dice in an early session, see the set-up note); still, three runs per encoder
+# were chosen on Val, as was the batch-norm momentum, then the test images scored them;
+# still, three runs per encoder
 # on 24 phantom test images are no evidence of which encoder is better. A second caution:
 # your seed-0 run can differ from that run's seed 0: each model here starts from the run's
 # seed as there, but that run used one CPU thread, and the thread count changes the order
