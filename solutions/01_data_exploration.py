@@ -375,12 +375,13 @@ print("infected pixels per image (channel 1):", target[:, 1].flatten(1).sum(1).t
 # epoch, so it cannot simply memorise the images. The mask must change **in exactly the
 # same way** as the image, or the labels no longer match the pixels.
 #
-# Report 002 says it uses "flips with reflective fill" (the syllabus). A flip moves every
+# The syllabus summarises report 002's augmentation as "flips with reflective fill" (its
+# wording, not necessarily the report's). A flip moves every
 # pixel to another place inside the image, so nothing needs filling. Shifting or rotating,
 # however, uncovers corners with no pixels; **reflective fill** fills them by mirroring the
 # image at its border instead of leaving black corners, which would be an artefact the
 # network could learn. So the report's phrase does not fit a flip alone: either it also
-# shifted or rotated, or the phrase is loose; the syllabus does not say which. labkit's
+# shifted or rotated, or the summary is loose; the syllabus does not say which. labkit's
 # `lk.data.Augment.flips()` uses random horizontal and vertical flips (labkit's choice; the
 # syllabus does not say which flips). A vertical flip gives an upside-down chest that no real
 # X-ray looks like; it is still used because infection texture looks the same either way,
@@ -488,7 +489,8 @@ row = S.record_result(
 # %% [markdown]
 # ## 11. Results
 #
-# Report 001's only figure for this step is its Table I (compared in section 2). The row
+# For this step the syllabus gives only report 001's split counts, its Table I (compared in
+# section 2). The row
 # below is our brightness rule, a rough floor for the networks of the next labs. It is a
 # **Val** figure: the networks are scored on **Test**, and against another floor there
 # (calling every lung pixel infected), so compare it with them only loosely.

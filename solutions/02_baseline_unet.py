@@ -33,8 +33,8 @@
 # convolution (`padding=1`), so the output has the input's size, the skips need no
 # cropping and every pixel of the 256 x 256 mask gets a prediction; and it puts a batch
 # norm after every convolution, which makes training far less sensitive to the learning
-# rate and the initial weights. Report 001 says neither whether it pads nor whether it
-# normalises.
+# rate and the initial weights. The syllabus says neither whether report 001 pads nor
+# whether it normalises.
 #
 # Report 001 uses 256 x 256 inputs and only **3** down/up steps (so the smallest map is
 # 32 x 32), two 3x3 convolutions + max-pool per level ("VGG-like"), and trains for 10
@@ -58,8 +58,8 @@ import labkit as lk
 S = lk.setup(lab="02", profile=PROFILE, data=DATA)
 P = S.profile
 # report 001: 256 x 256 px, 10 epochs, batch 16, Adam with learning rate 1e-4, BCE; 64
-# channels in the first level is labkit's assumption, the classic U-Net's (report 001 does
-# not state its width; labkit.runs.REPORT_SETTINGS["001.unet"] holds the numbers)
+# channels in the first level is labkit's assumption, the classic U-Net's (the syllabus
+# gives no width for report 001; labkit.runs.REPORT_SETTINGS["001.unet"] holds the numbers)
 R = P.recipe("001.unet")
 SIZE, EPOCHS, LR, LOSS, WIDTH, BATCH = R.size, R.epochs, R.lr, R.loss, R.base_width, R.batch_size
 print(R)
@@ -74,8 +74,8 @@ print(S.estimate())  # an ESTIMATE of this lab's training time on this device
 # not say whether it used the COVID-19 images only, nor how many parameters its network has;
 # labkit's at width 64 has 7.7 million, printed in section 2). The smoke profile's caps
 # alone (2 epochs of 48 images: 6 steps) barely move the weights at lr 1e-4: expect a
-# network that predicts "background" everywhere (test Dice 0 in an early session that
-# looked at test Dice; no setting is chosen that way now). So, in the smoke profile only
+# network that predicts "background" everywhere (validation Dice 0.000 with seeds 0, 1
+# and 2: `benchmarks/caps_only.py`, benchmarks/RESULTS.md 3.1). So, in the smoke profile only
 # (the list above says exactly what changes):
 # a network 16 channels wide instead of 64 (16 times cheaper per pixel), every Train image,
 # more epochs, a larger learning rate that decays to 0 over the run (cosine), and a **Dice
@@ -184,8 +184,8 @@ UNet3 = lk.checks.check("02.UNet3", UNet3)
 # %% [markdown]
 # The check built labkit's U-Net (`lk.models.build_model("unet")`), copied its weights into
 # yours and compared the outputs. Here is the size of the model at the width labkit
-# assumes for the report (64 channels in the first level, the classic U-Net's: report 001
-# does not state one) and at the width we train in this profile.
+# assumes for the report (64 channels in the first level, the classic U-Net's: the
+# syllabus gives none for report 001) and at the width we train in this profile.
 
 # %%
 print(lk.models.summary(UNet3(in_channels=1, classes=1, base_width=64)))
@@ -438,8 +438,8 @@ print(f"infected fraction of these images' pixels: {float(y_covid.mean()):.4f}")
 # ## 10. Results
 #
 # labkit's headline numbers are per-image means over the COVID-19 test images (images with
-# an empty true mask are left out of Dice/IoU: labkit's empty-mask policy). Report 001 gives
-# no Dice or IoU; its only figure is the "RMSE" of 0.0695, which is an MAE (probably over
+# an empty true mask are left out of Dice/IoU: labkit's empty-mask policy). The syllabus
+# gives no Dice or IoU for report 001; of its results it gives only the "RMSE" of 0.0695, which is an MAE (probably over
 # all test images, as a fraction of 1).
 
 # %%

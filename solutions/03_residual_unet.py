@@ -68,8 +68,8 @@ print(S.estimate())  # an ESTIMATE of this lab's training time on this device
 # steps) at a larger learning rate that decays to 0 over the run (cosine). Unlike lab 02 we
 # do **not** add a Dice term to the loss: this lab compares plain BCE with plain MSE. The
 # `full` profile keeps the report's settings. labkit uses lab 02's Adam 1e-4, batch 16 and
-# 64 channels in the first level where report 000 states none (its choice, not the
-# report's).
+# 64 channels in the first level where the syllabus gives none for report 000 (labkit's
+# choice, not the report's).
 #
 # **How these smoke settings were chosen** (benchmarks/RESULTS.md 3.1). The ones that were
 # compared with alternatives, on the **validation** split, over seeds 0-2, by the mean
@@ -79,8 +79,9 @@ print(S.estimate())  # an ESTIMATE of this lab's training time on this device
 # the 15 epochs, batch 8 and cosine decay (0.633, against 0.609 with a constant learning
 # rate, 0.381 with 10 epochs and 0.299 with batch 16; session 8). In that selection the
 # test images scored only the chosen setting. The width and the plain losses (no Dice
-# term) are not tuned: the lab compares the losses themselves. (An earlier session had chosen the epochs, batch and decay by
-# test Dice, the leak lab 02 teaches against; the same settings won on Val.)
+# term) are not tuned: the lab compares the losses themselves. (An earlier session had chosen the lr 1e-3 with its cosine
+# decay by test Dice, the leak lab 02 teaches against, benchmarks/RESULTS.md 3.6; on Val the
+# same settings won.)
 #
 # </details>
 

@@ -90,7 +90,8 @@ COVID = ("COVID-19",)  # report 002 trains and validates on COVID-19 images only
 # so both encoders start from **random** numbers. Its caps alone (2 epochs of 48 images in
 # batches of 16: 6 Adam steps) leave these U-Nets below the simplest guess, "every lung
 # pixel is infected" (test Dice 0.26 on the phantom data; they scored 0.00-0.11 in an
-# early session that looked at test Dice: no setting is chosen that way now). So, in
+# early session that looked at test Dice, benchmarks/RESULTS.md 3.6: no setting is chosen
+# that way now). So, in
 # the smoke profile only (the list above says exactly what changes): every COVID-19 Train
 # image, 10 epochs in batches of 8 (about 100 steps), and a learning rate that decays from
 # report 002's 1e-3 to 0 over the run (cosine), so that the last epochs settle. One more
@@ -491,8 +492,9 @@ runs[f"unet-efficientnet-b0 ({start})"] = (b0, train_model(b0))
 #
 # Every model is scored on the test split with labkit's `evaluate` (per-image means over
 # the COVID-19 test images; images with an empty true mask are left out of Dice and IoU
-# and counted as false-positive images when anything is predicted). Report 002 gives its
-# **best validation IoU** (0.77), not a test score, so we show our best validation IoU too.
+# and counted as false-positive images when anything is predicted). For report 002 the
+# syllabus gives its **best validation IoU** (0.77) and no test score, so we show our best
+# validation IoU too.
 # These are the weights of the last epoch.
 
 # %%

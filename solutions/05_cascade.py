@@ -89,7 +89,7 @@ AUGMENT = lk.data.Augment.report003()
 # batches of 16 at report 003's learning rate 1e-4: 6 small steps) left stage 2 and the
 # single-stage model below the simplest guess, "every lung pixel is infected" (test Dice
 # 0.26 on the phantom data; they scored 0.01-0.09 in an early session that looked at test
-# Dice; no setting is chosen that way now, and models that barely move from their random
+# Dice, benchmarks/RESULTS.md 3.6; no setting is chosen that way now, and models that barely move from their random
 # start need no split to show it). So, in the smoke profile only (the list
 # above says exactly what changes): every Train image of the infection subset (the lung
 # subset keeps 48 per split for stage 1: on Val all 153 made a better cascade, Dice 0.593
@@ -339,8 +339,8 @@ combined_loss = lk.checks.check("05.combined_loss", combined_loss)
 # predicted ones is a common simplification. Section 8 measures what stage 1's errors
 # cost at test time; what the train/test mismatch itself costs is Question 3.)
 # Stage 2 sees all three classes, so it also learns that most X-rays have no infection.
-# The report's regularisation: dropout 0.3 (labkit puts it before the head; the report does
-# not say where), weight decay 1e-3, gradients clipped to norm 1.0.
+# The report's regularisation: dropout 0.3 (labkit puts it before the head; the syllabus
+# does not say where), weight decay 1e-3, gradients clipped to norm 1.0.
 #
 # **Which epoch is "best" when healthy images are in the data.** Early stopping and
 # `restore_best` keep the epoch with the best validation score. labkit's default score,
@@ -559,8 +559,8 @@ plt.show()
 # the lung Val split that chose its epoch; report 003's lung figure is a validation one,
 # so the two are not measured alike. The infection models are scored on the COVID-19 test
 # images (per-image means; images with an empty
-# true mask are left out of Dice and IoU: labkit's empty-mask policy). Report 003 does not
-# say how it averages its Dice and IoU (per image or over all pixels pooled; with or
+# true mask are left out of Dice and IoU: labkit's empty-mask policy). The syllabus does
+# not say how report 003 averages its Dice and IoU (per image or over all pixels pooled; with or
 # without the healthy images, whose empty masks score 1 or 0 depending on the convention),
 # so its figures and ours need not measure the same thing even on the same data.
 
@@ -593,7 +593,7 @@ for name, history, figure in (
             metrics=summary[name]["per_class"].get("COVID-19", {}),
             train_seconds=history.train_seconds
             + (lung_history.train_seconds if name == "cascade" else 0.0),
-            report=figure or {"source": "report 003 has no such model"},
+            report=figure or {"source": "not one of report 003's models in the syllabus"},
             history=history,
             notes=f"{int(outside[name].sum())} FP pixels outside the lungs on {len(test)} test "
             f"images; {len(history)} of {INFECTION_EPOCHS} epoch(s) ({history.stopped_reason}), "
@@ -613,8 +613,10 @@ if lk.runs.cut_note(trainings):  # only when the safety limit cut a training
 
 # %% [markdown]
 # In the smoke profile (phantom data, 64 pixels, 14 epochs, random encoders) with seeds 0,
-# 1 and 2 (`benchmarks/select_smoke.py --labs 05`, one torch thread, the setting chosen on
-# Val; stage 1 and the cascade of seeds 1-2 from a script making the same calls, because
+# 1 and 2 (`benchmarks/select_smoke.py --labs 05`, one torch thread, the infection models'
+# settings chosen on Val; stage 1 on 48 lung images, kept for time although Val preferred
+# all 153, whose cascade scored 0.676 / 0.664 / 0.692 on Test; stage 1 and the cascade of
+# seeds 1-2 from a script making the same calls, because
 # that step of the selection script crashed: benchmarks/RESULTS.md 3.1): stage 1, lung Dice
 # 0.977 / 0.974 / 0.976 on the test images; test Dice 0.651 / 0.635 / 0.661 for the
 # cascade, 0.690 / 0.669 / 0.708 for stage 2 with the true lungs, and 0.674 / 0.703 /

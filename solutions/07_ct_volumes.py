@@ -85,7 +85,7 @@ if PHANTOM:
 # set up; click to open)</summary>
 #
 # The list above names each change and its reason. 3-D convolutions on 128 x 128 x 8
-# patches for 200 epochs take hours on a GPU; the smoke profile must run on a laptop CPU
+# patches for 200 epochs take hours on a GPU (an estimate: `labkit course plan`); the smoke profile must run on a laptop CPU
 # in a few minutes, so it trains narrow networks on small patches of small synthetic
 # volumes for about a hundred steps. Its numbers show that the pipeline works, not how
 # well report 004's model does.
@@ -291,7 +291,7 @@ ContrastGate3d = lk.checks.check("07.ContrastGate3d", ContrastGate3d)
 
 # %%
 def build(row="fv_paspp_ds"):
-    """Table 3's row as a 3-D network of this profile's width (same seed for every row)."""
+    """An ablation row (labkit's label: Table 3) as a 3-D network of this profile's width (same seed for every row)."""
     torch.manual_seed(S.seed)
     _, switches = ABLATION_ROWS[row]
     return lk.models.build_model("fvpaspp3d", base_width=C.base_width, depth=C.depth,
@@ -437,8 +437,8 @@ lk.widgets.slice_viewer(first.image[:x, :y, :z], truth=first.infection[:x, :y, :
 # %% [markdown]
 # ## 7. Table 5: lung-masked vs original input
 #
-# Report 004's main results use lung-masked volumes (everything outside the lungs set to
-# 0). On the original volumes the syllabus gives 50.74 Dice against 76.27 (for the full
+# Report 004's full-model Dice (76.27) is its lung-masked figure, so labkit infers that its
+# main results use lung-masked volumes (everything outside the lungs set to 0). On the original volumes the syllabus gives 50.74 Dice against 76.27 (for the full
 # model, we infer: the syllabus does not name the network). The syllabus gives only these two figures, not a reason. Our hypothesis: outside
 # the lungs there is tissue whose intensity resembles infection. The phantom volumes hold
 # such pockets on purpose, so on the phantom the hypothesis is built in, not tested. Here the lung masks are the dataset's
@@ -473,7 +473,7 @@ S.record_result(model="fvpaspp3d, original input (Table 5)", loss="0.5 BCE + Dic
                 phantom=PHANTOM, history=TRAININGS["fv_paspp_ds", False])  # fmt: skip
 
 # %% [markdown]
-# ## 8. The ablation in 3-D (report 004's Tables 2 and 3), reduced
+# ## 8. The ablation in 3-D (labkit's labels: Tables 2 and 3), reduced
 #
 # The `full` and `practical` profiles train all five rows; the smoke profile
 # trains two (the list at the top says which). Every row gets the same settings and seed,

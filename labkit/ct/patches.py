@@ -4,8 +4,8 @@ the patch size).
 Infection fills a small share of a CT, so patches drawn uniformly are mostly
 empty and a network learns to predict "nothing". :func:`sample_patch_starts` therefore
 draws a stated share of *positive* patches (each contains at least one infection voxel,
-placed at a random position inside the patch) and the rest uniformly. Report 004 does not
-state its share; labkit uses ``POSITIVE_SHARE = 0.5`` (nnU-Net uses 1/3).
+placed at a random position inside the patch) and the rest uniformly. The syllabus gives
+no share for report 004; labkit uses ``POSITIVE_SHARE = 0.5`` (nnU-Net uses 1/3).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Per-subject scores (report 004's Table 4): one Dice, IoU, sensitivity and precision per
+"""Per-subject scores (labkit's label: Table 4): one Dice, IoU, sensitivity and precision per
 CT volume, counted over all its voxels, then the mean over subjects.
 
 Empty-mask policy (labkit's, ``labkit.metrics``): a subject with no infection voxel has

@@ -154,9 +154,9 @@ class CombinedLoss(nn.Module):
 class FocalJaccardLoss(nn.Module):
     """Categorical focal + Jaccard loss for the 2-class softmax head (report 002).
 
-    The mask is one-hot encoded internally (background, infection). By default, as in
-    report 002's one-hot setup, the Jaccard term averages the background and infection
-    classes per image. Also accepts 1-channel logits (treated as z).
+    The mask is one-hot encoded internally (background, infection). By default the
+    Jaccard term averages the background and infection classes per image: labkit's choice
+    (the syllabus does not say how report 002 computes its Jaccard loss). Also accepts 1-channel logits (treated as z).
 
     Empty mask: focal background terms (-> 0 for confident empties) plus the Jaccard term
     0.5 * (P / (P + smooth) + P / (N + smooth)) for predicted area P in an N-pixel image

@@ -84,9 +84,10 @@ class Lab:
 _T4 = "a free Colab T4 (fp16 AMP) in about 20 min"
 _WIDTH32 = "base width 32 instead of 64: 4x fewer multiply-adds per pixel"
 # smp encoders from a random start (no ImageNet weights offline; their batch norms get
-# CLITraining's bn_momentum). Chosen on Val in session 8 (benchmarks/RESULTS.md 3.1; session
-# 5 had chosen them by test Dice): lab 04's epochs, batch and schedule; lab 05's epochs, lr
-# and batch (batch 16 on seeds 0-1). Lab 05's cosine decay follows lab 04's, not compared.
+# CLITraining's bn_momentum, compared on Val in session 9). Chosen on Val in session 8
+# (benchmarks/RESULTS.md 3.1; session 5 had chosen them by test Dice): lab 04's epochs,
+# batch and schedule; lab 05's epochs, lr and batch (batch 16 on seeds 0-1). Lab 05's
+# cosine decay follows lab 04's, not compared; its stage 1 keeps 48 lung images for time.
 _RANDOM_START = "smp encoder from a random start: batch 8 for twice the steps"
 
 # Lab 06's ablation, in labkit's reading of report 004 (the syllabus does not say which gate
@@ -115,7 +116,7 @@ LABS: dict[str, Lab] = {
                 source="report 001",
                 model="U-Net, 3 levels, BCE, 10 epochs",
                 other={"'RMSE' (really MAE)": "0.0695"},
-                note="trained on train+val and validated on test (a leak); no Dice/IoU reported",
+                note="trained on train+val and validated on test (a leak); the syllabus gives no Dice/IoU",
             ),
             PAPER,
         ),
@@ -124,8 +125,8 @@ LABS: dict[str, Lab] = {
         runs=tuple(Run(f"resunet {loss}", "000.resunet", loss=loss) for loss in ("bce", "mse")),
         models=("resunet",),
         smoke={
-            # all chosen on Val, seeds 0-2 (benchmarks/RESULTS.md 3.1): epochs, batch and
-            # cosine decay in session 8, the lr in sessions 6 and 9
+            # epochs, batch, cosine decay and lr chosen on Val, seeds 0-2 (benchmarks/RESULTS.md
+            # 3.1: sessions 8, and 6 and 9 for the lr); no Dice term by design
             "epochs": (15, "lab 03 compares plain losses: more epochs without the Dice term"),
             "dice_term": (False, "lab 03 compares plain losses: no Dice term"),
             "batch_size": (8, "twice the steps for the same work"),
@@ -268,8 +269,8 @@ LABS: dict[str, Lab] = {
         ablation=_ABLATION_06,
     ),  # fmt: skip
     "07": Lab(
-        # report 004 on CT: the ablation (Table 3 and, for the CE gate, Table 2), Table 5's
-        # other row, Table 4
+        # report 004 on CT: the ablation, the original-input row and the per-subject scores
+        # (labkit's labels Tables 2-5: the syllabus numbers no tables)
         figures=(
             *REPORT_004,
             ReportFigure(
@@ -287,7 +288,7 @@ LABS: dict[str, Lab] = {
                 note="model not named by the syllabus; inferred full model (mean 76.27 = its Dice)",
             ),
         ),
-        # The ablation's rows (report 004's Table 3, plus the CE-gate row of its Table 2):
+        # The ablation's rows (the syllabus's five results rows; labkit labels them Tables 2 and 3):
         # key -> (label, fvpaspp3d switches), as lab 06 builds them in 2-D: the PASPP and
         # deep-supervision rows sit on the SE gate, the better of the two FV rows.
         ablation={

@@ -15,10 +15,10 @@ fewer epochs each) apply: they live in the lab's entry, ``labkit.runs.labs.LABS`
 ``(value, reason)``; ``build_recipe`` turns the profile, the lab's changes and the report's
 settings into a :class:`Recipe`.
 
-Why smoke departs (phantom data, 64 px, 2 CPU cores; seen with lab 02's U-Net in an early
-session that looked at test Dice, not recorded in RESULTS.md): the caps alone (2 epochs of
-48 images at lr 1e-4) give a 7.7M-parameter U-Net 6 Adam steps, which left it predicting
-background everywhere (test Dice 0). So smoke trains a narrower net
+Why smoke departs (phantom data, 64 px, 2 CPU cores; lab 02's U-Net,
+``benchmarks/caps_only.py``, RESULTS.md 3.1): the caps alone (2 epochs of 48 images at lr
+1e-4) give a 7.7M-parameter U-Net 6 Adam steps, which leave it predicting background
+everywhere (validation Dice 0.000 with seeds 0-2). So smoke trains a narrower net
 (base width 16) on every Train image for 10 epochs at lr >= 3e-3 with a cosine decay (lab
 02's; labs 03-06 change epochs and lr, each change printed with its reason), and
 adds a Dice term to plain BCE (:class:`CLITraining` says why for each). A time limit stays

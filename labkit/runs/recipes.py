@@ -21,12 +21,13 @@ class CLITraining:
 
     * ``epochs`` / ``all_train_images``: 2 epochs of 48 images are 6 Adam steps; 10 epochs
       of all 153 phantom Train images are about 100. Val and Test keep ``max_images``.
-    * ``base_width``: 16 channels in the first level instead of 64 (labkit's assumption: no report states one): 16x fewer
+    * ``base_width``: 16 channels in the first level instead of 64 (labkit's assumption: the syllabus gives no width): 16x fewer
       multiply-adds per pixel (0.48M parameters instead of 7.7M). Pretrained encoders keep
       their width.
     * ``min_lr``: the reports' lr 1e-4 comes with runs of thousands of steps; 3e-3 moves
       the weights in ~100.
-    * ``dice_term``: infection is ~2.5 % of the pixels and plain BCE first learns
+    * ``dice_term``: infection is 2.5 % of the phantom's Train pixels at 64 px (4.9 % on its
+      COVID-19 images; measured in session 9 with ``load_split``) and plain BCE first learns
       "background everywhere" (a known failure on rare foreground; not measured here); report
       004's 0.5 BCE + Dice gets a gradient from the rare infected pixels at once.
     * ``scheduler``: ``"cosine"`` decays the lr to 0, so the last epochs settle; chosen on
@@ -34,8 +35,8 @@ class CLITraining:
       0.641 / 0.545 / 0.543 with a constant lr; benchmarks/RESULTS.md 3.4, session 6, with
       the code of that day).
     * ``bn_momentum`` (labs 04, 05): smp's EfficientNet encoders keep TensorFlow's batch-norm
-      momentum (0.01 in PyTorch's terms), so after a smoke run's ~100 steps from a random
-      start 37 % of the running statistics that eval mode uses is still the initial value
+      momentum (0.01 in PyTorch's terms), so after lab 04's ~100 smoke steps from a random
+      start 37 % of the running statistics (after lab 05's ~280, 6 %) that eval mode uses is still the initial value
       and the rest lags behind the network. Measured on Val (lab 04's B0, seeds 0-2):
       last-epoch train Dice 0.68 / 0.58 / 0.71, validation Dice in eval mode 0.07 / 0.15 /
       0.25, and 0.70 / 0.53 / 0.67 with the same weights once the statistics were
