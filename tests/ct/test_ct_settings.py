@@ -43,4 +43,4 @@ def test_the_full_profile_takes_report_004s_numbers_from_the_report_settings():
         r.batch_size, r.epochs, r.lr, r.base_width,
     )  # fmt: skip
     assert full.patch[0] == r.size  # the in-plane side of report 004's 128x128x8 patches
-    assert "base_width" in r.assumed  # not stated by the report: the assumption says why
+    assert "base_width" in r.assumed  # not in the syllabus for the report: the assumption says why
