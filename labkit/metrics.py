@@ -1,8 +1,9 @@
 """Segmentation metrics: per-image and pooled, with one stated empty-mask policy.
 
 The empty-mask policy (ARCHITECTURE.md). An image whose ground truth is empty (every
-Non-COVID and Normal image) has no infection to find, so its Dice, IoU and sensitivity are
-0/0. By default they are NaN and the image is **excluded** from per-image means, which
+Non-COVID and Normal image) has no infection to find: its sensitivity is 0/0, and its Dice
+and IoU are 0/0 for an empty prediction and 0 for any predicted pixel (they then measure a
+false alarm, not outlining). By default all three are NaN and the image is **excluded** from per-image means, which
 report how many images were scored and excluded. With an explicit ``empty_score`` (e.g. 1.0)
 an empty-truth image instead scores ``empty_score`` when the prediction is empty too and 0
 when any pixel is predicted.

@@ -179,8 +179,9 @@ for cls in CLASSES:
 # Every Non-COVID and Normal mask is all zeros. (Non-COVID images *do* show other lung
 # problems, but those are not labelled as COVID-19 infection.) Two consequences for later
 # labs:
-# * On an image with an empty true mask, Dice and IoU are 0/0: undefined. labkit scores
-#   such an image as "not applicable" and leaves it out of the Dice/IoU average (it says
+# * On an image with an empty true mask, Dice and IoU are 0/0 when nothing is predicted
+#   and 0 when anything is: they measure only a false alarm there, not outlining. labkit
+#   scores such an image as "not applicable" (its convention) and leaves it out of the Dice/IoU average (it says
 #   how many it left out). What *can* be measured there is whether the model wrongly
 #   predicts infection: the **false-positive image rate**.
 # * A model can look good on a pixel-error metric by predicting "no infection" everywhere.

@@ -260,15 +260,19 @@ plt.show()
 #
 # Both are 1 for a perfect prediction and 0 when nothing overlaps, and both ignore the
 # (many) pixels that are background in both masks. When the true mask is **empty** (every
-# Non-COVID and Normal image) there is nothing to find and both are 0/0: return
-# `float("nan")` ("not defined") in that case, whatever the prediction. labkit then leaves
-# such images out of the Dice/IoU average and reports false positives on them separately.
+# Non-COVID and Normal image) there is nothing to find: both are 0/0 if the prediction is
+# empty too, and 0 if anything is predicted, so on such an image they only say whether
+# the model raised a false alarm, not how well it outlines infection. labkit's convention:
+# return `float("nan")` ("not scored") in that case, whatever the prediction; labkit then
+# leaves such images out of the Dice/IoU average and reports false alarms on them
+# separately (the false-positive image rate).
 #
 # <details><summary><b>Sensitivity and precision</b> (the "sens." and "prec." columns of
 # every table from section 6 on; click to open)</summary>
 #
 # * **Sensitivity** (recall) = |P and T| / |T|: the share of the infected pixels that the
-#   model found. Not defined (NaN) when T is empty, like Dice.
+#   model found. 0/0 when T is empty, whatever the prediction: NaN, and left out like
+#   Dice.
 # * **Precision** = |P and T| / |P|: the share of the predicted pixels that are infected.
 #   When nothing is predicted (P empty) it is 0/0. labkit's rule: on an image **with**
 #   infection it scores 0 (the model missed everything, and its Dice is 0 too); on an

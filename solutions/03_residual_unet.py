@@ -143,15 +143,16 @@ print("DoubleConv(16, 16) has", sum(p.numel() for p in DoubleConv(16, 16).parame
 # %% [markdown]
 # ## 2. Exercise 2: the residual encoder
 #
-# Report 000 replaces the encoder levels of lab 02's U-Net by residual blocks and keeps
-# the decoder. The decoder and `forward` are written for you; write the four encoder
+# Report 000's encoder uses residual blocks and its decoder is unchanged (the syllabus);
+# labkit puts that encoder into lab 02's 3-level U-Net (labkit's choice of depth). The decoder and `forward` are written for you; write the four encoder
 # levels (with `w = base_width`): `enc1` from `in_channels` to `w`, `enc2` from `w` to `2w`,
 # `enc3` from `2w` to `4w`, and `bottleneck` from `4w` to `8w`, each a `ResidualBlock`.
 
 
 # %% tags=["exercise"] exercise="03.ResUNet3"
 class ResUNet3(nn.Module):
-    """U-Net with 3 down/up steps whose encoder levels are residual blocks (report 000)."""
+    """U-Net with 3 down/up steps whose encoder levels are residual blocks (report 000's
+    residual encoder in lab 02's U-Net)."""
 
     def __init__(self, in_channels=1, classes=1, base_width=64):
         super().__init__()

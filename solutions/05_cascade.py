@@ -2,7 +2,8 @@
 # # Lab 05: a lung -> infection cascade
 #
 # **Report 003.** Infection can only be inside the lungs, and lungs are much easier to
-# segment than infection. Report 003 therefore uses two networks in a row (a *cascade*):
+# segment than infection (labkit's reading of why; the syllabus gives no motive). Report 003
+# uses two networks in a row (a *cascade*):
 # stage 1 finds the lungs; stage 2 finds the infection, seeing the image **and** the lung
 # mask, and whatever it predicts outside the lungs is erased. We build both stages with
 # report 003's settings, measure what the lung constraint removes, and compare the cascade
@@ -43,7 +44,7 @@
 # noise (`lk.data.Augment.report003()`; the syllabus does not say which stage used it:
 # labkit uses it for both), and ImageNet-pretrained encoders.
 #
-# **labkit's assumptions, not stated by the report** (as the syllabus gives it): stage 2's
+# **labkit's assumptions, not in the syllabus's account of the report**: stage 2's
 # batch (labkit uses 32, as stage 1), the optimiser (labkit applies the weight decay with
 # AdamW), and where the dropout sits (labkit puts it before the head).
 #
@@ -308,7 +309,9 @@ print("identical:", torch.equal(batch.x, infection_input(rgb, batch.lung)))
 # * **BCE** over all pixels: `F.binary_cross_entropy_with_logits(z, y)`.
 # * **focal loss** with gamma 2 (lab 04): `lk.losses.focal_loss(z, y)`.
 #
-# `loss = 0.5 * Dice + 0.3 * BCE + 0.2 * focal`. Write `combined_loss(logits, target)`;
+# `loss = 0.5 * Dice + 0.3 * BCE + 0.2 * focal`. (The syllabus gives report 003's three
+# terms and weights; the per-image Dice with `+ 1` smoothing, the 1-channel logits and
+# gamma 2 are labkit's reading.) Write `combined_loss(logits, target)`;
 # return a tensor with one number, computed with torch operations on the logits (the check
 # compares its gradient with labkit's too). It is the loss stage 2 trains with below.
 
@@ -345,7 +348,7 @@ combined_loss = lk.checks.check("05.combined_loss", combined_loss)
 # **Which epoch is "best" when healthy images are in the data.** Early stopping and
 # `restore_best` keep the epoch with the best validation score. labkit's default score,
 # `val_dice`, is the mean Dice over the images *with* infection: a healthy image has an
-# empty true mask, no Dice, and is left out. That is right for reporting how well a model
+# empty true mask, and labkit's convention leaves it out of the Dice. That is right for reporting how well a model
 # outlines infection, but as a *selection* score it is blind to false alarms: the epoch it
 # picks may mark every healthy image as infected, and nothing in `val_dice` would show it.
 # So stage 2 is selected with `monitor="val_dice_all"`: the mean over **every** validation
@@ -613,8 +616,9 @@ if lk.runs.cut_note(trainings):  # only when the safety limit cut a training
 
 # %% [markdown]
 # In the smoke profile (phantom data, 64 pixels, 14 epochs, random encoders) with seeds 0,
-# 1 and 2 (`benchmarks/select_smoke.py --labs 05`, one torch thread, the infection models'
-# settings chosen on Val; stage 1 on 48 lung images, kept for time although Val preferred
+# 1 and 2 (`benchmarks/select_smoke.py --labs 05`, one torch thread, session 8: the
+# infection models' settings chosen on Val, their batch-norm momentum confirmed on Val in
+# session 9; stage 1 on 48 lung images, kept for time although Val preferred
 # all 153, whose cascade scored 0.676 / 0.664 / 0.692 on Test; stage 1 and the cascade of
 # seeds 1-2 from a script making the same calls, because
 # that step of the selection script crashed: benchmarks/RESULTS.md 3.1): stage 1, lung Dice

@@ -83,7 +83,7 @@ class PatchLoader:
         batch_size: patches per batch (report 004: 5).
         patches_per_volume: patches drawn from each volume per epoch.
         positive_share: share of patches with infection (see :func:`sample_patch_starts`).
-        lung_only: multiply the image by the lung mask (report 004's main setting).
+        lung_only: multiply the image by the lung mask (report 004's main setting, by labkit's inference).
         device: where batches go.
         seed: epoch ``e`` draws with seed ``seed + e``: reproducible, independent of time.
     """

@@ -43,7 +43,7 @@ class CTSettings:
         if not self.departures:
             return (
                 lines[0]
-                + "\n(report 004's settings where it states them; labkit's choices where it does not)"
+                + "\n(report 004's settings where the syllabus gives them; labkit's choices where it does not)"
             )
         lines.append("departures from report 004:")
         lines += [f"  {name}: {why}" for name, why in self.departures.items()]
@@ -78,7 +78,7 @@ _PRACTICAL = replace(
     lr=3e-4,
     departures={
         "epochs": "40 instead of 200: about 20 min of training on a Colab T4 (an ESTIMATE: labkit course plan)",
-        "base_width": "16 instead of 32: 3-D activations fit a T4's memory with batch 5",
+        "base_width": "16 instead of 32: 3-D activations fit a T4's memory with batch 5 (estimated)",
         "lr": "3e-4 instead of 1e-4: fewer epochs",
     },
 )

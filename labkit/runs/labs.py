@@ -81,7 +81,7 @@ class Lab:
         return {"smoke": self.smoke, "practical": self.practical}.get(profile, {})
 
 
-_T4 = "a free Colab T4 (fp16 AMP) in about 20 min"
+_T4 = "a free Colab T4 (fp16 AMP) in about 20 min (an estimate: labkit course plan)"
 _WIDTH32 = "base width 32 instead of 64: 4x fewer multiply-adds per pixel"
 # smp encoders from a random start (no ImageNet weights offline; their batch norms get
 # CLITraining's bn_momentum, compared on Val in session 9). Chosen on Val in session 8

@@ -5,7 +5,8 @@
   seed and thread count give the same epochs and metrics on a quiet or a busy machine.
 * ``practical`` — the real COVID-QU-Ex data, sized per lab so that a lab's training fits a
   free Colab T4 (fp16 AMP) in about 20 minutes (``labkit course plan`` estimates it).
-* ``full`` — the reports' settings (``labkit.runs.REPORT_SETTINGS``), unchanged.
+* ``full`` — the reports' settings as the syllabus gives them
+  (``labkit.runs.REPORT_SETTINGS``), plus labkit's stated assumptions where it gives none.
 
 A lab asks its profile for a report's run by key: ``R = P.recipe("001.unet")`` gives the
 epochs, lr, loss, width, batch, image size and Train images to use, with every departure
@@ -188,7 +189,7 @@ PROFILES: dict[str, Profile] = {
     "practical": Profile(
         name="practical",
         description="the real data, sized so that each lab's training fits a free Colab T4 in "
-        "about 20 min",
+        "about 20 min (labkit course plan's estimate, not measured on a T4)",
         image_size=None,
         max_epochs=None,
         max_images=None,
@@ -318,8 +319,9 @@ def _smoke_departures(
         depart("lr", cli.lr(lr), f"lr {cli.lr(lr):g} instead of {theirs('lr', lr)}: few steps")
     if cli.scheduler is not None:
         depart("scheduler", cli.scheduler,
-               f"{cli.scheduler} lr decay instead of a constant lr (the reports state no "
-               "schedule): the last epochs settle instead of jumping about at a large lr")  # fmt: skip
+               f"{cli.scheduler} lr decay instead of a constant lr (labkit's assumption for the "
+               "report: the syllabus gives no schedule): the last epochs settle instead of "
+               "jumping about at a large lr")  # fmt: skip
     if cli.bn_momentum is not None and base_width is None:  # a pretrained encoder's
         depart("bn_momentum", cli.bn_momentum,
                f"batch-norm momentum {cli.bn_momentum:g} (PyTorch's default, ResNet34's) "

@@ -24,10 +24,10 @@ class CLITraining:
     * ``base_width``: 16 channels in the first level instead of 64 (labkit's assumption: the syllabus gives no width): 16x fewer
       multiply-adds per pixel (0.48M parameters instead of 7.7M). Pretrained encoders keep
       their width.
-    * ``min_lr``: the reports' lr 1e-4 comes with runs of thousands of steps; 3e-3 moves
-      the weights in ~100.
+    * ``min_lr``: reports 001, 003 and 004 train at lr 1e-4 (002 at 1e-3; the syllabus gives
+      none for 000), with runs of thousands of steps; 3e-3 moves the weights in ~100.
     * ``dice_term``: infection is 2.5 % of the phantom's Train pixels at 64 px (4.9 % on its
-      COVID-19 images; measured in session 9 with ``load_split``) and plain BCE first learns
+      COVID-19 images; ``benchmarks/caps_only.py``, RESULTS.md 3.1) and plain BCE first learns
       "background everywhere" (a known failure on rare foreground; not measured here); report
       004's 0.5 BCE + Dice gets a gradient from the rare infected pixels at once.
     * ``scheduler``: ``"cosine"`` decays the lr to 0, so the last epochs settle; chosen on
@@ -51,7 +51,7 @@ class CLITraining:
         base_width: first-level channels of the from-scratch U-Nets (labkit assumes 64 for the reports).
         min_lr: learning-rate floor: ``max(report, min_lr)``.
         dice_term: train ``bce_dice`` (0.5 BCE + Dice) where the report trains ``bce``.
-        scheduler: ``TrainConfig.scheduler`` (``None``: a constant lr; the reports state no schedule).
+        scheduler: ``TrainConfig.scheduler`` (``None``: a constant lr, labkit's assumption; the syllabus gives no schedule).
         batch_size: images per batch; ``None`` keeps the report's (capped by the profile).
         bn_momentum: batch-norm momentum for models with a pretrained encoder (the recipe's
             ``bn_momentum``), or ``None`` to keep the encoder's own.
@@ -136,7 +136,7 @@ class Recipe:
         train_images: Train images to load (``None`` = all of them).
         time_budget_min: the safety limit in minutes (``None``: none), far above the
             expected time; ``warn_if_stopped`` says when it stopped a run.
-        scheduler: ``TrainConfig.scheduler`` (``None``: a constant lr; the reports state none).
+        scheduler: ``TrainConfig.scheduler`` (``None``: a constant lr; the syllabus gives none).
         bn_momentum: set every batch norm's momentum to this before training
             (``labkit.models.set_batch_norm_momentum``), or ``None``: keep the model's.
         profile: the profile's name.

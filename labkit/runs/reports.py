@@ -116,7 +116,7 @@ REPORT_SETTINGS: dict[str, ReportSettings] = {
             base_width=64,
             source="report 000 (syllabus, lab 03): 256 px grey in [0, 1], COVID-19 images "
             "only, 100 epochs with BCE (and again with MSE)",
-            assumed={"lr": _LAB02, "batch_size": _LAB02, "base_width": _LAB02},
+            assumed={"lr": _LAB02, "batch_size": _LAB02, "base_width": _LAB02, "optimizer": _LAB02},
         ),
         ReportSettings(
             key="002.resnet34",
@@ -166,11 +166,7 @@ REPORT_SETTINGS: dict[str, ReportSettings] = {
                     loss="dice_bce", epochs=15, patience=5, weight_decay=1e-4, subset="lung"
                 )
             },
-            assumed={
-                **_REPORT003_ASSUMED,
-                "lung stage": "report 003's stage 1: 0.7 Dice + 0.3 BCE, up to 15 "
-                "epochs, patience 5, weight decay 1e-4, on all 33,920 lung images",
-            },
+            assumed=_REPORT003_ASSUMED,  # stage 1's own settings (the syllabus's): stages
         ),
         ReportSettings(
             key="004.fvpaspp",
@@ -185,7 +181,7 @@ REPORT_SETTINGS: dict[str, ReportSettings] = {
             lung_only=True,
             base_width=64,
             source="report 004 (syllabus, lab 06): FV + PASPP + deep supervision, 0.5 BCE + "
-            "Dice, Adam lr 1e-4, 200 epochs, lung-masked input",
+            "Dice, Adam lr 1e-4, 200 epochs, lung-masked input (labkit's inference)",
             assumed={
                 "size": "report 004 used CT patches of 128 x 128 x 8; 256 is "
                 "COVID-QU-Ex's X-ray size",

@@ -74,7 +74,10 @@ def test_a_labs_own_smoke_changes_come_from_the_table():
     r03 = get_profile("smoke").for_lab("03").recipe("000.resunet")
     assert (r03.loss, r03.epochs, r03.batch_size) == ("bce", 15, 8) and "loss" not in r03.departures
     # report 000 states no lr: the departure names whose 1e-4 it replaces, not "the report's"
-    assert r03.lr == 1e-3 and "lr 0.001 instead of 0.0001 (not in the syllabus for report 000" in str(r03)
+    assert (
+        r03.lr == 1e-3
+        and "lr 0.001 instead of 0.0001 (not in the syllabus for report 000" in str(r03)
+    )
     assert "the report's" not in r03.departures["lr"]
     # the epochs line tells the report's epochs from the profile's cap
     assert "15 epochs (instead of the report's 100), not the smoke profile's cap of 2" in str(r03)
