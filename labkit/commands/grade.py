@@ -6,6 +6,8 @@ import argparse
 import sys
 import time
 
+from labkit.commands.args import check_data_path
+
 EPILOG = """\
 SUBMISSIONS is a folder of .ipynb files, one per student; the student id is the file name
 (letters, digits, '.', '_' and '-' kept). With --per-student-folders it holds one folder per
@@ -225,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
             "`labkit grade secret FILE`)"
         )
 
+    check_data_path(args.data)  # a wrong folder fails now, not in every notebook
     options = Options(
         source=Path(args.source),
         hidden_dirs=tuple(Path(h) for h in args.hidden),
