@@ -18,7 +18,7 @@ from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import default
 
-from labkit.course.build import PARAMETERS_TAG
+from labkit.course.build import PARAMETERS_TAG, section_above
 
 KERNEL_NAME = "python3"
 
@@ -111,15 +111,7 @@ def execute_notebook(
 def describe_cell(nb: nbformat.NotebookNode, index: int) -> str:
     """``cell 12 (section "5. Train the U-Net")``: a cell as a reader finds it (the nearest
     markdown heading above it; cells counted from 1 at the top, as Jupyter's order)."""
-    heading = ""
-    for cell in reversed(nb.cells[: max(index, 0)]):
-        if cell.cell_type == "markdown":
-            found = [
-                ln.lstrip("#").strip() for ln in cell.source.splitlines() if ln.startswith("#")
-            ]
-            if found:
-                heading = found[-1]
-                break
+    heading = section_above(nb, index)
     where = f"cell {index + 1}"
     return f'{where} (section "{heading}")' if heading else where
 

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from labkit.course.build import exercise_cells
 from labkit.data.locate import ensure_phantom
-from labkit.grade.judge import ExerciseResult, LabSpec, prepare_lab
+from labkit.grade.judge import LabSpec, prepare_lab
 from labkit.grade.manual import answers_of, read_marks, write_marks_template
 from labkit.grade.report import run_place, write_feedback, write_gradebook, write_logs
 from labkit.grade.run import execute, run_hidden_tests
@@ -44,19 +44,14 @@ def grade_student(
     nb, problem = read_notebook(sub, lab.lab)
     cells = exercise_cells(nb) if nb is not None else {}
     if nb is not None and not any(s.exercise.id in cells for s in lab.specs):
-        ids = ", ".join(s.exercise.id for s in lab.specs)
+        ids = "; ".join(f"{s.exercise.title} ({s.exercise.id})" for s in lab.specs)
         problem = (
             f"none of lab {lab.lab}'s exercise cells ({ids}) is in this notebook; was the "
             "wrong notebook submitted, or were the exercise cells replaced?"
         )
     if problem:
         result.detail = problem
-        result.exercises = [
-            ExerciseResult(
-                s.exercise.id, s.exercise.title, float(s.exercise.points), "missing", problem
-            )
-            for s in lab.specs
-        ]
+        result.exercises = [s.result("missing", problem) for s in lab.specs]
         return result
     result.answers = answers_of(nb, lab.questions)
     ws = Workspace(root, sub.student, lab, options, sandbox)
@@ -210,13 +205,6 @@ def _safe_grade(
         result.sandbox = "bwrap" if sandbox else "none"
         result.detail = f"labkit grade failed on this submission: {type(err).__name__}: {err}"[:300]
         result.exercises = [
-            ExerciseResult(
-                s.exercise.id,
-                s.exercise.title,
-                float(s.exercise.points),
-                "crashed",
-                "the grader failed; ask your instructor",
-            )
-            for s in lab.specs
+            s.result("crashed", "the grader failed; ask your instructor") for s in lab.specs
         ]
         return result

@@ -296,6 +296,7 @@ def execute(job: dict) -> None:
     import nbformat
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
+    from labkit.course.build import section_above
     from labkit.course.kernel import capped_client, traceback_tail
 
     start = time.monotonic()
@@ -329,7 +330,7 @@ def execute(job: dict) -> None:
     if last >= 0:
         first_line = next((ln for ln in nb.cells[last].source.splitlines() if ln.strip()), "")
         result["cell_source"] = first_line.strip()[:80]
-        result["section"] = _section_of(nb, last)
+        result["section"] = section_above(nb, last)
         last -= sum(i < last for i in injected)
     result["cell"] = last
     result["cells"] = sum(c.cell_type == "code" for c in nb.cells) - len(injected)
@@ -337,16 +338,6 @@ def execute(job: dict) -> None:
     result["output_truncated"] = client.dropped > 0
     kill_descendants()
     print(f"{job['nonce']} {json.dumps(result)}", flush=True)
-
-
-def _section_of(nb: Any, index: int) -> str:
-    """The last Markdown heading above cell ``index`` (what a student sees in Jupyter)."""
-    for cell in reversed(nb.cells[:index]):
-        if cell.cell_type == "markdown":
-            for line in reversed(cell.source.splitlines()):
-                if line.lstrip().startswith("#"):
-                    return line.lstrip("# ").strip()[:120]
-    return ""
 
 
 if __name__ == "__main__":  # pragma: no cover
