@@ -12,6 +12,7 @@ EPILOG = """\
 SUBMISSIONS is a folder of .ipynb files, one per student; the student id is the file name
 (letters, digits, '.', '_' and '-' kept). With --per-student-folders it holds one folder per
 student (the folder name is the id) with that student's notebook inside.
+An id ending in '~' and 8 hex digits comes from a name with other characters: the digits start the SHA-256 of the name without .ipynb (`printf %s 'Ana María' | sha256sum` starts 8358ed27: Ana_Maria~8358ed27); its feedback page names the notebook file.
 
 Students' code runs in a bubblewrap sandbox (no network, no view of your files, nothing
 left running); without bubblewrap it runs with weaker isolation and a loud warning.

@@ -25,7 +25,7 @@ from labkit import __version__
 from labkit.grade.judge import ExerciseResult, LabSpec
 from labkit.grade.report import write_feedback, write_gradebook
 from labkit.grade.secret import sign, signature_ok
-from labkit.grade.submissions import StudentResult, Submission, student_id
+from labkit.grade.submissions import StudentResult, Submission, is_student_id
 from labkit.grade.wire import read_regular_file
 
 RECORD = "shard.json"
@@ -92,7 +92,7 @@ def _result(data: dict, maxima: dict[str, float], where: Path) -> StudentResult:
     """A result from a shard record, checked as ``grade`` would have made it."""
     exercises = [ExerciseResult(**e) for e in data.pop("exercises")]
     result = StudentResult(**data, exercises=exercises)
-    if not isinstance(result.student, str) or student_id(result.student) != result.student:
+    if not is_student_id(result.student):
         raise ValueError(f"{where}: {result.student!r} is not a student id `grade` makes")
     if [e.id for e in exercises] != list(maxima):
         raise ValueError(f"{where}: {result.student}'s exercises are not the lab's")
