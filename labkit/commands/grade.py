@@ -20,7 +20,7 @@ left running); without bubblewrap it runs with weaker isolation and a loud warni
 Writes OUT/gradebook.csv (student, lab, one column per exercise, score, max_score, status,
 sandbox, seconds, detail) and OUT/feedback/<student>.md (rewritten on every run: use one OUT per lab).
 Status: ok, error (a cell raised), timeout, invalid (not JSON, not a notebook, another lab,
-no exercise cells), not-run (--no-run). Exercises are graded from their own cells with hidden
+no exercise cells), not-run (--no-run, for a notebook never run into OUT). Exercises are graded from their own cells with hidden
 tests in fresh processes; marks never depend on what a notebook prints or stores.
 
 Hidden inputs come from a secret: a fresh one per run, or --secret FILE, made once with
@@ -120,13 +120,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-run",
         action="store_true",
-        help="only the hidden tests: do not execute the notebooks (status 'not-run')",
+        help="only the hidden tests: do not execute the notebooks (status 'not-run'; a "
+        "notebook run before into OUT keeps its status)",
     )
     _add_sandbox(p)
     p.add_argument(
         "--manual",
         metavar="CSV",
-        help="merge hand-given marks for the written answers (OUT/manual_marks.csv, filled in)",
+        help="merge hand-given marks for the written answers (OUT/manual_marks.csv, filled "
+        "in); submissions graded before into OUT are not run again, only their marks change",
     )
     p.add_argument(
         "--shard",
