@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from labkit.course.build import exercise_cells
+from labkit.course.kernel import remove_dead_folders
 from labkit.data.locate import ensure_phantom
 from labkit.grade.judge import LabSpec, prepare_lab
 from labkit.grade.manual import answers_of, apply_marks, read_marks, write_marks_template
@@ -173,7 +175,8 @@ def _grade_all(
         prepared.phantom_root = ensure_phantom(
             get_profile(options.profile).phantom_n, progress=options.progress
         )
-    root = Path(tempfile.mkdtemp(prefix="labkit-grade-"))
+    remove_dead_folders(GRADE_FOLDER_PREFIX, remove_tree)  # of gradings killed outright
+    root = Path(tempfile.mkdtemp(prefix=f"{GRADE_FOLDER_PREFIX}{os.getpid()}-"))
     results: list[StudentResult] = []
     bar = tqdm(
         total=len(subs),
@@ -221,6 +224,7 @@ def _write_outputs(
         write_record(out, lab, options.shard, results, settings, lab.secret)
 
 
+GRADE_FOLDER_PREFIX = "labkit-grade-"  # + the grader's process id: its working folder
 REFERENCE_FACTOR = 3.0  # a notebook may take this many times the reference's time ...
 REFERENCE_MARGIN = 60.0  # ... plus this many seconds (kernel start, a busy machine)
 

@@ -297,7 +297,7 @@ def execute(job: dict) -> None:
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     from labkit.course.build import section_above
-    from labkit.course.kernel import capped_client, traceback_tail
+    from labkit.course.kernel import capped_client, kernel_files, traceback_tail
 
     start = time.monotonic()
     deadline = start + job["timeout"]
@@ -309,21 +309,26 @@ def execute(job: dict) -> None:
     def on_kernel(pgid: int) -> None:  # for a grader without the sandbox: kill it if we hang
         print(f"{job['nonce']} kernel {int(pgid)}", flush=True)
 
-    client = capped_client(nb, deadline, job["max_output_bytes"], job["cwd"], on_kernel)
-    try:
-        client.execute(env=job["kernel_env"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    except CellTimeoutError:
-        result = {"status": "timeout", "error": f"stopped after {job['timeout']:g} s"}
-    except CellExecutionError as err:
-        result = {
-            "status": "error",
-            "error": f"{err.ename}: {err.evalue}"[:MAX_TEXT],
-            "traceback": traceback_tail(err.traceback),
-        }
-    except DeadKernelError as err:
-        result = {"status": "error", "error": f"the kernel died ({err})"[:MAX_TEXT]}
-    except Exception as err:  # noqa: BLE001 (kernel failed to start, ...)
-        result = {"status": "error", "error": f"{type(err).__name__}: {err}"[:MAX_TEXT]}
+    with kernel_files() as manager:  # connection files in a folder removed at the end
+        client = capped_client(
+            nb, deadline, job["max_output_bytes"], job["cwd"], on_kernel, manager
+        )
+        try:
+            client.execute(
+                env=job["kernel_env"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        except CellTimeoutError:
+            result = {"status": "timeout", "error": f"stopped after {job['timeout']:g} s"}
+        except CellExecutionError as err:
+            result = {
+                "status": "error",
+                "error": f"{err.ename}: {err.evalue}"[:MAX_TEXT],
+                "traceback": traceback_tail(err.traceback),
+            }
+        except DeadKernelError as err:
+            result = {"status": "error", "error": f"the kernel died ({err})"[:MAX_TEXT]}
+        except Exception as err:  # noqa: BLE001 (kernel failed to start, ...)
+            result = {"status": "error", "error": f"{type(err).__name__}: {err}"[:MAX_TEXT]}
     # Cell numbers as the student sees them: without the injected parameters cell.
     injected = [i for i, c in enumerate(nb.cells) if c.get("id") == "injected-parameters"]
     last = client.last_cell
