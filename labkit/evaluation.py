@@ -23,7 +23,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from labkit.data.cache import SegData, load_split
 from labkit.data.layout import SPLITS
@@ -31,6 +30,7 @@ from labkit.data.loader import BatchLoader
 from labkit.data.locate import resolve_data
 from labkit.device import amp_dtype, autocast, pick_device
 from labkit.metrics import SCORES, MetricAccumulator, nanmean, probabilities
+from labkit.progress import batch_bar, drawn_when_closed
 from labkit.runs import get_profile
 
 COVID = "COVID-19"
@@ -239,22 +239,24 @@ def evaluate(
     if keep_predictions:
         probs = torch.zeros(seg.images.shape, dtype=torch.float16)  # (N, 1, H, W) data order
         targets = torch.zeros(seg.images.shape, dtype=torch.uint8)
-    for batch in tqdm(loader, desc=f"evaluate {split}", leave=False, disable=not progress):
-        idx = batch.index.tolist()
-        with autocast(dev, dtype):
-            out = model(batch.x.to(dev))  # (B, 1|2, H, W) logits
-        p = probabilities(out).float()  # (B, 1, H, W) infection probability
-        acc.update(
-            p,
-            batch.y.to(dev),
-            classes=[seg.classes[i] for i in idx],
-            names=[seg.names[i] for i in idx],
-            from_logits=False,
-        )
-        order += idx
-        if keep_predictions:
-            probs[batch.index] = p.cpu().half()
-            targets[batch.index] = batch.y.cpu().to(torch.uint8)
+    with drawn_when_closed(batch_bar(loader, f"evaluate {split}", progress)) as bar:
+        for batch in loader:
+            idx = batch.index.tolist()
+            with autocast(dev, dtype):
+                out = model(batch.x.to(dev))  # (B, 1|2, H, W) logits
+            p = probabilities(out).float()  # (B, 1, H, W) infection probability
+            acc.update(
+                p,
+                batch.y.to(dev),
+                classes=[seg.classes[i] for i in idx],
+                names=[seg.names[i] for i in idx],
+                from_logits=False,
+            )
+            order += idx
+            if keep_predictions:
+                probs[batch.index] = p.cpu().half()
+                targets[batch.index] = batch.y.cpu().to(torch.uint8)
+            bar.update()
     model.train(was_training)
     rows = acc.to_rows()
     for row, i in zip(rows, order):

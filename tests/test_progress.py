@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.progress import end_bar
+from labkit.progress import drawn_when_closed, end_bar
 
 
 def _notebook_bar(total: int):
@@ -55,3 +55,29 @@ def test_a_disabled_bar_is_just_closed():
 
     bar = tqdm(total=5, disable=True)
     end_bar(bar, "anything", success=True)  # no error, nothing shown
+
+
+def _batch_bar(total: int):
+    pytest.importorskip("ipywidgets")
+    from tqdm.notebook import tqdm
+
+    return tqdm(total=total, desc="val", leave=False)  # as labkit.progress.batch_bar
+
+
+def test_a_batch_bar_is_drawn_at_its_end_before_it_closes():
+    bar = _batch_bar(3)
+    with drawn_when_closed(bar):
+        for _ in range(3):
+            bar.update()  # faster than tqdm's mininterval: the last states are not drawn
+    right = bar.container.children[2].value.replace("\u2007", " ")
+    assert right.strip().startswith("3/3"), right
+
+
+def test_a_batch_bar_stopped_by_an_error_shows_where_in_red():
+    bar = _batch_bar(3)
+    with pytest.raises(ValueError), drawn_when_closed(bar):
+        bar.update(2)
+        raise ValueError("the model output NaN")
+    label, progress = _widget(bar)
+    right = bar.container.children[2].value.replace("\u2007", " ")
+    assert progress.bar_style == "danger" and right.strip().startswith("2/3"), right

@@ -17,6 +17,8 @@ threads are arguments, so a seed sweep is one command (the notebooks are not nee
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 from collections.abc import Callable
 from typing import Any
@@ -116,12 +118,13 @@ def train_run(
     )  # fmt: skip
     augment = {"flips": Augment.flips(), "report003": Augment.report003()}.get(s.augment)
     t0 = time.perf_counter()
-    history = fit(
-        model,
-        BatchLoader(train, batch, shuffle=True, augment=augment, **common),
-        BatchLoader(val, batch, shuffle=False, **common),
-        config,
-    )
+    with contextlib.redirect_stdout(io.StringIO()):  # fit's epoch lines: the bench logs its own
+        history = fit(
+            model,
+            BatchLoader(train, batch, shuffle=True, augment=augment, **common),
+            BatchLoader(val, batch, shuffle=False, **common),
+            config,
+        )
     seconds = time.perf_counter() - t0
     # the validation score of the model the notebook keeps: what settings are chosen by
     kept = history.best_metric if config.restore_best else getattr(history, config.monitor)[-1]

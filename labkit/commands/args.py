@@ -66,3 +66,32 @@ def course_root() -> Path:
         if (folder / "solutions").is_dir():
             return Path(os.path.relpath(folder))
     return Path(".")
+
+
+def data_root(value: str | None, phantom_n: int, progress: bool = True) -> Path:
+    """``--data``'s dataset root (``labkit.data.resolve_data``: the phantom is made if needed).
+
+    Raises:
+        CommandError: the folder holds no COVID-QU-Ex data, as one line naming ``--data``
+            (or ``$LABKIT_DATA`` when the path came from there) and what was expected.
+    """
+    from labkit.data.locate import resolve_data  # here: `labkit --help` stays light
+
+    try:
+        return resolve_data(value, phantom_n, progress=progress)
+    except FileNotFoundError as err:
+        where = "--data: " if value is not None else ""  # $LABKIT_DATA's message names it
+        raise CommandError(where + " ".join(str(err).split())) from None
+
+
+def check_data_path(value: str | None) -> None:
+    """Refuse a ``--data`` path that holds no COVID-QU-Ex data before any work starts (for
+    commands that hand ``--data`` on to notebooks); ``None`` and ``phantom`` pass.
+
+    Raises:
+        CommandError: as ``data_root``.
+    """
+    from labkit.data.locate import PHANTOM, locate_data
+
+    if value is not None and locate_data(value)[0] != PHANTOM:
+        data_root(value, phantom_n=1, progress=False)  # a path: checked, nothing generated

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from labkit.commands.args import non_negative_int, positive_int
+from labkit.commands.args import check_data_path, non_negative_int, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--device: expected cpu or cuda, got {args.device!r}")
     if args.out is not None and args.out.suffix != ".json":
         raise ValueError(f"--out: expected a .json file name, got {str(args.out)!r}")
+    check_data_path(args.data)
     settings = settings_from_args(args)
     command = "labkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     results = run_bench(settings, args.device, args.data, not args.quiet, command)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from labkit.commands.args import course_root, lab_list, positive_float
+from labkit.commands.args import check_data_path, course_root, lab_list, positive_float
 
 _SOURCE_HELP = (
     "folder of NN_name.py lab sources (default: solutions/ in the course's root, found from "
@@ -87,6 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from labkit.course.runner import run_course
 
+    check_data_path(args.data)  # a wrong folder fails now, not in every lab
     labs = args.labs
     runs = run_course(
         source=args.source or course_root() / "solutions",

@@ -118,6 +118,7 @@ def run_phantom(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from labkit.data.cache import rebuild_command
     from labkit.data.check import check_dataset
     from labkit.data.explore import counts_table
 
@@ -141,6 +142,8 @@ def run_check(args: argparse.Namespace) -> int:
     print(
         f"{report.root}: {verdict}: {len(report.errors)} error(s), {len(report.warnings)} warning(s)"
     )
+    if not report.ok and (command := rebuild_command(report.root)):
+        print(f"this is labkit's generated phantom data: rebuild it with `{command}`")
     return 0 if report.ok else 1
 
 

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from labkit.commands.args import CommandError, fraction, positive_int
+from labkit.commands.args import CommandError, data_root, fraction, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -101,7 +101,7 @@ def metrics_record(
 
 
 def run(args: argparse.Namespace) -> int:
-    from labkit.data import load_split, resolve_data
+    from labkit.data import load_split
     from labkit.evaluation import evaluate
     from labkit.runs import get_profile
     from labkit.train.checkpoint import load_model
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(
             f"{args.checkpoint} was trained on {trained['target']!r} masks; evaluate scores infection"
         )
-    root = resolve_data(args.data, profile.phantom_n, progress=progress)
+    root = data_root(args.data, profile.phantom_n, progress=progress)
     split = {"train": "Train", "val": "Val", "test": "Test"}.get(args.split.lower())
     if split is None:
         raise CommandError(f"--split must be train, val or test, got {args.split!r}")

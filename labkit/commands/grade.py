@@ -6,10 +6,13 @@ import argparse
 import sys
 import time
 
+from labkit.commands.args import check_data_path
+
 EPILOG = """\
 SUBMISSIONS is a folder of .ipynb files, one per student; the student id is the file name
 (letters, digits, '.', '_' and '-' kept). With --per-student-folders it holds one folder per
 student (the folder name is the id) with that student's notebook inside.
+An id ending in '~' and 8 hex digits comes from a name with other characters: the digits start the SHA-256 of the name without .ipynb (`printf %s 'Ana María' | sha256sum` starts 8358ed27: Ana_Maria~8358ed27); its feedback page names the notebook file.
 
 Students' code runs in a bubblewrap sandbox (no network, no view of your files, nothing
 left running); without bubblewrap it runs with weaker isolation and a loud warning.
@@ -17,7 +20,7 @@ left running); without bubblewrap it runs with weaker isolation and a loud warni
 Writes OUT/gradebook.csv (student, lab, one column per exercise, score, max_score, status,
 sandbox, seconds, detail) and OUT/feedback/<student>.md (rewritten on every run: use one OUT per lab).
 Status: ok, error (a cell raised), timeout, invalid (not JSON, not a notebook, another lab,
-no exercise cells), not-run (--no-run). Exercises are graded from their own cells with hidden
+no exercise cells), not-run (--no-run, for a notebook never run into OUT). Exercises are graded from their own cells with hidden
 tests in fresh processes; marks never depend on what a notebook prints or stores.
 
 Hidden inputs come from a secret: a fresh one per run, or --secret FILE, made once with
@@ -117,13 +120,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-run",
         action="store_true",
-        help="only the hidden tests: do not execute the notebooks (status 'not-run')",
+        help="only the hidden tests: do not execute the notebooks (status 'not-run'; a "
+        "notebook run before into OUT keeps its status)",
     )
     _add_sandbox(p)
     p.add_argument(
         "--manual",
         metavar="CSV",
-        help="merge hand-given marks for the written answers (OUT/manual_marks.csv, filled in)",
+        help="merge hand-given marks for the written answers (OUT/manual_marks.csv, filled "
+        "in); submissions graded before into OUT are not run again, only their marks change",
     )
     p.add_argument(
         "--shard",
@@ -225,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
             "`labkit grade secret FILE`)"
         )
 
+    check_data_path(args.data)  # a wrong folder fails now, not in every notebook
     options = Options(
         source=Path(args.source),
         hidden_dirs=tuple(Path(h) for h in args.hidden),

@@ -27,7 +27,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from labkit.commands.args import CommandError, non_negative_int, positive_float, positive_int
+from labkit.commands.args import (
+    CommandError,
+    check_data_path,
+    data_root,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from labkit.commands.resume import same_run
 from labkit.runs import LABS, get_profile, lab_of_model, settings_for_model, stop_warning
 
@@ -208,12 +215,13 @@ def _given(flag: Any, default: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from labkit.data import load_split, resolve_data
+    from labkit.data import load_split
     from labkit.device import pick_device, seed_everything
     from labkit.models import build_model, set_batch_norm_momentum
     from labkit.train import distributed
 
     p = plan(args)
+    check_data_path(args.data)  # before --out is written to
     # under torchrun: join the process group, one GPU per process (labkit.train.distributed)
     ranks = distributed.join(pick_device(p["config"].device).type)
     device = distributed.rank_device(pick_device(p["config"].device), ranks)
@@ -224,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
     model = _build(build_model, p, CommandError)
     if p["bn_momentum"] is not None:
         set_batch_norm_momentum(model, p["bn_momentum"])
-    root = resolve_data(args.data, p["profile"].phantom_n, progress=shown)
+    root = data_root(args.data, p["profile"].phantom_n, progress=shown)
     classes = ["COVID-19"] if p["covid_only"] else None
     load = dict(size=p["size"], limit=p["profile"].images(), progress=shown)
     train = load_split(root, "Train", classes=classes, **dict(load, limit=p["train_images"]))

@@ -339,3 +339,20 @@ def exercise_cells(nb: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode
             if isinstance(exercise, str) and exercise not in found:
                 found[exercise] = cell
     return found
+
+
+def section_above(nb: nbformat.NotebookNode, index: int) -> str:
+    """The last Markdown heading above cell ``index``: the section a student sees it in."""
+    for cell in reversed(nb.cells[: max(index, 0)]):
+        if cell.get("cell_type") == "markdown":
+            for line in reversed(str(cell.source).splitlines()):
+                if line.lstrip().startswith("#"):
+                    return line.lstrip().lstrip("#").strip()[:120]
+    return ""
+
+
+def exercise_sections(nb: nbformat.NotebookNode) -> dict[str, str]:
+    """Exercise id -> the section heading above its cell (``section_above``)."""
+    cells = exercise_cells(nb)
+    where = {id(cell): i for i, cell in enumerate(nb.cells)}
+    return {eid: section_above(nb, where[id(cell)]) for eid, cell in cells.items()}

@@ -3,13 +3,26 @@
 Shared by ``labkit course run`` (``execute_notebook``) and the grader's execute worker
 (``capped_client``: a deadline for the whole notebook and a cap on stored output).
 ``inject_parameters`` adds papermill's injected-parameters cell.
+
+Kernel connection files (``kernel-<id>.json``) go to a folder of labkit's own in the
+temporary folder (``kernel_files``), never to ``/tmp`` itself or Jupyter's runtime folder;
+it is removed, and the kernel stopped, however the run ends (an error, a time-out, a dead
+kernel, Ctrl-C, a closed terminal). Folders of runs that were killed outright (SIGKILL, out
+of memory) are removed by the next run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import shutil
+import signal
+import tempfile
+import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +31,7 @@ from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import default
 
-from labkit.course.build import PARAMETERS_TAG
+from labkit.course.build import PARAMETERS_TAG, section_above
 
 KERNEL_NAME = "python3"
 
@@ -40,6 +53,72 @@ class CurrentEnvKernelManager(AsyncKernelManager):
     @default("kernel_spec_manager")
     def _kernel_spec_manager_default(self) -> KernelSpecManager:
         return CurrentEnvKernelSpecManager(data_dir=self.data_dir)
+
+
+KERNEL_FILES_PREFIX = "labkit-kernels-"  # + this process's id + "-": see kernel_files
+
+
+@contextlib.contextmanager
+def kernel_files() -> Iterator[type[CurrentEnvKernelManager]]:
+    """A kernel manager class whose connection files go to a private folder, removed on the
+    way out whatever happened (and with it the folders of labkit runs that are dead)."""
+    remove_dead_folders(KERNEL_FILES_PREFIX)
+    folder = Path(tempfile.mkdtemp(prefix=f"{KERNEL_FILES_PREFIX}{os.getpid()}-"))
+
+    class Manager(CurrentEnvKernelManager):
+        @default("connection_file")
+        def _connection_file_default(self) -> str:
+            return str(folder / f"kernel-{uuid.uuid4().hex}.json")
+
+    try:
+        yield Manager
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_dead_folders(prefix: str, remove: Callable[[Path], Any] | None = None) -> None:
+    """Remove this user's temporary folders named ``<prefix><pid>-...`` whose process is gone
+    (a run killed outright left them), with ``remove`` (default: ``shutil.rmtree``)."""
+    remove = remove or (lambda folder: shutil.rmtree(folder, ignore_errors=True))
+    for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*-*"):
+        pid = folder.name.removeprefix(prefix).split("-")[0]
+        try:
+            if not pid.isdigit() or folder.lstat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:  # its run is dead: nobody reads these files any more
+            remove(folder)
+        except OSError:  # alive (another user's, or not ours to signal)
+            continue
+
+
+def stop_kernel(client: Any) -> None:
+    """Kill ``client``'s kernel (and what it started) if nbclient left it running."""
+    km = getattr(client, "km", None)
+    pgid = getattr(getattr(km, "provisioner", None), "pgid", None)
+    if pgid and int(pgid) != os.getpgid(0):  # the kernel runs in a process group of its own
+        with contextlib.suppress(OSError):
+            os.killpg(int(pgid), signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _interrupts_stop_the_run() -> Iterator[None]:
+    """A closed terminal (SIGHUP) or SIGTERM while a notebook runs stops the run as Ctrl-C
+    does, so that cleaning up happens; nbclient's own INT/TERM handlers are undone after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    kept = {sig: signal.getsignal(sig) for sig in (signal.SIGHUP, signal.SIGTERM)}
+    signal.signal(signal.SIGHUP, interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in kept.items():
+            signal.signal(sig, handler)
 
 
 class NotebookTimeout(TimeoutError):
@@ -72,7 +151,6 @@ def execute_notebook(
         NotebookTimeout: the time ran out while a cell ran (its message names the cell).
     """
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     class TrackingClient(NotebookClient):
         last_cell = -1
@@ -86,40 +164,50 @@ def execute_notebook(
     def timeout_func(cell: Any) -> int | None:  # what is left of the notebook's time
         return None if deadline is None else max(1, int(deadline - time.monotonic()))
 
-    client = TrackingClient(
-        nb,
-        timeout_func=timeout_func,
-        kernel_name=KERNEL_NAME,
-        kernel_manager_class=CurrentEnvKernelManager,
-        allow_errors=allow_errors,
-        resources={"metadata": {"path": str(cwd)}},
-    )
+    with kernel_files() as manager, _interrupts_stop_the_run():
+        client = TrackingClient(
+            nb,
+            timeout_func=timeout_func,
+            kernel_name=KERNEL_NAME,
+            kernel_manager_class=manager,
+            allow_errors=allow_errors,
+            resources={"metadata": {"path": str(cwd)}},
+        )
+        try:
+            return _execute(client, nb, env, timeout)
+        finally:
+            stop_kernel(client)
+
+
+def _execute(
+    client: Any, nb: nbformat.NotebookNode, env: dict | None, timeout: float | None
+) -> nbformat.NotebookNode:
+    """``execute_notebook``'s run, its failures said as the caller reports them."""
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
     kwargs = {"env": env} if env is not None else {}
     try:
         return client.execute(**kwargs)
-    except (CellExecutionError, DeadKernelError) as err:
-        err.cell_description = describe_cell(nb, client.last_cell)  # for the caller's message
-        raise
     except CellTimeoutError:
         where = describe_cell(nb, client.last_cell)
         raise NotebookTimeout(
             f"{where} was still running when the notebook's {timeout:g} s ran out",
             client.last_cell,
         ) from None
+    except Exception as err:
+        # nbclient answers Ctrl-C and SIGTERM itself (it stops the kernel, then the cell
+        # fails): that is the user stopping the run, not the lab failing
+        if hasattr(client, "_async_cleanup_kernel_future"):
+            raise KeyboardInterrupt from None
+        if isinstance(err, (CellExecutionError, DeadKernelError)):
+            err.cell_description = describe_cell(nb, client.last_cell)  # for the message
+        raise
 
 
 def describe_cell(nb: nbformat.NotebookNode, index: int) -> str:
     """``cell 12 (section "5. Train the U-Net")``: a cell as a reader finds it (the nearest
     markdown heading above it; cells counted from 1 at the top, as Jupyter's order)."""
-    heading = ""
-    for cell in reversed(nb.cells[: max(index, 0)]):
-        if cell.cell_type == "markdown":
-            found = [
-                ln.lstrip("#").strip() for ln in cell.source.splitlines() if ln.startswith("#")
-            ]
-            if found:
-                heading = found[-1]
-                break
+    heading = section_above(nb, index)
     where = f"cell {index + 1}"
     return f'{where} (section "{heading}")' if heading else where
 
@@ -152,11 +240,13 @@ def capped_client(
     max_output: int,
     cwd: str,
     on_kernel: Callable[[int], None],
+    manager: type[CurrentEnvKernelManager] = CurrentEnvKernelManager,
 ) -> Any:
     """An nbclient ``NotebookClient`` with a deadline for the whole notebook (``time.monotonic``
     seconds), at most ``max_output`` characters of stored output, the last cell it started in
     ``last_cell``, and ``on_kernel(pgid)`` called with the kernel's process group once it
-    started (for a parent that must kill the kernel if this process hangs)."""
+    started (for a parent that must kill the kernel if this process hangs); ``manager`` is
+    the kernel manager class (``kernel_files``' for private connection files)."""
     from nbclient import NotebookClient
 
     class CappedClient(NotebookClient):
@@ -190,7 +280,7 @@ def capped_client(
         nb,
         timeout_func=lambda cell: max(1, int(deadline - time.monotonic())),
         kernel_name=KERNEL_NAME,
-        kernel_manager_class=CurrentEnvKernelManager,
+        kernel_manager_class=manager,
         allow_errors=False,
         record_timing=False,
         startup_timeout=120,

@@ -74,7 +74,7 @@ def train_ct(
         lr: Adam's learning rate (report 004: 1e-4).
         val_overlap: sliding-window overlap for validation (testing uses 0.5).
         progress: a progress bar over epochs (after the first: how long the run will take
-            on this machine, measured).
+            on this machine, measured); off, one plain line per epoch instead.
         time_budget_min: a safety limit in minutes (``None``: none): the run stops between
             epochs when the next one would end past it, or past ``$LABKIT_DEADLINE``
             (``labkit.train.limits``), with ``stopped_reason = "time_budget"``.
@@ -120,8 +120,12 @@ def train_ct(
             history.best_epoch = epoch
         bar.update(1)
         bar.set_postfix_str(f"loss {total / len(loader):.3f}, val Dice {val_dice:.3f}")
-        if epoch == 1 and epochs > 1 and progress:  # measured here, not guessed
-            bar.write(limit.estimate(1, epochs))
+        if not progress:  # no bar: one plain line per epoch still shows how far it is
+            seconds = limit.elapsed - started
+            print(f"epoch {epoch}/{epochs}  loss {total / len(loader):.4f}  val Dice "
+                  f"{val_dice:.4f}  {seconds:.1f}s", flush=True)  # fmt: skip
+        if epoch == 1 and epochs > 1:  # measured here, not guessed
+            (bar.write if progress else print)(limit.estimate(1, epochs))
         if epoch < epochs and limit.stop_now(limit.elapsed - started):
             history.stopped_reason, history.stopped_by = "time_budget", limit.reason
             break

@@ -222,6 +222,33 @@ def _warn_fixed(fixed: list[str]) -> None:
         warnings.warn(f"{len(fixed)} file(s) fixed on load:\n  {shown}{more}", stacklevel=3)
 
 
+def rebuild_command(root: str | Path) -> str | None:
+    """The command that writes the phantom dataset at ``root`` again (``None``: not one)."""
+    import shlex
+
+    from labkit.data.phantom import read_manifest
+
+    found = read_manifest(root)
+    if not isinstance(found, dict) or not all(k in found for k in ("n", "seed", "size")):
+        return None
+    return (
+        f"labkit data phantom {shlex.quote(str(root))} --n {found['n']} --seed {found['seed']} "
+        f"--size {found['size']} --overwrite"
+    )
+
+
+def damaged_phantom(root: str | Path, problem: str) -> ValueError | None:
+    """For a file of labkit's phantom dataset that is damaged or missing: one line naming the
+    problem (its file) and the exact command that rebuilds the set; ``None`` for other data."""
+    command = rebuild_command(root)
+    if command is None:
+        return None
+    return ValueError(
+        f"{problem} - this is labkit's generated phantom data, damaged on disk; rebuild it "
+        f"with `{command}`"
+    )
+
+
 def load_split(
     root: str | Path,
     split: str,
@@ -257,7 +284,12 @@ def load_split(
 
     if not isinstance(size, int) or size < 8:
         raise ValueError(f"size: expected an image side of at least 8 pixels, got {size!r}")
-    records = index_dataset(root, subset, splits=[split], classes=classes)
+    try:
+        records = index_dataset(root, subset, splits=[split], classes=classes)
+    except (ValueError, FileNotFoundError) as err:  # labkit's own phantom: say how to rebuild
+        lines = str(err).splitlines()  # a header, then the problems one per line
+        first = lines[1 if len(lines) > 1 else 0].strip().removeprefix("error: ")
+        raise damaged_phantom(root, first) or err from None
     if not records:
         raise ValueError(f"no images found for split {split!r} of subset {subset!r} in {root}")
     records = stratified_limit(records, limit)
@@ -294,7 +326,9 @@ def load_split(
                 pass
         except DataFileError as err:
             hint = f" (run `labkit data check {root}` to list every problem)"
-            raise DataFileError(err.path, err.message + hint) from None
+            raise damaged_phantom(root, str(err)) or DataFileError(
+                err.path, err.message + hint
+            ) from None
     fixed = sorted(str(p) for p in notes)
     _warn_fixed(fixed)
     fields = {

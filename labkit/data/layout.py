@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,32 +133,42 @@ def _suggestion(root: Path, subset: str) -> str:
 
 
 def nearest_match(path: str | Path, subset: str = "infection") -> Path | None:
-    """A nearby folder that looks like a dataset root for ``subset``, or ``None``.
+    """A folder the user plausibly meant by ``path`` that is a dataset root for ``subset``, or
+    ``None`` (then say nothing rather than name an unrelated folder).
 
-    Looks two levels down from ``path`` (or its nearest existing ancestor) and up to two
-    levels up, preferring folders named like the subset; also catches typos in the last
-    path component (``Infection Segmentaton Data``).
+    Three places count: up to two levels below ``path`` (never below ``/``, the home folder or
+    the temporary folder: what lies there is unrelated), a folder holding ``path`` (a split
+    folder given), and a sibling with a close name (``covidq``; ``covidqu.zip`` beside the
+    unzipped ``covidqu``). Elsewhere, however near, is no suggestion.
     """
     name = SUBSETS[subset]
     path = Path(path).expanduser().absolute()
-    start = path
-    while not start.is_dir() and start != start.parent:
-        start = start.parent
-    # A typo in the last component: compare with the siblings that exist.
-    if not path.exists() and path.parent.is_dir():
-        siblings = [p.name for p in subdirs(path.parent)]
-        for close in difflib.get_close_matches(path.name, siblings, n=3, cutoff=0.6):
-            if _looks_like_root(path.parent / close, name):
-                return path.parent / close
-    levels = [start, *start.parents[:2]]
-    for base in levels:
-        frontier = [base]
-        for _depth in range(3):  # base, its children, its grandchildren
+
+    def plausible(folder: Path) -> bool:
+        return folder != path and _looks_like_root(folder, name)
+
+    if path.is_dir() and path not in _broad_folders():
+        frontier = [path]
+        for _depth in range(3):  # path, its children, its grandchildren
             for folder in frontier:
-                if folder != path and _looks_like_root(folder, name):
+                if plausible(folder):
                     return folder
             frontier = [c for f in frontier for c in subdirs(f)][:200]
+    for folder in path.parents[:3]:  # a split or class folder given: the root holding it
+        if plausible(folder):
+            return folder
+    if not path.is_dir() and path.parent.is_dir():  # a typo in the last component
+        siblings = [p.name for p in subdirs(path.parent)]
+        for close in difflib.get_close_matches(path.name, siblings, n=3, cutoff=0.6):
+            if plausible(path.parent / close):
+                return path.parent / close
     return None
+
+
+def _broad_folders() -> set[Path]:
+    """Folders too broad to search below for a suggestion: what is there is unrelated."""
+    folders = {Path(tempfile.gettempdir()), Path.home()}
+    return {p.absolute() for p in folders} | {p.resolve() for p in folders} | {Path("/")}
 
 
 def _looks_like_root(folder: Path, name: str) -> bool:

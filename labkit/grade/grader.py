@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -11,13 +13,15 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from labkit.course.build import exercise_cells
+from labkit.course.kernel import remove_dead_folders
 from labkit.data.locate import ensure_phantom
-from labkit.grade.judge import ExerciseResult, LabSpec, prepare_lab
-from labkit.grade.manual import answers_of, read_marks, write_marks_template
+from labkit.grade.judge import LabSpec, prepare_lab
+from labkit.grade.manual import answers_of, apply_marks, read_marks, write_marks_template
 from labkit.grade.report import run_place, write_feedback, write_gradebook, write_logs
 from labkit.grade.run import execute, run_hidden_tests
 from labkit.grade.sandbox import sandbox_problem
 from labkit.grade.shards import select, write_record
+from labkit.grade.stored import keep_earlier, read_results, write_results
 from labkit.grade.submissions import (
     Options,
     StudentResult,
@@ -44,19 +48,14 @@ def grade_student(
     nb, problem = read_notebook(sub, lab.lab)
     cells = exercise_cells(nb) if nb is not None else {}
     if nb is not None and not any(s.exercise.id in cells for s in lab.specs):
-        ids = ", ".join(s.exercise.id for s in lab.specs)
+        ids = "; ".join(f"{s.exercise.title} ({s.exercise.id})" for s in lab.specs)
         problem = (
             f"none of lab {lab.lab}'s exercise cells ({ids}) is in this notebook; was the "
             "wrong notebook submitted, or were the exercise cells replaced?"
         )
     if problem:
         result.detail = problem
-        result.exercises = [
-            ExerciseResult(
-                s.exercise.id, s.exercise.title, float(s.exercise.points), "missing", problem
-            )
-            for s in lab.specs
-        ]
+        result.exercises = [s.result("missing", problem) for s in lab.specs]
         return result
     result.answers = answers_of(nb, lab.questions)
     ws = Workspace(root, sub.student, lab, options, sandbox)
@@ -87,6 +86,11 @@ def grade(
 ) -> list[StudentResult]:
     """Grade every submission of ``lab`` in ``submissions``; write the gradebook and feedback.
 
+    Work already done is kept (``labkit.grade.stored``): with ``options.manual`` a submission
+    graded before (same bytes, labkit and hidden tests; ``OUT/results.json``) is not run
+    again, its marks are only merged; without it, its earlier hand-given marks stay; with
+    ``run=False`` its notebook's earlier run (ok, error, timeout) stays, never ``not-run``.
+
     Args:
         submissions: a folder of ``.ipynb`` files (or one per-student folder each, see
             ``Options.per_student_folders``), or a single notebook.
@@ -96,9 +100,53 @@ def grade(
 
     Returns:
         One ``StudentResult`` per submission, sorted by student.
+
+    Raises:
+        ValueError: an option out of range, no sandbox with ``sandbox="require"``, or a
+            marks file that cannot be read (named by file, row and column).
+        FileNotFoundError: no submissions at ``submissions``.
     """
     options = options or Options()
     lab = normalise_lab(lab)
+    _check_options(options)
+    problem = sandbox_problem() if options.sandbox != "off" else "the sandbox was turned off"
+    if problem and options.sandbox == "require":
+        raise ValueError(f"--require-sandbox: no sandbox here: {problem}")
+    subs = find_submissions(submissions, lab, options.per_student_folders)
+    if options.shard is not None:  # after the ids: ambiguity is judged over the whole class
+        subs = select(subs, options.shard)
+    prepared = prepare_lab(lab, options.source, options.hidden_dirs, options.secret)
+    marks = None
+    if options.manual is not None:  # checked now: a typo must not cost a whole grading run
+        marks = read_marks(options.manual, prepared.questions, [s.student for s in subs])
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)  # fail early if it cannot be created
+    stored = read_results(out, prepared, subs)  # the earlier grading's, where still valid
+    reuse = stored.results if options.manual is not None else {}  # --manual: merge only
+    reused = [reuse[s.student] for s in subs if s.student in reuse]
+    todo = [s for s in subs if s.student not in reuse]
+    if reused:
+        print(
+            f"--manual: {len(reused)} submission(s) unchanged since they were graded into {out}: "
+            f"marks merged, nothing run again; {len(todo)} graded now",
+            file=sys.stderr,
+        )
+    if (reused or not options.run) and options.timeout is None:  # what their feedback quotes
+        kept = ("timeout", "reference_seconds")
+        options = replace(options, **{k: v for k, v in stored.settings.items() if k in kept})
+    results = reused
+    if todo:
+        graded, options = _grade_all(todo, prepared, options, problem)
+        results = reused + graded
+    keep_earlier(results, stored, options.run)  # hand marks; with --no-run, the runs
+    results.sort(key=lambda r: r.student)
+    if marks is not None:
+        apply_marks(results, *marks)
+    _write_outputs(out, prepared, subs, results, options, logs=todo)
+    return results
+
+
+def _check_options(options: Options) -> None:
     if options.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {options.jobs}")
     if options.max_memory_bytes <= 0 or options.max_file_bytes <= 0:
@@ -116,30 +164,29 @@ def grade(
         raise ValueError(
             f"Options.sandbox must be 'auto', 'require' or 'off', got {options.sandbox!r}"
         )
-    problem = sandbox_problem() if options.sandbox != "off" else "the sandbox was turned off"
-    if problem and options.sandbox == "require":
-        raise ValueError(f"--require-sandbox: no sandbox here: {problem}")
-    subs = find_submissions(submissions, lab, options.per_student_folders)
-    if options.shard is not None:  # after the ids: ambiguity is judged over the whole class
-        subs = select(subs, options.shard)
-    prepared = prepare_lab(lab, options.source, options.hidden_dirs, options.secret)
-    marks = None
-    if options.manual is not None:  # checked now: a typo must not cost a whole grading run
-        marks = read_marks(options.manual, prepared.questions, [s.student for s in subs])
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)  # fail early if it cannot be created
+
+
+def _grade_all(
+    subs: list[Submission], prepared: LabSpec, options: Options, problem: str
+) -> tuple[list[StudentResult], Options]:
+    """Grade ``subs`` (in parallel: ``options.jobs``), each in the sandbox unless ``problem``;
+    the results, and the options with the notebook time limit they were graded with."""
     if prepared.needs_data and options.data == "phantom":
         prepared.phantom_root = ensure_phantom(
             get_profile(options.profile).phantom_n, progress=options.progress
         )
-    root = Path(tempfile.mkdtemp(prefix="labkit-grade-"))
-    if options.run and options.timeout is None:
-        options = _timed_from_the_reference(prepared, options, root, not problem)
+    remove_dead_folders(GRADE_FOLDER_PREFIX, remove_tree)  # of gradings killed outright
+    root = Path(tempfile.mkdtemp(prefix=f"{GRADE_FOLDER_PREFIX}{os.getpid()}-"))
     results: list[StudentResult] = []
     bar = tqdm(
-        total=len(subs), desc=f"grading lab {lab}", unit="student", disable=not options.progress
+        total=len(subs),
+        desc=f"grading lab {prepared.lab}",
+        unit="student",
+        disable=not options.progress,
     )
     try:
+        if options.run and options.timeout is None:
+            options = _timed_from_the_reference(prepared, options, root, not problem)
         with ThreadPoolExecutor(max_workers=options.jobs) as pool:
             futures = {
                 pool.submit(_safe_grade, s, prepared, options, root, not problem): s for s in subs
@@ -151,33 +198,33 @@ def grade(
     finally:
         bar.close()
         remove_tree(root)
-    results.sort(key=lambda r: r.student)
-    if marks is not None:
-        given, maxima = marks
-        for r in results:
-            mine = given.get(r.student, {})
-            # a blank cell: 0 for a question left unanswered; an answered one stays unmarked
-            # (blank in the gradebook, "not marked yet" in the feedback), never a silent 0
-            r.manual = {
-                q: mine.get(q, 0.0) for q in maxima if q in mine or not r.answers.get(q, "").strip()
-            }
-            r.manual_max = sum(maxima.values())
+    return results, options
+
+
+def _write_outputs(
+    out: Path, lab: LabSpec, subs: list, results: list, options: Options, logs: bool
+) -> None:
+    """Gradebook, feedback, the marks template, the stored results (and shard record); the
+    workers' logs when anything ran (else the earlier logs stay)."""
     out.mkdir(parents=True, exist_ok=True)  # again: a submission may have deleted it
     template = out / "manual_marks.csv"
-    if prepared.questions and not (
+    if lab.questions and not (
         options.manual and template.resolve() == Path(options.manual).resolve()
     ):
-        write_marks_template(template, [r.student for r in results], prepared.questions)
-    columns = [q.id for q in prepared.questions] if marks is not None else []
-    write_gradebook(out / "gradebook.csv", results, [s.exercise for s in prepared.specs], columns)
+        write_marks_template(template, [r.student for r in results], lab.questions)
+    marked = options.manual is not None or any(r.manual_max > 0 for r in results)
+    columns = [q.id for q in lab.questions] if marked else []
+    write_gradebook(out / "gradebook.csv", results, [s.exercise for s in lab.specs], columns)
     write_feedback(out / "feedback", results, options)
-    write_logs(out / "logs", results)
+    if logs:
+        write_logs(out / "logs", results)
+    settings = {"timeout": options.timeout, "reference_seconds": options.reference_seconds}
+    write_results(out, lab, subs, results, settings)
     if options.shard is not None:
-        settings = {"timeout": options.timeout, "reference_seconds": options.reference_seconds}
-        write_record(out, prepared, options.shard, results, settings, prepared.secret)
-    return results
+        write_record(out, lab, options.shard, results, settings, lab.secret)
 
 
+GRADE_FOLDER_PREFIX = "labkit-grade-"  # + the grader's process id: its working folder
 REFERENCE_FACTOR = 3.0  # a notebook may take this many times the reference's time ...
 REFERENCE_MARGIN = 60.0  # ... plus this many seconds (kernel start, a busy machine)
 
@@ -210,13 +257,6 @@ def _safe_grade(
         result.sandbox = "bwrap" if sandbox else "none"
         result.detail = f"labkit grade failed on this submission: {type(err).__name__}: {err}"[:300]
         result.exercises = [
-            ExerciseResult(
-                s.exercise.id,
-                s.exercise.title,
-                float(s.exercise.points),
-                "crashed",
-                "the grader failed; ask your instructor",
-            )
-            for s in lab.specs
+            s.result("crashed", "the grader failed; ask your instructor") for s in lab.specs
         ]
         return result

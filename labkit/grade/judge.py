@@ -34,7 +34,7 @@ from labkit.checks.registry import (
     resolve,
 )
 from labkit.checks.verdict import STUB, changed, verdict
-from labkit.course.build import build_lab, exercise_cells, find_labs
+from labkit.course.build import build_lab, exercise_cells, exercise_sections, find_labs
 from labkit.grade.absent import stub_reference
 from labkit.grade.hidden import (
     Probe,
@@ -61,6 +61,14 @@ class ExerciseResult:
     tests: int = 0
     notes: list[str] = field(default_factory=list)
     earned: float | None = None  # partial credit (tests with points), else all or nothing
+    section: str = ""  # the heading above the exercise cell in the lab's student notebook
+
+    @property
+    def name(self) -> str:
+        """The exercise as a student finds it: its section, its title, then its id (for the
+        instructor): ``section “5. Exercise 2: the loss”, Combined loss (05.combined_loss)``."""
+        where = f"section \u201c{self.section}\u201d, " if self.section else ""
+        return f"{where}{self.title} ({self.id})"
 
     @property
     def points(self) -> float:
@@ -75,6 +83,14 @@ class ExerciseSpec:
 
     exercise: Exercise
     absent: dict[str, bytes] = field(default_factory=dict)  # the copy's stubbed reference
+    section: str = ""  # the heading above its cell in the lab's student notebook
+
+    def result(self, status: str, message: str = "", **more: Any) -> ExerciseResult:
+        """A result for this exercise (its id, title, points and section filled in)."""
+        ex = self.exercise
+        return ExerciseResult(
+            ex.id, ex.title, float(ex.points), status, message, section=self.section, **more
+        )
 
 
 @dataclass
@@ -206,6 +222,7 @@ def _prepare_lab(
     secret = new_secret() if secret is None else check_secret(secret)
     set_run_seed(secrets.randbits(62))
     specs = []
+    sections = exercise_sections(student)
     # the lab's own imports bind names its exercise cells may use (lab 03's given decoder
     # uses the DoubleConv its set-up cell imports)
     prelude = [s for c in solution.cells if c.cell_type == "code" for s in imports_of(c.source)]
@@ -235,7 +252,7 @@ def _prepare_lab(
         absent = stub_reference(
             exercise, snapshot, roots, other_labs_references(lab), allowed, provided
         )
-        specs.append(ExerciseSpec(exercise, absent))
+        specs.append(ExerciseSpec(exercise, absent, sections.get(exercise_id, "")))
     text = Path(source).read_text(encoding="utf-8")
     needs_data = not re.search(r"needs_data\s*=\s*False", text)
     spec = LabSpec(lab, info.stem, specs, prelude, snapshot, hidden_rel, needs_data, secret)
@@ -266,7 +283,7 @@ def judge(spec: ExerciseSpec, tests: ExerciseTests, meta: dict) -> ExerciseResul
 
 def _judge(spec: ExerciseSpec, tests: ExerciseTests, meta: dict) -> ExerciseResult:
     ex = spec.exercise
-    result = ExerciseResult(ex.id, ex.title, float(ex.points), "pass", tests=len(tests.tests))
+    result = spec.result("pass", tests=len(tests.tests))
     result.notes = [str(n)[:500] for n in meta.get("notes", [])][:10]
     if not meta.get("defined"):
         kind = "a class" if ex.function[:1].isupper() else "a function"

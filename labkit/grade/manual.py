@@ -154,3 +154,17 @@ def read_marks(
     if maxima is None:
         raise ValueError(f"--manual {path}: no '{MAX_ROW}' row giving each question's points")
     return marks, maxima
+
+
+def apply_marks(
+    results: list, given: dict[str, dict[str, float]], maxima: dict[str, float]
+) -> None:
+    """Put ``read_marks``'s marks on each result: a blank cell is 0 for a question left
+    unanswered; an answered one stays unmarked (blank in the gradebook, "not marked yet" in
+    the feedback), never a silent 0."""
+    for r in results:
+        mine = given.get(r.student, {})
+        r.manual = {
+            q: mine.get(q, 0.0) for q in maxima if q in mine or not r.answers.get(q, "").strip()
+        }
+        r.manual_max = sum(maxima.values())

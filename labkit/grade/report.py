@@ -162,7 +162,7 @@ def feedback_text(r: Any, options: Any) -> str:
     lines += ["| exercise | result | points |", "| --- | --- | --- |"]
     for e in r.exercises:
         lines.append(
-            f"| {e.id} {e.title} | {_VERDICT.get(e.status, e.status)} | "
+            f"| {inline(e.name)} | {_VERDICT.get(e.status, e.status)} | "
             f"{_num(e.points)} / {_num(e.max_points)} |"
         )
     lines.append("")
@@ -184,7 +184,8 @@ def feedback_text(r: Any, options: Any) -> str:
 
 
 def _exercise_section(e: Any) -> list[str]:
-    title = f"## {e.id}: {e.title}: {_VERDICT.get(e.status, e.status)} ({_num(e.points)} / {_num(e.max_points)})"
+    verdict = f"{_VERDICT.get(e.status, e.status)} ({_num(e.points)} / {_num(e.max_points)})"
+    title = f"## {inline(e.name)}: {verdict}"
     lines = [title, ""]
     if e.status == "pass":
         lines.append(f"All {e.tests} tests passed.")

@@ -44,16 +44,12 @@ def run_hidden_tests(
     for spec in lab.specs:
         ex = spec.exercise
         if ex.id not in cells:
-            results.append(
-                ExerciseResult(
-                    ex.id,
-                    ex.title,
-                    float(ex.points),
-                    "missing",
-                    f"the exercise cell of {ex.id} is not in your notebook (it was deleted, or "
-                    "its cell metadata was removed); nothing could be graded",
-                )  # fmt: skip
+            missing = spec.result("missing")
+            missing.message = (
+                f"the exercise cell of {missing.name} is not in your notebook (it was deleted, "
+                "or its cell metadata was removed); nothing could be graded"
             )
+            results.append(missing)
             continue
         tests = tests_for(lab, spec, student)
         world = ws.world(ws.copy_of_labkit(f"lib-{len(results):02d}", spec.absent))
@@ -101,8 +97,7 @@ def run_hidden_tests(
 def _exercise_result(
     spec: ExerciseSpec, tests: ExerciseTests, state: dict, finished: bool, options: Options
 ) -> ExerciseResult:
-    ex = spec.exercise
-    base = ExerciseResult(ex.id, ex.title, float(ex.points), "crashed", tests=len(tests.tests))
+    base = spec.result("crashed", tests=len(tests.tests))
     stopped = (
         f"your code could not be tested: {'it took too long' if not finished else 'the process running it stopped'} "
         f"(exit code {state.get('code', '?')}); does it exit Python, use too much memory or write huge files?"

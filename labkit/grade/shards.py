@@ -25,7 +25,7 @@ from labkit import __version__
 from labkit.grade.judge import ExerciseResult, LabSpec
 from labkit.grade.report import write_feedback, write_gradebook
 from labkit.grade.secret import sign, signature_ok
-from labkit.grade.submissions import StudentResult, Submission, student_id
+from labkit.grade.submissions import StudentResult, Submission, is_student_id
 from labkit.grade.wire import read_regular_file
 
 RECORD = "shard.json"
@@ -88,11 +88,12 @@ def write_record(
     (out / RECORD).write_bytes(sign(secret, data).encode("ascii") + b"\n" + data + b"\n")
 
 
-def _result(data: dict, maxima: dict[str, float], where: Path) -> StudentResult:
-    """A result from a shard record, checked as ``grade`` would have made it."""
+def checked_result(data: dict, maxima: dict[str, float], where: Path) -> StudentResult:
+    """A result from a stored record (a shard's, or ``results.json``), checked as ``grade``
+    would have made it."""
     exercises = [ExerciseResult(**e) for e in data.pop("exercises")]
     result = StudentResult(**data, exercises=exercises)
-    if not isinstance(result.student, str) or student_id(result.student) != result.student:
+    if not is_student_id(result.student):
         raise ValueError(f"{where}: {result.student!r} is not a student id `grade` makes")
     if [e.id for e in exercises] != list(maxima):
         raise ValueError(f"{where}: {result.student}'s exercises are not the lab's")
@@ -154,7 +155,7 @@ def merge(dirs: list[str | Path], out: str | Path, secret: bytes) -> list[Studen
         raise ValueError(f"cannot merge: expected shards 1/{n} to {n}/{n} once each, got {got}")
     maxima = {str(i): float(p) for i, p in first["exercises"]}
     try:
-        results = [_result(dict(r), maxima, d) for d, rec in records for r in rec["results"]]
+        results = [checked_result(dict(r), maxima, d) for d, rec in records for r in rec["results"]]
     except (TypeError, KeyError, AttributeError) as err:
         raise ValueError(f"cannot merge: a result is not in its form ({err})") from None
     students = [r.student for r in results]

@@ -93,6 +93,7 @@ def normalise_lab(lab: str) -> str:
 
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_HASHED_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}~[0-9a-f]{8}$")  # see student_id
 
 
 def student_id(name: str) -> str:
@@ -108,6 +109,11 @@ def student_id(name: str) -> str:
     text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     text = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")[:48] or "student"
     return f"{text}~{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+
+
+def is_student_id(text: object) -> bool:
+    """Whether ``text`` is an id ``student_id`` can make (a safe name, or a hashed one)."""
+    return isinstance(text, str) and bool(_SAFE_ID.match(text) or _HASHED_ID.match(text))
 
 
 def find_submissions(path: str | Path, lab: str, per_student_folders: bool) -> list[Submission]:

@@ -296,7 +296,8 @@ def execute(job: dict) -> None:
     import nbformat
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-    from labkit.course.kernel import capped_client, traceback_tail
+    from labkit.course.build import section_above
+    from labkit.course.kernel import capped_client, kernel_files, traceback_tail
 
     start = time.monotonic()
     deadline = start + job["timeout"]
@@ -308,28 +309,33 @@ def execute(job: dict) -> None:
     def on_kernel(pgid: int) -> None:  # for a grader without the sandbox: kill it if we hang
         print(f"{job['nonce']} kernel {int(pgid)}", flush=True)
 
-    client = capped_client(nb, deadline, job["max_output_bytes"], job["cwd"], on_kernel)
-    try:
-        client.execute(env=job["kernel_env"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    except CellTimeoutError:
-        result = {"status": "timeout", "error": f"stopped after {job['timeout']:g} s"}
-    except CellExecutionError as err:
-        result = {
-            "status": "error",
-            "error": f"{err.ename}: {err.evalue}"[:MAX_TEXT],
-            "traceback": traceback_tail(err.traceback),
-        }
-    except DeadKernelError as err:
-        result = {"status": "error", "error": f"the kernel died ({err})"[:MAX_TEXT]}
-    except Exception as err:  # noqa: BLE001 (kernel failed to start, ...)
-        result = {"status": "error", "error": f"{type(err).__name__}: {err}"[:MAX_TEXT]}
+    with kernel_files() as manager:  # connection files in a folder removed at the end
+        client = capped_client(
+            nb, deadline, job["max_output_bytes"], job["cwd"], on_kernel, manager
+        )
+        try:
+            client.execute(
+                env=job["kernel_env"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        except CellTimeoutError:
+            result = {"status": "timeout", "error": f"stopped after {job['timeout']:g} s"}
+        except CellExecutionError as err:
+            result = {
+                "status": "error",
+                "error": f"{err.ename}: {err.evalue}"[:MAX_TEXT],
+                "traceback": traceback_tail(err.traceback),
+            }
+        except DeadKernelError as err:
+            result = {"status": "error", "error": f"the kernel died ({err})"[:MAX_TEXT]}
+        except Exception as err:  # noqa: BLE001 (kernel failed to start, ...)
+            result = {"status": "error", "error": f"{type(err).__name__}: {err}"[:MAX_TEXT]}
     # Cell numbers as the student sees them: without the injected parameters cell.
     injected = [i for i, c in enumerate(nb.cells) if c.get("id") == "injected-parameters"]
     last = client.last_cell
     if last >= 0:
         first_line = next((ln for ln in nb.cells[last].source.splitlines() if ln.strip()), "")
         result["cell_source"] = first_line.strip()[:80]
-        result["section"] = _section_of(nb, last)
+        result["section"] = section_above(nb, last)
         last -= sum(i < last for i in injected)
     result["cell"] = last
     result["cells"] = sum(c.cell_type == "code" for c in nb.cells) - len(injected)
@@ -337,16 +343,6 @@ def execute(job: dict) -> None:
     result["output_truncated"] = client.dropped > 0
     kill_descendants()
     print(f"{job['nonce']} {json.dumps(result)}", flush=True)
-
-
-def _section_of(nb: Any, index: int) -> str:
-    """The last Markdown heading above cell ``index`` (what a student sees in Jupyter)."""
-    for cell in reversed(nb.cells[:index]):
-        if cell.cell_type == "markdown":
-            for line in reversed(cell.source.splitlines()):
-                if line.lstrip().startswith("#"):
-                    return line.lstrip("# ").strip()[:120]
-    return ""
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -87,7 +87,8 @@ class TrainConfig:
             the model (a CPU copy of them is kept in memory whenever ``monitor`` improves), so
             that what you evaluate next is the model you selected on validation, not the
             last epoch's. Off by default: the model then holds the last epoch's weights.
-        progress: show tqdm progress bars (epochs; batches in a bar that disappears).
+        progress: show tqdm progress bars (epochs; batches in a bar that disappears); off,
+            each epoch is still one plain line (epoch k/N, losses, Val Dice, seconds).
         log_every: steps between loss read-outs; each read-out updates the batch bar and
             checks for NaN/inf. Reading a GPU loss waits for the GPU, so not every step.
     """

@@ -128,7 +128,7 @@ def fit(
         # ---- checkpoints: best.pt (weights) when improved, last.pt (everything) always --
         if r.out_dir is not None:  # SYNC: the weights go to the CPU and to disk
             _save_checkpoints(r, epoch, improved, cfg)
-        _show_epoch(bar, history, epoch, r.start, cfg, lr, seconds, limit, r.show)
+        _show_epoch(bar, history, epoch, r.start, cfg, lr, seconds, limit, r.ranks.is_main)
         if history.stopped_reason != "completed":
             break
     end_bar(bar, _ending(history, cfg), success=history.stopped_reason != "time_budget")
@@ -256,16 +256,20 @@ def _save_checkpoints(r: _Setup, epoch: int, improved: bool, cfg: TrainConfig) -
 
 def _show_epoch(
     bar: Any, h: History, epoch: int, start: int, cfg: TrainConfig, lr: float, seconds: float,
-    limit: SafetyLimit, show: bool,
+    limit: SafetyLimit, main: bool,
 ) -> None:  # fmt: skip
-    """Advance the epoch bar; print the epoch's line (and, after the first, the run's length)."""
+    """Advance the epoch bar; print the epoch's line (and, after the first, the run's length):
+    above the bar, or on its own without bars (``progress=False``), so a run always shows
+    how far it is. Only rank 0 (``main``) prints."""
     summary = _summary(h)
     bar.update(1)
     bar.set_postfix_str(summary)
-    if show:
-        bar.write(f"epoch {epoch}/{cfg.epochs}  {summary}  lr {lr:.2g}  {seconds:.1f}s")
-        if epoch == start and epoch < cfg.epochs:  # measured here, not guessed
-            bar.write(limit.estimate(1, cfg.epochs - start + 1))
+    if not main:
+        return
+    say = bar.write if cfg.progress else (lambda line: print(line, flush=True))
+    say(f"epoch {epoch}/{cfg.epochs}  {summary}  lr {lr:.2g}  {seconds:.1f}s")
+    if epoch == start and epoch < cfg.epochs:  # measured here, not guessed
+        say(limit.estimate(1, cfg.epochs - start + 1))
 
 
 def _with_loader_batch_size(cfg: TrainConfig, train: Any) -> TrainConfig:

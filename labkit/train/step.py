@@ -16,11 +16,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from labkit.device import autocast, channels_last
 from labkit.metrics import SCORE_NAMES, confusion_counts, dice, nanmean, scores_from_counts
 from labkit.models.heads import final_output, infection_probability
+from labkit.progress import batch_bar, drawn_when_closed
 from labkit.train.config import TrainConfig
 from labkit.train.distributed import Ranks, gather_rows
 
@@ -149,9 +149,9 @@ class TrainStep:
         cfg, opt, scaler = self.cfg, self.optimizer, self.scaler
         losses, sizes, counts, checked = [], [], [], 0  # on the device: no GPU sync per step
         show = cfg.progress and self.ranks.is_main
-        bar = tqdm(loader, desc=f"train {epoch}", leave=False, disable=not show)
-        with self._join():
-            for step, batch in enumerate(bar, start=1):
+        bar = batch_bar(loader, f"train {epoch}", show)
+        with self._join(), drawn_when_closed(bar):
+            for step, batch in enumerate(loader, start=1):
                 x, y = batch_xy(batch, self.device)  # x: (B, C, H, W) float, y: (B, 1, H, W)
                 if cfg.channels_last:
                     x = channels_last(x)
@@ -171,6 +171,7 @@ class TrainStep:
                 if step % cfg.log_every == 0:  # reading a value waits for the GPU
                     checked = self._check(losses, checked, epoch)
                     bar.set_postfix(loss=f"{losses[-1].item():.4f}")
+                bar.update()
         if not losses:
             raise ValueError("the training loader yielded no batches (is the training set empty?)")
         self._check(losses, checked, epoch)
@@ -240,16 +241,18 @@ def validate(
     total, count, counts = torch.zeros((), device=device), 0, []
     nan = torch.zeros((), dtype=torch.long, device=device)  # NaN outputs would count as negative
     show = cfg.progress and ranks.is_main
-    for batch in tqdm(loader, desc="val", leave=False, disable=not show):
-        x, y = batch_xy(batch, device)
-        if cfg.channels_last:
-            x = channels_last(x)
-        with autocast(device, dtype):
-            out = final_output(forward(x)).float()  # (B, 1|2, H, W) logits
-        total += loss_fn(out, y).detach() * x.shape[0]
-        count += x.shape[0]
-        nan += torch.isnan(out).any((1, 2, 3)).sum()
-        counts.append(_counts(out, y, cfg.threshold))
+    with drawn_when_closed(batch_bar(loader, "val", show)) as bar:
+        for batch in loader:
+            x, y = batch_xy(batch, device)
+            if cfg.channels_last:
+                x = channels_last(x)
+            with autocast(device, dtype):
+                out = final_output(forward(x)).float()  # (B, 1|2, H, W) logits
+            total += loss_fn(out, y).detach() * x.shape[0]
+            count += x.shape[0]
+            nan += torch.isnan(out).any((1, 2, 3)).sum()
+            counts.append(_counts(out, y, cfg.threshold))
+            bar.update()
     if count == 0:
         raise ValueError("the validation loader yielded no batches (is the validation set empty?)")
     if int(nan):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -189,6 +190,21 @@ def test_train_then_evaluate_end_to_end(root, tmp_path, capsys):
         assert evaluated[key] == pytest.approx(metrics[key]), key
     assert_close(evaluated["all_images"], metrics["all_images"])
     assert_close(evaluated["per_class"], metrics["per_class"])
+
+
+@pytest.mark.slow
+def test_no_progress_still_prints_one_plain_line_per_epoch(root, tmp_path, capsys):
+    argv = ["train", "--model", "unet", "--data", str(root), "--out", str(tmp_path / "run")]
+    assert cli([*argv, "--size", "32", "--epochs", "2", "--no-progress"]) == 0
+    printed = capsys.readouterr()
+    lines = [ln for ln in printed.out.splitlines() if ln.startswith("epoch ")]
+    assert [ln.split()[1] for ln in lines] == ["1/2", "2/2"], printed.out
+    number = r"\d+\.\d{4}"
+    line = (
+        rf"epoch \d/2  train_loss {number}  val_loss {number}  val_dice {number}  lr \S+  \d+\.\ds"
+    )
+    assert all(re.fullmatch(line, ln) for ln in lines), lines
+    assert "it/s" not in printed.err and "\r" not in printed.err  # and no bars
 
 
 def assert_close(a, b, where="") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -45,6 +46,10 @@ def test_training_keeps_the_best_validation_epoch_and_a_safety_limit_cuts_it(tmp
     rows, _ = evaluate_ct(model, volumes["val"], (8, 8, 8), overlap=0.25, progress=False)
     assert mean_scores(rows)["dice"] == pytest.approx(max(h["val_dice"] for h in history))
     assert history.stopped_reason == "completed" and history.epochs_planned == 3
+    # no bar: one plain line per epoch still says how far the run is
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch ")]
+    assert [ln.split()[1] for ln in lines] == ["1/3", "2/3", "3/3"], lines
+    assert all(re.fullmatch(r"epoch \d/3  loss \S+  val Dice \S+  \d+\.\ds", ln) for ln in lines)
 
     # item 12 of issue 25: the same safety limit as fit's, with the same warning and marks
     cut = train_ct(model, loader, volumes["val"], epochs=3, lr=1e-2, time_budget_min=1e-6)

@@ -20,7 +20,11 @@ from labkit.grade.submissions import MAX_NOTEBOOK_BYTES, read_notebook
         ("not_json", "the file is not valid JSON (line 1"),
         ("not_a_notebook", "the file is JSON but not a Jupyter notebook"),
         ("other_lab", "this is the notebook of lab 01, not lab 00"),
-        ("no_cells", "none of lab 00's exercise cells (00.scale, 00.count_positive, 00.dice)"),
+        (
+            "no_cells",
+            "none of lab 00's exercise cells (Min-max scaling (00.scale); Counting positive "
+            "pixels (00.count_positive); Dice coefficient (00.dice))",  # as the student knows them
+        ),
         ("no_notebook", "no .ipynb notebook in the folder no_notebook/"),
         ("two", "several notebooks in two/ (00_demo.ipynb, 00_demo_copy.ipynb)"),
     ],

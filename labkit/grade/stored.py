@@ -1,0 +1,104 @@
+"""The last grading's results, kept in ``OUT/results.json``, so that a later run does not
+undo or repeat its work: ``--manual`` merges hand-given marks into them without running
+anything again, and ``--no-run`` keeps each notebook's earlier run (``ok``, ``error``,
+``timeout``) instead of writing ``not-run`` over it.
+
+The record holds what must not have changed for a stored result to stand: the lab's
+fingerprint (``shards.fingerprint``: lab, labkit version, hidden tests, exercises,
+questions), a digest of all the code the workers ran (labkit, the exercise modules, the
+hidden tests) and each submission's SHA-256; then the settings the feedback quotes and every
+result (without the workers' logs). A result is reused only for a submission whose bytes
+are the ones graded; anything else is graded again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labkit.grade.judge import LabSpec
+from labkit.grade.shards import checked_result, fingerprint
+from labkit.grade.submissions import StudentResult, Submission
+from labkit.grade.wire import read_regular_file
+
+RECORD = "results.json"
+MAX_RECORD_BYTES = 256 * 2**20
+RUN_KEPT = ("ok", "error", "timeout")  # a notebook's run that --no-run never overwrites
+
+
+@dataclass
+class Stored:
+    """The results in ``OUT`` still valid for these submissions, by student, and the
+    settings (``timeout``, ``reference_seconds``) their feedback quotes."""
+
+    results: dict[str, StudentResult] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def covers(self, subs: list[Submission]) -> bool:
+        """Every submission has a stored result (nothing needs grading)."""
+        return bool(subs) and all(s.student in self.results for s in subs)
+
+
+def _digest(sub: Submission) -> str:
+    return hashlib.sha256(sub.data if sub.data is not None else sub.problem.encode()).hexdigest()
+
+
+def _identity(lab: LabSpec) -> dict[str, Any]:
+    code = hashlib.sha256()
+    for rel in sorted(lab.snapshot):
+        code.update(rel.encode() + b"\0" + lab.snapshot[rel] + b"\0")
+    return {**fingerprint(lab), "code": code.hexdigest()}
+
+
+def write_results(
+    out: Path, lab: LabSpec, subs: list[Submission], results: list, settings: dict
+) -> None:
+    """``OUT/results.json`` for these results (written whole, then renamed into place)."""
+    record = {
+        **_identity(lab),
+        "settings": settings,
+        "submissions": {s.student: _digest(s) for s in subs},
+        "results": [{**dataclasses.asdict(r), "log": ""} for r in results],
+    }
+    tmp = out / (RECORD + ".tmp")
+    tmp.write_text(json.dumps(record, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, out / RECORD)
+
+
+def read_results(out: Path, lab: LabSpec, subs: list[Submission]) -> Stored:
+    """The stored results that still hold for ``subs``: none when ``OUT`` has no record, or
+    one of another lab, labkit, code or hidden tests; per student, only for the same bytes."""
+    data, _ = read_regular_file(Path(out) / RECORD, MAX_RECORD_BYTES)
+    if data is None:
+        return Stored()
+    try:
+        record = json.loads(data)
+        if any(record.get(key) != value for key, value in _identity(lab).items()):
+            return Stored()
+        graded = record["submissions"]
+        now = {s.student: _digest(s) for s in subs}
+        maxima = {s.exercise.id: float(s.exercise.points) for s in lab.specs}
+        results = [checked_result(dict(r), maxima, Path(out) / RECORD) for r in record["results"]]
+        kept = {r.student: r for r in results if graded.get(r.student) == now.get(r.student)}
+        return Stored(kept, dict(record.get("settings") or {}))
+    except (ValueError, TypeError, KeyError, AttributeError):  # not in its form: grade again
+        return Stored()
+
+
+def keep_earlier(results: list, stored: Stored, runs: bool) -> None:
+    """What a new grading of an unchanged submission must not lose from the stored one: its
+    hand-given marks (a new ``--manual`` replaces them afterwards), and when notebooks are
+    not run (``runs`` off: ``--no-run``) the notebook's earlier run, never ``not-run``."""
+    for r in results:
+        earlier = stored.results.get(r.student)
+        if earlier is None or earlier is r:
+            continue
+        if earlier.manual_max > 0 and not r.manual_max:
+            r.manual, r.manual_max = earlier.manual, earlier.manual_max
+        if not runs and r.status == "not-run" and earlier.status in RUN_KEPT:
+            r.run, r.status, r.detail = earlier.run, earlier.status, earlier.detail
