@@ -249,6 +249,16 @@ def damaged_phantom(root: str | Path, problem: str) -> ValueError | None:
     )
 
 
+def _index(root: str | Path, subset: str, split: str, classes: list[str] | None) -> list:
+    """``index_dataset`` for one split; in labkit's phantom, a problem says how to rebuild."""
+    try:
+        return index_dataset(root, subset, splits=[split], classes=classes)
+    except (ValueError, FileNotFoundError) as err:
+        lines = str(err).splitlines()  # a header, then the problems one per line
+        first = lines[1 if len(lines) > 1 else 0].strip().removeprefix("error: ")
+        raise damaged_phantom(root, first) or err from None
+
+
 def load_split(
     root: str | Path,
     split: str,
@@ -284,12 +294,7 @@ def load_split(
 
     if not isinstance(size, int) or size < 8:
         raise ValueError(f"size: expected an image side of at least 8 pixels, got {size!r}")
-    try:
-        records = index_dataset(root, subset, splits=[split], classes=classes)
-    except (ValueError, FileNotFoundError) as err:  # labkit's own phantom: say how to rebuild
-        lines = str(err).splitlines()  # a header, then the problems one per line
-        first = lines[1 if len(lines) > 1 else 0].strip().removeprefix("error: ")
-        raise damaged_phantom(root, first) or err from None
+    records = _index(root, subset, split, classes)
     if not records:
         raise ValueError(f"no images found for split {split!r} of subset {subset!r} in {root}")
     records = stratified_limit(records, limit)
