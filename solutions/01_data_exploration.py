@@ -381,7 +381,7 @@ print("infected pixels per image (channel 1):", target[:, 1].flatten(1).sum(1).t
 # pixel to another place inside the image, so nothing needs filling. Shifting or rotating,
 # however, uncovers corners with no pixels; **reflective fill** fills them by mirroring the
 # image at its border instead of leaving black corners, which would be an artefact the
-# network could learn. So the report's phrase does not fit a flip alone: either it also
+# network could learn. So the syllabus's phrase does not fit a flip alone: either it also
 # shifted or rotated, or the summary is loose; the syllabus does not say which. labkit's
 # `lk.data.Augment.flips()` uses random horizontal and vertical flips (labkit's choice; the
 # syllabus does not say which flips). A vertical flip gives an upside-down chest that no real

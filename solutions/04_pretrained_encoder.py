@@ -127,7 +127,8 @@ COVID = ("COVID-19",)  # report 002 trains and validates on COVID-19 images only
 # Report 002 keeps only the COVID-19 images (the only ones with infection drawn in). We do
 # the same for Train and Val. For Test we keep all three classes: the headline scores are
 # computed on its COVID-19 images anyway, and the Non-COVID and Normal images tell us how
-# often a model that has **never seen a healthy lung** predicts infection in one.
+# often a model that has **never seen a lung without COVID-19** predicts infection in one
+# (Non-COVID images show other lung disease; Normal ones none).
 
 # %%
 train = lk.data.load_split(S.data, "Train", size=SIZE, classes=COVID, limit=R.train_images)
@@ -440,7 +441,7 @@ for label, (_, history) in runs.items():
 # batches as they were predicted during the epoch (training mode, augmented images,
 # weights still changing; no extra pass), so they sit a little below what the model at the
 # end of the epoch would score. A gap between training and validation scores alone is
-# expected: a model always fits the images it was fitted to a little better. Over-fitting
+# expected: a model usually fits the images it was fitted to a little better. Over-fitting
 # shows in the *trends*: the training curve keeps rising while the validation curve stalls
 # or falls. From two best values (0.83 and 0.77) alone we cannot tell whether report 002's
 # model over-fitted.
@@ -633,7 +634,7 @@ lk.widgets.viewer(test, probs=results[best].probabilities)
 # split, scored once with the model chosen on validation.
 # ### END SOLUTION
 #
-# **Question 3.** Models trained on COVID-19 images only never see a healthy lung. Where
+# **Question 3.** Models trained on COVID-19 images only never see a lung without COVID-19. Where
 # in the results above does this show, and what would you change?
 #
 # ### BEGIN SOLUTION

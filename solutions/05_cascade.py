@@ -121,7 +121,7 @@ AUGMENT = lk.data.Augment.report003()
 #
 # Stage 1 learns from the **lung subset** (`subset="lung"`: images with lung masks only);
 # stage 2 from the **infection subset**, whose images have both masks. We use each subset's
-# own Train / Val / Test split (report 003 made its own 70/15/15 split).
+# own Train / Val / Test split (the syllabus gives report 003's lung split as about 70/15/15, not the dataset's own: labkit reads it as a split of its own).
 #
 # <details><summary><b>Memory on the full data</b> (click to open)</summary>
 #
@@ -354,8 +354,8 @@ combined_loss = lk.checks.check("05.combined_loss", combined_loss)
 # So stage 2 is selected with `monitor="val_dice_all"`: the mean over **every** validation
 # image, where a healthy image scores 1 if nothing is predicted in it and 0 otherwise. It
 # is a blend of the infection Dice and one minus the false-positive image rate, weighted by
-# how many images of each kind Val holds (in COVID-QU-Ex's Val, as many healthy images as
-# COVID-19 ones). The trade-off: one stray pixel costs a healthy image its whole point,
+# how many images of each kind Val holds (in COVID-QU-Ex's Val, as many images without infection,
+# Non-COVID and Normal, as COVID-19 ones). The trade-off: one stray pixel costs a healthy image its whole point,
 # the blend depends on the class mix of Val, and a model that predicts nothing at all
 # scores the healthy share (about 0.5): early in training, before the model finds any
 # lesion, that empty model can be the "best" epoch. The alternative, `"val_dice_pooled"` (one Dice over all pixels
@@ -618,8 +618,8 @@ if lk.runs.cut_note(trainings):  # only when the safety limit cut a training
 # In the smoke profile (phantom data, 64 pixels, 14 epochs, random encoders) with seeds 0,
 # 1 and 2 (`benchmarks/select_smoke.py --labs 05`, one torch thread, session 8: the
 # infection models' settings chosen on Val, their batch-norm momentum confirmed on Val in
-# session 9; stage 1 on 48 lung images, kept for time although Val preferred
-# all 153, whose cascade scored 0.676 / 0.664 / 0.692 on Test; stage 1 and the cascade of
+# session 9; stage 1 on 48 lung images, kept for time although Val preferred all 153,
+# benchmarks/RESULTS.md 3.1; stage 1 and the cascade of
 # seeds 1-2 from a script making the same calls, because
 # that step of the selection script crashed: benchmarks/RESULTS.md 3.1): stage 1, lung Dice
 # 0.977 / 0.974 / 0.976 on the test images; test Dice 0.651 / 0.635 / 0.661 for the

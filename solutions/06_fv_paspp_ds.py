@@ -519,7 +519,7 @@ plt.show()
 # to show.
 #
 # **Question 1.** Report 004's "+FV (SE)" and "+FV (CE)" rows differ by 0.26 Dice points
-# (72.29 vs 72.03), on 4 test volumes. For the full model the per-volume Dice ranged from
+# (72.29 vs 72.03), on 4 test volumes. For the model labkit infers is the full one, the per-volume Dice ranged from
 # 65.66 to 85.64 (standard deviation about 9.6 points); suppose the FV rows spread alike.
 # Roughly how many test volumes would the standard error of a mean Dice need to fall to
 # 0.26 / 2 = 0.13 points, and what else, besides more volumes, would make such a small

@@ -25,7 +25,7 @@
 # | --- | --- | --- | --- | --- |
 # | Dice | 83.04 | 65.66 | 70.74 | 85.64 |
 #
-# | Table 5: input (full model) | Dice |
+# | Table 5: input (full model, labkit's inference) | Dice |
 # | --- | --- |
 # | lung-masked | 76.27 |
 # | original | 50.74 |

@@ -1,8 +1,9 @@
 """Per-subject scores (labkit's label: Table 4): one Dice, IoU, sensitivity and precision per
 CT volume, counted over all its voxels, then the mean over subjects.
 
-Empty-mask policy (labkit's, ``labkit.metrics``): a subject with no infection voxel has
-undefined Dice, IoU and sensitivity (NaN) and is left out of the means; an empty prediction
+Empty-mask policy (labkit's, ``labkit.metrics``): a subject with no infection voxel scores
+NaN for Dice, IoU and sensitivity (labkit's convention: its Dice/IoU would be 0 for any
+predicted voxel, 0/0 for none) and is left out of the means; an empty prediction
 has precision 0 when the subject has infection (NaN when it has none). Every subject of the
 Kaggle set has infection.
 """

@@ -185,8 +185,8 @@ for _exercise in (
             "labkit.exercises.lab02:iou",
             SOFT_OVERLAP,
         ),
-        hint="Dice is twice the overlap divided by the two sizes added up; an empty true "
-        "mask has no Dice: NaN",
+        hint="Dice is twice the overlap divided by the two sizes added up; for an empty true "
+        "mask, labkit's convention is NaN",
         hints=(
             "masks come as bool, 0/1 or 0/255 (uint8 or float), of any shape: any value "
             "above 0 is foreground. Multiplying two 0/255 masks does not count the overlap",

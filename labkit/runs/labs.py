@@ -290,7 +290,7 @@ LABS: dict[str, Lab] = {
         ),
         # The ablation's rows (the syllabus's five results rows; labkit labels them Tables 2 and 3):
         # key -> (label, fvpaspp3d switches), as lab 06 builds them in 2-D: the PASPP and
-        # deep-supervision rows sit on the SE gate, the better of the two FV rows.
+        # deep-supervision rows sit on the SE gate (labkit's reading: they add to the +FV (SE) row).
         ablation={
             "unet": ("UNet", {"fv": False, "paspp": False, "deep_supervision": False}),
             "fv_se": (

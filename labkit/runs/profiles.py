@@ -120,7 +120,8 @@ class Profile:
             )
         changes = self.changes()
         if not changes:
-            return f"{self.name} profile: the report's settings"
+            return f"{self.name} profile: the report's settings (and labkit's assumptions where "
+            "the syllabus gives none: the recipe lists them)"
         return f"{self.name} profile: lab {self.lab} departs from the report:\n  - " + (
             "\n  - ".join(why for _, why in changes.values())
         )

@@ -36,7 +36,7 @@ class CLITraining:
       the code of that day).
     * ``bn_momentum`` (labs 04, 05): smp's EfficientNet encoders keep TensorFlow's batch-norm
       momentum (0.01 in PyTorch's terms), so after lab 04's ~100 smoke steps from a random
-      start 37 % of the running statistics (after lab 05's ~280, 6 %) that eval mode uses is still the initial value
+      start 37 % of the running statistics (lab 05's infection models take ~280 steps, 6 %; its stage 1 84 steps, 43 %) that eval mode uses is still the initial value
       and the rest lags behind the network. Measured on Val (lab 04's B0, seeds 0-2):
       last-epoch train Dice 0.68 / 0.58 / 0.71, validation Dice in eval mode 0.07 / 0.15 /
       0.25, and 0.70 / 0.53 / 0.67 with the same weights once the statistics were
@@ -161,7 +161,15 @@ class Recipe:
 
     def __str__(self) -> str:
         if not self.departures:
-            return f"{self.profile} profile: the report's training settings"
+            from labkit.runs.reports import report_settings  # reports imports nothing of ours
+
+            assumed = report_settings(self.report).assumed if self.report else {}
+            return f"{self.profile} profile: the report's training settings as the syllabus " + (
+                "gives them"
+                if not assumed
+                else "gives them; labkit's assumptions where it "
+                "gives none:\n  - " + "\n  - ".join(f"{k}: {v}" for k, v in assumed.items())
+            )
         return (
             f"{self.profile} profile: this run departs from the report (labkit.runs.CLITraining "
             "says why; the full profile keeps the report's settings):\n  - "

@@ -134,6 +134,11 @@ REPORT_SETTINGS: dict[str, ReportSettings] = {
             source="report 002 (syllabus, lab 04): ImageNet ResNet34 U-Net, 256 px grey as "
             "RGB, 2-class softmax, focal + Jaccard, Adam lr 1e-3, 50 epochs, batch 32, "
             "flips, COVID-19 images only",
+            assumed={
+                "loss": "focal gamma 2, no alpha; Jaccard per image, averaged with the "
+                "background class (labkit's reading)",
+                "augment": "random horizontal and vertical flips (labkit's reading of 'flips')",
+            },
         ),
         ReportSettings(
             key="003.b0",

@@ -73,7 +73,8 @@ class TrainConfig:
         compile: ``torch.compile`` the model; falls back to eager with a warning if it fails.
         cudnn_benchmark: on CUDA, let cuDNN time its convolution algorithms on the first
             batches and keep the fastest (batches here all have one size, so this pays);
-            False gives bit-for-bit repeatable GPU runs instead.
+            False fixes the algorithm choice; bit-for-bit repeatable GPU runs also need
+            deterministic kernels (``seed_everything(seed, deterministic=True)``).
         time_budget_min: stop cleanly after the epoch during which this many minutes have
             passed since `fit` was called (a Colab session, CI), or None. Resume from
             ``last.pt`` in the next session.

@@ -126,7 +126,12 @@ def test_practical_departs_per_lab_with_reasons():
     assert (p05.images(subset="lung"), p05.images()) == (3000, None)
     text = p05.departures_text()
     assert text.count("\n  - ") == 3 and "256 px instead of 448" in text
-    assert get_profile("full").for_lab("05").departures_text().endswith("the report's settings")
+    assert (
+        get_profile("full")
+        .for_lab("05")
+        .departures_text()
+        .startswith("full profile: the report's settings")
+    )
     # a pretrained encoder has no width to change
     assert practical.for_lab("04").recipe("002.resnet34").base_width is None
 
@@ -147,3 +152,15 @@ def test_the_safety_limit_warns_with_the_epochs_trained(tmp_path, capsys):
     assert SAFETY_STOP in out and "after 1 epoch(s)" in out
     history.stopped_reason = "completed"  # a run that ended normally: no warning
     assert recipe.warn_if_stopped(history) == "" and capsys.readouterr().out == ""
+
+
+def test_full_profile_prints_labkits_assumptions_for_the_report():
+    # the full profile keeps the syllabus's settings; where the syllabus gives none the
+    # printed recipe names labkit's assumption (report 000 gives no lr, batch or width)
+    text = str(get_profile("full").recipe("000.resunet"))
+    assert "as the syllabus gives them" in text
+    for key in ("lr", "batch_size", "base_width", "optimizer"):
+        assert f"\n  - {key}: " in text, key
+    assert "labkit's assumptions" not in str(
+        get_profile("full").recipe(epochs=3, lr=1e-3, loss="bce")
+    )
