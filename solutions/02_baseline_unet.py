@@ -332,8 +332,8 @@ iou = lk.checks.check("02.iou", iou)
 #
 # We predict every test image once, threshold the probabilities at 0.5, and score each
 # image with your functions. Then labkit's `evaluate` computes the same and more (per class,
-# sensitivity, precision as defined in section 5, the false-positive image rate on healthy
-# images). Its "images" column counts the images of each group, "scored" how many of them
+# sensitivity, precision as defined in section 5, the false-positive image rate on images
+# without infection). Its "images" column counts the images of each group, "scored" how many of them
 # the means of Dice, IoU, sensitivity and (on COVID-19 images) precision are taken over.
 
 
@@ -372,9 +372,9 @@ plt.show()
 # **Which score chooses.** The COVID-19 Dice alone cannot see false alarms on images
 # without infection (labkit leaves their Dice out: its empty-mask convention), so a
 # threshold chosen by it may mark many uninfected X-rays as infected. We choose by **Dice over all images** instead, the score lab 05 uses
-# to select its epochs (`val_dice_all`): a healthy image scores 1 if nothing is predicted
+# to select its epochs (`val_dice_all`): an image without infection scores 1 if nothing is predicted
 # in it and 0 otherwise. Beside each test Dice we print the false-positive image rate, the
-# share of healthy test images with any predicted pixel.
+# share of test images without infection with any predicted pixel.
 
 # %%
 val_result = lk.evaluate(model, val, batch_size=BATCH, device=S.device, progress=False)
@@ -527,15 +527,15 @@ lk.widgets.viewer(test, probs=probs)
 # **Question 2.** Section 9 showed that the all-background model's MAE equals the
 # fraction of infected pixels. What MAE does it get on a test set where infection covers 3 %
 # of the pixels, and on one where it covers 10 %? What does that tell you about comparing
-# report 001's MAE of 0.0695 (probably over all its test images, half of them healthy) with
+# report 001's MAE of 0.0695 (probably over all its test images, half of them without infection) with
 # an MAE measured on the COVID-19 images only?
 #
 # ### BEGIN SOLUTION
 # 0.03 and 0.10: the same useless model gets a "better" MAE on data with less infection.
 # MAE depends on how much infection the images hold, so an MAE over all test images
-# (healthy ones have empty masks and add almost no error) and one over COVID-19 images
+# (uninfected ones have empty masks and add almost no error) and one over COVID-19 images
 # only are not comparable, even for the same model. Dice and IoU on the images with
-# infection do not move with the share of healthy images.
+# infection do not move with the share of images without infection.
 # ### END SOLUTION
 
 # %%

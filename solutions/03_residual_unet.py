@@ -508,7 +508,7 @@ if lk.runs.cut_note(histories):  # only when the safety limit cut a training
 # 0.03 too, Dice = 0 (no true positive). Its MAE of 3 % beats the report's 4.794 % while it
 # finds no infection at all: on sparse masks MAE mostly rewards getting the background
 # right. It can describe a model's calibration, not rank segmentations; Dice or IoU on
-# the infected images (with false positives on healthy images reported beside them) can.
+# the infected images (with false positives on images without infection reported beside them) can.
 # ### END SOLUTION
 
 # %%

@@ -102,7 +102,8 @@ COVID = ("COVID-19",)  # report 002 trains and validates on COVID-19 images only
 # 37 % of each average is still its initial value, 24 % comes from the first 50 steps,
 # when the weights were very different, and only 39 % from the last 50: the averages
 # **lag behind** the network.
-# Measured on Val (B0 with momentum 0.01, seeds 0-2; benchmarks/RESULTS.md): training Dice
+# Measured on Val (B0 with momentum 0.01, seeds 0-2; benchmarks/RESULTS.md 3.4, by a
+# script that was not committed): training Dice
 # at the last epoch 0.68 / 0.58 / 0.71, validation Dice in eval mode only 0.07 / 0.15 /
 # 0.25; re-estimating the averages over the Train images with the *same* weights gave
 # 0.70 / 0.53 / 0.67. So the weights had learned; the averages were the problem. The

@@ -99,8 +99,8 @@ AUGMENT = lk.data.Augment.report003()
 # rate of 2e-3 that decays to 0 over the run (cosine), and EfficientNet's batch norms at
 # momentum 0.1 instead of 0.01 (lab 04 explains why and gives the Val measurement). Why 14 epochs at 2e-3: stage 2 and the
 # single-stage model keep their best epoch by `val_dice_all` (section 6), on which a model
-# that predicts nothing scores 0.51 (the healthy half of Val). A model has to find the
-# infection *and* stay quiet on most healthy images to beat that. The setting was chosen
+# that predicts nothing scores 0.51 (the uninfected half of Val). A model has to find the
+# infection *and* stay quiet on most images without infection to beat that. The setting was chosen
 # on the **validation** split: 10, 12 and 14 epochs at 2e-3 and 12 epochs at 1e-3, each
 # training both infection models with seeds 0-2 (batch 16 with seeds 0-1 only), judged by
 # the mean of their best `val_dice_all` (14 epochs: 0.645, every training above 0.51; 12
@@ -345,19 +345,19 @@ combined_loss = lk.checks.check("05.combined_loss", combined_loss)
 # The report's regularisation: dropout 0.3 (labkit puts it before the head; the syllabus
 # does not say where), weight decay 1e-3, gradients clipped to norm 1.0.
 #
-# **Which epoch is "best" when healthy images are in the data.** Early stopping and
+# **Which epoch is "best" when images without infection are in the data.** Early stopping and
 # `restore_best` keep the epoch with the best validation score. labkit's default score,
-# `val_dice`, is the mean Dice over the images *with* infection: a healthy image has an
+# `val_dice`, is the mean Dice over the images *with* infection: an image without infection has an
 # empty true mask, and labkit's convention leaves it out of the Dice. That is right for reporting how well a model
 # outlines infection, but as a *selection* score it is blind to false alarms: the epoch it
-# picks may mark every healthy image as infected, and nothing in `val_dice` would show it.
+# picks may mark every image without infection as infected, and nothing in `val_dice` would show it.
 # So stage 2 is selected with `monitor="val_dice_all"`: the mean over **every** validation
-# image, where a healthy image scores 1 if nothing is predicted in it and 0 otherwise. It
+# image, where an image without infection scores 1 if nothing is predicted in it and 0 otherwise. It
 # is a blend of the infection Dice and one minus the false-positive image rate, weighted by
 # how many images of each kind Val holds (in COVID-QU-Ex's Val, as many images without infection,
-# Non-COVID and Normal, as COVID-19 ones). The trade-off: one stray pixel costs a healthy image its whole point,
+# Non-COVID and Normal, as COVID-19 ones). The trade-off: one stray pixel costs an image without infection its whole point,
 # the blend depends on the class mix of Val, and a model that predicts nothing at all
-# scores the healthy share (about 0.5): early in training, before the model finds any
+# scores the share of images without infection (about 0.5): early in training, before the model finds any
 # lesion, that empty model can be the "best" epoch. The alternative, `"val_dice_pooled"` (one Dice over all pixels
 # of all images), counts false alarms by their area instead, scores an empty model 0, and
 # lets large lesions weigh more than small ones (lab 06 uses it). Neither is "the" right choice; what matters is that the score that
@@ -372,7 +372,7 @@ stage2 = dict(
     weight_decay=1e-3,
     grad_clip=1.0,
     patience=12,
-    monitor="val_dice_all",  # sees false alarms on healthy images (see above)
+    monitor="val_dice_all",  # sees false alarms on images without infection (see above)
     **COMMON,
 )
 infection_history = train_best(
@@ -564,7 +564,7 @@ plt.show()
 # images (per-image means; images with an empty
 # true mask are left out of Dice and IoU: labkit's empty-mask policy). The syllabus does
 # not say how report 003 averages its Dice and IoU (per image or over all pixels pooled; with or
-# without the healthy images, whose empty masks score 1 or 0 depending on the convention),
+# without the images without infection, whose empty masks score 1 or 0 depending on the convention),
 # so its figures and ours need not measure the same thing even on the same data.
 
 # %%
@@ -620,7 +620,7 @@ if lk.runs.cut_note(trainings):  # only when the safety limit cut a training
 # infection models' settings chosen on Val, their batch-norm momentum confirmed on Val in
 # session 9; stage 1 on 48 lung images, kept for time although Val preferred all 153,
 # benchmarks/RESULTS.md 3.1; stage 1 and the cascade of
-# seeds 1-2 from a script making the same calls, because
+# seeds 1-2 from a script making the same calls (not committed), because
 # that step of the selection script crashed: benchmarks/RESULTS.md 3.1): stage 1, lung Dice
 # 0.977 / 0.974 / 0.976 on the test images; test Dice 0.651 / 0.635 / 0.661 for the
 # cascade, 0.690 / 0.669 / 0.708 for stage 2 with the true lungs, and 0.674 / 0.703 /

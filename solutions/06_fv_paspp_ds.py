@@ -316,11 +316,11 @@ print(f"deep-supervision loss {both.item():.4f}; final output alone {final_only.
 # augmentation for report 004, so we use none (labkit's reading; the report may simply not
 # say). Each run ends with the weights of its best validation
 # epoch (`restore_best=True`). The networks train on all three classes, so that epoch is
-# chosen by a score that also sees the healthy images (lab 05, section 6, explains why):
+# chosen by a score that also sees the images without infection (lab 05, section 6, explains why):
 # the pooled validation Dice, `monitor="val_dice_pooled"`, one Dice over all the pixels of
-# all validation images. A false alarm on a healthy image lowers it, and a model that
+# all validation images. A false alarm on an image without infection lowers it, and a model that
 # predicts nothing scores 0. (`val_dice_all` would give such an empty model the share of
-# healthy images, about 0.5: in our short runs it chose an epoch that had not yet found any
+# images without infection, about 0.5: in our short runs it chose an epoch that had not yet found any
 # lesion, first seen as a test Dice of 0.000 in an earlier session, RESULTS.md 3.3; the
 # argument holds on Val alone.)
 #
@@ -361,7 +361,7 @@ for name, switches, lung_only in RUNS:
         loss=loss,
         patience=PATIENCE,
         restore_best=True,  # end with the best validation epoch's weights, not the last
-        monitor="val_dice_pooled",  # sees false alarms on healthy images; empty model: 0
+        monitor="val_dice_pooled",  # sees false alarms on images without infection; empty model: 0
         time_budget_min=R.time_budget_min,  # a safety limit only, far above the expected time
         device=str(S.device),
         seed=S.seed,
@@ -383,8 +383,8 @@ for name, switches, lung_only in RUNS:
 # of 64 pixels, networks 8 channels wide: the settings printed at the top) expect most
 # networks to learn something and none to have finished learning; the table below gives
 # this run's numbers. Each row keeps the epoch with the best pooled validation Dice (one
-# Dice over all the validation pixels, healthy images included: section 5), which
-# punishes false alarms on healthy images and gives an empty prediction 0; after so few
+# Dice over all the validation pixels, images without infection included: section 5), which
+# punishes false alarms on images without infection and gives an empty prediction 0; after so few
 # epochs the epoch kept can still be a cautious one (lower sensitivity, higher precision;
 # the printout above names the epoch kept). Read the numbers with care:
 # * after so few steps the table mostly measures how fast each network *starts* to learn,

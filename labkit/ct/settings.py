@@ -65,7 +65,8 @@ _SMOKE = replace(
         "epochs": "8 instead of 200: a CPU budget (112 steps of batch 5 in all)",
         "patches_per_volume": "5 instead of labkit's 40 per epoch (the syllabus gives none for report 004)",
         "lr": "1e-2 instead of 1e-4: 112 steps in all; chosen on Val over seeds 0-2 (mean "
-        "best-epoch validation Dice 0.796, against 0.445 at 3e-3; benchmarks/RESULTS.md 3.4)",
+        "best-epoch validation Dice 0.796, against 0.445 at 3e-3; benchmarks/RESULTS.md 3.4, "
+        "measured by a script that was not committed)",
         "base_width": "4 instead of 32: 3-D convolutions on a CPU",
         "overlap": "0.25 instead of 0.5: fewer windows per test volume",
         "ablation": "2 of the 5 ablation rows (UNet and the full model)",

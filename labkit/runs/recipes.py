@@ -40,7 +40,7 @@ class CLITraining:
       and the rest lags behind the network. Measured on Val (lab 04's B0, seeds 0-2):
       last-epoch train Dice 0.68 / 0.58 / 0.71, validation Dice in eval mode 0.07 / 0.15 /
       0.25, and 0.70 / 0.53 / 0.67 with the same weights once the statistics were
-      re-estimated (benchmarks/RESULTS.md, session 6). 0.1 is PyTorch's default (ResNet34's),
+      re-estimated (benchmarks/RESULTS.md 3.4, session 6, a script not committed). 0.1 is PyTorch's default (ResNet34's),
       chosen on Val (session 9, RESULTS.md 3.1): lab 04's two encoders 0.668 with 0.1 against
       0.129 with 0.01; lab 05's two infection models 0.645
       against 0.502, below the 0.513 of a model that predicts nothing.
