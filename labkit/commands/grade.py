@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from labkit.commands.args import check_data_path
+from labkit.commands.args import check_data_path, positive_float, positive_int
 
 EPILOG = """\
 SUBMISSIONS is a folder of .ipynb files, one per student; the student id is the file name
@@ -76,17 +76,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--lab", help="lab number, e.g. 01 (required unless merging)")
     p.add_argument("--out", help="output folder (gradebook.csv, feedback/); required to grade")
-    p.add_argument("--jobs", type=int, default=1, help="students graded in parallel (default: 1)")
+    p.add_argument(
+        "--jobs", type=positive_int, default=1, help="students graded in parallel (default: 1)"
+    )
     p.add_argument(
         "--timeout",
-        type=float,
+        type=positive_float,
         default=None,
         help="seconds allowed to run one whole notebook (default: measured first: 3 x the "
         "time the lab's solution notebook takes on this machine, plus 1 min)",
     )
     p.add_argument(
         "--test-timeout",
-        type=float,
+        type=positive_float,
         default=60.0,
         help="seconds allowed for one exercise's hidden tests (default: 60)",
     )
@@ -166,14 +168,14 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
     """What each submission's processes may use: memory and disk."""
     p.add_argument(
         "--max-memory",
-        type=float,
+        type=positive_float,
         default=8.0,
         metavar="GB",
         help="address space allowed to each process of a submission (default: 8 GiB)",
     )
     p.add_argument(
         "--max-ram",
-        type=float,
+        type=positive_float,
         default=6.0,
         metavar="GB",
         help="memory of each sandboxed process group in all, where cgroups can be made "
@@ -181,7 +183,7 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--max-disk",
-        type=float,
+        type=positive_float,
         default=1.0,
         metavar="GB",
         help="what each process of a submission may write, in memory-backed folders "

@@ -21,7 +21,7 @@ from labkit.grade.report import run_place, write_feedback, write_gradebook, writ
 from labkit.grade.run import execute, run_hidden_tests
 from labkit.grade.sandbox import sandbox_problem
 from labkit.grade.shards import select, write_record
-from labkit.grade.stored import keep_earlier, read_results, write_results
+from labkit.grade.stored import Stored, keep_earlier, read_results, write_results
 from labkit.grade.submissions import (
     Options,
     StudentResult,
@@ -102,8 +102,9 @@ def grade(
         One ``StudentResult`` per submission, sorted by student.
 
     Raises:
-        ValueError: an option out of range, no sandbox with ``sandbox="require"``, or a
-            marks file that cannot be read (named by file, row and column).
+        ValueError: an option out of range, no sandbox with ``sandbox="require"``, an
+            ``out`` inside the submissions folder, or a marks file that cannot be read
+            (named by file, row and column).
         FileNotFoundError: no submissions at ``submissions``.
     """
     options = options or Options()
@@ -120,8 +121,12 @@ def grade(
     if options.manual is not None:  # checked now: a typo must not cost a whole grading run
         marks = read_marks(options.manual, prepared.questions, [s.student for s in subs])
     out = Path(out)
+    _check_out_apart(out, Path(submissions))
     out.mkdir(parents=True, exist_ok=True)  # fail early if it cannot be created
-    stored = read_results(out, prepared, subs)  # the earlier grading's, where still valid
+    stored = read_results(out, prepared, subs, options.secret)  # earlier, where still valid
+    limits = {"timeout": options.timeout, "exercise_timeout": options.exercise_timeout}
+    if any(v is not None and stored.settings.get(k, v) != v for k, v in limits.items()):
+        stored = Stored()  # a limit the instructor changed: earlier runs do not stand
     reuse = stored.results if options.manual is not None else {}  # --manual: merge only
     reused = [reuse[s.student] for s in subs if s.student in reuse]
     todo = [s for s in subs if s.student not in reuse]
@@ -144,6 +149,19 @@ def grade(
         apply_marks(results, *marks)
     _write_outputs(out, prepared, subs, results, options, logs=todo)
     return results
+
+
+def _check_out_apart(out: Path, submissions: Path) -> None:
+    """Refuse an OUT inside a submissions folder: there students' files could stand for the
+    grader's own records (``results.json``, gradebook, feedback)."""
+    if not submissions.is_dir():
+        return  # one notebook: its student controls that file, not the folder around it
+    folder, target = submissions.resolve(), out.resolve()
+    if target == folder or folder in target.parents:
+        raise ValueError(
+            f"--out {out}: inside the submissions folder {submissions}, where students' files "
+            "could pass for the grader's records; choose an output folder outside it"
+        )
 
 
 def _check_options(options: Options) -> None:
@@ -218,8 +236,9 @@ def _write_outputs(
     write_feedback(out / "feedback", results, options)
     if logs:
         write_logs(out / "logs", results)
-    settings = {"timeout": options.timeout, "reference_seconds": options.reference_seconds}
-    write_results(out, lab, subs, results, settings)
+    settings = {"timeout": options.timeout, "reference_seconds": options.reference_seconds,
+                "exercise_timeout": options.exercise_timeout}  # fmt: skip
+    write_results(out, lab, subs, results, settings, options.secret)
     if options.shard is not None:
         write_record(out, lab, options.shard, results, settings, lab.secret)
 

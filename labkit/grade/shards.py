@@ -93,6 +93,12 @@ def checked_result(data: dict, maxima: dict[str, float], where: Path) -> Student
     would have made it."""
     exercises = [ExerciseResult(**e) for e in data.pop("exercises")]
     result = StudentResult(**data, exercises=exercises)
+    kinds = {"student": str, "lab": str, "file": str, "status": str, "detail": str,
+             "seconds": (int, float), "run": dict, "sandbox": str, "answers": dict,
+             "manual": dict, "manual_max": (int, float), "log": str}  # fmt: skip
+    wrong = [k for k, kind in kinds.items() if not isinstance(getattr(result, k), kind)]
+    if wrong or any(not isinstance(getattr(e, "points", None), (int, float)) for e in exercises):
+        raise ValueError(f"{where}: a result whose fields are not of their kinds: {wrong}")
     if not is_student_id(result.student):
         raise ValueError(f"{where}: {result.student!r} is not a student id `grade` makes")
     if [e.id for e in exercises] != list(maxima):

@@ -9,6 +9,12 @@ questions), a digest of all the code the workers ran (labkit, the exercise modul
 hidden tests) and each submission's SHA-256; then the settings the feedback quotes and every
 result (without the workers' logs). A result is reused only for a submission whose bytes
 are the ones graded; anything else is graded again.
+
+Only records this grader wrote are read: each carries an HMAC under ``--secret`` when one is
+given, else under a random key in labkit's cache folder (readable by its user only), so a
+``results.json`` made or edited by anyone else (a student's, placed where OUT will be) is
+ignored and everything is graded again. ``grade`` also refuses an OUT inside the
+submissions folder.
 """
 
 from __future__ import annotations
@@ -17,11 +23,14 @@ import dataclasses
 import hashlib
 import json
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labkit.data.locate import cache_dir
 from labkit.grade.judge import LabSpec
+from labkit.grade.secret import sign, signature_ok
 from labkit.grade.shards import checked_result, fingerprint
 from labkit.grade.submissions import StudentResult, Submission
 from labkit.grade.wire import read_regular_file
@@ -44,6 +53,23 @@ class Stored:
         return bool(subs) and all(s.student in self.results for s in subs)
 
 
+def _key(secret: bytes | None) -> bytes | None:
+    """The MAC key: the run's secret, else this user's own random key (made once, 0600);
+    ``None`` where no key can be kept (no writable cache folder): nothing is reused then."""
+    if secret is not None:
+        return secret
+    path = cache_dir() / "grade-results.key"
+    try:
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        return bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def _digest(sub: Submission) -> str:
     return hashlib.sha256(sub.data if sub.data is not None else sub.problem.encode()).hexdigest()
 
@@ -56,7 +82,12 @@ def _identity(lab: LabSpec) -> dict[str, Any]:
 
 
 def write_results(
-    out: Path, lab: LabSpec, subs: list[Submission], results: list, settings: dict
+    out: Path,
+    lab: LabSpec,
+    subs: list[Submission],
+    results: list,
+    settings: dict,
+    secret: bytes | None = None,
 ) -> None:
     """``OUT/results.json`` for these results (written whole, then renamed into place)."""
     record = {
@@ -65,19 +96,27 @@ def write_results(
         "submissions": {s.student: _digest(s) for s in subs},
         "results": [{**dataclasses.asdict(r), "log": ""} for r in results],
     }
+    body = json.dumps(record, sort_keys=True).encode()
     tmp = out / (RECORD + ".tmp")
-    tmp.write_text(json.dumps(record, sort_keys=True), encoding="utf-8")
+    key = _key(secret)
+    tmp.write_bytes((sign(key, body) if key else "unsigned").encode() + b"\n" + body)
     os.replace(tmp, out / RECORD)
 
 
-def read_results(out: Path, lab: LabSpec, subs: list[Submission]) -> Stored:
+def read_results(
+    out: Path, lab: LabSpec, subs: list[Submission], secret: bytes | None = None
+) -> Stored:
     """The stored results that still hold for ``subs``: none when ``OUT`` has no record, or
     one of another lab, labkit, code or hidden tests; per student, only for the same bytes."""
     data, _ = read_regular_file(Path(out) / RECORD, MAX_RECORD_BYTES)
     if data is None:
         return Stored()
+    mac, _, body = data.partition(b"\n")
+    key = _key(secret)
+    if key is None or not signature_ok(key, body, mac.decode("ascii", "replace")):
+        return Stored()  # not written by this grader (or changed since): grade again
     try:
-        record = json.loads(data)
+        record = json.loads(body)
         if any(record.get(key) != value for key, value in _identity(lab).items()):
             return Stored()
         graded = record["submissions"]

@@ -119,8 +119,49 @@ def test_no_run_keeps_each_notebooks_earlier_run(runs):
     assert table[student_id(NAME)]["Q1"] == "1.5"  # the hand-given mark stays too
     feedback = (runs["base"] / "out" / "feedback" / "boom.md").read_text()
     assert "RuntimeError: boom" in feedback and "was not run this time" not in feedback
-    record = json.loads((runs["base"] / "out" / "results.json").read_text())
+    record = json.loads((runs["base"] / "out" / "results.json").read_text().split("\n", 1)[1])
     assert {r["student"]: r["status"] for r in record["results"]}["boom"] == "error"
+
+
+def test_a_results_json_the_grader_did_not_write_is_not_trusted(runs):
+    # the stored record carries an HMAC under a key only the grader's user holds: raising a
+    # mark in it (or forging one beside the submissions) gets everything graded again
+    base, sid = runs["base"], student_id(NAME)
+    out = base / "out"
+    mac, body = (out / "results.json").read_text().split("\n", 1)
+    record = json.loads(body)
+    (mine,) = [r for r in record["results"] if r["student"] == sid]
+    for e in mine["exercises"]:
+        if e["id"] == "00.scale":
+            e["points"], e["status"] = e["max_points"], "pass"
+    (out / "results.json").write_text(mac + "\n" + json.dumps(record, sort_keys=True))
+    marks = base / "marks.csv"
+    again = _grade(base, "--manual", str(marks), "--no-run")
+    assert again.returncode == 0, again.stderr
+    assert "unchanged since they were graded" not in again.stderr  # nothing was reused
+    assert rows(out)[sid]["score"] == "4.5"  # 3 of 4 exercise points again, not 4
+
+
+def test_out_inside_the_submissions_folder_is_refused(runs):
+    base = runs["base"]
+    proc = _grade(base, "--out", str(base / "subs" / "graded"))  # the later --out wins
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert any("--out" in ln and "inside the submissions folder" in ln for ln in lines), lines
+    assert not (base / "subs" / "graded").exists()
+
+
+@pytest.mark.parametrize(
+    "option", ["--timeout", "--test-timeout", "--max-ram", "--max-memory", "--max-disk"]
+)
+@pytest.mark.parametrize("value", ["nan", "-1", "0"])
+def test_a_limit_that_is_not_a_positive_number_is_refused(option, value):
+    proc = subprocess.run(
+        [sys.executable, "-m", "labkit", "grade", "subs", "--lab", "01", "--out", "o", option, value],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f"{option}: expected a number above 0, got '{value}'" in proc.stderr
 
 
 def test_no_kernel_connection_file_is_left(runs):
