@@ -304,12 +304,13 @@ def test_class2_links_fifos_and_locked_folders_change_nothing_outside(trust):
     assert trust["rows"]["planter"]["score"] == "4"  # its honest scale, dice and count
     names = {p.name for p in trust["out"].iterdir()}
     assert (
-        {"feedback", "gradebook.csv", "manual_marks.csv"}
+        {"feedback", "gradebook.csv", "manual_marks.csv", "results.json"}
         <= names
         <= {
             "feedback",
             "gradebook.csv",
             "manual_marks.csv",
+            "results.json",  # the grader's own signed record (labkit.grade.stored)
             "logs",
         }
     )
