@@ -510,45 +510,65 @@ if lk.runs.cut_note(table3):  # "same settings for every row" no longer holds
 # %% [markdown]
 # ## 9. Questions
 #
-# 1. A Radiopaedia volume was cut to [-1250, 250] HU and stored as 0-255 before it was
-#    published. What does that lose compared with a HU volume, and does the loss matter
-#    for infection (-700 to -300 HU)?
-# 2. labkit puts both intensity conventions into every split. With only 20 subjects, what
-#    could go wrong if, by chance, all Radiopaedia volumes landed in Test?
-# 3. What happens to training with uniform patches only? Set `POSITIVE_SHARE = 0.0` in
-#    section 3, run sections 3 and 5 again, and compare the epochs' validation Dice with
-#    your first run's.
-# 4. Table 5: where do the original-input model's false positives lie? Use the slice viewer.
-# 5. On the real Kaggle set, what would you change before training so that an 8-slice
-#    patch covers the same stretch of every patient (section 1's note on voxel spacing),
-#    and what must happen to each prediction before it is scored against its own mask?
+# Answer each question in the cell below it.
+#
+# **Question 1.** A Radiopaedia volume was cut to [-1250, 250] HU and stored as 0-255
+# before it was published. What does that lose compared with a HU volume, and does the
+# loss matter for infection (-700 to -300 HU)?
 #
 # ### BEGIN SOLUTION
-# 1. Everything below -1250 or above 250 HU is clipped (bone, metal and dense contrast
-#    all become 255), and the 1500 HU of the window are stored in 256 steps of about
-#    5.9 HU. Infection lies inside the window and its contrast against lung (hundreds of
-#    HU) is far larger than a step, so little that matters for infection is lost; what is
-#    lost is outside the window (bone detail) and fine HU differences.
-# 2. The test score would then measure how a model trained on HU volumes (after
-#    windowing) does on volumes from other scanners and another pipeline: a shift in
-#    source that training never saw, mixed with the model's quality. With four test
-#    subjects one cannot separate the two, and the score would not estimate how the
-#    model does on the mix it was trained for.
-# 3. With uniform patches only about a quarter of the patches hold any infection
-#    (25-29 % measured, benchmarks/RESULTS.md 3.4; section 3's printout gives this run's), and those few voxels are a tiny share of all the voxels: "nothing" is
-#    a good answer almost everywhere, so the network learns it first and the validation
-#    Dice stays near 0 for longer. Measured in the smoke profile (phantom, three seeds,
-#    benchmarks/RESULTS.md): with the stated share of 0.5 every seed passed a validation
-#    Dice of 0.6 by epoch 2 or 3; with uniform patches two seeds stayed at 0.00 for all
-#    8 epochs and the third for 5 epochs.
-# 4. Outside the lungs, in tissue of infection-like intensity (the phantom's pockets).
-#    In a smoke run the original-input model may mark very little at all (it had not
-#    learnt anything within 8 epochs): then the viewer shows where its few marks fall,
-#    and the honest conclusion is that the run did not train, not a statement about the
-#    lung mask.
-# 5. Resample every volume to one voxel spacing (e.g. the median of the training set:
-#    the image with linear interpolation, the masks with nearest neighbour), train and
-#    predict on that grid, then resample each prediction back to its volume's own grid
-#    (nearest neighbour, or the probabilities linearly before thresholding) and score it
-#    there, against the mask as published.
+# Everything below -1250 or above 250 HU is clipped (bone, metal and dense contrast all
+# become 255), and the 1500 HU of the window are stored in 256 steps of about 5.9 HU.
+# Infection lies inside the window and its contrast against lung (hundreds of HU) is far
+# larger than a step, so little that matters for infection is lost; what is lost is
+# outside the window (bone detail) and fine HU differences.
+# ### END SOLUTION
+#
+# **Question 2.** labkit puts both intensity conventions into every split. With only 20
+# subjects, what could go wrong if, by chance, all Radiopaedia volumes landed in Test?
+#
+# ### BEGIN SOLUTION
+# The test score would then measure how a model trained on HU volumes (after windowing)
+# does on volumes from other scanners and another pipeline: a shift in source that
+# training never saw, mixed with the model's quality. With four test subjects one cannot
+# separate the two, and the score would not estimate how the model does on the mix it was
+# trained for.
+# ### END SOLUTION
+#
+# **Question 3.** What happens to training with uniform patches only? Set
+# `POSITIVE_SHARE = 0.0` in section 3, run sections 3 and 5 again, and compare the epochs'
+# validation Dice with your first run's.
+#
+# ### BEGIN SOLUTION
+# With uniform patches only about a quarter of the patches hold any infection (25-29 %
+# measured, benchmarks/RESULTS.md 3.4; section 3's printout gives this run's), and those
+# few voxels are a tiny share of all the voxels: "nothing" is a good answer almost
+# everywhere, so the network learns it first and the validation Dice stays near 0 for
+# longer. Measured in the smoke profile (phantom, three seeds, benchmarks/RESULTS.md):
+# with the stated share of 0.5 every seed passed a validation Dice of 0.6 by epoch 2 or 3;
+# with uniform patches two seeds stayed at 0.00 for all 8 epochs and the third for 5
+# epochs.
+# ### END SOLUTION
+#
+# **Question 4.** Table 5: where do the original-input model's false positives lie? Use
+# the slice viewer.
+#
+# ### BEGIN SOLUTION
+# Outside the lungs, in tissue of infection-like intensity (the phantom's pockets). In a
+# smoke run the original-input model may mark very little at all (it had not learnt
+# anything within 8 epochs): then the viewer shows where its few marks fall, and the
+# honest conclusion is that the run did not train, not a statement about the lung mask.
+# ### END SOLUTION
+#
+# **Question 5.** On the real Kaggle set, what would you change before training so that an
+# 8-slice patch covers the same stretch of every patient (section 1's note on voxel
+# spacing), and what must happen to each prediction before it is scored against its own
+# mask?
+#
+# ### BEGIN SOLUTION
+# Resample every volume to one voxel spacing (e.g. the median of the training set: the
+# image with linear interpolation, the masks with nearest neighbour), train and predict on
+# that grid, then resample each prediction back to its volume's own grid (nearest
+# neighbour, or the probabilities linearly before thresholding) and score it there,
+# against the mask as published.
 # ### END SOLUTION
