@@ -29,6 +29,10 @@ from students; make a new one for each grading.
 
 Exercises of labs outside labkit: LABKIT_EXERCISE_MODULES=module[,module] (importable) and
 --source with their NN_name.py sources; hidden tests of your own: --hidden DIR with labNN.py.
+
+examples:
+  labkit grade submissions/ --lab 02 --out graded-02
+  labkit grade submissions/ --lab 02 --out graded-02 --manual graded-02/manual_marks.csv
 """
 
 
@@ -211,6 +215,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--out is required (the folder for gradebook.csv and feedback/)")
     secret = read_secret_file(args.secret) if args.secret else None
     if args.submissions[0] == "merge":
+        if args.manual:
+            raise ValueError(
+                "--manual: merge does not take hand-given marks; add them afterwards with "
+                "`labkit grade SUBMISSIONS --lab NN --out DIR --manual CSV`"
+            )
         if secret is None:
             raise ValueError("merge needs --secret FILE: the secret every shard was graded with")
         start = time.perf_counter()

@@ -121,6 +121,8 @@ def grade(
     if options.manual is not None:  # checked now: a typo must not cost a whole grading run
         marks = read_marks(options.manual, prepared.questions, [s.student for s in subs])
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: a file; expected a folder (new or a grading's own)")
     _check_out_apart(out, Path(submissions))
     out.mkdir(parents=True, exist_ok=True)  # fail early if it cannot be created
     stored = read_results(out, prepared, subs, options.secret)  # earlier, where still valid

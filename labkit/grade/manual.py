@@ -106,6 +106,10 @@ def read_marks(
             rows = list(csv.reader(f))
     except OSError as err:
         raise ValueError(f"--manual {path}: cannot read it ({err.strerror or err})") from None
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"--manual {path}: not a UTF-8 text file (save it as CSV, UTF-8)"
+        ) from None
     if not rows or not rows[0] or rows[0][0] != "student":
         raise ValueError(f"--manual {path}: the first row must be 'student, Q1, Q2, ...'")
     header = rows[0][1:]

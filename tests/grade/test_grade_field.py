@@ -175,3 +175,37 @@ def test_every_id_grade_makes_is_read_back_from_its_records(name):
     """results.json and shard records are checked on reading: hashed ids must pass."""
     assert is_student_id(student_id(name))
     assert not is_student_id("../" + student_id(name))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "labkit", "grade", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_grade_input_mistakes_are_one_line_naming_the_option(tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    root = Path(__file__).resolve().parents[2]
+    blank = root / "notebooks" / "01_data_exploration.ipynb"
+    (subs / "ana.ipynb").write_bytes(blank.read_bytes())
+    (tmp_path / "afile").write_text("not a folder")
+    (tmp_path / "marks.csv").write_bytes(b"student,Q1\n\xff\xfe\n")
+    (tmp_path / "secret").write_text("x")
+    cases = {
+        "--out": ["subs", "--lab", "01", "--out", "afile", "--no-run"],
+        "--manual": ["subs", "--lab", "01", "--out", "o", "--no-run", "--manual", "marks.csv"],
+    }
+    for option, args in cases.items():
+        proc = subprocess.run(
+            [sys.executable, "-m", "labkit", "grade", *args, "--source", str(root / "solutions")],
+            capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        )  # fmt: skip
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert len(lines) == 1 and option in lines[0], lines
+    merged = _cli("merge", str(tmp_path), "--out", str(tmp_path / "m"), "--manual", "x.csv")
+    assert merged.returncode != 0 and "--manual: merge does not take" in merged.stderr
