@@ -195,6 +195,25 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
     )
 
 
+# what each limit may be (argparse already refused anything not a finite number above 0):
+# a value far outside these either cannot be set (setrlimit overflows, bwrap's tmpfs takes
+# no 0 bytes) or rounds to nothing, and every student would be blamed for it
+_LIMITS = {  # attribute: (option, lowest, highest, unit)
+    "timeout": ("--timeout", 1.0, 7 * 86400.0, "s"),
+    "test_timeout": ("--test-timeout", 1.0, 86400.0, "s"),
+    "max_memory": ("--max-memory", 0.25, 4096.0, "GB"),
+    "max_ram": ("--max-ram", 0.25, 4096.0, "GB"),
+    "max_disk": ("--max-disk", 0.01, 4096.0, "GB"),
+}
+
+
+def _check_limits(args: argparse.Namespace) -> None:
+    for attr, (option, low, high, unit) in _LIMITS.items():
+        value = getattr(args, attr, None)
+        if value is not None and not low <= value <= high:
+            raise ValueError(f"{option}: expected {low:g} to {high:g} {unit}, got {value:g}")
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -241,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
             "`labkit grade secret FILE`)"
         )
 
+    _check_limits(args)
     check_data_path(args.data)  # a wrong folder fails now, not in every notebook
     options = Options(
         source=Path(args.source),

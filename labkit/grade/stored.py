@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import hmac
 import json
 import os
 import secrets
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from labkit.data.locate import cache_dir
 from labkit.grade.judge import LabSpec
-from labkit.grade.secret import sign, signature_ok
 from labkit.grade.shards import checked_result, fingerprint
 from labkit.grade.submissions import StudentResult, Submission
 from labkit.grade.wire import read_regular_file
@@ -60,14 +61,25 @@ def _key(secret: bytes | None) -> bytes | None:
         return secret
     path = cache_dir() / "grade-results.key"
     try:
-        if not path.is_file():
+        if not path.exists():  # written whole, then renamed: never an empty key file
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32))
-        return bytes.fromhex(path.read_text().strip())
+            os.replace(tmp, path)
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            return None  # a link, someone else's, or readable by others: not this user's key
+        key = bytes.fromhex(path.read_text().strip())
+        return key if len(key) >= 32 else None  # an empty or short key protects nothing
     except (OSError, ValueError):
         return None
+
+
+def _mac(key: bytes, body: bytes) -> str:
+    # its own domain: a shard record's MAC (labkit.grade.secret.sign) never passes for this
+    return hmac.new(key, b"results\0" + body, hashlib.sha256).hexdigest()
 
 
 def _digest(sub: Submission) -> str:
@@ -99,7 +111,7 @@ def write_results(
     body = json.dumps(record, sort_keys=True).encode()
     tmp = out / (RECORD + ".tmp")
     key = _key(secret)
-    tmp.write_bytes((sign(key, body) if key else "unsigned").encode() + b"\n" + body)
+    tmp.write_bytes((_mac(key, body) if key else "unsigned").encode() + b"\n" + body)
     os.replace(tmp, out / RECORD)
 
 
@@ -113,7 +125,7 @@ def read_results(
         return Stored()
     mac, _, body = data.partition(b"\n")
     key = _key(secret)
-    if key is None or not signature_ok(key, body, mac.decode("ascii", "replace")):
+    if key is None or not hmac.compare_digest(_mac(key, body), mac.decode("ascii", "replace")):
         return Stored()  # not written by this grader (or changed since): grade again
     try:
         record = json.loads(body)

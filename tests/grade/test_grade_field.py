@@ -164,6 +164,25 @@ def test_a_limit_that_is_not_a_positive_number_is_refused(option, value):
     assert f"{option}: expected a number above 0, got '{value}'" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    "option,value",
+    [("--timeout", "1e300"), ("--test-timeout", "1e300"), ("--max-memory", "1e10"),
+     ("--max-disk", "1e12"), ("--max-ram", "1e-10"), ("--max-memory", "1e-10")],
+)  # fmt: skip
+def test_a_limit_the_sandbox_cannot_apply_is_refused(tmp_path, option, value):
+    # each of these once zeroed every student (setrlimit overflow, bwrap's 0-byte tmpfs)
+    (tmp_path / "subs").mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "labkit", "grade", "subs", "--lab", "01", "--out", "o", option, value],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"labkit grade: error: {option}: expected"), (
+        lines
+    )
+
+
 def test_no_kernel_connection_file_is_left(runs):
     assert runs["first"]["proc"].returncode == 0, runs["first"]["proc"].stderr
     assert runs["first"]["rows"]["boom"]["status"] == "error"  # a failed run too
